@@ -1,0 +1,212 @@
+//! `cargo cell build`: compile every cell, extract its object, and write the manifest.
+//!
+//! The base image (`nano_core`) and all cells are built by one `cargo build` in the workspace's
+//! dev profile, so feature unification, and with it every symbol hash, is the same for all of
+//! them (DESIGN §3). Each cell's rlib then yields its single object, written to
+//! `<target>/cells/<kind>/<cell>.o` next to `<target>/cells/manifest.json`. Files are written only
+//! when their bytes change, so a build with nothing changed touches nothing.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use crate_metadata::{CellKind, Manifest, ManifestEntry};
+
+use crate::cargo_build::run_cargo_build;
+use crate::objects::{exported_symbols, extract_single_object, sha256_hex};
+use crate::workspace::{find_workspace_root, Workspace};
+
+/// What to build and how.
+#[derive(Clone, Debug, Default)]
+pub struct BuildOptions {
+    /// The workspace root; by default the workspace containing the current directory.
+    pub workspace_root: Option<PathBuf>,
+    /// Overrides cargo's target directory (as `CARGO_TARGET_DIR` does).
+    pub target_dir: Option<PathBuf>,
+    /// Pass `--quiet` to cargo.
+    pub quiet: bool,
+}
+
+/// What a build produced and what it wrote.
+#[derive(Clone, Debug)]
+pub struct BuildReport {
+    /// The manifest as written (or as already on disk, which is the same).
+    pub manifest: Manifest,
+    /// `<target>/cells/manifest.json`.
+    pub manifest_path: PathBuf,
+    /// `<target>/cells`: the directory the manifest's object paths are relative to.
+    pub cells_dir: PathBuf,
+    /// The workspace root the build ran in.
+    pub workspace_root: PathBuf,
+    /// Cargo's target directory.
+    pub target_dir: PathBuf,
+    /// The cells whose objects were (re)written by this build, in manifest order.
+    pub rewritten: Vec<(CellKind, String)>,
+    /// Whether the manifest file was (re)written by this build.
+    pub manifest_rewritten: bool,
+    /// The `nano_core` executable, when the workspace has that package.
+    pub nano_core: Option<PathBuf>,
+}
+
+impl BuildReport {
+    /// Whether this build wrote no file at all.
+    pub fn nothing_rewritten(&self) -> bool {
+        self.rewritten.is_empty() && !self.manifest_rewritten
+    }
+
+    /// The absolute path of the object that `entry` describes.
+    pub fn object_path(&self, entry: &ManifestEntry) -> PathBuf {
+        self.cells_dir.join(&entry.object)
+    }
+
+    /// A human-readable account of what was written, one line per file.
+    pub fn summary(&self) -> String {
+        let count = self.manifest.cells.len();
+        let cells = if count == 1 { "cell" } else { "cells" };
+        if self.nothing_rewritten() {
+            return format!(
+                "{count} {cells} up to date, nothing rewritten ({})",
+                self.manifest_path.display()
+            );
+        }
+        let mut out = String::new();
+        for (kind, name) in &self.rewritten {
+            if let Some(entry) = self.manifest.get(*kind, name) {
+                let _ = writeln!(
+                    out,
+                    "wrote {:<24} {:<8} {:>9} bytes  sha256 {}",
+                    entry.object,
+                    kind.dir(),
+                    entry.size,
+                    entry.sha256.get(..12).unwrap_or(&entry.sha256)
+                );
+            }
+        }
+        let unchanged = count - self.rewritten.len();
+        let manifest = if self.manifest_rewritten {
+            "manifest written"
+        } else {
+            "manifest unchanged"
+        };
+        let _ = write!(
+            out,
+            "{count} {cells}, {} rewritten, {unchanged} unchanged; {manifest}: {}",
+            self.rewritten.len(),
+            self.manifest_path.display()
+        );
+        out
+    }
+}
+
+/// Builds every cell of the workspace (and `nano_core`, when present) and writes the objects and
+/// the manifest under `<target>/cells`.
+pub fn build_cells(options: &BuildOptions) -> Result<BuildReport> {
+    let root = match &options.workspace_root {
+        Some(root) => root.clone(),
+        None => {
+            let cwd = std::env::current_dir().context("cannot read the current directory")?;
+            find_workspace_root(&cwd)?
+        }
+    };
+    if !root.join("Cargo.toml").is_file() {
+        bail!(
+            "{} is not a workspace: it has no Cargo.toml",
+            root.display()
+        );
+    }
+    let ws = Workspace::load(&root, options.target_dir.as_deref())
+        .with_context(|| format!("cannot read the workspace at {}", root.display()))?;
+    let artifacts = run_cargo_build(&ws, options.target_dir.as_deref(), options.quiet)?;
+    let rustc = rustc_version(&ws.root)?;
+
+    let cells_dir = ws.target_dir.join("cells");
+    let mut manifest = Manifest {
+        rustc,
+        cells: Vec::with_capacity(ws.cells.len()),
+    };
+    let mut rewritten = Vec::new();
+    for cell in &ws.cells {
+        let rlib = artifacts
+            .rlibs
+            .get(&cell.id)
+            .with_context(|| format!("cargo reported no rlib for cell `{}`", cell.name))?;
+        let archive = std::fs::read(rlib)
+            .with_context(|| format!("cannot read {} (cell `{}`)", rlib.display(), cell.name))?;
+        let object = extract_single_object(&archive, &cell.name)?;
+        let exports = exported_symbols(&object)
+            .with_context(|| format!("cannot read the object of cell `{}`", cell.name))?;
+        let relative = format!("{}/{}.o", cell.kind.dir(), cell.name);
+        let path = cells_dir.join(&relative);
+        if write_if_changed(&path, &object)? {
+            rewritten.push((cell.kind, cell.name.clone()));
+        }
+        manifest.cells.push(ManifestEntry {
+            name: cell.name.clone(),
+            version: cell.version.clone(),
+            kind: cell.kind,
+            object: relative,
+            size: object.len() as u64,
+            sha256: sha256_hex(&object),
+            exports,
+            depends_on: cell.depends_on.clone(),
+        });
+    }
+    manifest
+        .cells
+        .sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+
+    let manifest_path = cells_dir.join("manifest.json");
+    let mut json =
+        serde_json::to_string_pretty(&manifest).context("cannot serialize the manifest")?;
+    json.push('\n');
+    let manifest_rewritten = write_if_changed(&manifest_path, json.as_bytes())?;
+    Ok(BuildReport {
+        manifest,
+        manifest_path,
+        cells_dir,
+        workspace_root: ws.root,
+        target_dir: ws.target_dir,
+        rewritten,
+        manifest_rewritten,
+        nano_core: artifacts.nano_core,
+    })
+}
+
+/// `rustc -V`, run in `dir` so that its `rust-toolchain.toml` applies (honours `$RUSTC`).
+pub fn rustc_version(dir: &Path) -> Result<String> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let output = Command::new(&rustc)
+        .arg("-V")
+        .current_dir(dir)
+        .output()
+        .with_context(|| format!("cannot run `{} -V`", rustc.to_string_lossy()))?;
+    if !output.status.success() {
+        bail!(
+            "`rustc -V` failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    let version = String::from_utf8(output.stdout).context("`rustc -V` printed non-UTF-8")?;
+    Ok(version.trim().to_owned())
+}
+
+/// Writes `bytes` to `path` unless the file already holds exactly these bytes; returns whether it
+/// wrote. Writes a temporary file and renames it, so readers never see a half-written file.
+pub fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool> {
+    match std::fs::read(path) {
+        Ok(existing) if existing == bytes => return Ok(false),
+        _ => {}
+    }
+    let dir = path
+        .parent()
+        .with_context(|| format!("{} has no parent directory", path.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
+    Ok(true)
+}

@@ -1,0 +1,219 @@
+//! Reading what rustc produced: the one object inside a cell's rlib, and the symbols it exports.
+//!
+//! A cell is built with one codegen unit (DESIGN §3), so its rlib is an `ar` archive with the
+//! crate metadata (`lib.rmeta`) and exactly one `*.rcgu.o` member. That member is the cell.
+
+use anyhow::{bail, Context, Result};
+use goblin::archive::Archive;
+use goblin::elf::header::ET_REL;
+use goblin::elf::section_header::SHN_UNDEF;
+use goblin::elf::sym::{
+    Sym, STB_GLOBAL, STB_WEAK, STT_FILE, STT_SECTION, STV_HIDDEN, STV_INTERNAL,
+};
+use goblin::elf::Elf;
+use sha2::{Digest, Sha256};
+
+/// The names of the object members of an `ar` archive (those ending in `.o`), in archive order.
+pub fn object_members(archive_bytes: &[u8]) -> Result<Vec<String>> {
+    let archive = Archive::parse(archive_bytes).context("not a valid ar archive")?;
+    Ok(archive
+        .members()
+        .into_iter()
+        .filter(|name| name.ends_with(".o"))
+        .map(str::to_owned)
+        .collect())
+}
+
+/// The single object inside the rlib `archive_bytes` of the crate `crate_name`.
+///
+/// Fails, naming the crate and the archive's members, when the archive holds no object or more
+/// than one (several objects mean the crate was built with more than one codegen unit).
+pub fn extract_single_object(archive_bytes: &[u8], crate_name: &str) -> Result<Vec<u8>> {
+    let archive = Archive::parse(archive_bytes)
+        .with_context(|| format!("the rlib of `{crate_name}` is not a valid ar archive"))?;
+    let members = archive.members();
+    let objects: Vec<&str> = members
+        .iter()
+        .copied()
+        .filter(|name| name.ends_with(".o"))
+        .collect();
+    let member = match objects.as_slice() {
+        [one] => *one,
+        [] => bail!(
+            "the rlib of `{crate_name}` holds no object file (members: {})",
+            members.join(", ")
+        ),
+        _ => bail!(
+            "the rlib of `{crate_name}` holds {} object files, a cell needs exactly one \
+             (build it with codegen-units = 1); members: {}",
+            objects.len(),
+            members.join(", ")
+        ),
+    };
+    let bytes = archive
+        .extract(member, archive_bytes)
+        .with_context(|| format!("cannot extract `{member}` from the rlib of `{crate_name}`"))?;
+    Ok(bytes.to_vec())
+}
+
+/// Whether the symbol `sym` is one that other cells can bind to: defined in the object, global or
+/// weak, not hidden (or internal), and neither a section nor a file symbol.
+pub fn is_export(sym: &Sym) -> bool {
+    let bind = sym.st_bind();
+    let typ = sym.st_type();
+    let vis = sym.st_visibility();
+    sym.st_shndx != SHN_UNDEF as usize
+        && (bind == STB_GLOBAL || bind == STB_WEAK)
+        && vis != STV_HIDDEN
+        && vis != STV_INTERNAL
+        && typ != STT_SECTION
+        && typ != STT_FILE
+}
+
+/// The mangled names of the symbols the relocatable ELF object `object` exports (see
+/// [`is_export`]), sorted and without duplicates.
+pub fn exported_symbols(object: &[u8]) -> Result<Vec<String>> {
+    let elf = Elf::parse(object).context("not a valid ELF object")?;
+    if elf.header.e_type != ET_REL {
+        bail!(
+            "not a relocatable object (ELF type {}, expected ET_REL)",
+            elf.header.e_type
+        );
+    }
+    let mut names = Vec::new();
+    for sym in elf.syms.iter().filter(is_export) {
+        let name = elf
+            .strtab
+            .get_at(sym.st_name)
+            .with_context(|| format!("symbol name at string offset {} is invalid", sym.st_name))?;
+        if !name.is_empty() {
+            names.push(name.to_owned());
+        }
+    }
+    names.sort_unstable();
+    names.dedup();
+    Ok(names)
+}
+
+/// SHA-256 of `bytes` as lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use goblin::elf::sym::{
+        STB_LOCAL, STT_FUNC, STT_NOTYPE, STT_OBJECT, STV_DEFAULT, STV_PROTECTED,
+    };
+
+    /// A minimal GNU `ar` archive with the given members (names up to 15 characters).
+    fn ar(members: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut out = b"!<arch>\n".to_vec();
+        for (name, data) in members {
+            let header = format!(
+                "{:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n",
+                format!("{name}/"),
+                0,
+                0,
+                0,
+                644,
+                data.len()
+            );
+            assert_eq!(header.len(), 60);
+            out.extend_from_slice(header.as_bytes());
+            out.extend_from_slice(data);
+            if data.len() % 2 == 1 {
+                out.push(b'\n');
+            }
+        }
+        out
+    }
+
+    fn sym(bind: u8, typ: u8, vis: u8, shndx: usize) -> Sym {
+        Sym {
+            st_name: 0,
+            st_info: (bind << 4) | typ,
+            st_other: vis,
+            st_shndx: shndx,
+            st_value: 0,
+            st_size: 0,
+        }
+    }
+
+    #[test]
+    fn extracts_the_single_object() {
+        let archive = ar(&[("lib.rmeta", b"meta"), ("a.rcgu.o", b"object!")]);
+        assert_eq!(object_members(&archive).unwrap(), ["a.rcgu.o"]);
+        assert_eq!(extract_single_object(&archive, "c").unwrap(), b"object!");
+    }
+
+    #[test]
+    fn no_object_is_an_error_naming_crate_and_members() {
+        let archive = ar(&[("lib.rmeta", b"meta")]);
+        let err = format!(
+            "{:#}",
+            extract_single_object(&archive, "lonely").unwrap_err()
+        );
+        assert!(
+            err.contains("`lonely`") && err.contains("lib.rmeta"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn two_objects_is_an_error_about_codegen_units() {
+        let archive = ar(&[("lib.rmeta", b"m"), ("a.o", b"1"), ("b.o", b"2")]);
+        let err = format!(
+            "{:#}",
+            extract_single_object(&archive, "split").unwrap_err()
+        );
+        assert!(
+            err.contains("`split`") && err.contains("codegen-units"),
+            "{err}"
+        );
+        assert!(err.contains("a.o") && err.contains("b.o"), "{err}");
+    }
+
+    #[test]
+    fn garbage_is_not_an_archive() {
+        let err = format!("{:#}", extract_single_object(b"nope", "junk").unwrap_err());
+        assert!(err.contains("`junk`"), "{err}");
+    }
+
+    #[test]
+    fn export_selection() {
+        assert!(is_export(&sym(STB_GLOBAL, STT_FUNC, STV_DEFAULT, 3)));
+        assert!(is_export(&sym(STB_WEAK, STT_OBJECT, STV_DEFAULT, 3)));
+        assert!(is_export(&sym(STB_GLOBAL, STT_NOTYPE, STV_PROTECTED, 3)));
+        assert!(
+            !is_export(&sym(STB_GLOBAL, STT_FUNC, STV_DEFAULT, 0)),
+            "undefined"
+        );
+        assert!(
+            !is_export(&sym(STB_LOCAL, STT_FUNC, STV_DEFAULT, 3)),
+            "local"
+        );
+        assert!(
+            !is_export(&sym(STB_WEAK, STT_OBJECT, STV_HIDDEN, 3)),
+            "hidden"
+        );
+        assert!(
+            !is_export(&sym(STB_GLOBAL, STT_FUNC, STV_INTERNAL, 3)),
+            "internal"
+        );
+        assert!(!is_export(&sym(STB_GLOBAL, STT_SECTION, STV_DEFAULT, 3)));
+        assert!(!is_export(&sym(STB_GLOBAL, STT_FILE, STV_DEFAULT, 3)));
+    }
+
+    #[test]
+    fn sha256_of_empty_input() {
+        assert_eq!(
+            sha256_hex(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+}

@@ -1,0 +1,300 @@
+//! `frame_alloc`: the physical frame allocator cell.
+//!
+//! A bitmap allocator over a simulated physical memory region of [`TOTAL_FRAMES`] frames of
+//! [`FRAME_SIZE`] bytes starting at the fake physical address [`PHYS_BASE`]. No real memory
+//! backs the frames; the allocator only hands out and takes back addresses. The bitmap lives in
+//! the `pub static` [`ALLOCATOR`] so that a new version of this cell keeps it on a live swap.
+//!
+//! Interface (all `pub`, non-generic, `#[inline(never)]`):
+//! - `init() -> Result<(), String>`: log the region.
+//! - `alloc_frame() -> Option<u64>`: one frame, its physical address.
+//! - `alloc_contiguous(n: usize) -> Option<u64>`: `n` adjacent frames, the first one's address.
+//! - `free_frame(addr: u64) -> Result<(), String>`: error on a double free or a bad address.
+//! - `free_count() -> usize`, `total_frames() -> usize`.
+//! - `allocated_frames() -> Vec<u64>`: addresses of all allocated frames, ascending.
+//!
+//! This cell calls no other cell, so callers may hold their own locks while calling it.
+#![cfg_attr(not(test), no_std)]
+#![deny(missing_docs)]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+/// Size of one frame in bytes.
+pub const FRAME_SIZE: u64 = 4096;
+/// Physical address of the first frame of the simulated region.
+pub const PHYS_BASE: u64 = 0x10_0000;
+/// Number of frames in the simulated region.
+pub const TOTAL_FRAMES: usize = 1024;
+
+const WORDS: usize = TOTAL_FRAMES / 64;
+
+/// The allocator state: one bit per frame, set when allocated.
+pub struct FrameAllocator {
+    bitmap: [u64; WORDS],
+    free: usize,
+    /// Where the next single-frame search starts (next-fit).
+    hint: usize,
+}
+
+impl FrameAllocator {
+    /// All frames free (usable in a `static`).
+    pub const fn new() -> Self {
+        FrameAllocator {
+            bitmap: [0; WORDS],
+            free: TOTAL_FRAMES,
+            hint: 0,
+        }
+    }
+
+    fn is_used(&self, index: usize) -> bool {
+        self.bitmap[index / 64] & (1 << (index % 64)) != 0
+    }
+
+    fn set(&mut self, index: usize, used: bool) {
+        let bit = 1u64 << (index % 64);
+        if used {
+            self.bitmap[index / 64] |= bit;
+        } else {
+            self.bitmap[index / 64] &= !bit;
+        }
+    }
+
+    /// Allocates one frame (next-fit from the last allocation).
+    pub fn alloc(&mut self) -> Option<u64> {
+        if self.free == 0 {
+            return None;
+        }
+        for step in 0..WORDS {
+            let word = (self.hint / 64 + step) % WORDS;
+            let bits = self.bitmap[word];
+            if bits != u64::MAX {
+                let index = word * 64 + (!bits).trailing_zeros() as usize;
+                self.set(index, true);
+                self.free -= 1;
+                self.hint = index;
+                return Some(index_to_addr(index));
+            }
+        }
+        None
+    }
+
+    /// Allocates `n` adjacent frames (first fit); `None` when `n` is 0 or no run is long enough.
+    pub fn alloc_contiguous(&mut self, n: usize) -> Option<u64> {
+        if n == 0 || n > self.free {
+            return None;
+        }
+        let mut run_start = 0;
+        let mut run_len = 0;
+        for index in 0..TOTAL_FRAMES {
+            if self.is_used(index) {
+                run_len = 0;
+                run_start = index + 1;
+                continue;
+            }
+            run_len += 1;
+            if run_len == n {
+                for i in run_start..run_start + n {
+                    self.set(i, true);
+                }
+                self.free -= n;
+                return Some(index_to_addr(run_start));
+            }
+        }
+        None
+    }
+
+    /// Frees the frame at `addr`.
+    pub fn free(&mut self, addr: u64) -> Result<(), String> {
+        let index = addr_to_index(addr)?;
+        if !self.is_used(index) {
+            return Err(format!("frame_alloc: double free of frame {addr:#x}"));
+        }
+        self.set(index, false);
+        self.free += 1;
+        Ok(())
+    }
+
+    /// Addresses of the allocated frames, ascending.
+    pub fn allocated(&self) -> Vec<u64> {
+        (0..TOTAL_FRAMES)
+            .filter(|&i| self.is_used(i))
+            .map(index_to_addr)
+            .collect()
+    }
+}
+
+impl Default for FrameAllocator {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn index_to_addr(index: usize) -> u64 {
+    PHYS_BASE + index as u64 * FRAME_SIZE
+}
+
+fn addr_to_index(addr: u64) -> Result<usize, String> {
+    let end = PHYS_BASE + TOTAL_FRAMES as u64 * FRAME_SIZE;
+    if !(PHYS_BASE..end).contains(&addr) {
+        return Err(format!(
+            "frame_alloc: address {addr:#x} outside the region {PHYS_BASE:#x}..{end:#x}"
+        ));
+    }
+    if !(addr - PHYS_BASE).is_multiple_of(FRAME_SIZE) {
+        return Err(format!(
+            "frame_alloc: address {addr:#x} is not frame aligned"
+        ));
+    }
+    Ok(((addr - PHYS_BASE) / FRAME_SIZE) as usize)
+}
+
+/// The allocator. `pub` so that a new version of this cell rebinds to it on a live swap.
+#[doc(hidden)]
+pub static ALLOCATOR: spin::Mutex<FrameAllocator> = spin::Mutex::new(FrameAllocator::new());
+
+/// Cell entry point: logs the region and how much of it is free.
+#[inline(never)]
+pub fn init() -> Result<(), String> {
+    let free = free_count();
+    log::info!(
+        "frame_alloc: {TOTAL_FRAMES} frames of {FRAME_SIZE} bytes at {PHYS_BASE:#x}, {free} free"
+    );
+    Ok(())
+}
+
+/// Allocates one frame; returns its physical address, or `None` when memory is exhausted.
+#[inline(never)]
+pub fn alloc_frame() -> Option<u64> {
+    let frame = ALLOCATOR.lock().alloc();
+    match frame {
+        Some(addr) => log::debug!("frame_alloc: allocated frame {addr:#x}"),
+        None => log::info!("frame_alloc: out of frames"),
+    }
+    frame
+}
+
+/// Allocates `n` physically adjacent frames; returns the first one's address.
+#[inline(never)]
+pub fn alloc_contiguous(n: usize) -> Option<u64> {
+    let first = ALLOCATOR.lock().alloc_contiguous(n);
+    match first {
+        Some(addr) => log::debug!("frame_alloc: allocated {n} frames at {addr:#x}"),
+        None => log::info!("frame_alloc: no run of {n} free frames"),
+    }
+    first
+}
+
+/// Frees the frame at `addr`; an error on a double free or an address outside the region.
+#[inline(never)]
+pub fn free_frame(addr: u64) -> Result<(), String> {
+    let result = ALLOCATOR.lock().free(addr);
+    match &result {
+        Ok(()) => log::debug!("frame_alloc: freed frame {addr:#x}"),
+        Err(e) => log::info!("{e}"),
+    }
+    result
+}
+
+/// Number of free frames.
+#[inline(never)]
+pub fn free_count() -> usize {
+    ALLOCATOR.lock().free
+}
+
+/// Number of frames in the region.
+#[inline(never)]
+pub fn total_frames() -> usize {
+    TOTAL_FRAMES
+}
+
+/// Physical addresses of all allocated frames, ascending.
+#[inline(never)]
+pub fn allocated_frames() -> Vec<u64> {
+    ALLOCATOR.lock().allocated()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alloc_and_free_accounting() {
+        let mut a = FrameAllocator::new();
+        let f1 = a.alloc().unwrap();
+        let f2 = a.alloc().unwrap();
+        assert_eq!(f1, PHYS_BASE);
+        assert_eq!(f2, PHYS_BASE + FRAME_SIZE);
+        assert_eq!(a.free, TOTAL_FRAMES - 2);
+        assert_eq!(a.allocated(), vec![f1, f2]);
+        a.free(f1).unwrap();
+        assert_eq!(a.free, TOTAL_FRAMES - 1);
+        assert_eq!(a.allocated(), vec![f2]);
+    }
+
+    #[test]
+    fn double_free_and_bad_address_are_errors() {
+        let mut a = FrameAllocator::new();
+        let f = a.alloc().unwrap();
+        a.free(f).unwrap();
+        assert!(a.free(f).unwrap_err().contains("double free"));
+        assert!(a
+            .free(PHYS_BASE - FRAME_SIZE)
+            .unwrap_err()
+            .contains("outside"));
+        assert!(a.free(PHYS_BASE + 1).unwrap_err().contains("aligned"));
+        let end = PHYS_BASE + TOTAL_FRAMES as u64 * FRAME_SIZE;
+        assert!(a.free(end).is_err());
+        assert_eq!(a.free, TOTAL_FRAMES);
+    }
+
+    #[test]
+    fn exhaustion_and_reuse() {
+        let mut a = FrameAllocator::new();
+        let frames: Vec<u64> = (0..TOTAL_FRAMES).map(|_| a.alloc().unwrap()).collect();
+        assert_eq!(a.alloc(), None);
+        assert_eq!(a.free, 0);
+        a.free(frames[700]).unwrap();
+        assert_eq!(a.alloc(), Some(frames[700]));
+    }
+
+    #[test]
+    fn contiguous_runs_skip_holes() {
+        let mut a = FrameAllocator::new();
+        let f0 = a.alloc().unwrap();
+        let _f1 = a.alloc().unwrap();
+        let _f2 = a.alloc().unwrap();
+        a.free(f0).unwrap();
+        // Frame 0 is a hole of one frame: a run of 2 starts after frame 2.
+        assert_eq!(a.alloc_contiguous(2), Some(PHYS_BASE + 3 * FRAME_SIZE));
+        assert_eq!(a.free, TOTAL_FRAMES - 4);
+        assert_eq!(a.alloc_contiguous(0), None);
+        assert_eq!(a.alloc_contiguous(TOTAL_FRAMES), None);
+        let rest = a.free;
+        assert!(
+            a.alloc_contiguous(rest).is_none(),
+            "frame 0 is not adjacent to the rest"
+        );
+        assert!(a.alloc_contiguous(rest - 1).is_some());
+        assert_eq!(a.free, 1);
+    }
+
+    #[test]
+    fn global_interface() {
+        init().unwrap();
+        assert_eq!(total_frames(), TOTAL_FRAMES);
+        let f = alloc_frame().unwrap();
+        assert!(allocated_frames().contains(&f));
+        let run = alloc_contiguous(3).unwrap();
+        free_frame(f).unwrap();
+        assert!(free_frame(f).is_err());
+        for i in 0..3 {
+            free_frame(run + i * FRAME_SIZE).unwrap();
+        }
+        assert!(!allocated_frames().contains(&f));
+        assert!(free_count() <= TOTAL_FRAMES);
+    }
+}

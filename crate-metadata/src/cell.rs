@@ -1,0 +1,206 @@
+//! Cells, their sections and their symbols.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{CellId, EdgeId, NamespaceId, SectionId, SymbolId};
+use crate::manifest::CellKind;
+
+/// What a cell of the registry stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// A cell object the loader mapped and linked.
+    Object,
+    /// The base image (`nano_core`): the root every cell binds to for `core`, `alloc`, `std`.
+    BaseImage,
+    /// The platform beneath the base image (`dlsym`: libc, libm, libgcc, the loader's TLS).
+    Platform,
+}
+
+/// Whether a cell is in use or has been replaced by a swap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CellState {
+    /// Visible in its namespace; new bindings go to it.
+    Live,
+    /// Replaced by a newer version; still mapped while anything may run it.
+    Retired,
+}
+
+/// What a section holds, which decides the region (and so the permissions) it is placed in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SectionKind {
+    /// Code (`.text.*`): read + execute.
+    Text,
+    /// Call stubs the loader writes (`jmp *slot`): read + execute.
+    Stubs,
+    /// Read-only data (`.rodata.*`, `.gcc_except_table.*`): read only.
+    ReadOnly,
+    /// Unwind tables (`.eh_frame`), registered with the unwinder: read only.
+    EhFrame,
+    /// Data that only relocations write (`.data.rel.ro.*`, `.init_array`): read only after load,
+    /// writable only inside a swap's commit.
+    RelRo,
+    /// The cell's global offset table: read only after load, writable only inside a commit.
+    Got,
+    /// Writable data (`.data.*`).
+    Data,
+    /// Zero-initialized writable data (`.bss.*`).
+    Bss,
+    /// The initial image of thread-local data (`.tdata.*`), copied into each thread's block.
+    TlsData,
+    /// Zero-initialized thread-local data (`.tbss.*`): not mapped, only sized.
+    TlsBss,
+}
+
+/// One placed section of a cell.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Section {
+    /// The section's name in the object (`.text._ZN4klog4push17h…E`) or a loader-made name
+    /// (`.got`, `.stubs`).
+    pub name: String,
+    /// What it holds.
+    pub kind: SectionKind,
+    /// Where it was placed (0 for `.tbss`, which is not mapped).
+    pub addr: u64,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// What a symbol names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SymbolKind {
+    /// Code.
+    Function,
+    /// A static or other data.
+    Object,
+    /// A thread-local variable; its address is an offset in the owner's TLS block.
+    Tls,
+    /// Anything else (`STT_NOTYPE`).
+    Other,
+}
+
+/// A symbol a cell defines and others may bind to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Symbol {
+    /// The mangled name, exactly as in the object.
+    pub name: String,
+    /// The section that holds it (`None` for the base image and the platform).
+    pub section: Option<SectionId>,
+    /// Its address (for [`SymbolKind::Tls`], its offset in the TLS block).
+    pub addr: u64,
+    /// Its size in bytes, where known.
+    pub size: u64,
+    /// What it names.
+    pub kind: SymbolKind,
+}
+
+/// Numbers about how a cell was loaded, for people and benchmarks.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadStats {
+    /// Relocations applied.
+    pub relocations: u32,
+    /// GOT slots made.
+    pub got_slots: u32,
+    /// Call stubs made.
+    pub stubs: u32,
+    /// Bytes mapped for the cell (all regions, page aligned).
+    pub mapped_bytes: u64,
+    /// Time from the first byte parsed to the cell being visible, in nanoseconds (0 when the
+    /// platform has no clock).
+    pub load_nanos: u64,
+}
+
+/// A cell: one loaded object, or the base image, or the platform.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cell {
+    /// Its id.
+    pub id: CellId,
+    /// Its crate name.
+    pub name: String,
+    /// Its crate version.
+    pub version: String,
+    /// Where in `cells/` it came from (`None` for the base image and the platform).
+    pub kind: Option<CellKind>,
+    /// What it stands for.
+    pub origin: Origin,
+    /// The namespace it was loaded into (`None` for the base image and the platform).
+    pub namespace: Option<NamespaceId>,
+    /// Live or retired.
+    pub state: CellState,
+    /// SHA-256 of the object, lowercase hex, when known.
+    pub sha256: Option<String>,
+    /// Size of the object file in bytes.
+    pub object_size: u64,
+    /// Start of the cell's mapping (0 when not mapped).
+    pub base_addr: u64,
+    /// The placed sections.
+    pub sections: Vec<Section>,
+    /// The symbols the cell defines that others may bind to (for the base image and the
+    /// platform: the ones something bound to).
+    pub symbols: Vec<Symbol>,
+    /// Edges whose dependent is this cell (what it uses).
+    pub uses: Vec<EdgeId>,
+    /// Edges whose provider is this cell (what uses it).
+    pub used_by: Vec<EdgeId>,
+    /// How loading went.
+    pub stats: LoadStats,
+}
+
+impl Cell {
+    /// A cell with no sections, symbols or edges yet.
+    pub fn new(name: &str, version: &str, origin: Origin) -> Cell {
+        Cell {
+            id: CellId(u32::MAX),
+            name: name.into(),
+            version: version.into(),
+            kind: None,
+            origin,
+            namespace: None,
+            state: CellState::Live,
+            sha256: None,
+            object_size: 0,
+            base_addr: 0,
+            sections: Vec::new(),
+            symbols: Vec::new(),
+            uses: Vec::new(),
+            used_by: Vec::new(),
+            stats: LoadStats::default(),
+        }
+    }
+
+    /// The symbol `id`.
+    pub fn symbol(&self, id: SymbolId) -> Option<&Symbol> {
+        self.symbols.get(id.index())
+    }
+
+    /// The section `id`.
+    pub fn section(&self, id: SectionId) -> Option<&Section> {
+        self.sections.get(id.index())
+    }
+
+    /// The symbol with the mangled name `name` (a linear search).
+    pub fn find_symbol(&self, name: &str) -> Option<SymbolId> {
+        self.symbols
+            .iter()
+            .position(|s| s.name == name)
+            .map(|i| SymbolId(i as u32))
+    }
+
+    /// The section that contains `addr`, if any.
+    pub fn section_at(&self, addr: u64) -> Option<SectionId> {
+        self.sections
+            .iter()
+            .position(|s| s.size > 0 && addr >= s.addr && addr - s.addr < s.size)
+            .map(|i| SectionId(i as u32))
+    }
+
+    /// Total size of the cell's sections in bytes.
+    pub fn size(&self) -> u64 {
+        self.sections.iter().map(|s| s.size).sum()
+    }
+}

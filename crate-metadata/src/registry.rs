@@ -1,0 +1,333 @@
+//! The registry: an arena of cells and edges, with every edge stored on both of its cells.
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+use crate::cell::{Cell, CellState, Origin, Symbol, SymbolKind};
+use crate::edge::Edge;
+use crate::ids::{CellId, EdgeId, SymbolId};
+
+/// Every cell the system knows and every edge between them.
+///
+/// Cells `0` and `1` are always the base image and the platform. Removed cells and edges leave a
+/// hole, so ids stay stable and are never reused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registry {
+    cells: Vec<Option<Cell>>,
+    edges: Vec<Option<Edge>>,
+    /// Name index of the base image's and the platform's symbols, which grow on demand.
+    #[serde(skip)]
+    index: BTreeMap<(CellId, String), SymbolId>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new("nano_core")
+    }
+}
+
+impl Registry {
+    /// The base image's cell.
+    pub const BASE: CellId = CellId(0);
+    /// The platform's cell.
+    pub const PLATFORM: CellId = CellId(1);
+
+    /// A registry that holds only the base image (named `base_name`) and the platform.
+    pub fn new(base_name: &str) -> Registry {
+        let mut base = Cell::new(base_name, "", Origin::BaseImage);
+        base.id = Self::BASE;
+        let mut platform = Cell::new("platform", "", Origin::Platform);
+        platform.id = Self::PLATFORM;
+        Registry {
+            cells: alloc::vec![Some(base), Some(platform)],
+            edges: Vec::new(),
+            index: BTreeMap::new(),
+        }
+    }
+
+    /// The cell `id`, if it exists.
+    pub fn cell(&self, id: CellId) -> Option<&Cell> {
+        self.cells.get(id.index()).and_then(Option::as_ref)
+    }
+
+    /// The cell `id`, mutably.
+    pub fn cell_mut(&mut self, id: CellId) -> Option<&mut Cell> {
+        self.cells.get_mut(id.index()).and_then(Option::as_mut)
+    }
+
+    /// Every cell, in id order.
+    pub fn cells(&self) -> impl Iterator<Item = &Cell> {
+        self.cells.iter().flatten()
+    }
+
+    /// The id the next added cell gets.
+    pub fn next_cell_id(&self) -> CellId {
+        CellId(self.cells.len() as u32)
+    }
+
+    /// Adds a cell (its `id`, `uses` and `used_by` are set here) and returns its id.
+    pub fn add_cell(&mut self, mut cell: Cell) -> CellId {
+        let id = self.next_cell_id();
+        cell.id = id;
+        cell.uses.clear();
+        cell.used_by.clear();
+        self.cells.push(Some(cell));
+        id
+    }
+
+    /// The edge `id`, if it exists.
+    pub fn edge(&self, id: EdgeId) -> Option<&Edge> {
+        self.edges.get(id.index()).and_then(Option::as_ref)
+    }
+
+    /// Every edge with its id, in id order.
+    pub fn edges(&self) -> impl Iterator<Item = (EdgeId, &Edge)> {
+        self.edges
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| e.as_ref().map(|e| (EdgeId(i as u32), e)))
+    }
+
+    /// Number of edges.
+    pub fn edge_count(&self) -> usize {
+        self.edges.iter().flatten().count()
+    }
+
+    /// Adds an edge and records it on both cells. Returns `None` (and adds nothing) when either
+    /// cell does not exist.
+    pub fn add_edge(&mut self, edge: Edge) -> Option<EdgeId> {
+        if self.cell(edge.dependent).is_none() || self.cell(edge.provider).is_none() {
+            return None;
+        }
+        let id = EdgeId(self.edges.len() as u32);
+        let (dependent, provider) = (edge.dependent, edge.provider);
+        self.edges.push(Some(edge));
+        self.cell_mut(dependent)?.uses.push(id);
+        self.cell_mut(provider)?.used_by.push(id);
+        Some(id)
+    }
+
+    /// Removes an edge from the arena and from both of its cells.
+    pub fn remove_edge(&mut self, id: EdgeId) -> Option<Edge> {
+        let edge = self.edges.get_mut(id.index())?.take()?;
+        if let Some(c) = self.cell_mut(edge.dependent) {
+            c.uses.retain(|e| *e != id);
+        }
+        if let Some(c) = self.cell_mut(edge.provider) {
+            c.used_by.retain(|e| *e != id);
+        }
+        Some(edge)
+    }
+
+    /// Points an existing edge at another provider's symbol, keeping both sides in step.
+    pub fn retarget_edge(&mut self, id: EdgeId, provider: CellId, symbol: SymbolId) -> bool {
+        let Some(old) = self.edge(id).map(|e| e.provider) else {
+            return false;
+        };
+        if self.cell(provider).is_none() {
+            return false;
+        }
+        if let Some(c) = self.cell_mut(old) {
+            c.used_by.retain(|e| *e != id);
+        }
+        if let Some(c) = self.cell_mut(provider) {
+            c.used_by.push(id);
+        }
+        if let Some(Some(e)) = self.edges.get_mut(id.index()) {
+            e.provider = provider;
+            e.symbol = symbol;
+        }
+        true
+    }
+
+    /// Removes a cell and every edge it is the dependent of. Refuses (and changes nothing) while
+    /// another cell still uses it: the error lists those dependents.
+    pub fn remove_cell(&mut self, id: CellId) -> Result<Cell, Vec<CellId>> {
+        let dependents = self.dependents(id);
+        if !dependents.is_empty() {
+            return Err(dependents);
+        }
+        let Some(cell) = self.cell(id) else {
+            return Err(Vec::new());
+        };
+        let uses = cell.uses.clone();
+        for e in uses {
+            self.remove_edge(e);
+        }
+        let cell = self.cells[id.index()].take().ok_or_else(Vec::new)?;
+        Ok(cell)
+    }
+
+    /// The distinct cells (other than `id` itself) that have an edge into `id`, sorted.
+    pub fn dependents(&self, id: CellId) -> Vec<CellId> {
+        let mut out: Vec<CellId> = self
+            .cell(id)
+            .map(|c| {
+                c.used_by
+                    .iter()
+                    .filter_map(|e| self.edge(*e))
+                    .map(|e| e.dependent)
+                    .filter(|d| *d != id)
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// The distinct cells (other than `id` itself) that `id` has an edge into, sorted.
+    pub fn dependencies(&self, id: CellId) -> Vec<CellId> {
+        let mut out: Vec<CellId> = self
+            .cell(id)
+            .map(|c| {
+                c.uses
+                    .iter()
+                    .filter_map(|e| self.edge(*e))
+                    .map(|e| e.provider)
+                    .filter(|p| *p != id)
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// The live cells named `name`.
+    pub fn live_by_name<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Cell> + 'a {
+        self.cells()
+            .filter(move |c| c.name == name && c.state == CellState::Live)
+    }
+
+    /// The id of `cell`'s symbol `name`, adding it (with `addr`, `kind`) when it is not there
+    /// yet. Used for the base image and the platform, whose symbols are recorded as they are
+    /// bound to. Returns `None` when the cell does not exist.
+    pub fn intern_symbol(
+        &mut self,
+        cell: CellId,
+        name: &str,
+        addr: u64,
+        kind: SymbolKind,
+    ) -> Option<SymbolId> {
+        let key = (cell, String::from(name));
+        if let Some(id) = self.index.get(&key) {
+            return Some(*id);
+        }
+        let c = self.cell_mut(cell)?;
+        let id = match c.find_symbol(name) {
+            Some(id) => id,
+            None => {
+                c.symbols.push(Symbol {
+                    name: name.into(),
+                    section: None,
+                    addr,
+                    size: 0,
+                    kind,
+                });
+                SymbolId(c.symbols.len() as u32 - 1)
+            }
+        };
+        self.index.insert(key, id);
+        Some(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{SectionId, SlotKind};
+
+    fn edge(dependent: CellId, provider: CellId, slot: u64) -> Edge {
+        Edge {
+            dependent,
+            section: SectionId(0),
+            slot,
+            kind: SlotKind::Got,
+            addend: 0,
+            provider,
+            symbol: SymbolId(0),
+        }
+    }
+
+    fn two_cells() -> (Registry, CellId, CellId) {
+        let mut r = Registry::new("nano_core");
+        let a = r.add_cell(Cell::new("a", "0.1.0", Origin::Object));
+        let b = r.add_cell(Cell::new("b", "0.1.0", Origin::Object));
+        (r, a, b)
+    }
+
+    #[test]
+    fn edges_are_stored_on_both_cells() {
+        let (mut r, a, b) = two_cells();
+        let e = r.add_edge(edge(a, b, 0x1000)).unwrap();
+        assert_eq!(r.cell(a).unwrap().uses, [e]);
+        assert_eq!(r.cell(b).unwrap().used_by, [e]);
+        assert_eq!(r.dependents(b), [a]);
+        assert_eq!(r.dependencies(a), [b]);
+        assert!(r.add_edge(edge(a, CellId(99), 0)).is_none());
+        assert_eq!(r.edge_count(), 1);
+    }
+
+    #[test]
+    fn a_used_cell_is_not_removed() {
+        let (mut r, a, b) = two_cells();
+        r.add_edge(edge(a, b, 0x1000)).unwrap();
+        let before = r.clone();
+        assert_eq!(r.remove_cell(b), Err(alloc::vec![a]));
+        assert_eq!(r, before);
+        // Removing the dependent removes its edges from the provider too.
+        r.remove_cell(a).unwrap();
+        assert!(r.cell(b).unwrap().used_by.is_empty());
+        assert_eq!(r.edge_count(), 0);
+        r.remove_cell(b).unwrap();
+        assert!(r.cell(b).is_none());
+        // Ids are not reused.
+        let c = r.add_cell(Cell::new("c", "", Origin::Object));
+        assert_eq!(c, CellId(4));
+    }
+
+    #[test]
+    fn retarget_moves_the_edge_between_providers() {
+        let (mut r, a, b) = two_cells();
+        let b2 = r.add_cell(Cell::new("b", "0.1.0", Origin::Object));
+        let e = r.add_edge(edge(a, b, 0x1000)).unwrap();
+        assert!(r.retarget_edge(e, b2, SymbolId(3)));
+        assert!(r.cell(b).unwrap().used_by.is_empty());
+        assert_eq!(r.cell(b2).unwrap().used_by, [e]);
+        assert_eq!(r.edge(e).unwrap().symbol, SymbolId(3));
+        assert_eq!(r.dependents(b2), [a]);
+    }
+
+    #[test]
+    fn base_image_symbols_are_interned_once() {
+        let mut r = Registry::new("nano_core");
+        let s1 = r
+            .intern_symbol(Registry::BASE, "memcpy", 0x10, SymbolKind::Function)
+            .unwrap();
+        let s2 = r
+            .intern_symbol(Registry::BASE, "memcpy", 0x10, SymbolKind::Function)
+            .unwrap();
+        let s3 = r
+            .intern_symbol(Registry::BASE, "memmove", 0x20, SymbolKind::Function)
+            .unwrap();
+        assert_eq!(s1, s2);
+        assert_ne!(s1, s3);
+        assert_eq!(r.cell(Registry::BASE).unwrap().symbols.len(), 2);
+    }
+
+    #[test]
+    fn the_model_round_trips_through_json() {
+        let (mut r, a, b) = two_cells();
+        r.add_edge(edge(a, b, 0x1000)).unwrap();
+        let json = serde_json::to_string(&r).unwrap();
+        let back: Registry = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.cells().count(), r.cells().count());
+        assert_eq!(
+            back.edges().collect::<alloc::vec::Vec<_>>(),
+            r.edges().collect::<alloc::vec::Vec<_>>()
+        );
+    }
+}

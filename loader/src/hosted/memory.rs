@@ -1,0 +1,215 @@
+//! Cell memory: anonymous `mmap` mappings, narrowed with `mprotect`.
+//!
+//! [`Memory::protect`] is a safe method, so it only touches memory this [`Hosted`] mapped: each
+//! live mapping is recorded, and a region outside them is refused with `EINVAL` instead of being
+//! passed to `mprotect` (which could otherwise revoke access to memory Rust code relies on).
+
+use std::borrow::ToOwned;
+use std::collections::BTreeMap;
+use std::io;
+use std::string::String;
+use std::sync::PoisonError;
+use std::vec::Vec;
+
+use super::Hosted;
+use crate::platform::{Memory, PlatformError, Protection};
+
+/// The live mappings of one [`Hosted`]: start address -> length (rounded up to whole pages).
+#[derive(Default)]
+pub(super) struct Mappings(BTreeMap<usize, usize>);
+
+impl Mappings {
+    /// Whether `addr..addr + len` lies inside one recorded mapping.
+    fn contains(&self, addr: usize, len: usize) -> bool {
+        let Some(end) = addr.checked_add(len) else {
+            return false;
+        };
+        self.0
+            .range(..=addr)
+            .next_back()
+            .is_some_and(|(&start, &mlen)| end <= start + mlen)
+    }
+}
+
+/// The system page size.
+pub(super) fn system_page_size() -> usize {
+    // SAFETY: sysconf has no preconditions; it only reads a system constant.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size).unwrap_or(4096)
+}
+
+impl Memory for Hosted {
+    fn page_size(&self) -> usize {
+        self.page_size
+    }
+
+    fn map(&self, len: usize) -> Result<*mut u8, PlatformError> {
+        let rounded = len
+            .checked_next_multiple_of(self.page_size)
+            .ok_or(PlatformError::OutOfMemory { len })?;
+        // SAFETY: a new private anonymous mapping without an address hint cannot overlap any
+        // existing memory; the kernel picks a free range or fails.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(PlatformError::OutOfMemory { len });
+        }
+        let mut mappings = self.mappings.lock().unwrap_or_else(PoisonError::into_inner);
+        mappings.0.insert(addr as usize, rounded);
+        Ok(addr.cast())
+    }
+
+    fn protect(&self, addr: *mut u8, len: usize, prot: Protection) -> Result<(), PlatformError> {
+        let error = |code| PlatformError::Protect {
+            addr: addr as usize,
+            len,
+            code,
+        };
+        let flags = match prot {
+            Protection::ReadWrite => libc::PROT_READ | libc::PROT_WRITE,
+            Protection::ReadOnly => libc::PROT_READ,
+            Protection::ReadExecute => libc::PROT_READ | libc::PROT_EXEC,
+        };
+        let mappings = self.mappings.lock().unwrap_or_else(PoisonError::into_inner);
+        if !mappings.contains(addr as usize, len) {
+            return Err(error(libc::EINVAL));
+        }
+        // SAFETY: the region lies inside a live mapping made by `map` (checked above; the lock
+        // keeps it from being unmapped meanwhile). Such a mapping holds only cell bytes that the
+        // loader and the cells reach through raw pointers, never a Rust object of the host.
+        let rc = unsafe { libc::mprotect(addr.cast(), len, flags) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(error(
+                io::Error::last_os_error().raw_os_error().unwrap_or(0),
+            ))
+        }
+    }
+
+    unsafe fn unmap(&self, addr: *mut u8, len: usize) {
+        let mut mappings = self.mappings.lock().unwrap_or_else(PoisonError::into_inner);
+        mappings.0.remove(&(addr as usize));
+        // SAFETY: the caller guarantees `addr`/`len` are exactly a mapping made by `map` that
+        // nothing uses any more. munmap can only fail for a range that is not a mapping, and then
+        // there is nothing to undo.
+        unsafe { libc::munmap(addr.cast(), len) };
+    }
+}
+
+/// The number of mappings of this process (lines of `/proc/self/maps`).
+pub fn count_mappings() -> io::Result<usize> {
+    Ok(std::fs::read_to_string("/proc/self/maps")?.lines().count())
+}
+
+/// The lines of `/proc/self/maps` whose mapping is both writable and executable (W^X says: none).
+pub fn writable_executable_mappings() -> io::Result<Vec<String>> {
+    let maps = std::fs::read_to_string("/proc/self/maps")?;
+    Ok(maps
+        .lines()
+        .filter(|line| {
+            let perms = line.split_whitespace().nth(1).unwrap_or("");
+            perms.contains('w') && perms.contains('x')
+        })
+        .map(str::to_owned)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::format;
+
+    /// The permissions of the line of `/proc/self/maps` that is exactly `start..end`, if any.
+    fn maps_perms(start: usize, end: usize) -> Option<String> {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let range = format!("{start:x}-{end:x} ");
+        let line = maps.lines().find(|l| l.starts_with(&range))?;
+        line.split_whitespace().nth(1).map(str::to_owned)
+    }
+
+    #[test]
+    fn map_protect_unmap_round_trip() {
+        let hosted = Hosted::new().unwrap();
+        let page = hosted.page_size();
+        assert!(page.is_power_of_two() && page >= 4096);
+        let len = 7 * page;
+        let base = hosted.map(len).unwrap();
+        let at = |pages: usize| base as usize + pages * page;
+        assert_eq!(base as usize % page, 0);
+
+        // SAFETY: `base` is a fresh, zeroed, writable mapping of `len` bytes that only this test
+        // uses.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(base, len) };
+        assert!(bytes.iter().all(|&b| b == 0), "a new mapping is zeroed");
+        bytes[0] = 0xc3;
+        bytes[page] = 7;
+
+        hosted.protect(base, page, Protection::ReadExecute).unwrap();
+        let second = base.wrapping_add(page);
+        hosted
+            .protect(second, 5 * page, Protection::ReadOnly)
+            .unwrap();
+        assert_eq!(maps_perms(at(0), at(1)).as_deref(), Some("r-xp"));
+        assert_eq!(maps_perms(at(1), at(6)).as_deref(), Some("r--p"));
+        // (The last page, still read-write, may have merged with a neighbouring mapping.)
+        hosted.protect(base, page, Protection::ReadWrite).unwrap();
+        // SAFETY: the first page is readable and writable again, the others readable.
+        let read = unsafe { (*base, *base.add(page)) };
+        assert_eq!(read, (0xc3, 7));
+
+        // SAFETY: exactly the mapping made above; `bytes` is not used after this.
+        unsafe { hosted.unmap(base, len) };
+        // Another thread may get the address range again at once, but not with this layout.
+        assert_eq!(maps_perms(at(1), at(6)), None, "the mapping is gone");
+        assert_eq!(
+            hosted.protect(second, page, Protection::ReadOnly),
+            Err(PlatformError::Protect {
+                addr: second as usize,
+                len: page,
+                code: libc::EINVAL
+            })
+        );
+    }
+
+    #[test]
+    fn protect_refuses_memory_it_did_not_map() {
+        let hosted = Hosted::new().unwrap();
+        let mut local = [0u8; 16];
+        let err = hosted.protect(local.as_mut_ptr(), 16, Protection::ReadOnly);
+        assert!(matches!(err, Err(PlatformError::Protect { code, .. }) if code == libc::EINVAL));
+        let page = hosted.page_size();
+        let base = hosted.map(page).unwrap();
+        let past_end = hosted.protect(base, 2 * page, Protection::ReadOnly);
+        assert!(
+            past_end.is_err(),
+            "a region reaching past the mapping is refused"
+        );
+        // SAFETY: exactly the mapping made above.
+        unsafe { hosted.unmap(base, page) };
+    }
+
+    #[test]
+    fn map_failure_is_out_of_memory() {
+        let hosted = Hosted::new().unwrap();
+        let len = 1 << 62;
+        assert_eq!(hosted.map(len), Err(PlatformError::OutOfMemory { len }));
+    }
+
+    #[test]
+    fn maps_helpers_read_proc_self_maps() {
+        assert!(count_mappings().unwrap() > 5);
+        assert_eq!(
+            writable_executable_mappings().unwrap(),
+            Vec::<String>::new()
+        );
+    }
+}

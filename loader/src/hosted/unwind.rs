@@ -1,0 +1,128 @@
+//! Unwind registration with libgcc (`libgcc_s`, which std links for its own unwinding).
+//!
+//! `__register_frame` takes the start of a whole `.eh_frame` section that ends with a 4-byte zero
+//! terminator and walks it lazily, on the first unwind that needs it. `__deregister_frame` aborts
+//! the process when it is given a pointer that was never registered, hence the contract of
+//! [`Unwinder::deregister`].
+
+use super::Hosted;
+use crate::platform::{PlatformError, Unwinder};
+
+extern "C" {
+    /// libgcc: registers a zero-terminated `.eh_frame` section.
+    fn __register_frame(begin: *const u8);
+    /// libgcc: forgets what `__register_frame(begin)` registered.
+    fn __deregister_frame(begin: *const u8);
+}
+
+impl Unwinder for Hosted {
+    unsafe fn register(&self, eh_frame: *const u8) -> Result<(), PlatformError> {
+        if eh_frame.is_null() {
+            return Err(PlatformError::Unwind);
+        }
+        // SAFETY: the caller guarantees a complete, relocated, zero-terminated `.eh_frame` that
+        // stays mapped and unchanged until it is deregistered, which is what libgcc requires.
+        unsafe { __register_frame(eh_frame) };
+        Ok(())
+    }
+
+    unsafe fn deregister(&self, eh_frame: *const u8) {
+        if eh_frame.is_null() {
+            return;
+        }
+        // SAFETY: the caller guarantees `eh_frame` was registered (so libgcc finds it and does not
+        // abort) and that no frame it describes is on any stack.
+        unsafe { __deregister_frame(eh_frame) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::{Memory, Protection};
+    use std::vec;
+    use std::vec::Vec;
+
+    /// Machine code of a function that calls `target`: `mov rax, target; sub rsp, 8; call rax;
+    /// add rsp, 8; ret` (21 bytes).
+    fn trampoline(target: usize) -> Vec<u8> {
+        let mut code = vec![0x48, 0xb8];
+        code.extend_from_slice(&target.to_le_bytes());
+        code.extend_from_slice(&[
+            0x48, 0x83, 0xec, 0x08, 0xff, 0xd0, 0x48, 0x83, 0xc4, 0x08, 0xc3,
+        ]);
+        code
+    }
+
+    /// A zero-terminated `.eh_frame` (one CIE, one FDE) for [`trampoline`] code at `code`, for an
+    /// `.eh_frame` placed at `at`.
+    fn eh_frame(code: usize, code_len: usize, at: usize) -> Vec<u8> {
+        let mut cie = vec![0, 0, 0, 0, 1, b'z', b'R', 0, 1, 0x78, 16, 1, 0x1b];
+        // DW_CFA_def_cfa rsp+8; DW_CFA_offset rip at cfa-8; nops up to a multiple of 4.
+        cie.extend_from_slice(&[0x0c, 7, 8, 0x90, 1, 0, 0]);
+        let mut out = Vec::new();
+        out.extend_from_slice(&(cie.len() as u32).to_le_bytes());
+        out.extend_from_slice(&cie);
+
+        let fde_start = out.len();
+        let pc_begin_at = at + fde_start + 8;
+        let mut fde = Vec::new();
+        fde.extend_from_slice(&((fde_start + 4) as u32).to_le_bytes()); // back to the CIE
+        fde.extend_from_slice(&((code.wrapping_sub(pc_begin_at)) as u32).to_le_bytes());
+        fde.extend_from_slice(&(code_len as u32).to_le_bytes());
+        // No augmentation data; after `sub rsp, 8` (offset 14) the CFA is rsp+16, after
+        // `add rsp, 8` (offset 20) rsp+8 again.
+        fde.extend_from_slice(&[0, 0x40 | 14, 0x0e, 16, 0x40 | 6, 0x0e, 8, 0]);
+        out.extend_from_slice(&(fde.len() as u32).to_le_bytes());
+        out.extend_from_slice(&fde);
+        out.extend_from_slice(&[0; 4]);
+        out
+    }
+
+    extern "C-unwind" fn panics() {
+        std::panic::panic_any(0x5eed_u32);
+    }
+
+    /// Without registration a panic through generated code aborts the process; with it, the
+    /// panic unwinds through the generated frame and is caught.
+    #[test]
+    fn panics_unwind_through_registered_generated_code() {
+        let hosted = Hosted::new().unwrap();
+        let page = hosted.page_size();
+        let base = hosted.map(2 * page).unwrap();
+        let frame_at = base.wrapping_add(page);
+        let code = trampoline(panics as *const () as usize);
+        let frame = eh_frame(base as usize, code.len(), frame_at as usize);
+        // SAFETY: both copies stay inside the fresh two-page read-write mapping.
+        unsafe {
+            std::ptr::copy_nonoverlapping(code.as_ptr(), base, code.len());
+            std::ptr::copy_nonoverlapping(frame.as_ptr(), frame_at, frame.len());
+        }
+        hosted.protect(base, page, Protection::ReadExecute).unwrap();
+        hosted
+            .protect(frame_at, page, Protection::ReadOnly)
+            .unwrap();
+        // SAFETY: the first page holds the trampoline, a function without arguments that calls
+        // `panics` with an aligned stack.
+        let generated: extern "C-unwind" fn() = unsafe { std::mem::transmute(base) };
+
+        for _ in 0..2 {
+            // SAFETY: `frame_at` holds a complete, zero-terminated `.eh_frame` that stays mapped.
+            unsafe { hosted.register(frame_at) }.unwrap();
+            let caught = std::panic::catch_unwind(|| generated()).unwrap_err();
+            assert_eq!(caught.downcast_ref::<u32>(), Some(&0x5eed));
+            // SAFETY: registered above; the generated frame is off the stack.
+            unsafe { hosted.deregister(frame_at) };
+        }
+        // SAFETY: exactly the mapping made above; nothing refers to it any more.
+        unsafe { hosted.unmap(base, 2 * page) };
+    }
+
+    #[test]
+    fn null_is_refused() {
+        let hosted = Hosted::new().unwrap();
+        // SAFETY: a null pointer is rejected before libgcc sees it.
+        let result = unsafe { hosted.register(std::ptr::null()) };
+        assert_eq!(result, Err(PlatformError::Unwind));
+    }
+}

@@ -1,0 +1,51 @@
+//! The loader: links cell objects into a running system.
+//!
+//! A cell is a relocatable x86_64 ELF object (`ET_REL`), one per crate. Loading one runs these
+//! phases, one file each:
+//!
+//! | phase | file | what it does |
+//! |-------|------|--------------|
+//! | parse | `parse.rs` | checks the header (class, endianness, machine, type) and that every table and section lies inside the file |
+//! | layout | `layout.rs` | places sections into four page-aligned regions of one mapping; counts GOT slots, TLS pairs and call stubs |
+//! | resolve | `resolve.rs` | binds each undefined symbol: the cell, its namespace and parents, the base image, the platform |
+//! | link | `link.rs`, `reloc.rs` | copies sections, fills the GOT and stubs, applies relocations from the table through one checked writer |
+//! | publish | `system.rs` | protects the regions (text RX, read-only R, relro and GOT R, data RW), registers `.eh_frame` and TLS, adds the cell to its namespace and its edges to the registry, runs `.init_array` |
+//!
+//! # Invariants
+//!
+//! - **Text is never patched after load.** Every reference that leaves a cell goes through a
+//!   slot (a GOT entry, the word a call stub jumps through, an `R_X86_64_64` data word, or a host
+//!   handle) and is recorded as an [`crate_metadata::Edge`].
+//! - **W^X at every moment.** No region is writable and executable at once.
+//! - **All or nothing.** A failed load leaves the system exactly as it was: nothing mapped, nothing
+//!   registered, the namespaces and the registry unchanged.
+//! - **The platform is a trait.** The core is `#![no_std]` + `alloc`; [`platform`] says what a
+//!   platform provides, and the `hosted` feature implements it for a Linux process.
+//! - **Raw memory is touched in one module** (`mapping.rs`), through bounds-checked offsets.
+
+#![no_std]
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+mod error;
+mod handle;
+mod layout;
+mod link;
+mod mapping;
+mod parse;
+pub mod platform;
+mod reloc;
+mod resolve;
+mod system;
+
+#[cfg(feature = "hosted")]
+pub mod hosted;
+
+pub use error::{HashCause, LoadError, MissingSymbol};
+pub use handle::{Handle, HandleSlot};
+pub use resolve::{Provider, Resolution, Resolved, Resolver};
+pub use system::{CellSpec, System, UnloadError};

@@ -1,0 +1,325 @@
+//! Linking: writing the sections into the mapping, filling the GOT and the call stubs, and
+//! applying every relocation through the table in [`crate::reloc`]. Every reference that leaves
+//! the cell is collected as a pending edge.
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use crate::error::LoadError;
+use crate::layout::{Layout, NONE};
+use crate::mapping::Mapping;
+use crate::parse::Object;
+use crate::reloc::{self, Formula, WriteError};
+use crate::resolve::{Provider, Resolved};
+use crate_metadata::{demangle, SlotKind};
+
+/// What a symbol of the object stands for once resolved.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Target {
+    /// Defined in this cell at this absolute address.
+    Local(u64),
+    /// A thread-local of this cell at this offset in its TLS block.
+    LocalTls(u64),
+    /// Defined outside the cell.
+    External(Resolved),
+    /// An undefined weak symbol nobody defines: address 0.
+    WeakMissing,
+}
+
+/// Where an edge's slot lives in the dependent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SlotSection {
+    /// The cell's GOT.
+    Got,
+    /// A section of the object, by header index.
+    Section(usize),
+}
+
+/// An edge found while linking, before the cell has an id.
+#[derive(Clone, Debug)]
+pub(crate) struct PendingEdge {
+    pub(crate) section: SlotSection,
+    pub(crate) slot: u64,
+    pub(crate) kind: SlotKind,
+    pub(crate) addend: i64,
+    pub(crate) provider: Provider,
+    pub(crate) name: String,
+    pub(crate) addr: u64,
+}
+
+/// What linking produced.
+pub(crate) struct Linked {
+    pub(crate) edges: Vec<PendingEdge>,
+    pub(crate) relocations: u32,
+}
+
+/// Copies every loaded section's bytes into the mapping (`.bss` and `.tbss` stay zero).
+pub(crate) fn copy_sections(
+    cell: &str,
+    object: &Object<'_>,
+    layout: &Layout,
+    mapping: &mut Mapping,
+) -> Result<(), LoadError> {
+    for (i, placed) in layout.sections.iter().enumerate() {
+        let Some(p) = placed else { continue };
+        let bytes = object.section_bytes(i);
+        if bytes.is_empty() {
+            continue;
+        }
+        mapping
+            .write(p.offset, bytes)
+            .map_err(|_| LoadError::Malformed {
+                cell: cell.into(),
+                reason: alloc::format!("section {} does not fit its place", object.section_name(i)),
+            })?;
+    }
+    Ok(())
+}
+
+/// Fills the GOT (slots and TLS pairs) and the call stubs, and applies the relocations.
+pub(crate) fn link(
+    cell: &str,
+    object: &Object<'_>,
+    layout: &Layout,
+    mapping: &mut Mapping,
+    targets: &[Option<Target>],
+    tls_module: u64,
+) -> Result<Linked, LoadError> {
+    let mut edges = Vec::new();
+    fill_got(
+        cell, object, layout, mapping, targets, tls_module, &mut edges,
+    )?;
+    let relocations = relocate(cell, object, layout, mapping, targets, &mut edges)?;
+    Ok(Linked { edges, relocations })
+}
+
+fn malformed(cell: &str, reason: String) -> LoadError {
+    LoadError::Malformed {
+        cell: cell.into(),
+        reason,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn fill_got(
+    cell: &str,
+    object: &Object<'_>,
+    layout: &Layout,
+    mapping: &mut Mapping,
+    targets: &[Option<Target>],
+    tls_module: u64,
+    edges: &mut Vec<PendingEdge>,
+) -> Result<(), LoadError> {
+    let got = layout.got_offset;
+    let oob = |_| malformed(cell, "GOT outside the mapping".into());
+    if layout.tlsld != NONE {
+        let at = got + layout.tlsld as usize;
+        mapping.write(at, &tls_module.to_le_bytes()).map_err(oob)?;
+    }
+    for (sym, target) in targets.iter().enumerate() {
+        let name = object.symbol_name(sym);
+        if layout.tlsgd[sym] != NONE {
+            let at = got + layout.tlsgd[sym] as usize;
+            let (module, offset) = match *target {
+                Some(Target::LocalTls(off)) => (tls_module, off),
+                Some(Target::External(Resolved {
+                    tls: Some(t),
+                    provider,
+                    ..
+                })) => {
+                    edges.push(PendingEdge {
+                        section: SlotSection::Got,
+                        slot: mapping.addr(at),
+                        kind: SlotKind::TlsPair,
+                        addend: 0,
+                        provider,
+                        name: name.to_string(),
+                        addr: t.offset,
+                    });
+                    (t.module, t.offset)
+                }
+                _ => return Err(not_tls(cell, name)),
+            };
+            mapping.write(at, &module.to_le_bytes()).map_err(oob)?;
+            mapping.write(at + 8, &offset.to_le_bytes()).map_err(oob)?;
+        }
+        if layout.got[sym] != NONE {
+            let at = got + layout.got[sym] as usize;
+            let value = match *target {
+                Some(Target::Local(addr)) => addr,
+                Some(Target::WeakMissing) => 0,
+                Some(Target::External(r)) if r.tls.is_none() => {
+                    edges.push(PendingEdge {
+                        section: SlotSection::Got,
+                        slot: mapping.addr(at),
+                        kind: SlotKind::Got,
+                        addend: 0,
+                        provider: r.provider,
+                        name: name.to_string(),
+                        addr: r.addr,
+                    });
+                    r.addr
+                }
+                _ => {
+                    return Err(malformed(
+                        cell,
+                        alloc::format!(
+                            "a GOT slot for thread-local `{}`",
+                            demangle::demangle(name)
+                        ),
+                    ))
+                }
+            };
+            mapping.write(at, &value.to_le_bytes()).map_err(oob)?;
+        }
+        if layout.stubs[sym] != NONE {
+            // jmp *slot(%rip): ff 25 <disp32>, disp from the end of the 6-byte instruction.
+            let at = layout.stubs_offset + layout.stubs[sym] as usize;
+            let slot = got + layout.got[sym] as usize;
+            let disp = slot as i128 - (at as i128 + 6);
+            let disp =
+                i32::try_from(disp).map_err(|_| malformed(cell, "stub too far from GOT".into()))?;
+            let mut stub = [0xcc_u8; 8];
+            stub[0] = 0xff;
+            stub[1] = 0x25;
+            stub[2..6].copy_from_slice(&disp.to_le_bytes());
+            mapping.write(at, &stub).map_err(oob)?;
+        }
+    }
+    Ok(())
+}
+
+fn not_tls(cell: &str, name: &str) -> LoadError {
+    malformed(
+        cell,
+        alloc::format!(
+            "TLSGD against `{}`, which is not thread-local",
+            demangle::demangle(name)
+        ),
+    )
+}
+
+fn relocate(
+    cell: &str,
+    object: &Object<'_>,
+    layout: &Layout,
+    mapping: &mut Mapping,
+    targets: &[Option<Target>],
+    edges: &mut Vec<PendingEdge>,
+) -> Result<u32, LoadError> {
+    let mut count = 0u32;
+    for (index, relocs) in &object.elf.shdr_relocs {
+        let target_index = object.elf.section_headers[*index].sh_info as usize;
+        let Some(placed) = layout.sections.get(target_index).copied().flatten() else {
+            continue;
+        };
+        for r in relocs.iter() {
+            let section = || object.section_name(target_index);
+            let Some(ty) = reloc::lookup(r.r_type) else {
+                return Err(LoadError::UnknownRelocation {
+                    cell: cell.into(),
+                    section: section(),
+                    offset: r.r_offset,
+                    r_type: r.r_type,
+                });
+            };
+            let name = object.symbol_name(r.r_sym);
+            let overflow = |value: i128| LoadError::RelocationOverflow {
+                cell: cell.into(),
+                section: section(),
+                offset: r.r_offset,
+                r_type: ty.name,
+                symbol: symbol_label(object, r.r_sym),
+                value,
+            };
+            let width = ty.field.width() as u64;
+            if r.r_offset
+                .checked_add(width)
+                .is_none_or(|end| end > placed.size as u64)
+            {
+                return Err(overflow(r.r_offset as i128));
+            }
+            let offset = placed.offset + r.r_offset as usize;
+            let p = i128::from(mapping.addr(offset));
+            let a = i128::from(r.r_addend.unwrap_or(0));
+            let got_at = |rel: u32| i128::from(mapping.addr(layout.got_offset + rel as usize));
+            let target = targets.get(r.r_sym).copied().flatten();
+            let external = match target {
+                Some(Target::External(res)) => Some(res),
+                _ => None,
+            };
+            let s = match target {
+                Some(Target::Local(addr)) => i128::from(addr),
+                Some(Target::LocalTls(off)) => i128::from(off),
+                Some(Target::External(res)) => i128::from(res.addr),
+                Some(Target::WeakMissing) | None => 0,
+            };
+            let value = match ty.formula {
+                Formula::Abs64 | Formula::Pc32 if matches!(target, Some(Target::LocalTls(_))) => {
+                    return Err(malformed(
+                        cell,
+                        alloc::format!(
+                            "{} against thread-local `{}`",
+                            ty.name,
+                            demangle::demangle(name)
+                        ),
+                    ));
+                }
+                Formula::Abs64 => s + a,
+                Formula::Pc32 => s + a - p,
+                Formula::Plt32 if layout.stubs[r.r_sym] != NONE => {
+                    let stub = layout.stubs[r.r_sym];
+                    i128::from(mapping.addr(layout.stubs_offset + stub as usize)) + a - p
+                }
+                Formula::Plt32 => s + a - p,
+                Formula::GotPcRel => got_at(layout.got[r.r_sym]) + a - p,
+                Formula::TlsGd => got_at(layout.tlsgd[r.r_sym]) + a - p,
+                Formula::TlsLd => got_at(layout.tlsld) + a - p,
+                Formula::DtpOff32 => match target {
+                    Some(Target::LocalTls(off)) => i128::from(off) + a,
+                    _ => {
+                        return Err(LoadError::UnsupportedTls {
+                            cell: cell.into(),
+                            symbol: demangle::demangle(name),
+                        })
+                    }
+                },
+            };
+            reloc::write(mapping, offset, ty.field, value).map_err(|e| match e {
+                WriteError::Overflow | WriteError::OutOfBounds => overflow(value),
+            })?;
+            count += 1;
+            if let Some(res) = external {
+                let kind = match ty.formula {
+                    Formula::Abs64 if p % 8 == 0 => SlotKind::Data,
+                    Formula::Abs64 | Formula::Pc32 => SlotKind::Direct,
+                    _ => continue, // served through a GOT slot or pair, recorded by `fill_got`
+                };
+                edges.push(PendingEdge {
+                    section: SlotSection::Section(target_index),
+                    slot: p as u64,
+                    kind,
+                    addend: a as i64,
+                    provider: res.provider,
+                    name: name.to_string(),
+                    addr: res.addr,
+                });
+            }
+        }
+    }
+    Ok(count)
+}
+
+/// A symbol as an error names it: demangled, or the section for a section symbol.
+fn symbol_label(object: &Object<'_>, sym: usize) -> String {
+    let name = object.symbol_name(sym);
+    if !name.is_empty() {
+        return demangle::demangle(name);
+    }
+    object
+        .elf
+        .syms
+        .get(sym)
+        .map(|s| object.section_name(s.st_shndx))
+        .unwrap_or_default()
+}

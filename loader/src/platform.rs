@@ -1,0 +1,190 @@
+//! The platform traits: everything the loader needs from the machine it runs on.
+//!
+//! The loader core never maps memory, reads a symbol table of the running image, registers unwind
+//! information or hands out thread-local storage by itself; it asks a [`Platform`]. The hosted
+//! backend ([`crate::hosted`], feature `hosted`) implements these with `mmap`, the running
+//! executable's ELF symbol tables, libgcc's `__register_frame` and the loader's own
+//! `__tls_get_addr`. A bare-metal kernel implements them with its page tables.
+
+use core::fmt;
+
+/// The permissions of a region of a cell's mapping. Never writable and executable at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protection {
+    /// Read and write (data, bss; every region while the loader writes it).
+    ReadWrite,
+    /// Read only (read-only data, the GOT outside a swap's commit).
+    ReadOnly,
+    /// Read and execute (text and call stubs).
+    ReadExecute,
+}
+
+/// Why the platform could not do what the loader asked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PlatformError {
+    /// No memory for a mapping of `len` bytes.
+    OutOfMemory {
+        /// The requested length.
+        len: usize,
+    },
+    /// Changing the protection of a region failed.
+    Protect {
+        /// Start of the region.
+        addr: usize,
+        /// Length of the region.
+        len: usize,
+        /// The platform's own error code (errno on Linux).
+        code: i32,
+    },
+    /// Registering or deregistering unwind information failed.
+    Unwind,
+    /// No more thread-local storage modules can be created.
+    TlsExhausted,
+}
+
+impl fmt::Display for PlatformError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PlatformError::OutOfMemory { len } => write!(f, "out of memory mapping {len} bytes"),
+            PlatformError::Protect { addr, len, code } => write!(
+                f,
+                "cannot change protection of {len} bytes at {addr:#x} (error {code})"
+            ),
+            PlatformError::Unwind => f.write_str("unwind information could not be registered"),
+            PlatformError::TlsExhausted => f.write_str("no thread-local storage module left"),
+        }
+    }
+}
+
+/// Page-granular memory for cell mappings.
+///
+/// Implementations hand out zeroed, readable and writable memory; the loader writes the cell into
+/// it and then narrows each region with [`Memory::protect`].
+pub trait Memory {
+    /// The page size; every mapping and protected region is aligned to it.
+    fn page_size(&self) -> usize;
+
+    /// Maps `len` bytes (a multiple of the page size) of zeroed read-write memory.
+    fn map(&self, len: usize) -> Result<*mut u8, PlatformError>;
+
+    /// Sets the protection of `len` bytes at `addr` (both page aligned, inside one mapping).
+    fn protect(&self, addr: *mut u8, len: usize, prot: Protection) -> Result<(), PlatformError>;
+
+    /// Unmaps a mapping made by [`Memory::map`].
+    ///
+    /// # Safety
+    /// `addr` and `len` are exactly a mapping this memory returned, and nothing uses it any more.
+    unsafe fn unmap(&self, addr: *mut u8, len: usize);
+}
+
+/// A thread-local variable of the base image, as a `TLSGD` GOT pair needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TlsSymbol {
+    /// The image's TLS module id (the main executable is module 1 under glibc).
+    pub module: u64,
+    /// The variable's offset in the module's TLS block.
+    pub offset: u64,
+}
+
+/// The symbols of the base image (the running `nano_core`) and of the platform beneath it.
+pub trait SymbolSource {
+    /// The address of the base image's own definition of `name`, if the image has one.
+    fn image_symbol(&self, name: &str) -> Option<usize>;
+
+    /// A thread-local variable of the base image.
+    fn image_tls_symbol(&self, name: &str) -> Option<TlsSymbol>;
+
+    /// The platform's definition of `name` (`dlsym` and libm when hosted), tried after the image.
+    fn platform_symbol(&self, name: &str) -> Option<usize>;
+
+    /// Calls `f` with every symbol name the base image defines. Used only to explain a failure
+    /// (a symbol that exists under another crate hash), never on the loading path.
+    fn for_each_image_symbol(&self, f: &mut dyn FnMut(&str));
+}
+
+/// Registration of a cell's `.eh_frame` with the unwinder, so panics unwind through cell frames.
+pub trait Unwinder {
+    /// Registers the zero-terminated `.eh_frame` data at `eh_frame`.
+    ///
+    /// # Safety
+    /// `eh_frame` points to a complete, relocated, zero-terminated `.eh_frame` that stays mapped
+    /// and unchanged until [`Unwinder::deregister`] is called with the same pointer.
+    unsafe fn register(&self, eh_frame: *const u8) -> Result<(), PlatformError>;
+
+    /// Deregisters what [`Unwinder::register`] registered.
+    ///
+    /// # Safety
+    /// `eh_frame` was registered and no frame of the cell is on any stack.
+    unsafe fn deregister(&self, eh_frame: *const u8);
+}
+
+/// The initial contents of a cell's thread-local storage block.
+#[derive(Clone, Copy, Debug)]
+pub struct TlsTemplate {
+    /// The relocated `.tdata` image (it lives in the cell's read-only mapping).
+    pub init: *const u8,
+    /// Length of `.tdata`.
+    pub init_len: usize,
+    /// Length of the whole block (`.tdata` + `.tbss`).
+    pub size: usize,
+    /// Alignment of the block.
+    pub align: usize,
+}
+
+/// Thread-local storage for cells' own `thread_local!` variables (`TLSLD` + `DTPOFF32`).
+pub trait ThreadLocals {
+    /// Creates a TLS module for one cell and returns its module id, the value the loader writes
+    /// into the first word of the cell's `TLSLD`/`TLSGD` GOT pairs.
+    ///
+    /// # Safety
+    /// `template.init` stays valid until [`ThreadLocals::destroy_module`] is called.
+    unsafe fn create_module(&self, template: TlsTemplate) -> Result<u64, PlatformError>;
+
+    /// Frees every thread's block of `module` and forgets the module.
+    ///
+    /// # Safety
+    /// No code of the cell that owns `module` runs on any thread any more.
+    unsafe fn destroy_module(&self, module: u64);
+
+    /// The address of the `__tls_get_addr` that cells must call: it serves the modules of
+    /// [`ThreadLocals::create_module`] and forwards every other module to the platform's.
+    fn tls_get_addr(&self) -> usize;
+}
+
+/// Everything the loader needs from its platform.
+pub trait Platform: Memory + SymbolSource + Unwinder + ThreadLocals + Process {}
+
+impl<T: Memory + SymbolSource + Unwinder + ThreadLocals + Process> Platform for T {}
+
+/// What a process-like platform tells the loader about the program it runs.
+#[derive(Clone, Copy, Debug)]
+pub struct InitArgs {
+    /// `argc` as the program received it.
+    pub argc: i32,
+    /// `argv`.
+    pub argv: *const *const u8,
+    /// `envp`.
+    pub envp: *const *const u8,
+}
+
+impl InitArgs {
+    /// No arguments and no environment (what a bare-metal kernel passes).
+    pub const EMPTY: InitArgs = InitArgs {
+        argc: 0,
+        argv: core::ptr::null(),
+        envp: core::ptr::null(),
+    };
+}
+
+/// The program around the loader: the arguments `.init_array` functions receive and a clock.
+pub trait Process {
+    /// The `(argc, argv, envp)` triple passed to every `.init_array` function, as glibc does.
+    fn init_args(&self) -> InitArgs {
+        InitArgs::EMPTY
+    }
+
+    /// A monotonic clock in nanoseconds, for load statistics (0 when there is none).
+    fn now_nanos(&self) -> u64 {
+        0
+    }
+}

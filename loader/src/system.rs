@@ -1,0 +1,742 @@
+//! The system: the registry, the namespaces, and the mapped cells, with the operations that
+//! change them (load, unload, handles).
+
+use alloc::collections::BTreeMap;
+use alloc::string::{String, ToString};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use goblin::elf::sym::{
+    STB_GLOBAL, STB_WEAK, STT_FILE, STT_FUNC, STT_OBJECT, STT_SECTION, STV_HIDDEN, STV_INTERNAL,
+};
+
+use crate::error::LoadError;
+use crate::handle::{Handle, HandleSlot};
+use crate::layout::{self, Layout, Region, TLS_SYMBOL};
+use crate::link::{self, PendingEdge, SlotSection, Target};
+use crate::mapping::Mapping;
+use crate::parse::{self, Object};
+use crate::platform::{Platform, PlatformError, Protection, TlsTemplate};
+use crate::resolve::{Provider, Resolution, Resolver};
+use crate_metadata::{
+    demangle, Cell, CellId, CellKind, CellState, Edge, EdgeId, LoadStats, NamespaceId, Origin,
+    Registry, Section, SectionId, SectionKind, SlotKind, Symbol, SymbolId, SymbolKind,
+};
+use namespace::{Export, NamespaceError, Namespaces, SymbolRef};
+
+/// What the caller knows about a cell it loads.
+#[derive(Clone, Copy, Debug)]
+pub struct CellSpec<'a> {
+    /// The crate name.
+    pub name: &'a str,
+    /// The crate version.
+    pub version: &'a str,
+    /// Where in `cells/` it comes from.
+    pub kind: Option<CellKind>,
+    /// SHA-256 of the object (lowercase hex), recorded in the metadata.
+    pub sha256: Option<&'a str>,
+}
+
+impl<'a> CellSpec<'a> {
+    /// A spec with only a name.
+    pub fn named(name: &'a str) -> CellSpec<'a> {
+        CellSpec {
+            name,
+            version: "",
+            kind: None,
+            sha256: None,
+        }
+    }
+}
+
+/// Why a cell could not be unloaded. Nothing was changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UnloadError {
+    /// No loaded cell has this id.
+    NoSuchCell(CellId),
+    /// Other cells (or the host, through handles) still bind to the cell.
+    InUse {
+        /// The cell.
+        cell: String,
+        /// Its dependents' names (`nano_core` for the host's handles).
+        dependents: Vec<String>,
+    },
+}
+
+impl core::fmt::Display for UnloadError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            UnloadError::NoSuchCell(id) => write!(f, "no loaded cell {id}"),
+            UnloadError::InUse { cell, dependents } => write!(
+                f,
+                "cell `{cell}` is still used by: {}",
+                dependents.join(", ")
+            ),
+        }
+    }
+}
+
+/// The runtime side of a loaded cell: what must be undone to unload it.
+#[derive(Debug)]
+struct Mapped {
+    mapping: Mapping,
+    regions: [(usize, usize); 4],
+    eh_frame: Option<usize>,
+    tls_module: Option<u64>,
+}
+
+/// The running cell system on platform `P`.
+pub struct System<P: Platform> {
+    platform: P,
+    registry: Registry,
+    namespaces: Namespaces,
+    mapped: BTreeMap<CellId, Mapped>,
+    handles: Vec<(EdgeId, Arc<HandleSlot>)>,
+}
+
+impl<P: Platform> System<P> {
+    /// A system with no cells; the base image is called `base_name` in the registry.
+    pub fn new(platform: P, base_name: &str) -> System<P> {
+        let mut registry = Registry::new(base_name);
+        if let Some(base) = registry.cell_mut(Registry::BASE) {
+            base.sections.push(Section {
+                name: ".handles".into(),
+                kind: SectionKind::Got,
+                addr: 0,
+                size: 0,
+            });
+        }
+        System {
+            platform,
+            registry,
+            namespaces: Namespaces::new(),
+            mapped: BTreeMap::new(),
+            handles: Vec::new(),
+        }
+    }
+
+    /// The platform.
+    pub fn platform(&self) -> &P {
+        &self.platform
+    }
+
+    /// The registry of cells and edges.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The namespaces.
+    pub fn namespaces(&self) -> &Namespaces {
+        &self.namespaces
+    }
+
+    /// Creates a namespace.
+    pub fn create_namespace(
+        &mut self,
+        name: &str,
+        parent: Option<NamespaceId>,
+    ) -> Result<NamespaceId, NamespaceError> {
+        self.namespaces.create(name, parent)
+    }
+
+    /// The live cell named `name` in namespace `ns` itself.
+    pub fn cell_in(&self, ns: NamespaceId, name: &str) -> Option<CellId> {
+        let n = self.namespaces.get(ns)?;
+        n.cells.iter().copied().find(|c| {
+            self.registry
+                .cell(*c)
+                .is_some_and(|c| c.name == name && c.state == CellState::Live)
+        })
+    }
+
+    /// The resolver this system links with.
+    pub fn resolver(&self) -> Resolver<'_> {
+        Resolver {
+            namespaces: &self.namespaces,
+            registry: &self.registry,
+            symbols: &self.platform,
+            tls_get_addr: self.platform.tls_get_addr() as u64,
+        }
+    }
+
+    /// Loads the object `bytes` as cell `spec.name` into namespace `ns`: parses, lays out,
+    /// resolves, maps, links, protects, registers unwind info and TLS, makes the cell visible in
+    /// its namespace and runs its `.init_array`. On any error nothing is left behind.
+    pub fn load(
+        &mut self,
+        ns: NamespaceId,
+        spec: CellSpec<'_>,
+        bytes: &[u8],
+    ) -> Result<CellId, LoadError> {
+        let start = self.platform.now_nanos();
+        let cell = spec.name;
+        let ns_name = match self.namespaces.get(ns) {
+            Some(n) => n.name.clone(),
+            None => {
+                return Err(LoadError::Namespace {
+                    cell: cell.into(),
+                    error: NamespaceError::NoSuchNamespace(ns),
+                })
+            }
+        };
+        if self.cell_in(ns, cell).is_some() {
+            return Err(LoadError::AlreadyLoaded {
+                cell: cell.into(),
+                namespace: ns_name,
+            });
+        }
+        let object = parse::parse(cell, bytes)?;
+        let layout = layout::plan(cell, &object, self.platform.page_size())?;
+        let external = self.resolve_undefined(cell, &ns_name, ns, &object)?;
+        let platform_err = |error| LoadError::Platform {
+            cell: cell.into(),
+            error,
+        };
+        let mapping = Mapping::new(&self.platform, layout.total).map_err(platform_err)?;
+        let mut mapped = Mapped {
+            mapping,
+            regions: layout.regions,
+            eh_frame: None,
+            tls_module: None,
+        };
+        match self.link_and_publish(ns, spec, &object, &layout, external, &mut mapped, start) {
+            Ok(id) => {
+                self.mapped.insert(id, mapped);
+                self.run_init_array(id, &object, &layout);
+                Ok(id)
+            }
+            Err(e) => {
+                // SAFETY: the cell never became visible, so no code of it has run and nothing
+                // refers to it.
+                unsafe { self.release(mapped) };
+                Err(e)
+            }
+        }
+    }
+
+    /// Resolves every undefined symbol of the object; collects all the missing ones into one error.
+    fn resolve_undefined(
+        &self,
+        cell: &str,
+        ns_name: &str,
+        ns: NamespaceId,
+        object: &Object<'_>,
+    ) -> Result<Vec<Option<Target>>, LoadError> {
+        let resolver = self.resolver();
+        let mut targets = alloc::vec![None; object.elf.syms.len()];
+        let mut missing = Vec::new();
+        for (i, sym) in object.elf.syms.iter().enumerate() {
+            if sym.st_shndx != 0 || i == 0 {
+                continue;
+            }
+            let name = object.symbol_name(i);
+            if name.is_empty() {
+                continue;
+            }
+            let tls = sym.st_type() == TLS_SYMBOL;
+            targets[i] = match resolver.resolve(ns, name, tls) {
+                Resolution::Found(r) => Some(Target::External(r)),
+                Resolution::Missing if sym.st_bind() == STB_WEAK => Some(Target::WeakMissing),
+                Resolution::Missing => {
+                    missing.push(name);
+                    None
+                }
+                Resolution::ForeignTls => {
+                    return Err(LoadError::UnsupportedTls {
+                        cell: cell.into(),
+                        symbol: demangle::demangle(name),
+                    })
+                }
+            };
+        }
+        if !missing.is_empty() {
+            let (missing, cause) = resolver.explain(&missing);
+            return Err(LoadError::UndefinedSymbols {
+                cell: cell.into(),
+                namespace: ns_name.into(),
+                missing,
+                cause,
+            });
+        }
+        Ok(targets)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn link_and_publish(
+        &mut self,
+        ns: NamespaceId,
+        spec: CellSpec<'_>,
+        object: &Object<'_>,
+        layout: &Layout,
+        mut targets: Vec<Option<Target>>,
+        mapped: &mut Mapped,
+        start: u64,
+    ) -> Result<CellId, LoadError> {
+        let cell = spec.name;
+        let platform_err = |error| LoadError::Platform {
+            cell: cell.into(),
+            error,
+        };
+        local_targets(object, layout, &mapped.mapping, &mut targets);
+        link::copy_sections(cell, object, layout, &mut mapped.mapping)?;
+        let mut tls_module = 0;
+        if layout.needs_tls_module() {
+            let tls = layout.tls.unwrap_or(layout::TlsLayout {
+                image_offset: 0,
+                init_len: 0,
+                size: 1,
+                align: 1,
+            });
+            let template = TlsTemplate {
+                init: mapped.mapping.addr(tls.image_offset) as *const u8,
+                init_len: tls.init_len,
+                size: tls.size,
+                align: tls.align,
+            };
+            // SAFETY: the template's image lives in this cell's mapping, which outlives the
+            // module: `release` destroys the module before it unmaps.
+            tls_module = unsafe { self.platform.create_module(template) }.map_err(platform_err)?;
+            mapped.tls_module = Some(tls_module);
+        }
+        let linked = link::link(
+            cell,
+            object,
+            layout,
+            &mut mapped.mapping,
+            &targets,
+            tls_module,
+        )?;
+        for (region, prot) in [
+            (Region::Text, Protection::ReadExecute),
+            (Region::ReadOnly, Protection::ReadOnly),
+            (Region::RelRo, Protection::ReadOnly),
+        ] {
+            let (offset, len) = layout.regions[region as usize];
+            mapped
+                .mapping
+                .protect(&self.platform, offset, len, prot)
+                .map_err(platform_err)?;
+        }
+        if let Some((offset, len)) = layout.eh_frame {
+            if len > 4 {
+                let addr = mapped.mapping.addr(offset) as usize;
+                // SAFETY: the `.eh_frame` copy is relocated, followed by four zero bytes (the
+                // layout reserved them in the zeroed mapping), read-only from now on, and stays
+                // mapped until `release` deregisters it before unmapping.
+                unsafe { self.platform.register(addr as *const u8) }.map_err(platform_err)?;
+                mapped.eh_frame = Some(addr);
+            }
+        }
+
+        let (mut meta, exports, section_ids) = describe(spec, object, layout, &mapped.mapping);
+        let end = self.platform.now_nanos();
+        meta.stats = LoadStats {
+            relocations: linked.relocations,
+            got_slots: (layout.got_len / 8) as u32,
+            stubs: layout.stub_count as u32,
+            mapped_bytes: mapped.mapping.len() as u64,
+            load_nanos: end.saturating_sub(start),
+        };
+        meta.namespace = Some(ns);
+        let id = self.registry.next_cell_id();
+        let exports: Vec<Export> = exports
+            .into_iter()
+            .map(|(name, symbol, addr, weak)| Export {
+                name,
+                target: SymbolRef {
+                    cell: id,
+                    symbol,
+                    addr,
+                    weak,
+                },
+            })
+            .collect();
+        self.namespaces
+            .add_cell(ns, id, &exports)
+            .map_err(|error| LoadError::Namespace {
+                cell: cell.into(),
+                error,
+            })?;
+        let id = self.registry.add_cell(meta);
+        for e in linked.edges {
+            self.add_pending_edge(id, &section_ids, e);
+        }
+        Ok(id)
+    }
+
+    fn add_pending_edge(&mut self, id: CellId, section_ids: &SectionIds, e: PendingEdge) {
+        let section = match e.section {
+            SlotSection::Got => section_ids.got,
+            SlotSection::Section(i) => section_ids.by_index.get(i).copied().flatten(),
+        }
+        .unwrap_or(SectionId(0));
+        let symbol = match e.provider {
+            Provider::Cell { symbol, .. } => Some(symbol),
+            Provider::Base | Provider::Platform => {
+                let kind = if e.kind == SlotKind::TlsPair {
+                    SymbolKind::Tls
+                } else {
+                    SymbolKind::Other
+                };
+                self.registry
+                    .intern_symbol(e.provider.cell(), &e.name, e.addr, kind)
+            }
+        };
+        if let Some(symbol) = symbol {
+            self.registry.add_edge(Edge {
+                dependent: id,
+                section,
+                slot: e.slot,
+                kind: e.kind,
+                addend: e.addend,
+                provider: e.provider.cell(),
+                symbol,
+            });
+        }
+    }
+
+    /// Calls the cell's `.init_array` functions with `(argc, argv, envp)`, in order.
+    fn run_init_array(&self, id: CellId, object: &Object<'_>, layout: &Layout) {
+        let Some(mapped) = self.mapped.get(&id) else {
+            return;
+        };
+        let args = self.platform.init_args();
+        for (i, placed) in layout.sections.iter().enumerate() {
+            let Some(p) = placed else { continue };
+            if !object.section_name(i).starts_with(".init_array") {
+                continue;
+            }
+            let Ok(words) = mapped.mapping.read(p.offset, p.size - p.size % 8) else {
+                continue;
+            };
+            for w in words.chunks_exact(8) {
+                let addr = u64::from_le_bytes(w.try_into().unwrap_or([0; 8]));
+                if addr == 0 || addr == u64::MAX {
+                    continue;
+                }
+                type InitFn = unsafe extern "C" fn(i32, *const *const u8, *const *const u8);
+                // SAFETY: `.init_array` entries are pointers to functions with this signature
+                // (the ELF gABI, as glibc calls them); the relocation pass wrote them, and the
+                // cell's text is mapped executable now.
+                unsafe {
+                    let f: InitFn = core::mem::transmute::<usize, InitFn>(addr as usize);
+                    f(args.argc, args.argv, args.envp);
+                }
+            }
+        }
+    }
+
+    /// Undoes a cell's platform state: TLS module, unwind registration, memory.
+    ///
+    /// # Safety
+    /// No code of the cell runs and nothing refers to it.
+    unsafe fn release(&self, mapped: Mapped) {
+        if let Some(module) = mapped.tls_module {
+            // SAFETY: the caller promises no code of the cell runs any more.
+            unsafe { self.platform.destroy_module(module) };
+        }
+        if let Some(eh) = mapped.eh_frame {
+            // SAFETY: registered by `load`; no frame of the cell is on a stack (caller).
+            unsafe { self.platform.deregister(eh as *const u8) };
+        }
+        // SAFETY: as above; the mapping is exactly what `Mapping::new` made.
+        unsafe { mapped.mapping.unmap(&self.platform) };
+    }
+
+    /// Forgets handle slots that no handle uses any more, with their edges.
+    fn prune_handles(&mut self) {
+        let registry = &mut self.registry;
+        self.handles.retain(|(edge, slot)| {
+            if Arc::strong_count(slot) > 1 {
+                return true;
+            }
+            registry.remove_edge(*edge);
+            false
+        });
+    }
+
+    /// Unloads a cell: removes it from its namespace and the registry, deregisters its unwind
+    /// information, frees its TLS blocks and unmaps it. Refused while anything binds to it.
+    pub fn unload(&mut self, id: CellId) -> Result<(), UnloadError> {
+        self.prune_handles();
+        let Some(cell) = self
+            .registry
+            .cell(id)
+            .filter(|c| c.origin == Origin::Object)
+        else {
+            return Err(UnloadError::NoSuchCell(id));
+        };
+        let dependents = self.registry.dependents(id);
+        if !dependents.is_empty() {
+            return Err(UnloadError::InUse {
+                cell: cell.name.clone(),
+                dependents: dependents
+                    .iter()
+                    .filter_map(|d| self.registry.cell(*d))
+                    .map(|c| c.name.clone())
+                    .collect(),
+            });
+        }
+        if let Some(ns) = cell.namespace {
+            let _ = self.namespaces.remove_cell(ns, id);
+        }
+        let _ = self.registry.remove_cell(id);
+        if let Some(mapped) = self.mapped.remove(&id) {
+            // SAFETY: no edge points into the cell any more (checked above), so no other cell
+            // and no handle can reach it.
+            unsafe { self.release(mapped) };
+        }
+        Ok(())
+    }
+
+    /// Finds a symbol visible from `ns` by mangled name, or by demangled path without hash
+    /// (`klog::push`), which names the cell by its first segment.
+    pub fn find_symbol(&self, ns: NamespaceId, symbol: &str) -> Result<SymbolRef, LoadError> {
+        let ns_name = || {
+            self.namespaces
+                .get(ns)
+                .map(|n| n.name.clone())
+                .unwrap_or_default()
+        };
+        if let Some((_, s)) = self.namespaces.lookup(ns, symbol) {
+            return Ok(s);
+        }
+        let cell_name = symbol.split("::").next().unwrap_or("");
+        for n in self.namespaces.chain(ns) {
+            let Some(cell) = self.cell_in(n, cell_name) else {
+                continue;
+            };
+            let Some(c) = self.registry.cell(cell) else {
+                continue;
+            };
+            let hits: Vec<(usize, &Symbol)> = c
+                .symbols
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| demangle::path(&s.name) == symbol)
+                .collect();
+            return match hits.as_slice() {
+                [] => Err(LoadError::NoSuchSymbol {
+                    namespace: ns_name(),
+                    symbol: symbol.into(),
+                }),
+                [(i, s)] => Ok(SymbolRef {
+                    cell,
+                    symbol: SymbolId(*i as u32),
+                    addr: s.addr,
+                    weak: false,
+                }),
+                many => Err(LoadError::AmbiguousSymbol {
+                    symbol: symbol.into(),
+                    candidates: many.iter().map(|(_, s)| s.name.clone()).collect(),
+                }),
+            };
+        }
+        Err(LoadError::NoSuchSymbol {
+            namespace: ns_name(),
+            symbol: symbol.into(),
+        })
+    }
+
+    /// A handle through which the host calls the function `symbol` (a mangled name or a path
+    /// such as `klog::push`) visible from `ns`. The handle reads a loader-owned slot on every call,
+    /// recorded as an edge from the base image, so a swap moves the host's calls too.
+    ///
+    /// # Safety
+    /// `F` must be a function pointer type with exactly the function's signature and ABI.
+    pub unsafe fn handle<F: Copy>(
+        &mut self,
+        ns: NamespaceId,
+        symbol: &str,
+    ) -> Result<Handle<F>, LoadError> {
+        if core::mem::size_of::<F>() != core::mem::size_of::<usize>() {
+            return Err(LoadError::BadHandleType {
+                symbol: symbol.into(),
+            });
+        }
+        let target = self.find_symbol(ns, symbol)?;
+        let existing = self.handles.iter().find(|(edge, _)| {
+            self.registry
+                .edge(*edge)
+                .is_some_and(|e| e.provider == target.cell && e.symbol == target.symbol)
+        });
+        let slot = match existing {
+            Some((_, slot)) => slot.clone(),
+            None => {
+                let slot = HandleSlot::new(target.addr);
+                let edge = self.registry.add_edge(Edge {
+                    dependent: Registry::BASE,
+                    section: SectionId(0),
+                    slot: slot.slot_addr(),
+                    kind: SlotKind::Handle,
+                    addend: 0,
+                    provider: target.cell,
+                    symbol: target.symbol,
+                });
+                if let Some(edge) = edge {
+                    self.handles.push((edge, slot.clone()));
+                }
+                slot
+            }
+        };
+        // SAFETY: the caller promises `F` is the function's signature; the slot holds the
+        // function's address and the cell stays mapped while the slot's edge exists (`unload`
+        // refuses a cell with edges into it).
+        Ok(unsafe { Handle::new(slot) })
+    }
+
+    /// The start and length of each region of a loaded cell's mapping (text, read-only, relro,
+    /// data), for inspection and W^X checks.
+    pub fn regions(&self, id: CellId) -> Option<[(u64, u64); 4]> {
+        let m = self.mapped.get(&id)?;
+        Some(
+            m.regions
+                .map(|(off, len)| (m.mapping.addr(off), len as u64)),
+        )
+    }
+}
+
+impl<P: Platform> Drop for System<P> {
+    fn drop(&mut self) {
+        self.prune_handles();
+        if !self.handles.is_empty() {
+            // Handles outlive the system: keep every cell mapped so they stay callable.
+            log::warn!(
+                "{} handle slot(s) outlive the cell system; its cells stay mapped",
+                self.handles.len()
+            );
+            return;
+        }
+        let mapped = core::mem::take(&mut self.mapped);
+        for (_, m) in mapped.into_iter().rev() {
+            // SAFETY: the system is going away and no handle can reach a cell (checked above);
+            // cells only reach each other, and all of them go together.
+            unsafe { self.release(m) };
+        }
+    }
+}
+
+/// Section ids of the cell's metadata, by object section index.
+struct SectionIds {
+    by_index: Vec<Option<SectionId>>,
+    got: Option<SectionId>,
+}
+
+/// Fills in the targets of the symbols the cell defines itself.
+fn local_targets(
+    object: &Object<'_>,
+    layout: &Layout,
+    mapping: &Mapping,
+    targets: &mut [Option<Target>],
+) {
+    for (i, sym) in object.elf.syms.iter().enumerate() {
+        let shndx = sym.st_shndx;
+        if shndx == 0 {
+            continue;
+        }
+        targets[i] = if shndx == goblin::elf::section_header::SHN_ABS as usize {
+            Some(Target::Local(sym.st_value))
+        } else {
+            match layout.sections.get(shndx).copied().flatten() {
+                Some(p) if matches!(p.kind, SectionKind::TlsData | SectionKind::TlsBss) => {
+                    Some(Target::LocalTls(p.tls_offset as u64 + sym.st_value))
+                }
+                Some(p) => Some(Target::Local(mapping.addr(p.offset) + sym.st_value)),
+                None => None,
+            }
+        };
+    }
+}
+
+/// The cell's metadata (sections and exported symbols) and its namespace exports.
+#[allow(clippy::type_complexity)]
+fn describe(
+    spec: CellSpec<'_>,
+    object: &Object<'_>,
+    layout: &Layout,
+    mapping: &Mapping,
+) -> (Cell, Vec<(String, SymbolId, u64, bool)>, SectionIds) {
+    let mut cell = Cell::new(spec.name, spec.version, Origin::Object);
+    cell.kind = spec.kind;
+    cell.sha256 = spec.sha256.map(ToString::to_string);
+    cell.object_size = object.bytes.len() as u64;
+    cell.base_addr = mapping.addr(0);
+    let mut by_index = alloc::vec![None; layout.sections.len()];
+    for (i, placed) in layout.sections.iter().enumerate() {
+        let Some(p) = placed else { continue };
+        by_index[i] = Some(SectionId(cell.sections.len() as u32));
+        let addr = if p.kind == SectionKind::TlsBss {
+            0
+        } else {
+            mapping.addr(p.offset)
+        };
+        cell.sections.push(Section {
+            name: object.section_name(i),
+            kind: p.kind,
+            addr,
+            size: p.size as u64,
+        });
+    }
+    let mut got = None;
+    if layout.got_len > 0 {
+        got = Some(SectionId(cell.sections.len() as u32));
+        cell.sections.push(Section {
+            name: ".got".into(),
+            kind: SectionKind::Got,
+            addr: mapping.addr(layout.got_offset),
+            size: layout.got_len as u64,
+        });
+    }
+    if layout.stub_count > 0 {
+        cell.sections.push(Section {
+            name: ".stubs".into(),
+            kind: SectionKind::Stubs,
+            addr: mapping.addr(layout.stubs_offset),
+            size: (layout.stub_count * layout::STUB_SIZE) as u64,
+        });
+    }
+    let mut exports = Vec::new();
+    for (i, sym) in object.elf.syms.iter().enumerate() {
+        let bind = sym.st_bind();
+        let vis = sym.st_visibility();
+        let ty = sym.st_type();
+        if sym.st_shndx == 0
+            || !(bind == STB_GLOBAL || bind == STB_WEAK)
+            || vis == STV_HIDDEN
+            || vis == STV_INTERNAL
+            || ty == STT_SECTION
+            || ty == STT_FILE
+        {
+            continue;
+        }
+        let Some(section) = by_index.get(sym.st_shndx).copied().flatten() else {
+            continue;
+        };
+        let Some(p) = layout.sections[sym.st_shndx] else {
+            continue;
+        };
+        let (kind, addr) = match ty {
+            STT_FUNC => (SymbolKind::Function, mapping.addr(p.offset) + sym.st_value),
+            STT_OBJECT => (SymbolKind::Object, mapping.addr(p.offset) + sym.st_value),
+            TLS_SYMBOL => (SymbolKind::Tls, p.tls_offset as u64 + sym.st_value),
+            _ => (SymbolKind::Other, mapping.addr(p.offset) + sym.st_value),
+        };
+        let name = object.symbol_name(i);
+        let id = SymbolId(cell.symbols.len() as u32);
+        cell.symbols.push(Symbol {
+            name: name.into(),
+            section: Some(section),
+            addr,
+            size: sym.st_size,
+            kind,
+        });
+        exports.push((name.to_string(), id, addr, bind == STB_WEAK));
+    }
+    (cell, exports, SectionIds { by_index, got })
+}
+
+impl From<PlatformError> for UnloadError {
+    fn from(_: PlatformError) -> Self {
+        UnloadError::NoSuchCell(CellId(u32::MAX))
+    }
+}

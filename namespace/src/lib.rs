@@ -1,0 +1,335 @@
+//! Namespaces: which cells a lookup can see, and in what order.
+//!
+//! A [`Namespace`] is a set of loaded cells with a map from mangled symbol name to the cell that
+//! defines it, and an optional parent. `_kernel` holds the kernel cells; an application's
+//! namespace has `_kernel` as its parent. The loader resolves a cell's undefined symbol in this
+//! order, and the first hit wins:
+//!
+//! 1. the cell itself (done by the loader, which has the object's own symbol table),
+//! 2. the cell's namespace,
+//! 3. each parent namespace in turn, up to the root ([`Namespaces::lookup`]),
+//! 4. the base image, then 5. the platform (done by the loader through its platform traits).
+//!
+//! A child's cell thus shadows a parent's cell of the same symbols for that child only, and no
+//! namespace ever sees into a sibling or a child: a kernel cell cannot bind to an application.
+//!
+//! # Invariants
+//!
+//! - A symbol name appears at most once per namespace; adding a cell whose exports collide with
+//!   another cell's in the same namespace fails and changes nothing ([`NamespaceError`]).
+//! - Namespaces know only the model ([`crate_metadata`]): ids, names, addresses. They never touch
+//!   object bytes or memory.
+
+#![no_std]
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+
+extern crate alloc;
+
+pub mod graph;
+mod snapshot;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate_metadata::{CellId, NamespaceId, SymbolId};
+use hashbrown::HashMap;
+use serde::{Deserialize, Serialize};
+
+pub use snapshot::{NamespaceSnapshot, Snapshot};
+
+/// Where a namespace's symbol is defined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SymbolRef {
+    /// The defining cell.
+    pub cell: CellId,
+    /// The symbol in that cell's symbol table.
+    pub symbol: SymbolId,
+    /// Its address (for a thread-local, its offset in the cell's TLS block).
+    pub addr: u64,
+    /// Whether the definition is weak (a later strong definition may not replace it).
+    pub weak: bool,
+}
+
+/// One symbol a cell offers to its namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Export {
+    /// The mangled name.
+    pub name: String,
+    /// Where it is defined.
+    pub target: SymbolRef,
+}
+
+/// A namespace: cells and the symbols they export.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Namespace {
+    /// Its id.
+    pub id: NamespaceId,
+    /// Its name (`_kernel`, `app:hello#3`).
+    pub name: String,
+    /// Its parent, searched after it.
+    pub parent: Option<NamespaceId>,
+    /// The cells it holds, in load order.
+    pub cells: Vec<CellId>,
+    symbols: HashMap<String, SymbolRef>,
+}
+
+impl Namespace {
+    /// The definition of `name` in this namespace alone.
+    pub fn get(&self, name: &str) -> Option<&SymbolRef> {
+        self.symbols.get(name)
+    }
+
+    /// Number of symbols visible in this namespace alone.
+    pub fn symbol_count(&self) -> usize {
+        self.symbols.len()
+    }
+
+    /// Every symbol of this namespace alone, in no particular order.
+    pub fn symbols(&self) -> impl Iterator<Item = (&str, &SymbolRef)> {
+        self.symbols.iter().map(|(k, v)| (k.as_str(), v))
+    }
+}
+
+/// Why a namespace operation was refused. Nothing was changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NamespaceError {
+    /// No namespace has this id.
+    NoSuchNamespace(NamespaceId),
+    /// A namespace with this name exists already.
+    NameTaken(String),
+    /// Two cells in one namespace define the same strong symbol.
+    DuplicateSymbol {
+        /// The namespace.
+        namespace: String,
+        /// The mangled symbol.
+        symbol: String,
+        /// The cell that defines it already.
+        existing: CellId,
+    },
+    /// The cell is already in the namespace.
+    CellPresent(CellId),
+    /// The namespace still holds cells or has children.
+    NotEmpty(String),
+}
+
+impl fmt::Display for NamespaceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NamespaceError::NoSuchNamespace(id) => write!(f, "no namespace {id}"),
+            NamespaceError::NameTaken(n) => write!(f, "a namespace named `{n}` exists already"),
+            NamespaceError::DuplicateSymbol {
+                namespace,
+                symbol,
+                existing,
+            } => write!(
+                f,
+                "`{}` is already defined in namespace `{namespace}` by {existing}",
+                crate_metadata::demangle::demangle(symbol)
+            ),
+            NamespaceError::CellPresent(c) => write!(f, "{c} is already in the namespace"),
+            NamespaceError::NotEmpty(n) => write!(f, "namespace `{n}` still holds cells"),
+        }
+    }
+}
+
+/// Every namespace of the system, as a tree.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Namespaces {
+    list: Vec<Option<Namespace>>,
+}
+
+impl Namespaces {
+    /// No namespaces.
+    pub fn new() -> Namespaces {
+        Namespaces::default()
+    }
+
+    /// Creates an empty namespace named `name` under `parent`.
+    pub fn create(
+        &mut self,
+        name: &str,
+        parent: Option<NamespaceId>,
+    ) -> Result<NamespaceId, NamespaceError> {
+        if let Some(p) = parent {
+            self.get(p).ok_or(NamespaceError::NoSuchNamespace(p))?;
+        }
+        if self.by_name(name).is_some() {
+            return Err(NamespaceError::NameTaken(name.into()));
+        }
+        let id = NamespaceId(self.list.len() as u32);
+        self.list.push(Some(Namespace {
+            id,
+            name: name.into(),
+            parent,
+            cells: Vec::new(),
+            symbols: HashMap::new(),
+        }));
+        Ok(id)
+    }
+
+    /// Removes an empty namespace that has no children.
+    pub fn remove(&mut self, id: NamespaceId) -> Result<Namespace, NamespaceError> {
+        let ns = self.get(id).ok_or(NamespaceError::NoSuchNamespace(id))?;
+        if !ns.cells.is_empty() || self.iter().any(|n| n.parent == Some(id)) {
+            return Err(NamespaceError::NotEmpty(ns.name.clone()));
+        }
+        self.list[id.index()]
+            .take()
+            .ok_or(NamespaceError::NoSuchNamespace(id))
+    }
+
+    /// The namespace `id`.
+    pub fn get(&self, id: NamespaceId) -> Option<&Namespace> {
+        self.list.get(id.index()).and_then(Option::as_ref)
+    }
+
+    fn get_mut(&mut self, id: NamespaceId) -> Result<&mut Namespace, NamespaceError> {
+        self.list
+            .get_mut(id.index())
+            .and_then(Option::as_mut)
+            .ok_or(NamespaceError::NoSuchNamespace(id))
+    }
+
+    /// The namespace named `name`.
+    pub fn by_name(&self, name: &str) -> Option<&Namespace> {
+        self.iter().find(|n| n.name == name)
+    }
+
+    /// Every namespace, in id order.
+    pub fn iter(&self) -> impl Iterator<Item = &Namespace> {
+        self.list.iter().flatten()
+    }
+
+    /// `id` and its ancestors, nearest first: the order [`Namespaces::lookup`] searches.
+    pub fn chain(&self, id: NamespaceId) -> Vec<NamespaceId> {
+        let mut out = Vec::new();
+        let mut cur = Some(id);
+        while let Some(c) = cur {
+            let Some(ns) = self.get(c) else { break };
+            if out.contains(&c) {
+                break; // a cycle cannot be built through `create`; never loop on one anyway
+            }
+            out.push(c);
+            cur = ns.parent;
+        }
+        out
+    }
+
+    /// Looks `name` up in `ns`, then in each parent. Returns the namespace that had it and the
+    /// definition.
+    pub fn lookup(&self, ns: NamespaceId, name: &str) -> Option<(NamespaceId, SymbolRef)> {
+        let mut cur = Some(ns);
+        let mut hops = 0;
+        while let Some(c) = cur {
+            let n = self.get(c)?;
+            if let Some(s) = n.symbols.get(name) {
+                return Some((c, *s));
+            }
+            cur = n.parent;
+            hops += 1;
+            if hops > self.list.len() {
+                return None;
+            }
+        }
+        None
+    }
+
+    /// Adds `cell` and its exports to `ns`, all or nothing. A weak export that collides with an
+    /// existing definition is skipped; a strong one that collides with a strong one is an error.
+    /// A strong export replaces a weak definition of another cell.
+    pub fn add_cell(
+        &mut self,
+        ns: NamespaceId,
+        cell: CellId,
+        exports: &[Export],
+    ) -> Result<(), NamespaceError> {
+        let n = self.get(ns).ok_or(NamespaceError::NoSuchNamespace(ns))?;
+        if n.cells.contains(&cell) {
+            return Err(NamespaceError::CellPresent(cell));
+        }
+        for e in exports {
+            if let Some(existing) = n.symbols.get(&e.name) {
+                if !existing.weak && !e.target.weak && existing.cell != cell {
+                    return Err(NamespaceError::DuplicateSymbol {
+                        namespace: n.name.clone(),
+                        symbol: e.name.clone(),
+                        existing: existing.cell,
+                    });
+                }
+            }
+        }
+        let n = self.get_mut(ns)?;
+        n.cells.push(cell);
+        for e in exports {
+            match n.symbols.get(&e.name) {
+                Some(existing) if !existing.weak || e.target.weak => {}
+                _ => {
+                    n.symbols.insert(e.name.clone(), e.target);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes `cell` and every symbol it defines from `ns`.
+    pub fn remove_cell(&mut self, ns: NamespaceId, cell: CellId) -> Result<(), NamespaceError> {
+        let n = self.get_mut(ns)?;
+        n.cells.retain(|c| *c != cell);
+        n.symbols.retain(|_, s| s.cell != cell);
+        Ok(())
+    }
+
+    /// Replaces `old` by `new` in `ns`: `new` takes `old`'s place in the cell list, `old`'s
+    /// symbols are removed and `new`'s exports added. All or nothing.
+    pub fn replace_cell(
+        &mut self,
+        ns: NamespaceId,
+        old: CellId,
+        new: CellId,
+        exports: &[Export],
+    ) -> Result<(), NamespaceError> {
+        let mut copy = self
+            .get(ns)
+            .ok_or(NamespaceError::NoSuchNamespace(ns))?
+            .clone();
+        let pos = copy.cells.iter().position(|c| *c == old);
+        copy.symbols.retain(|_, s| s.cell != old);
+        copy.cells.retain(|c| *c != old);
+        let mut scratch = Namespaces {
+            list: alloc::vec![Some(Namespace {
+                id: NamespaceId(0),
+                ..copy
+            })],
+        };
+        scratch.add_cell(NamespaceId(0), new, exports)?;
+        let mut done = scratch
+            .list
+            .pop()
+            .flatten()
+            .ok_or(NamespaceError::NoSuchNamespace(ns))?;
+        done.id = ns;
+        if let Some(pos) = pos {
+            let last = done.cells.pop();
+            if let Some(last) = last {
+                done.cells.insert(pos.min(done.cells.len()), last);
+            }
+        }
+        *self.get_mut(ns)? = done;
+        Ok(())
+    }
+
+    /// The namespace that holds `cell`, if any.
+    pub fn namespace_of(&self, cell: CellId) -> Option<NamespaceId> {
+        self.iter().find(|n| n.cells.contains(&cell)).map(|n| n.id)
+    }
+
+    /// A sorted, comparable picture of every namespace.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot::of(self)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,125 @@
+use super::*;
+use alloc::vec;
+
+fn export(name: &str, cell: u32, addr: u64, weak: bool) -> Export {
+    Export {
+        name: name.into(),
+        target: SymbolRef {
+            cell: CellId(cell),
+            symbol: SymbolId(0),
+            addr,
+            weak,
+        },
+    }
+}
+
+#[test]
+fn lookup_walks_parents_and_child_shadows() {
+    let mut all = Namespaces::new();
+    let kernel = all.create("_kernel", None).unwrap();
+    let app = all.create("app", Some(kernel)).unwrap();
+    let other = all.create("other", Some(kernel)).unwrap();
+    all.add_cell(kernel, CellId(2), &[export("lib_f", 2, 0x1000, false)])
+        .unwrap();
+    all.add_cell(app, CellId(3), &[export("lib_f", 3, 0x2000, false)])
+        .unwrap();
+    all.add_cell(other, CellId(4), &[export("only_other", 4, 0x3000, false)])
+        .unwrap();
+
+    assert_eq!(
+        all.lookup(app, "lib_f").unwrap(),
+        (app, all.get(app).unwrap().get("lib_f").copied().unwrap())
+    );
+    assert_eq!(all.lookup(app, "lib_f").unwrap().1.addr, 0x2000);
+    assert_eq!(all.lookup(kernel, "lib_f").unwrap().1.addr, 0x1000);
+    assert_eq!(all.lookup(other, "lib_f").unwrap().1.addr, 0x1000);
+    // Siblings and children are invisible.
+    assert!(all.lookup(app, "only_other").is_none());
+    assert!(all.lookup(kernel, "only_other").is_none());
+    assert_eq!(all.chain(app), vec![app, kernel]);
+}
+
+#[test]
+fn duplicate_strong_symbol_is_refused_and_nothing_changes() {
+    let mut all = Namespaces::new();
+    let k = all.create("_kernel", None).unwrap();
+    all.add_cell(k, CellId(2), &[export("f", 2, 1, false)])
+        .unwrap();
+    let before = all.snapshot();
+    let err = all
+        .add_cell(
+            k,
+            CellId(3),
+            &[export("g", 3, 2, false), export("f", 3, 3, false)],
+        )
+        .unwrap_err();
+    assert_eq!(
+        err,
+        NamespaceError::DuplicateSymbol {
+            namespace: "_kernel".into(),
+            symbol: "f".into(),
+            existing: CellId(2)
+        }
+    );
+    assert_eq!(all.snapshot(), before);
+}
+
+#[test]
+fn weak_definitions_yield_to_strong_ones() {
+    let mut all = Namespaces::new();
+    let k = all.create("_kernel", None).unwrap();
+    all.add_cell(k, CellId(2), &[export("w", 2, 1, true)])
+        .unwrap();
+    all.add_cell(k, CellId(3), &[export("w", 3, 2, false)])
+        .unwrap();
+    assert_eq!(all.lookup(k, "w").unwrap().1.cell, CellId(3));
+    all.add_cell(k, CellId(4), &[export("w", 4, 3, true)])
+        .unwrap();
+    assert_eq!(all.lookup(k, "w").unwrap().1.cell, CellId(3));
+}
+
+#[test]
+fn remove_and_replace_cell() {
+    let mut all = Namespaces::new();
+    let k = all.create("_kernel", None).unwrap();
+    all.add_cell(k, CellId(2), &[export("a", 2, 1, false)])
+        .unwrap();
+    all.add_cell(k, CellId(3), &[export("b", 3, 2, false)])
+        .unwrap();
+    all.replace_cell(k, CellId(2), CellId(5), &[export("a", 5, 9, false)])
+        .unwrap();
+    assert_eq!(all.get(k).unwrap().cells, vec![CellId(5), CellId(3)]);
+    assert_eq!(all.lookup(k, "a").unwrap().1.addr, 9);
+    all.remove_cell(k, CellId(3)).unwrap();
+    assert!(all.lookup(k, "b").is_none());
+    assert_eq!(all.get(k).unwrap().cells, vec![CellId(5)]);
+}
+
+#[test]
+fn namespaces_with_cells_or_children_are_not_removed() {
+    let mut all = Namespaces::new();
+    let k = all.create("_kernel", None).unwrap();
+    let app = all.create("app", Some(k)).unwrap();
+    assert_eq!(
+        all.create("app", Some(k)),
+        Err(NamespaceError::NameTaken("app".into()))
+    );
+    assert!(matches!(all.remove(k), Err(NamespaceError::NotEmpty(_))));
+    all.add_cell(app, CellId(2), &[]).unwrap();
+    assert!(matches!(all.remove(app), Err(NamespaceError::NotEmpty(_))));
+    all.remove_cell(app, CellId(2)).unwrap();
+    all.remove(app).unwrap();
+    all.remove(k).unwrap();
+    assert_eq!(all.iter().count(), 0);
+}
+
+#[test]
+fn snapshot_serializes() {
+    let mut all = Namespaces::new();
+    let k = all.create("_kernel", None).unwrap();
+    all.add_cell(k, CellId(2), &[export("a", 2, 1, false)])
+        .unwrap();
+    let json = serde_json::to_string(&all.snapshot()).unwrap();
+    let back: Snapshot = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, all.snapshot());
+}

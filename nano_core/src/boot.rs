@@ -1,0 +1,184 @@
+//! Booting: loading the kernel cells into `_kernel` in dependency order and initialising them.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use crate_metadata::{CellId, CellKind, Manifest, ManifestEntry};
+use loader::hosted::Hosted;
+use loader::{CellSpec, Handle, System};
+use namespace::Namespaces;
+use sha2::{Digest, Sha256};
+
+use crate::logger;
+
+/// The namespace that holds the kernel cells.
+pub const KERNEL_NAMESPACE: &str = "_kernel";
+
+/// The signature of the init convention.
+pub type InitFn = fn() -> Result<(), String>;
+
+/// One cell as the boot loaded it.
+#[derive(Clone, Debug)]
+pub struct Booted {
+    /// The cell's id.
+    pub id: CellId,
+    /// Its manifest entry.
+    pub entry: ManifestEntry,
+    /// Whether it had an init entry point.
+    pub had_init: bool,
+}
+
+/// A booted system: the loader's [`System`] on the hosted platform, with the kernel cells loaded.
+pub struct Kernel {
+    system: System<Hosted>,
+    kernel_ns: crate_metadata::NamespaceId,
+    manifest: Manifest,
+    cells_dir: PathBuf,
+    booted: Vec<Booted>,
+    log_token: Option<u64>,
+}
+
+impl Kernel {
+    /// Boots from the cells `cargo cell build` wrote into `cells_dir` (`target/cells`): loads the
+    /// kernel cells (`cells/kernel`) and then the library cells (`cells/libs`) into `_kernel`,
+    /// each kind in dependency order, and calls each cell's `init`.
+    pub fn boot(cells_dir: &Path) -> Result<Kernel> {
+        let manifest_path = cells_dir.join("manifest.json");
+        let text = std::fs::read_to_string(&manifest_path).with_context(|| {
+            format!(
+                "reading {} (run `cargo cell build` first)",
+                manifest_path.display()
+            )
+        })?;
+        let manifest: Manifest = serde_json::from_str(&text)
+            .with_context(|| format!("parsing {}", manifest_path.display()))?;
+        let platform = Hosted::new().context("reading the base image's symbols")?;
+        let mut system = System::new(platform, "nano_core");
+        let kernel_ns = system
+            .create_namespace(KERNEL_NAMESPACE, None)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut kernel = Kernel {
+            system,
+            kernel_ns,
+            manifest,
+            cells_dir: cells_dir.to_path_buf(),
+            booted: Vec::new(),
+            log_token: None,
+        };
+        for kind in [CellKind::Kernel, CellKind::Libs] {
+            let order = kernel.manifest.load_order(kind).map_err(|cycle| {
+                anyhow::anyhow!(
+                    "the {} cells depend on each other in a cycle: {}",
+                    kind.dir(),
+                    cycle.join(", ")
+                )
+            })?;
+            let order: Vec<ManifestEntry> = order.into_iter().cloned().collect();
+            for entry in order {
+                kernel.load_and_init(&entry)?;
+            }
+        }
+        Ok(kernel)
+    }
+
+    fn load_and_init(&mut self, entry: &ManifestEntry) -> Result<()> {
+        let path = self.cells_dir.join(&entry.object);
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let sha = hex(&Sha256::digest(&bytes));
+        if sha != entry.sha256 {
+            bail!(
+                "cell `{}`: {} does not match the manifest's SHA-256 (rebuild with `cargo cell build`)",
+                entry.name,
+                path.display()
+            );
+        }
+        let spec = CellSpec {
+            name: &entry.name,
+            version: &entry.version,
+            kind: Some(entry.kind),
+            sha256: Some(&entry.sha256),
+        };
+        let id = self
+            .system
+            .load(self.kernel_ns, spec, &bytes)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let had_init = self.call_init(&entry.name)?;
+        if entry.name == "klog" {
+            // SAFETY: `klog::push` has exactly this signature (cells/kernel/klog).
+            let push = unsafe { self.handle::<logger::PushFn>("klog::push") }?;
+            self.log_token = Some(logger::attach(push));
+        }
+        log::info!(target: "nano_core", "loaded cell `{}` {}", entry.name, entry.version);
+        self.booted.push(Booted {
+            id,
+            entry: entry.clone(),
+            had_init,
+        });
+        Ok(())
+    }
+
+    /// Calls `<cell>::init` if the cell has one. Returns whether it had one.
+    fn call_init(&mut self, cell: &str) -> Result<bool> {
+        let path = format!("{cell}::init");
+        // SAFETY: the init convention's signature is `fn() -> Result<(), String>`.
+        let init = match unsafe { self.system.handle::<InitFn>(self.kernel_ns, &path) } {
+            Ok(h) => h,
+            Err(loader::LoadError::NoSuchSymbol { .. }) => return Ok(false),
+            Err(e) => bail!("{e}"),
+        };
+        (init.get())().map_err(|e| anyhow::anyhow!("cell `{cell}`: init failed: {e}"))?;
+        Ok(true)
+    }
+
+    /// A handle to the function `path` (`memfs::read`) in `_kernel`.
+    ///
+    /// # Safety
+    /// `F` must be the function's exact signature.
+    pub unsafe fn handle<F: Copy>(&mut self, path: &str) -> Result<Handle<F>> {
+        // SAFETY: passed on from the caller.
+        unsafe { self.system.handle::<F>(self.kernel_ns, path) }.map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    /// The loader's system.
+    pub fn system(&self) -> &System<Hosted> {
+        &self.system
+    }
+
+    /// The loader's system, mutably (to load more cells).
+    pub fn system_mut(&mut self) -> &mut System<Hosted> {
+        &mut self.system
+    }
+
+    /// The `_kernel` namespace.
+    pub fn kernel_namespace(&self) -> crate_metadata::NamespaceId {
+        self.kernel_ns
+    }
+
+    /// The namespaces.
+    pub fn namespaces(&self) -> &Namespaces {
+        self.system.namespaces()
+    }
+
+    /// The cells the boot loaded, in load order.
+    pub fn booted(&self) -> &[Booted] {
+        &self.booted
+    }
+
+    /// The manifest the boot read.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+}
+
+impl Drop for Kernel {
+    fn drop(&mut self) {
+        if let Some(token) = self.log_token.take() {
+            logger::detach(token);
+        }
+    }
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

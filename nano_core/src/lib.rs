@@ -1,0 +1,25 @@
+//! `nano_core`: the hosted base image of the cell system.
+//!
+//! It runs the cell system as a Linux process (the "libos" mode): it reads the manifest that
+//! `cargo cell build` wrote, loads every kernel cell into the `_kernel` namespace in dependency
+//! order with the [`loader`], calls each cell's init entry point, and runs a workload that goes
+//! across the cells.
+//!
+//! # The init convention
+//!
+//! A cell may export `pub fn init() -> Result<(), String>` (non-generic, `#[inline(never)]`).
+//! After a cell is loaded and every cell it depends on has been initialised, `nano_core` looks the
+//! function up by its path (`<crate>::init`) and calls it once through a handle; an `Err` stops
+//! the boot with the cell's message. A cell without `init` needs none.
+//!
+//! The base image is also where cells bind to `core`, `alloc`, `std` and `log`: it links with
+//! `-Wl,--export-dynamic` (see `build.rs`).
+
+#![deny(missing_docs)]
+
+pub mod boot;
+pub mod logger;
+pub mod report;
+pub mod workload;
+
+pub use boot::{Kernel, KERNEL_NAMESPACE};

@@ -1,0 +1,188 @@
+//! What the demo prints: the cells loaded, the namespaces, and the workload's results.
+
+use std::fmt::Write;
+
+use crate_metadata::{Cell, Origin, SectionKind};
+
+use crate::boot::Kernel;
+use crate::workload::WorkloadReport;
+
+/// The table of loaded cells.
+pub fn cells(kernel: &Kernel) -> String {
+    let mut out = String::new();
+    let registry = kernel.system().registry();
+    let _ = writeln!(
+        out,
+        "{:<12} {:<8} {:>9} {:>9} {:>8} {:>6} {:>5} {:>6} {:>10}  depends on",
+        "cell", "version", "object", "mapped", "sections", "relocs", "got", "stubs", "load time"
+    );
+    for c in registry.cells().filter(|c| c.origin == Origin::Object) {
+        let deps: Vec<String> = registry
+            .dependencies(c.id)
+            .iter()
+            .filter_map(|d| registry.cell(*d))
+            .map(|d| d.name.clone())
+            .collect();
+        let _ = writeln!(
+            out,
+            "{:<12} {:<8} {:>9} {:>9} {:>8} {:>6} {:>5} {:>6} {:>8.1}µs  {}",
+            c.name,
+            c.version,
+            bytes(c.object_size),
+            bytes(c.stats.mapped_bytes),
+            c.sections.len(),
+            c.stats.relocations,
+            c.stats.got_slots,
+            c.stats.stubs,
+            c.stats.load_nanos as f64 / 1000.0,
+            deps.join(", ")
+        );
+    }
+    out
+}
+
+/// A cell's regions, for the detailed listing.
+pub fn regions(cell: &Cell) -> String {
+    let size = |k: &[SectionKind]| -> u64 {
+        cell.sections
+            .iter()
+            .filter(|s| k.contains(&s.kind))
+            .map(|s| s.size)
+            .sum()
+    };
+    format!(
+        "text {} · rodata {} · relro+got {} · data {} · tls {}",
+        bytes(size(&[SectionKind::Text, SectionKind::Stubs])),
+        bytes(size(&[
+            SectionKind::ReadOnly,
+            SectionKind::EhFrame,
+            SectionKind::TlsData
+        ])),
+        bytes(size(&[SectionKind::RelRo, SectionKind::Got])),
+        bytes(size(&[SectionKind::Data, SectionKind::Bss])),
+        bytes(size(&[SectionKind::TlsData, SectionKind::TlsBss])),
+    )
+}
+
+/// The namespace tree.
+pub fn namespaces(kernel: &Kernel) -> String {
+    let mut out = String::new();
+    let registry = kernel.system().registry();
+    for ns in kernel.namespaces().iter() {
+        let parent = ns
+            .parent
+            .and_then(|p| kernel.namespaces().get(p))
+            .map(|p| format!(" (parent {})", p.name))
+            .unwrap_or_default();
+        let names: Vec<String> = ns
+            .cells
+            .iter()
+            .filter_map(|c| registry.cell(*c))
+            .map(|c| format!("{} {}", c.name, c.version))
+            .collect();
+        let _ = writeln!(
+            out,
+            "{}{}: {} cells, {} symbols: {}",
+            ns.name,
+            parent,
+            ns.cells.len(),
+            ns.symbol_count(),
+            names.join(", ")
+        );
+    }
+    let edges = registry.edge_count();
+    let to_base = registry
+        .cell(crate_metadata::Registry::BASE)
+        .map_or(0, |c| c.used_by.len());
+    let _ = writeln!(
+        out,
+        "{edges} edges in all; {to_base} bind to the base image (core, alloc, std, log)"
+    );
+    out
+}
+
+/// The workload's results.
+pub fn workload(r: &WorkloadReport) -> String {
+    let mut out = String::new();
+    let frames: Vec<String> = r
+        .frames_allocated
+        .iter()
+        .map(|f| format!("{f:#x}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "frame_alloc  {} frames; {} free at start; allocated {}",
+        r.frames_total,
+        r.frames_free_before,
+        frames.join(" ")
+    );
+    let _ = writeln!(
+        out,
+        "             double free refused: {}",
+        r.double_free_error
+    );
+    let _ = writeln!(
+        out,
+        "sched        spawned tasks {:?}; next 8 picks (round robin): {:?}",
+        r.spawned, r.schedule_order
+    );
+    for t in &r.tasks {
+        let _ = writeln!(out, "             {t}");
+    }
+    let _ = writeln!(out, "memfs        / holds {:?}", r.root_listing);
+    let _ = writeln!(
+        out,
+        "             /home/notes.txt read back: {} bytes, {} lines",
+        r.notes.len(),
+        r.notes.lines().count()
+    );
+    let _ = writeln!(out, "             missing file: {}", r.missing_file_error);
+    let _ = writeln!(
+        out,
+        "             free frames now {} (files and task stacks hold frames)",
+        r.frames_free_after
+    );
+    match &r.panic_caught {
+        Some(msg) => {
+            let _ = writeln!(
+                out,
+                "panic        caught by the host after unwinding through cell frames: {msg}"
+            );
+        }
+        None => {
+            let _ = writeln!(out, "panic        NOT caught");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "             file system still works afterwards: {}",
+        r.fs_works_after_panic
+    );
+    let _ = writeln!(
+        out,
+        "klog         {} lines in the ring buffer; the last ones:",
+        r.klog_lines
+    );
+    for l in &r.klog_tail {
+        let _ = writeln!(out, "             {l}");
+    }
+    if !r.tls_per_thread.is_empty() {
+        let _ = writeln!(
+            out,
+            "tls_stats    per-thread counters (thread_local! in a std cell): {:?}",
+            r.tls_per_thread
+        );
+    }
+    out
+}
+
+/// `n` bytes for people.
+pub fn bytes(n: u64) -> String {
+    if n >= 1 << 20 {
+        format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64)
+    } else if n >= 1 << 10 {
+        format!("{:.1} KiB", n as f64 / 1024.0)
+    } else {
+        format!("{n} B")
+    }
+}
