@@ -9,6 +9,7 @@
 
 pub mod build;
 pub mod cargo_build;
+pub mod demo;
 pub mod objects;
 pub mod workspace;
 

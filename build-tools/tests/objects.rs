@@ -36,13 +36,9 @@ fn rlib(dir: &TempDir, opts: &[&str]) -> PathBuf {
     write(dir.path(), "tiny.rs", SOURCE);
     let out = dir.path().join("libtiny.rlib");
     let status = Command::new(rustc())
-        .args([
-            "--edition=2021",
-            "--crate-type=rlib",
-            "--crate-name=tiny",
-            "-C",
-            "incremental=",
-        ])
+        .args(["--edition=2021", "--crate-type=rlib", "--crate-name=tiny"])
+        // Run in the temp dir so that nothing rustc might write lands in the source tree.
+        .current_dir(dir.path())
         .args(opts)
         .arg("-o")
         .arg(&out)

@@ -68,6 +68,8 @@ pub struct Section {
     pub addr: u64,
     /// Its size in bytes.
     pub size: u64,
+    /// Its alignment in bytes (1 when the object did not ask for one).
+    pub align: u64,
 }
 
 /// What a symbol names.

@@ -51,6 +51,11 @@ pub(crate) struct PendingEdge {
 pub(crate) struct Linked {
     pub(crate) edges: Vec<PendingEdge>,
     pub(crate) relocations: u32,
+    /// GOT slots that hold the address of a symbol the cell defines: (symbol index, slot). A swap
+    /// rebinds a static by rewriting these.
+    pub(crate) own_slots: Vec<(usize, u64)>,
+    /// Symbols the cell defines and reaches without a slot (PC-relative or absolute fields).
+    pub(crate) direct_refs: Vec<usize>,
 }
 
 /// Copies every loaded section's bytes into the mapping (`.bss` and `.tbss` stay zero).
@@ -85,12 +90,25 @@ pub(crate) fn link(
     targets: &[Option<Target>],
     tls_module: u64,
 ) -> Result<Linked, LoadError> {
-    let mut edges = Vec::new();
+    let mut linked = Linked {
+        edges: Vec::new(),
+        relocations: 0,
+        own_slots: Vec::new(),
+        direct_refs: Vec::new(),
+    };
     fill_got(
-        cell, object, layout, mapping, targets, tls_module, &mut edges,
+        cell,
+        object,
+        layout,
+        mapping,
+        targets,
+        tls_module,
+        &mut linked,
     )?;
-    let relocations = relocate(cell, object, layout, mapping, targets, &mut edges)?;
-    Ok(Linked { edges, relocations })
+    relocate(cell, object, layout, mapping, targets, &mut linked)?;
+    linked.direct_refs.sort_unstable();
+    linked.direct_refs.dedup();
+    Ok(linked)
 }
 
 fn malformed(cell: &str, reason: String) -> LoadError {
@@ -108,8 +126,9 @@ fn fill_got(
     mapping: &mut Mapping,
     targets: &[Option<Target>],
     tls_module: u64,
-    edges: &mut Vec<PendingEdge>,
+    linked: &mut Linked,
 ) -> Result<(), LoadError> {
+    let edges = &mut linked.edges;
     let got = layout.got_offset;
     let oob = |_| malformed(cell, "GOT outside the mapping".into());
     if layout.tlsld != NONE {
@@ -146,7 +165,10 @@ fn fill_got(
         if layout.got[sym] != NONE {
             let at = got + layout.got[sym] as usize;
             let value = match *target {
-                Some(Target::Local(addr)) => addr,
+                Some(Target::Local(addr)) => {
+                    linked.own_slots.push((sym, mapping.addr(at)));
+                    addr
+                }
                 Some(Target::WeakMissing) => 0,
                 Some(Target::External(r)) if r.tls.is_none() => {
                     edges.push(PendingEdge {
@@ -205,9 +227,8 @@ fn relocate(
     layout: &Layout,
     mapping: &mut Mapping,
     targets: &[Option<Target>],
-    edges: &mut Vec<PendingEdge>,
-) -> Result<u32, LoadError> {
-    let mut count = 0u32;
+    linked: &mut Linked,
+) -> Result<(), LoadError> {
     for (index, relocs) in &object.elf.shdr_relocs {
         let target_index = object.elf.section_headers[*index].sh_info as usize;
         let Some(placed) = layout.sections.get(target_index).copied().flatten() else {
@@ -288,14 +309,19 @@ fn relocate(
             reloc::write(mapping, offset, ty.field, value).map_err(|e| match e {
                 WriteError::Overflow | WriteError::OutOfBounds => overflow(value),
             })?;
-            count += 1;
+            linked.relocations += 1;
+            if matches!(target, Some(Target::Local(_)))
+                && matches!(ty.formula, Formula::Abs64 | Formula::Pc32)
+            {
+                linked.direct_refs.push(r.r_sym);
+            }
             if let Some(res) = external {
                 let kind = match ty.formula {
                     Formula::Abs64 if p % 8 == 0 => SlotKind::Data,
                     Formula::Abs64 | Formula::Pc32 => SlotKind::Direct,
                     _ => continue, // served through a GOT slot or pair, recorded by `fill_got`
                 };
-                edges.push(PendingEdge {
+                linked.edges.push(PendingEdge {
                     section: SlotSection::Section(target_index),
                     slot: p as u64,
                     kind,
@@ -307,7 +333,7 @@ fn relocate(
             }
         }
     }
-    Ok(count)
+    Ok(())
 }
 
 /// A symbol as an error names it: demangled, or the section for a section symbol.

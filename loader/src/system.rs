@@ -104,6 +104,7 @@ impl<P: Platform> System<P> {
                 kind: SectionKind::Got,
                 addr: 0,
                 size: 0,
+                align: 8,
             });
         }
         System {
@@ -675,6 +676,7 @@ fn describe(
             kind: p.kind,
             addr,
             size: p.size as u64,
+            align: object.elf.section_headers[i].sh_addralign.max(1),
         });
     }
     let mut got = None;
@@ -685,6 +687,7 @@ fn describe(
             kind: SectionKind::Got,
             addr: mapping.addr(layout.got_offset),
             size: layout.got_len as u64,
+            align: 8,
         });
     }
     if layout.stub_count > 0 {
@@ -693,6 +696,7 @@ fn describe(
             kind: SectionKind::Stubs,
             addr: mapping.addr(layout.stubs_offset),
             size: (layout.stub_count * layout::STUB_SIZE) as u64,
+            align: 16,
         });
     }
     let mut exports = Vec::new();

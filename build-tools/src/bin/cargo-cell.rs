@@ -19,9 +19,10 @@ USAGE:
 COMMANDS:
     build    Build nano_core and every cell; write target/cells/<kind>/<cell>.o and
              target/cells/manifest.json (files are rewritten only when they change)
+    demo     Build what is stale, boot nano_core on the cells and run its workload
     help     Print this help
 
-OPTIONS (build):
+OPTIONS (build, demo):
     --workspace-root <DIR>   The workspace to build (default: the one containing the current dir)
     --target-dir <DIR>       Cargo's target directory (default: the workspace's)
     -q, --quiet              Print nothing unless the build fails
@@ -31,6 +32,7 @@ OPTIONS (build):
 enum Cli {
     Help,
     Build(BuildOptions),
+    Demo(BuildOptions),
 }
 
 fn parse(mut args: Vec<String>) -> Result<Cli> {
@@ -44,7 +46,7 @@ fn parse(mut args: Vec<String>) -> Result<Cli> {
     };
     match command.as_str() {
         "help" | "--help" | "-h" => Ok(Cli::Help),
-        "build" => {
+        "build" | "demo" => {
             let mut options = BuildOptions::default();
             while let Some(arg) = args.next() {
                 match arg.as_str() {
@@ -58,10 +60,14 @@ fn parse(mut args: Vec<String>) -> Result<Cli> {
                     }
                     "-q" | "--quiet" => options.quiet = true,
                     "-h" | "--help" => return Ok(Cli::Help),
-                    other => bail!("unknown option `{other}` for `cargo cell build`"),
+                    other => bail!("unknown option `{other}` for `cargo cell {command}`"),
                 }
             }
-            Ok(Cli::Build(options))
+            Ok(if command == "demo" {
+                Cli::Demo(options)
+            } else {
+                Cli::Build(options)
+            })
         }
         other => bail!("unknown command `{other}`"),
     }
@@ -76,6 +82,13 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{}", report.summary());
             }
         }
+        Cli::Demo(options) => {
+            let report = build_cells(&options)?;
+            if !options.quiet {
+                println!("{}\n", report.summary());
+            }
+            build_tools::demo::run_nano_core(&report, &[])?;
+        }
     }
     Ok(())
 }
@@ -88,7 +101,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let quiet = matches!(&cli, Cli::Build(options) if options.quiet);
+    let quiet = matches!(&cli, Cli::Build(options) | Cli::Demo(options) if options.quiet);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
