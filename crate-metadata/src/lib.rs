@@ -51,4 +51,4 @@ pub use cell::{Cell, CellState, LoadStats, Origin, Section, SectionKind, Symbol,
 pub use edge::{Edge, SlotKind};
 pub use ids::{CellId, EdgeId, NamespaceId, SectionId, SymbolId};
 pub use manifest::{CellKind, Manifest, ManifestEntry};
-pub use registry::Registry;
+pub use registry::{Checkpoint, Registry};

@@ -9,6 +9,15 @@ use crate::cell::{Cell, CellState, Origin, Symbol, SymbolKind};
 use crate::edge::Edge;
 use crate::ids::{CellId, EdgeId, SymbolId};
 
+/// Where the registry was, for [`Registry::rollback`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    cells: usize,
+    edges: usize,
+    base_symbols: usize,
+    platform_symbols: usize,
+}
+
 /// Every cell the system knows and every edge between them.
 ///
 /// Cells `0` and `1` are always the base image and the platform. Removed cells and edges leave a
@@ -200,6 +209,37 @@ impl Registry {
     pub fn live_by_name<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Cell> + 'a {
         self.cells()
             .filter(move |c| c.name == name && c.state == CellState::Live)
+    }
+
+    /// A point to come back to with [`Registry::rollback`].
+    pub fn checkpoint(&self) -> Checkpoint {
+        let symbols = |id| self.cell(id).map_or(0, |c| c.symbols.len());
+        Checkpoint {
+            cells: self.cells.len(),
+            edges: self.edges.len(),
+            base_symbols: symbols(Self::BASE),
+            platform_symbols: symbols(Self::PLATFORM),
+        }
+    }
+
+    /// Removes every cell, edge and base-image or platform symbol added since `checkpoint`, so the
+    /// registry compares equal to what it was then (provided nothing older was changed since).
+    pub fn rollback(&mut self, checkpoint: &Checkpoint) {
+        for i in (checkpoint.edges..self.edges.len()).rev() {
+            self.remove_edge(EdgeId(i as u32));
+        }
+        self.edges.truncate(checkpoint.edges);
+        self.cells.truncate(checkpoint.cells);
+        for (id, len) in [
+            (Self::BASE, checkpoint.base_symbols),
+            (Self::PLATFORM, checkpoint.platform_symbols),
+        ] {
+            if let Some(c) = self.cell_mut(id) {
+                c.symbols.truncate(len);
+            }
+            self.index
+                .retain(|(cell, _), sym| *cell != id || sym.index() < len);
+        }
     }
 
     /// The id of `cell`'s symbol `name`, adding it (with `addr`, `kind`) when it is not there

@@ -30,6 +30,11 @@ impl HandleSlot {
     pub fn target(&self) -> u64 {
         self.addr.load(Ordering::Acquire)
     }
+
+    /// Points the slot at `addr` (a swap's commit): one atomic store.
+    pub(crate) fn set(&self, addr: u64) {
+        self.addr.store(addr, Ordering::Release);
+    }
 }
 
 /// A typed handle to a function of a cell. `F` is a function pointer type such as

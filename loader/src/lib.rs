@@ -10,6 +10,8 @@
 //! | resolve | `resolve.rs` | binds each undefined symbol: the cell, its namespace and parents, the base image, the platform |
 //! | link | `link.rs`, `reloc.rs` | copies sections, fills the GOT and stubs, applies relocations from the table through one checked writer |
 //! | publish | `system.rs` | protects the regions (text RX, read-only R, relro and GOT R, data RW), registers `.eh_frame` and TLS, adds the cell to its namespace and its edges to the registry, runs `.init_array` |
+//! | swap | `swap.rs` | stage, verify, rebind statics / transfer state, commit (slot stores), retire — all or nothing |
+//! | reclaim | `reclaim.rs`, `quiesce.rs` | frees a retired cell once no edge points into it and every registered thread passed a quiescent point |
 //!
 //! # Invariants
 //!
@@ -38,8 +40,11 @@ mod link;
 mod mapping;
 mod parse;
 pub mod platform;
+mod quiesce;
+mod reclaim;
 mod reloc;
 mod resolve;
+mod swap;
 mod system;
 
 #[cfg(feature = "hosted")]
@@ -47,5 +52,11 @@ pub mod hosted;
 
 pub use error::{HashCause, LoadError, MissingSymbol};
 pub use handle::{Handle, HandleSlot};
+pub use quiesce::{Epochs, ThreadRegistration};
+pub use reclaim::{ReclaimError, Reclaimed};
 pub use resolve::{Provider, Resolution, Resolved, Resolver};
+pub use swap::{
+    MissingExport, NewVersion, PhaseTimes, StaticOutcome, StaticReport, SwapError, SwapOptions,
+    SwapReport, SwapRequest, SwappedCell, TransferFn,
+};
 pub use system::{CellSpec, System, UnloadError};

@@ -95,12 +95,36 @@ impl Mapping {
     }
 }
 
+impl Mapping {
+    /// Unmaps the first `len` bytes (page aligned) and leaves the rest mapped, owned by whoever
+    /// the caller hands it to.
+    ///
+    /// # Safety
+    /// Nothing runs or reads the first `len` bytes any more.
+    pub(crate) unsafe fn unmap_head(self, memory: &dyn Memory, len: usize) {
+        if len > 0 && len <= self.len {
+            // SAFETY: a page-aligned prefix of the mapping `new` made; the caller promises it is
+            // unused.
+            unsafe { memory.unmap(self.base as *mut u8, len) }
+        }
+    }
+}
+
+/// Reads the 8-byte slot at `addr`.
+///
+/// # Safety
+/// `addr` is an 8-byte aligned slot inside a live mapping (or a live host handle slot).
+pub(crate) unsafe fn load_slot(addr: u64) -> u64 {
+    // SAFETY: the caller promises an aligned, mapped, readable 8-byte word; slots are only ever
+    // accessed atomically, so the atomic view is consistent with every other access.
+    unsafe { AtomicU64::from_ptr(addr as *mut u64).load(Ordering::Acquire) }
+}
+
 /// Stores `value` into the 8-byte slot at `addr` with one atomic store, so a concurrent caller
 /// sees either the old or the new address, never a torn one.
 ///
 /// # Safety
 /// `addr` is an 8-byte aligned slot inside a live mapping whose page is writable now.
-#[allow(dead_code)]
 pub(crate) unsafe fn store_slot(addr: u64, value: u64) {
     // SAFETY: the caller promises an aligned 8-byte word in a live mapping whose page is writable
     // now; slots are only ever accessed atomically, so this store never tears.

@@ -70,10 +70,11 @@ pub trait Memory {
     /// Sets the protection of `len` bytes at `addr` (both page aligned, inside one mapping).
     fn protect(&self, addr: *mut u8, len: usize, prot: Protection) -> Result<(), PlatformError>;
 
-    /// Unmaps a mapping made by [`Memory::map`].
+    /// Unmaps a mapping made by [`Memory::map`], or a page-aligned part of one.
     ///
     /// # Safety
-    /// `addr` and `len` are exactly a mapping this memory returned, and nothing uses it any more.
+    /// `addr..addr+len` is page aligned and lies inside a mapping this memory returned, and nothing
+    /// uses it any more.
     unsafe fn unmap(&self, addr: *mut u8, len: usize);
 }
 
@@ -186,5 +187,12 @@ pub trait Process {
     /// A monotonic clock in nanoseconds, for load statistics (0 when there is none).
     fn now_nanos(&self) -> u64 {
         0
+    }
+
+    /// Runs `f`, turning a panic inside it into `Err(message)` where the platform can unwind
+    /// (hosted: `catch_unwind`). Without unwinding support, a panic is fatal as usual.
+    fn guarded(&self, f: &mut dyn FnMut()) -> Result<(), alloc::string::String> {
+        f();
+        Ok(())
     }
 }

@@ -17,6 +17,7 @@ use crate::link::{self, PendingEdge, SlotSection, Target};
 use crate::mapping::Mapping;
 use crate::parse::{self, Object};
 use crate::platform::{Platform, PlatformError, Protection, TlsTemplate};
+use crate::quiesce::Epochs;
 use crate::resolve::{Provider, Resolution, Resolver};
 use crate_metadata::{
     demangle, Cell, CellId, CellKind, CellState, Edge, EdgeId, LoadStats, NamespaceId, Origin,
@@ -78,20 +79,45 @@ impl core::fmt::Display for UnloadError {
 
 /// The runtime side of a loaded cell: what must be undone to unload it.
 #[derive(Debug)]
-struct Mapped {
-    mapping: Mapping,
-    regions: [(usize, usize); 4],
-    eh_frame: Option<usize>,
-    tls_module: Option<u64>,
+pub(crate) struct Mapped {
+    pub(crate) mapping: Mapping,
+    pub(crate) regions: [(usize, usize); 4],
+    pub(crate) eh_frame: Option<usize>,
+    pub(crate) tls_module: Option<u64>,
+    /// GOT slots that hold the address of one of the cell's own exported symbols.
+    pub(crate) own_slots: Vec<(SymbolId, u64)>,
+    /// Exported symbols the cell's code or data reaches without a slot.
+    pub(crate) direct_refs: Vec<SymbolId>,
+    /// The epoch in which a swap retired the cell.
+    pub(crate) retired_epoch: Option<u64>,
+    /// Data regions of reclaimed cells that this cell's statics were bound to: (address, length).
+    pub(crate) adopted: Vec<(usize, usize)>,
+}
+
+impl Mapped {
+    /// The absolute start and length of region `r`.
+    pub(crate) fn region(&self, r: Region) -> (u64, usize) {
+        let (off, len) = self.regions[r as usize];
+        (self.mapping.addr(off), len)
+    }
+
+    /// Whether `addr` lies in region `r`.
+    pub(crate) fn in_region(&self, r: Region, addr: u64) -> bool {
+        let (start, len) = self.region(r);
+        addr >= start && addr < start + len as u64
+    }
 }
 
 /// The running cell system on platform `P`.
 pub struct System<P: Platform> {
-    platform: P,
-    registry: Registry,
-    namespaces: Namespaces,
-    mapped: BTreeMap<CellId, Mapped>,
-    handles: Vec<(EdgeId, Arc<HandleSlot>)>,
+    pub(crate) platform: P,
+    pub(crate) registry: Registry,
+    pub(crate) namespaces: Namespaces,
+    pub(crate) mapped: BTreeMap<CellId, Mapped>,
+    pub(crate) handles: Vec<(EdgeId, Arc<HandleSlot>)>,
+    pub(crate) epochs: Arc<Epochs>,
+    /// Counts staging namespaces, so each swap gets a fresh name.
+    pub(crate) swaps: u64,
 }
 
 impl<P: Platform> System<P> {
@@ -113,7 +139,15 @@ impl<P: Platform> System<P> {
             namespaces: Namespaces::new(),
             mapped: BTreeMap::new(),
             handles: Vec::new(),
+            epochs: Epochs::new(),
+            swaps: 0,
         }
+    }
+
+    /// The grace-period tracker: threads that call cells register here and report quiescent
+    /// points, so that retired cells can be reclaimed safely.
+    pub fn epochs(&self) -> &Arc<Epochs> {
+        &self.epochs
     }
 
     /// The platform.
@@ -199,6 +233,10 @@ impl<P: Platform> System<P> {
             regions: layout.regions,
             eh_frame: None,
             tls_module: None,
+            own_slots: Vec::new(),
+            direct_refs: Vec::new(),
+            retired_epoch: None,
+            adopted: Vec::new(),
         };
         match self.link_and_publish(ns, spec, &object, &layout, external, &mut mapped, start) {
             Ok(id) => {
@@ -330,6 +368,17 @@ impl<P: Platform> System<P> {
         }
 
         let (mut meta, exports, section_ids) = describe(spec, object, layout, &mapped.mapping);
+        let exported = |sym: usize| section_ids.symbols.get(sym).copied().flatten();
+        mapped.own_slots = linked
+            .own_slots
+            .iter()
+            .filter_map(|(sym, slot)| Some((exported(*sym)?, *slot)))
+            .collect();
+        mapped.direct_refs = linked
+            .direct_refs
+            .iter()
+            .filter_map(|s| exported(*s))
+            .collect();
         let end = self.platform.now_nanos();
         meta.stats = LoadStats {
             relocations: linked.relocations,
@@ -431,7 +480,22 @@ impl<P: Platform> System<P> {
     ///
     /// # Safety
     /// No code of the cell runs and nothing refers to it.
-    unsafe fn release(&self, mapped: Mapped) {
+    pub(crate) unsafe fn release(&self, mapped: Mapped) {
+        // SAFETY: passed on from the caller.
+        unsafe { self.release_keeping(mapped, &mut |_, _| false) };
+    }
+
+    /// Like [`System::release`], but a data range (the cell's data region or one it adopted) for
+    /// which `keep(addr, len)` says true stays mapped: some other cell's statics live there now,
+    /// and that cell took it over.
+    ///
+    /// # Safety
+    /// No code of the cell runs and nothing refers to it, but through the kept ranges.
+    pub(crate) unsafe fn release_keeping(
+        &self,
+        mapped: Mapped,
+        keep: &mut dyn FnMut(usize, usize) -> bool,
+    ) {
         if let Some(module) = mapped.tls_module {
             // SAFETY: the caller promises no code of the cell runs any more.
             unsafe { self.platform.destroy_module(module) };
@@ -440,8 +504,23 @@ impl<P: Platform> System<P> {
             // SAFETY: registered by `load`; no frame of the cell is on a stack (caller).
             unsafe { self.platform.deregister(eh as *const u8) };
         }
-        // SAFETY: as above; the mapping is exactly what `Mapping::new` made.
-        unsafe { mapped.mapping.unmap(&self.platform) };
+        for (addr, len) in mapped.adopted.iter().copied() {
+            if !keep(addr, len) {
+                // SAFETY: an adopted range is a page-aligned part of a mapping that a reclaimed
+                // cell left behind for this one; nothing else uses it (caller).
+                unsafe { self.platform.unmap(addr as *mut u8, len) };
+            }
+        }
+        let (data, data_len) = mapped.region(Region::Data);
+        if data_len > 0 && keep(data as usize, data_len) {
+            let head = mapped.regions[Region::Data as usize].0;
+            // SAFETY: as above; everything before the data region (code, read-only data, GOT)
+            // is used by no one, and the data region stays mapped.
+            unsafe { mapped.mapping.unmap_head(&self.platform, head) };
+        } else {
+            // SAFETY: as above; the mapping is exactly what `Mapping::new` made.
+            unsafe { mapped.mapping.unmap(&self.platform) };
+        }
     }
 
     /// Forgets handle slots that no handle uses any more, with their edges.
@@ -481,12 +560,8 @@ impl<P: Platform> System<P> {
         if let Some(ns) = cell.namespace {
             let _ = self.namespaces.remove_cell(ns, id);
         }
-        let _ = self.registry.remove_cell(id);
-        if let Some(mapped) = self.mapped.remove(&id) {
-            // SAFETY: no edge points into the cell any more (checked above), so no other cell
-            // and no handle can reach it.
-            unsafe { self.release(mapped) };
-        }
+        // No edge points into the cell (checked above), so no other cell and no handle reaches it.
+        self.free_cell(id);
         Ok(())
     }
 
@@ -617,10 +692,11 @@ impl<P: Platform> Drop for System<P> {
     }
 }
 
-/// Section ids of the cell's metadata, by object section index.
+/// Ids of the cell's metadata, by object section and symbol index.
 struct SectionIds {
     by_index: Vec<Option<SectionId>>,
     got: Option<SectionId>,
+    symbols: Vec<Option<SymbolId>>,
 }
 
 /// Fills in the targets of the symbols the cell defines itself.
@@ -700,6 +776,7 @@ fn describe(
         });
     }
     let mut exports = Vec::new();
+    let mut symbols = alloc::vec![None; object.elf.syms.len()];
     for (i, sym) in object.elf.syms.iter().enumerate() {
         let bind = sym.st_bind();
         let vis = sym.st_visibility();
@@ -735,8 +812,17 @@ fn describe(
             kind,
         });
         exports.push((name.to_string(), id, addr, bind == STB_WEAK));
+        symbols[i] = Some(id);
     }
-    (cell, exports, SectionIds { by_index, got })
+    (
+        cell,
+        exports,
+        SectionIds {
+            by_index,
+            got,
+            symbols,
+        },
+    )
 }
 
 impl From<PlatformError> for UnloadError {

@@ -19,6 +19,25 @@ use crate::platform::{Memory, PlatformError, Protection};
 pub(super) struct Mappings(BTreeMap<usize, usize>);
 
 impl Mappings {
+    /// Forgets `addr..addr+len`, which lies inside one recorded mapping; what remains of that
+    /// mapping before and after the range stays recorded.
+    fn remove(&mut self, addr: usize, len: usize) {
+        let Some((&start, &mlen)) = self.0.range(..=addr).next_back() else {
+            return;
+        };
+        let (end, mend) = (addr.saturating_add(len), start + mlen);
+        if addr >= mend {
+            return;
+        }
+        self.0.remove(&start);
+        if start < addr {
+            self.0.insert(start, addr - start);
+        }
+        if end < mend {
+            self.0.insert(end, mend - end);
+        }
+    }
+
     /// Whether `addr..addr + len` lies inside one recorded mapping.
     fn contains(&self, addr: usize, len: usize) -> bool {
         let Some(end) = addr.checked_add(len) else {
@@ -97,10 +116,10 @@ impl Memory for Hosted {
 
     unsafe fn unmap(&self, addr: *mut u8, len: usize) {
         let mut mappings = self.mappings.lock().unwrap_or_else(PoisonError::into_inner);
-        mappings.0.remove(&(addr as usize));
-        // SAFETY: the caller guarantees `addr`/`len` are exactly a mapping made by `map` that
-        // nothing uses any more. munmap can only fail for a range that is not a mapping, and then
-        // there is nothing to undo.
+        mappings.remove(addr as usize, len);
+        // SAFETY: the caller guarantees `addr..addr+len` is a page-aligned part of a mapping made
+        // by `map` that nothing uses any more. munmap can only fail for a range that is not
+        // mapped, and then there is nothing to undo.
         unsafe { libc::munmap(addr.cast(), len) };
     }
 }

@@ -1,5 +1,6 @@
 //! The process around the loader: `(argc, argv, envp)` for `.init_array` functions, and a clock.
 
+use std::string::String;
 use std::sync::atomic::{AtomicI32, AtomicPtr, Ordering};
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -40,6 +41,18 @@ impl Process for Hosted {
 
     fn now_nanos(&self) -> u64 {
         epoch().elapsed().as_nanos() as u64
+    }
+
+    fn guarded(&self, f: &mut dyn FnMut()) -> Result<(), String> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+            if let Some(s) = payload.downcast_ref::<&str>() {
+                (*s).into()
+            } else if let Some(s) = payload.downcast_ref::<String>() {
+                s.clone()
+            } else {
+                "a panic with a non-string payload".into()
+            }
+        })
     }
 }
 

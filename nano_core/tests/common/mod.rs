@@ -54,3 +54,184 @@ pub fn wx_mappings() -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// A platform that fails the Nth memory call (map or protect), counting from 0, to show that
+/// every failure leaves the system as it was. Everything else is the hosted platform.
+pub mod flaky {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use loader::hosted::Hosted;
+    use loader::platform::{
+        InitArgs, Memory, PlatformError, Process, Protection, SymbolSource, ThreadLocals,
+        TlsSymbol, TlsTemplate, Unwinder,
+    };
+
+    /// The hosted platform with an injectable memory failure.
+    pub struct Flaky {
+        inner: Hosted,
+        calls: AtomicUsize,
+        fail_at: AtomicUsize,
+    }
+
+    impl Flaky {
+        /// Never fails until [`Flaky::fail_call`] says so.
+        pub fn new() -> Flaky {
+            Flaky {
+                inner: Hosted::new().expect("hosted platform"),
+                calls: AtomicUsize::new(0),
+                fail_at: AtomicUsize::new(usize::MAX),
+            }
+        }
+
+        /// Fails the `n`th memory call from now (0 = the next one); `None` = never.
+        pub fn fail_call(&self, n: Option<usize>) {
+            self.calls.store(0, Ordering::SeqCst);
+            self.fail_at
+                .store(n.unwrap_or(usize::MAX), Ordering::SeqCst);
+        }
+
+        /// Memory calls made since the last [`Flaky::fail_call`].
+        pub fn calls(&self) -> usize {
+            self.calls.load(Ordering::SeqCst)
+        }
+
+        fn tick(&self) -> bool {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst);
+            n == self.fail_at.load(Ordering::SeqCst)
+        }
+    }
+
+    impl Memory for Flaky {
+        fn page_size(&self) -> usize {
+            self.inner.page_size()
+        }
+        fn map(&self, len: usize) -> Result<*mut u8, PlatformError> {
+            if self.tick() {
+                return Err(PlatformError::OutOfMemory { len });
+            }
+            self.inner.map(len)
+        }
+        fn protect(
+            &self,
+            addr: *mut u8,
+            len: usize,
+            prot: Protection,
+        ) -> Result<(), PlatformError> {
+            if self.tick() {
+                return Err(PlatformError::Protect {
+                    addr: addr as usize,
+                    len,
+                    code: 12,
+                });
+            }
+            self.inner.protect(addr, len, prot)
+        }
+        unsafe fn unmap(&self, addr: *mut u8, len: usize) {
+            // SAFETY: passed on from the caller.
+            unsafe { self.inner.unmap(addr, len) }
+        }
+    }
+
+    impl SymbolSource for Flaky {
+        fn image_symbol(&self, name: &str) -> Option<usize> {
+            self.inner.image_symbol(name)
+        }
+        fn image_tls_symbol(&self, name: &str) -> Option<TlsSymbol> {
+            self.inner.image_tls_symbol(name)
+        }
+        fn platform_symbol(&self, name: &str) -> Option<usize> {
+            self.inner.platform_symbol(name)
+        }
+        fn for_each_image_symbol(&self, f: &mut dyn FnMut(&str)) {
+            self.inner.for_each_image_symbol(f)
+        }
+    }
+
+    impl Unwinder for Flaky {
+        unsafe fn register(&self, eh_frame: *const u8) -> Result<(), PlatformError> {
+            // SAFETY: passed on from the caller.
+            unsafe { self.inner.register(eh_frame) }
+        }
+        unsafe fn deregister(&self, eh_frame: *const u8) {
+            // SAFETY: passed on from the caller.
+            unsafe { self.inner.deregister(eh_frame) }
+        }
+    }
+
+    impl ThreadLocals for Flaky {
+        unsafe fn create_module(&self, template: TlsTemplate) -> Result<u64, PlatformError> {
+            // SAFETY: passed on from the caller.
+            unsafe { self.inner.create_module(template) }
+        }
+        unsafe fn destroy_module(&self, module: u64) {
+            // SAFETY: passed on from the caller.
+            unsafe { self.inner.destroy_module(module) }
+        }
+        fn tls_get_addr(&self) -> usize {
+            self.inner.tls_get_addr()
+        }
+    }
+
+    impl Process for Flaky {
+        fn init_args(&self) -> InitArgs {
+            self.inner.init_args()
+        }
+        fn now_nanos(&self) -> u64 {
+            self.inner.now_nanos()
+        }
+        fn guarded(&self, f: &mut dyn FnMut()) -> Result<(), String> {
+            self.inner.guarded(f)
+        }
+    }
+}
+
+/// Renames a symbol in an object's string table by changing one byte of its name at `offset`
+/// (counted from the start of the name); returns the new bytes.
+pub fn rename_symbol(bytes: &[u8], name: &str, offset_in_name: usize, to: u8) -> Vec<u8> {
+    let elf = goblin::elf::Elf::parse(bytes).expect("an ELF object");
+    let symtab = elf
+        .section_headers
+        .iter()
+        .find(|s| s.sh_type == goblin::elf::section_header::SHT_SYMTAB)
+        .expect("a symbol table");
+    let strtab = elf.section_headers[symtab.sh_link as usize].sh_offset as usize;
+    let sym = elf
+        .syms
+        .iter()
+        .find(|s| elf.strtab.get_at(s.st_name) == Some(name))
+        .unwrap_or_else(|| panic!("no symbol {name}"));
+    let mut out = bytes.to_vec();
+    out[strtab + sym.st_name + offset_in_name] = to;
+    out
+}
+
+/// The mangled name of the symbol whose demangled path is `path` in an object.
+pub fn mangled(bytes: &[u8], path: &str) -> String {
+    let elf = goblin::elf::Elf::parse(bytes).expect("an ELF object");
+    elf.syms
+        .iter()
+        .filter(|s| s.st_shndx != 0)
+        .filter_map(|s| elf.strtab.get_at(s.st_name))
+        .find(|n| crate_metadata::demangle::path(n) == path)
+        .unwrap_or_else(|| panic!("no symbol {path}"))
+        .to_string()
+}
+
+/// Sets the `st_size` of the symbol `name` in an object.
+pub fn resize_symbol(bytes: &[u8], name: &str, size: u64) -> Vec<u8> {
+    let elf = goblin::elf::Elf::parse(bytes).expect("an ELF object");
+    let symtab = elf
+        .section_headers
+        .iter()
+        .find(|s| s.sh_type == goblin::elf::section_header::SHT_SYMTAB)
+        .expect("a symbol table");
+    let index = elf
+        .syms
+        .iter()
+        .position(|s| elf.strtab.get_at(s.st_name) == Some(name))
+        .unwrap_or_else(|| panic!("no symbol {name}"));
+    let at = symtab.sh_offset as usize + index * 24 + 16;
+    let mut out = bytes.to_vec();
+    out[at..at + 8].copy_from_slice(&size.to_le_bytes());
+    out
+}

@@ -1,0 +1,80 @@
+//! `counter` (v1): a process-wide event counter and a small configuration record.
+//!
+//! It is the live-swap fixture: `COUNTER` keeps its layout in every version, so a swap binds the
+//! new version to the old memory and no count is lost; `CONFIG` changes layout in v2
+//! (`cells/upgrades/counter`), which moves it with `transfer_state`.
+//!
+//! Interface: [`bump`], [`count`], [`mode`], [`set_mode`], [`revision`], [`init`].
+
+#![cfg_attr(not(test), no_std)]
+#![deny(missing_docs)]
+
+extern crate alloc;
+
+use alloc::string::String;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// The number of events counted, by every version.
+pub static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// v1's configuration: a mode number.
+#[repr(C)]
+pub struct Config {
+    /// The mode.
+    pub mode: AtomicU64,
+}
+
+/// The configuration.
+pub static CONFIG: Config = Config {
+    mode: AtomicU64::new(1),
+};
+
+/// Counts one event; returns the count after it.
+#[inline(never)]
+pub fn bump() -> u64 {
+    COUNTER.fetch_add(1, Ordering::Relaxed) + 1
+}
+
+/// The count.
+#[inline(never)]
+pub fn count() -> u64 {
+    COUNTER.load(Ordering::Relaxed)
+}
+
+/// The configured mode.
+#[inline(never)]
+pub fn mode() -> u64 {
+    CONFIG.mode.load(Ordering::Relaxed)
+}
+
+/// Sets the mode.
+#[inline(never)]
+pub fn set_mode(mode: u64) {
+    CONFIG.mode.store(mode, Ordering::Relaxed);
+}
+
+/// Which version this is.
+#[inline(never)]
+pub fn revision() -> String {
+    String::from("counter v1")
+}
+
+/// Nothing to set up.
+#[inline(never)]
+pub fn init() -> Result<(), String> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_keeps_a_mode() {
+        let before = count();
+        assert_eq!(bump(), before + 1);
+        set_mode(5);
+        assert_eq!(mode(), 5);
+        assert_eq!(revision(), "counter v1");
+    }
+}

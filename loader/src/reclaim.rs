@@ -1,0 +1,244 @@
+//! Reclaiming retired cells, and handing a freed cell's data pages to the cell whose statics were
+//! bound to them.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::layout::Region;
+use crate::platform::Platform;
+use crate::system::System;
+use crate_metadata::{demangle, CellId, CellState, Origin, SymbolKind};
+
+/// Why a retired cell could not be reclaimed. Nothing was changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReclaimError {
+    /// No loaded cell has this id.
+    NoSuchCell(CellId),
+    /// The cell is live, not retired.
+    NotRetired {
+        /// The cell.
+        cell: String,
+    },
+    /// Edges still point into the cell.
+    InUse {
+        /// The cell.
+        cell: String,
+        /// The dependents.
+        dependents: Vec<String>,
+    },
+    /// Registered threads have not all passed a quiescent point since the swap that retired the
+    /// cell: one of them may still be running it.
+    GracePeriod {
+        /// The cell.
+        cell: String,
+        /// How many registered threads have not reported since.
+        pending: usize,
+    },
+    /// The cell's statics are shared with mapped versions (a swap rebound them). Objects the cell
+    /// made may live in that state and point into its code or read-only data (trait-object
+    /// vtables, function pointers, string literals), so freeing it could leave the live version
+    /// calling into unmapped memory. [`System::reclaim_unchecked`] frees it anyway, on the
+    /// caller's word that the state holds no such pointer.
+    SharesState {
+        /// The cell.
+        cell: String,
+        /// The statics, by path.
+        statics: Vec<String>,
+        /// The versions that share them.
+        with: Vec<String>,
+    },
+}
+
+impl fmt::Display for ReclaimError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReclaimError::NoSuchCell(id) => write!(f, "no loaded cell {id}"),
+            ReclaimError::NotRetired { cell } => write!(f, "cell `{cell}` is live, not retired"),
+            ReclaimError::InUse { cell, dependents } => write!(
+                f,
+                "retired cell `{cell}` is still used by: {}",
+                dependents.join(", ")
+            ),
+            ReclaimError::GracePeriod { cell, pending } => write!(
+                f,
+                "retired cell `{cell}` may still run: {pending} registered thread(s) have not \
+                 passed a quiescent point since it was retired"
+            ),
+            ReclaimError::SharesState {
+                cell,
+                statics,
+                with,
+            } => write!(
+                f,
+                "retired cell `{cell}` shares {} with {}: objects it made may live there and \
+                 point into its code; reclaim it unchecked only if its state holds no trait \
+                 objects, function pointers or string literals of its own",
+                statics.join(", "),
+                with.join(", ")
+            ),
+        }
+    }
+}
+
+/// What a reclaim freed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reclaimed {
+    /// Bytes unmapped.
+    pub unmapped: u64,
+    /// Bytes of data kept mapped for the cell whose statics live there, and that cell.
+    pub handed_over: Option<(CellId, u64)>,
+}
+
+impl<P: Platform> System<P> {
+    /// Frees a retired cell: unmaps it, deregisters its unwind information and frees its TLS
+    /// blocks. Refused while an edge points into it or a registered thread may still run it.
+    /// Its data pages stay mapped, owned by the new version, when the new version's statics were
+    /// bound to them.
+    pub fn reclaim(&mut self, id: CellId) -> Result<Reclaimed, ReclaimError> {
+        self.check_reclaim(id)?;
+        if let Some((statics, with)) = self.shared_state(id) {
+            return Err(ReclaimError::SharesState {
+                cell: self
+                    .registry
+                    .cell(id)
+                    .map(|c| c.name.clone())
+                    .unwrap_or_default(),
+                statics,
+                with,
+            });
+        }
+        Ok(self.free_cell(id))
+    }
+
+    /// [`System::reclaim`] without the shared-state check: the edges and the grace period are
+    /// still checked.
+    ///
+    /// # Safety
+    /// Nothing reachable from the statics the cell shares with other versions (see
+    /// [`ReclaimError::SharesState`]) points into the cell's code, read-only data or relro data.
+    pub unsafe fn reclaim_unchecked(&mut self, id: CellId) -> Result<Reclaimed, ReclaimError> {
+        self.check_reclaim(id)?;
+        Ok(self.free_cell(id))
+    }
+
+    /// The statics of `id` that other mapped cells share (same address), and those cells.
+    fn shared_state(&self, id: CellId) -> Option<(Vec<String>, Vec<String>)> {
+        let cell = self.registry.cell(id)?;
+        let mine: Vec<(u64, &str)> = cell
+            .symbols
+            .iter()
+            .filter(|s| s.kind == SymbolKind::Object)
+            .map(|s| (s.addr, s.name.as_str()))
+            .collect();
+        let (mut statics, mut with) = (Vec::new(), Vec::new());
+        for other in self.registry.cells() {
+            if other.id == id || !self.mapped.contains_key(&other.id) {
+                continue;
+            }
+            for s in other
+                .symbols
+                .iter()
+                .filter(|s| s.kind == SymbolKind::Object)
+            {
+                if let Some((_, name)) = mine.iter().find(|(a, _)| *a == s.addr) {
+                    let path = demangle::path(name);
+                    if !statics.contains(&path) {
+                        statics.push(path);
+                    }
+                    let who = alloc::format!("{} ({})", other.name, other.id);
+                    if !with.contains(&who) {
+                        with.push(who);
+                    }
+                }
+            }
+        }
+        (!statics.is_empty()).then_some((statics, with))
+    }
+
+    fn check_reclaim(&self, id: CellId) -> Result<(), ReclaimError> {
+        let Some(cell) = self
+            .registry
+            .cell(id)
+            .filter(|c| c.origin == Origin::Object && self.mapped.contains_key(&id))
+        else {
+            return Err(ReclaimError::NoSuchCell(id));
+        };
+        let name = cell.name.clone();
+        if cell.state != CellState::Retired {
+            return Err(ReclaimError::NotRetired { cell: name });
+        }
+        let dependents = self.registry.dependents(id);
+        if !dependents.is_empty() {
+            return Err(ReclaimError::InUse {
+                cell: name,
+                dependents: dependents
+                    .iter()
+                    .filter_map(|d| self.registry.cell(*d))
+                    .map(|c| c.name.clone())
+                    .collect(),
+            });
+        }
+        let epoch = self.mapped[&id].retired_epoch.unwrap_or(0);
+        let pending = self.epochs.pending_since(epoch);
+        if pending > 0 {
+            return Err(ReclaimError::GracePeriod {
+                cell: name,
+                pending,
+            });
+        }
+        Ok(())
+    }
+
+    /// Removes a cell that nothing depends on from the registry and frees its memory, handing
+    /// data ranges that other cells' statics live in over to those cells.
+    pub(crate) fn free_cell(&mut self, id: CellId) -> Reclaimed {
+        let _ = self.registry.remove_cell(id);
+        let Some(mapped) = self.mapped.remove(&id) else {
+            return Reclaimed::default();
+        };
+        let mut ranges: Vec<(usize, usize)> = mapped.adopted.clone();
+        let (data, data_len) = mapped.region(Region::Data);
+        if data_len > 0 {
+            ranges.push((data as usize, data_len));
+        }
+        let heirs: Vec<((usize, usize), CellId)> = ranges
+            .iter()
+            .filter_map(|r| self.static_owner(r.0, r.1).map(|c| (*r, c)))
+            .collect();
+        let total =
+            mapped.mapping.len() as u64 + mapped.adopted.iter().map(|r| r.1 as u64).sum::<u64>();
+        // SAFETY: nothing points into the cell any more (no edges: checked by the callers) and
+        // no registered thread runs it; the ranges kept are exactly those other cells' statics
+        // live in.
+        unsafe {
+            self.release_keeping(mapped, &mut |addr, len| {
+                heirs.iter().any(|(r, _)| *r == (addr, len))
+            });
+        }
+        let kept: u64 = heirs.iter().map(|(r, _)| r.1 as u64).sum();
+        for (range, heir) in &heirs {
+            if let Some(m) = self.mapped.get_mut(heir) {
+                m.adopted.push(*range);
+            }
+        }
+        Reclaimed {
+            unmapped: total - kept,
+            handed_over: heirs.first().map(|(_, c)| (*c, kept)),
+        }
+    }
+
+    /// A mapped cell one of whose statics lies in `addr..addr+len`.
+    fn static_owner(&self, addr: usize, len: usize) -> Option<CellId> {
+        let (lo, hi) = (addr as u64, (addr + len) as u64);
+        self.registry
+            .cells()
+            .filter(|c| self.mapped.contains_key(&c.id))
+            .find(|c| {
+                c.symbols
+                    .iter()
+                    .any(|s| s.kind == SymbolKind::Object && s.addr >= lo && s.addr < hi)
+            })
+            .map(|c| c.id)
+    }
+}
