@@ -35,13 +35,14 @@ fn fixture() -> Fixture {
     }
 }
 
-type State = (Snapshot, Registry, usize);
+/// Namespaces, registry, and the loader's mappings (count, bytes).
+type State = (Snapshot, Registry, (usize, usize));
 
 fn state(f: &Fixture) -> State {
     (
         f.system.namespaces().snapshot(),
         f.system.registry().clone(),
-        loader::hosted::count_mappings().unwrap(),
+        f.system.platform().live_mappings(),
     )
 }
 

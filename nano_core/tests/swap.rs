@@ -63,7 +63,7 @@ fn boot<P: Platform>(platform: P) -> Sys<P> {
     }
 }
 
-impl<P: Platform> Sys<P> {
+impl<P: Platform + common::LiveMappings> Sys<P> {
     fn id(&self, name: &str) -> CellId {
         self.system
             .cell_in(self.ns, name)
@@ -100,25 +100,24 @@ impl<P: Platform> Sys<P> {
         )
     }
 
-    fn state(&self) -> (Snapshot, Registry, Vec<(u64, u64)>, usize) {
+    fn state(&self) -> State {
         (
             self.system.namespaces().snapshot(),
             self.system.registry().clone(),
             self.system.slot_values(),
-            loader::hosted::count_mappings().unwrap(),
+            self.system.platform().live(),
         )
     }
 }
 
-fn assert_unchanged(
-    before: &(Snapshot, Registry, Vec<(u64, u64)>, usize),
-    after: &(Snapshot, Registry, Vec<(u64, u64)>, usize),
-    what: &str,
-) {
+/// Namespaces, registry, slot contents, and the loader's mappings (count, bytes).
+type State = (Snapshot, Registry, Vec<(u64, u64)>, (usize, usize));
+
+fn assert_unchanged(before: &State, after: &State, what: &str) {
     assert!(before.0 == after.0, "{what}: the namespaces changed");
     assert!(before.1 == after.1, "{what}: the registry changed");
     assert!(before.2 == after.2, "{what}: slot contents changed");
-    assert_eq!(before.3, after.3, "{what}: the number of mappings changed");
+    assert_eq!(before.3, after.3, "{what}: the loader's mappings changed");
 }
 
 type Create = fn(&str, &[u8]) -> Result<(), String>;
@@ -261,7 +260,7 @@ fn swapping_back_reuses_the_retired_version_without_loading() {
     let v1 = s.id("memfs");
     s.swap_object("memfs", &bytes, &SwapOptions::default())
         .unwrap();
-    let maps = loader::hosted::count_mappings().unwrap();
+    let maps = s.system.platform().live_mappings();
     // The same bytes again: the retired v1 has that hash.
     let report = s
         .swap_object("memfs", &bytes, &SwapOptions::default())
@@ -269,7 +268,7 @@ fn swapping_back_reuses_the_retired_version_without_loading() {
     assert!(report.cells[0].reused);
     assert_eq!(s.id("memfs"), v1, "v1 is live again");
     assert_eq!(
-        loader::hosted::count_mappings().unwrap(),
+        s.system.platform().live_mappings(),
         maps,
         "nothing was mapped"
     );

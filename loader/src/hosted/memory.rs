@@ -19,6 +19,11 @@ use crate::platform::{Memory, PlatformError, Protection};
 pub(super) struct Mappings(BTreeMap<usize, usize>);
 
 impl Mappings {
+    /// How many ranges are recorded, and their total length.
+    pub(super) fn totals(&self) -> (usize, usize) {
+        (self.0.len(), self.0.values().sum())
+    }
+
     /// Forgets `addr..addr+len`, which lies inside one recorded mapping; what remains of that
     /// mapping before and after the range stays recorded.
     fn remove(&mut self, addr: usize, len: usize) {

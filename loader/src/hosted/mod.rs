@@ -54,6 +54,16 @@ impl Hosted {
         self.symbols.len()
     }
 
+    /// The mappings this platform has made and not unmapped: how many, and their bytes. Unlike a
+    /// count of `/proc/self/maps`, this is not disturbed by other threads' stacks coming and going.
+    pub fn live_mappings(&self) -> (usize, usize) {
+        let mappings = self
+            .mappings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        mappings.totals()
+    }
+
     /// Whether the running executable still has its `.symtab` (it is absent when stripped; then
     /// only the `.dynsym` symbols that `-Wl,--export-dynamic` exported are known).
     pub fn image_has_symtab(&self) -> bool {

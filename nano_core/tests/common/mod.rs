@@ -55,6 +55,24 @@ pub fn wx_mappings() -> Vec<String> {
         .collect()
 }
 
+/// The loader's own mappings on a platform: (count, bytes).
+pub trait LiveMappings {
+    /// What the platform has mapped and not unmapped.
+    fn live(&self) -> (usize, usize);
+}
+
+impl LiveMappings for loader::hosted::Hosted {
+    fn live(&self) -> (usize, usize) {
+        self.live_mappings()
+    }
+}
+
+impl LiveMappings for flaky::Flaky {
+    fn live(&self) -> (usize, usize) {
+        self.hosted().live_mappings()
+    }
+}
+
 /// A platform that fails the Nth memory call (map or protect), counting from 0, to show that
 /// every failure leaves the system as it was. Everything else is the hosted platform.
 pub mod flaky {
@@ -88,6 +106,11 @@ pub mod flaky {
             self.calls.store(0, Ordering::SeqCst);
             self.fail_at
                 .store(n.unwrap_or(usize::MAX), Ordering::SeqCst);
+        }
+
+        /// The hosted platform inside.
+        pub fn hosted(&self) -> &Hosted {
+            &self.inner
         }
 
         /// Memory calls made since the last [`Flaky::fail_call`].
