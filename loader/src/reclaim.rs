@@ -132,6 +132,13 @@ impl<P: Platform> System<P> {
             .map(|s| (s.addr, s.name.as_str()))
             .collect();
         let (mut statics, mut with) = (Vec::new(), Vec::new());
+        for (addr, name) in &mine {
+            if self.platform.image_symbol(name) == Some(*addr as usize) {
+                statics.push(demangle::path(name));
+                let base = self.registry.cell(crate_metadata::Registry::BASE);
+                with.push(base.map_or_else(|| "the base image".into(), |c| c.name.clone()));
+            }
+        }
         for other in self.registry.cells() {
             if other.id == id || !self.mapped.contains_key(&other.id) {
                 continue;

@@ -337,7 +337,7 @@ impl<P: Platform> System<P> {
             tls_module = unsafe { self.platform.create_module(template) }.map_err(platform_err)?;
             mapped.tls_module = Some(tls_module);
         }
-        let linked = link::link(
+        let mut linked = link::link(
             cell,
             object,
             layout,
@@ -345,6 +345,19 @@ impl<P: Platform> System<P> {
             &targets,
             tls_module,
         )?;
+        let (mut meta, mut exports, section_ids) = describe(spec, object, layout, &mapped.mapping);
+        let exported = |sym: usize| section_ids.symbols.get(sym).copied().flatten();
+        mapped.own_slots = linked
+            .own_slots
+            .iter()
+            .filter_map(|(sym, slot)| Some((exported(*sym)?, *slot)))
+            .collect();
+        mapped.direct_refs = linked
+            .direct_refs
+            .iter()
+            .filter_map(|s| exported(*s))
+            .collect();
+        self.bind_image_statics(cell, &mut meta, &mut exports, mapped, &mut linked.edges)?;
         for (region, prot) in [
             (Region::Text, Protection::ReadExecute),
             (Region::ReadOnly, Protection::ReadOnly),
@@ -367,18 +380,6 @@ impl<P: Platform> System<P> {
             }
         }
 
-        let (mut meta, exports, section_ids) = describe(spec, object, layout, &mapped.mapping);
-        let exported = |sym: usize| section_ids.symbols.get(sym).copied().flatten();
-        mapped.own_slots = linked
-            .own_slots
-            .iter()
-            .filter_map(|(sym, slot)| Some((exported(*sym)?, *slot)))
-            .collect();
-        mapped.direct_refs = linked
-            .direct_refs
-            .iter()
-            .filter_map(|s| exported(*s))
-            .collect();
         let end = self.platform.now_nanos();
         meta.stats = LoadStats {
             relocations: linked.relocations,
@@ -412,6 +413,76 @@ impl<P: Platform> System<P> {
             self.add_pending_edge(id, &section_ids, e);
         }
         Ok(id)
+    }
+
+    /// A crate the base image links statically (a shared kernel crate) keeps one state: every
+    /// static of the cell that the base image also defines, by exact mangled name, is bound to
+    /// the base image's initialized memory through the cell's own GOT slots, and recorded as an
+    /// edge to the base image. The cell's own copy is never used.
+    fn bind_image_statics(
+        &self,
+        cell: &str,
+        meta: &mut Cell,
+        exports: &mut [(String, SymbolId, u64, bool)],
+        mapped: &mut Mapped,
+        edges: &mut Vec<PendingEdge>,
+    ) -> Result<(), LoadError> {
+        let statics: Vec<(SymbolId, String)> = meta
+            .symbols
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                s.kind == SymbolKind::Object
+                    && s.section
+                        .and_then(|id| meta.section(id))
+                        .is_some_and(|sec| matches!(sec.kind, SectionKind::Data | SectionKind::Bss))
+            })
+            .map(|(i, s)| (SymbolId(i as u32), s.name.clone()))
+            .collect();
+        for (id, name) in statics {
+            let Some(image) = self.platform.image_symbol(&name) else {
+                continue;
+            };
+            if mapped.direct_refs.contains(&id) {
+                return Err(LoadError::Malformed {
+                    cell: cell.into(),
+                    reason: alloc::format!(
+                        "static `{}` is shared with the base image but the cell reaches its own \
+                         copy without a slot",
+                        demangle::demangle(&name)
+                    ),
+                });
+            }
+            let base = mapped.mapping.addr(0);
+            for (sym, slot) in &mapped.own_slots {
+                if *sym == id {
+                    let offset = (slot - base) as usize;
+                    mapped
+                        .mapping
+                        .write(offset, &(image as u64).to_le_bytes())
+                        .map_err(|_| LoadError::Malformed {
+                            cell: cell.into(),
+                            reason: "a GOT slot outside the mapping".into(),
+                        })?;
+                    edges.push(PendingEdge {
+                        section: SlotSection::Got,
+                        slot: *slot,
+                        kind: SlotKind::Got,
+                        addend: 0,
+                        provider: Provider::Base,
+                        name: name.clone(),
+                        addr: image as u64,
+                    });
+                }
+            }
+            if let Some(s) = meta.symbols.get_mut(id.index()) {
+                s.addr = image as u64;
+            }
+            if let Some(e) = exports.iter_mut().find(|e| e.1 == id) {
+                e.2 = image as u64;
+            }
+        }
+        Ok(())
     }
 
     fn add_pending_edge(&mut self, id: CellId, section_ids: &SectionIds, e: PendingEdge) {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use crate_metadata::{CellId, CellKind, Manifest, ManifestEntry};
 use loader::hosted::Hosted;
-use loader::{CellSpec, Handle, System};
+use loader::{CellSpec, Handle, NewVersion, SwapOptions, SwapReport, SwapRequest, System};
 use namespace::Namespaces;
 use sha2::{Digest, Sha256};
 
@@ -52,6 +52,13 @@ impl Kernel {
         })?;
         let manifest: Manifest = serde_json::from_str(&text)
             .with_context(|| format!("parsing {}", manifest_path.display()))?;
+        // The base image links klog statically: this lands in the same ring the klog cell will
+        // use once loaded, because the loader binds the cell's statics to the base image's.
+        klog::push(
+            3,
+            "nano_core",
+            &format!("early boot: {} cells in the manifest", manifest.cells.len()),
+        );
         let platform = Hosted::new().context("reading the base image's symbols")?;
         let mut system = System::new(platform, "nano_core");
         let kernel_ns = system
@@ -167,6 +174,92 @@ impl Kernel {
     /// The manifest the boot read.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    /// The directory the cells came from (`target/cells`).
+    pub fn cells_dir(&self) -> &Path {
+        &self.cells_dir
+    }
+
+    /// Reads the manifest again (after `cargo cell build` rewrote it) and returns it.
+    pub fn reload_manifest(&mut self) -> Result<&Manifest> {
+        let path = self.cells_dir.join("manifest.json");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        self.manifest =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        Ok(&self.manifest)
+    }
+
+    /// The live cell named `name` in `_kernel`.
+    pub fn cell_id(&self, name: &str) -> Option<CellId> {
+        self.system.cell_in(self.kernel_ns, name)
+    }
+
+    /// The object a swap of `cell` loads when none is named: its new version from
+    /// `cells/upgrades` if the manifest has one whose hash differs from the live cell's, else the
+    /// manifest's object for the cell's own kind when that differs, else the retired version to
+    /// go back to, if any.
+    pub fn default_swap_object(&self, cell: &str) -> Option<PathBuf> {
+        let live_sha = self
+            .cell_id(cell)
+            .and_then(|id| self.system.registry().cell(id))
+            .and_then(|c| c.sha256.clone());
+        let differs = |e: &&ManifestEntry| Some(&e.sha256) != live_sha.as_ref();
+        let upgrade = self.manifest.get(CellKind::Upgrades, cell).filter(differs);
+        let own = self
+            .manifest
+            .cells
+            .iter()
+            .filter(|e| e.name == cell && e.kind != CellKind::Upgrades)
+            .find(differs);
+        upgrade.or(own).map(|e| self.cells_dir.join(&e.object))
+    }
+
+    /// Swaps the live cell `cell` for the object at `object` (its SHA-256 is computed here; a
+    /// retired version with the same hash is reused). State is kept by rebinding or moved by the
+    /// new version's `transfer_state`, as `options` allow.
+    pub fn swap_cell(
+        &mut self,
+        cell: &str,
+        object: &Path,
+        options: &SwapOptions,
+    ) -> Result<SwapReport> {
+        let bytes =
+            std::fs::read(object).with_context(|| format!("reading {}", object.display()))?;
+        self.swap_bytes(cell, &bytes, options)
+    }
+
+    /// [`Kernel::swap_cell`] with the object's bytes.
+    pub fn swap_bytes(
+        &mut self,
+        cell: &str,
+        bytes: &[u8],
+        options: &SwapOptions,
+    ) -> Result<SwapReport> {
+        let old = self
+            .cell_id(cell)
+            .with_context(|| format!("no live cell `{cell}` in {KERNEL_NAMESPACE}"))?;
+        let sha = hex(&Sha256::digest(bytes));
+        let version = self
+            .system
+            .registry()
+            .cell(old)
+            .map(|c| c.version.clone())
+            .unwrap_or_default();
+        let spec = CellSpec {
+            name: cell,
+            version: &version,
+            kind: self.system.registry().cell(old).and_then(|c| c.kind),
+            sha256: Some(&sha),
+        };
+        let request = SwapRequest {
+            old,
+            new: NewVersion::Object { spec, bytes },
+        };
+        self.system
+            .swap(&[request], options)
+            .map_err(|e| anyhow::anyhow!("swapping `{cell}`: {e}"))
     }
 }
 

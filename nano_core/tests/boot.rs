@@ -266,3 +266,61 @@ fn unloading_is_refused_while_dependents_exist_and_frees_the_cell_when_not() {
         .all(|c| *c != tls_stats));
     assert!(!mapped(text), "its memory is unmapped");
 }
+
+#[test]
+fn a_crate_the_base_image_links_shares_its_statics_with_the_loaded_cell() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut kernel = boot();
+    // SAFETY: klog's signatures.
+    let (push, dump) = unsafe {
+        (
+            kernel
+                .handle::<fn(u32, &str, &str) -> u64>("klog::push")
+                .unwrap(),
+            kernel.handle::<fn() -> Vec<String>>("klog::dump").unwrap(),
+        )
+    };
+    // The host's own (statically linked) klog and the loaded cell write one ring.
+    let from_host = format!(
+        "written by the base image {:?}",
+        std::thread::current().id()
+    );
+    klog::push(3, "test", &from_host);
+    assert!(
+        (dump.get())().iter().any(|l| l.contains(&from_host)),
+        "the cell sees the host's write"
+    );
+    let from_cell = format!("written through the cell {:?}", std::time::Instant::now());
+    (push.get())(3, "test", &from_cell);
+    assert!(
+        klog::dump().iter().any(|l| l.contains(&from_cell)),
+        "the host sees the cell's write"
+    );
+    // The boot's early message, logged before any cell was loaded, is in the cell's ring.
+    assert!((dump.get())().iter().any(|l| l.contains("early boot")) || klog::dropped() > 0);
+    // The binding is an edge from the cell to the base image, for klog's `LOG`.
+    let reg = kernel.system().registry();
+    let cell = reg
+        .cells()
+        .find(|c| c.name == "klog" && c.origin == Origin::Object)
+        .unwrap();
+    let log = cell
+        .symbols
+        .iter()
+        .find(|s| crate_metadata::demangle::path(&s.name) == "klog::LOG")
+        .unwrap();
+    assert!(
+        log.addr < cell.base_addr || log.addr >= cell.base_addr + cell.stats.mapped_bytes,
+        "LOG is not the cell's own copy"
+    );
+    assert!(cell
+        .uses
+        .iter()
+        .filter_map(|e| reg.edge(*e))
+        .any(|e| e.provider == Registry::BASE
+            && reg
+                .cell(Registry::BASE)
+                .unwrap()
+                .symbol(e.symbol)
+                .is_some_and(|s| s.name == log.name)));
+}
