@@ -189,6 +189,12 @@ pub trait Process {
         0
     }
 
+    /// Whether loaded code may run. A platform that only models a link (a dry run for the
+    /// inspection tools) says no, and the loader then never calls into a cell (no `.init_array`).
+    fn runs_code(&self) -> bool {
+        true
+    }
+
     /// Runs `f`, turning a panic inside it into `Err(message)` where the platform can unwind
     /// (hosted: `catch_unwind`). Without unwinding support, a panic is fatal as usual.
     fn guarded(&self, f: &mut dyn FnMut()) -> Result<(), alloc::string::String> {

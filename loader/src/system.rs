@@ -518,6 +518,9 @@ impl<P: Platform> System<P> {
 
     /// Calls the cell's `.init_array` functions with `(argc, argv, envp)`, in order.
     fn run_init_array(&self, id: CellId, object: &Object<'_>, layout: &Layout) {
+        if !self.platform.runs_code() {
+            return;
+        }
         let Some(mapped) = self.mapped.get(&id) else {
             return;
         };
