@@ -28,6 +28,9 @@ pub struct MissingSymbol {
     pub demangled: String,
     /// A symbol of the base image with the same path and another hash, when there is one.
     pub other_hash: Option<String>,
+    /// A namespace that defines it but that the cell's namespace cannot see (a sibling or a
+    /// child: an application's cells are invisible to the kernel and to other applications).
+    pub hidden_in: Option<String>,
 }
 
 /// Everything that can go wrong while loading a cell or creating a handle.
@@ -230,6 +233,12 @@ impl fmt::Display for LoadError {
                     write!(f, "\n  {} ({})", m.demangled, m.mangled)?;
                     if let Some(other) = &m.other_hash {
                         write!(f, "\n    the base image has it under another hash: {other}")?;
+                    }
+                    if let Some(ns) = &m.hidden_in {
+                        write!(
+                            f,
+                            "\n    defined in namespace `{ns}`, which `{namespace}` cannot see"
+                        )?;
                     }
                 }
                 match cause {

@@ -134,7 +134,12 @@ impl Resolver<'_> {
     /// Explains missing symbols: for each, whether the base image has the same path under another
     /// hash, and what that most likely means. Scans the whole image table, so only call it on a
     /// failure.
-    pub fn explain(&self, missing: &[&str]) -> (Vec<MissingSymbol>, Option<HashCause>) {
+    pub fn explain(
+        &self,
+        from: NamespaceId,
+        missing: &[&str],
+    ) -> (Vec<MissingSymbol>, Option<HashCause>) {
+        let visible = self.namespaces.chain(from);
         let wanted: BTreeMap<String, usize> = missing
             .iter()
             .enumerate()
@@ -165,10 +170,16 @@ impl Resolver<'_> {
                         cause = Some(this);
                     }
                 }
+                let hidden_in = self
+                    .namespaces
+                    .iter()
+                    .find(|n| !visible.contains(&n.id) && n.get(m).is_some())
+                    .map(|n| n.name.clone());
                 MissingSymbol {
                     mangled: (*m).into(),
                     demangled: demangle::demangle(m),
                     other_hash,
+                    hidden_in,
                 }
             })
             .collect();

@@ -16,7 +16,7 @@ use crate::layout::{self, Layout, Region, TLS_SYMBOL};
 use crate::link::{self, PendingEdge, SlotSection, Target};
 use crate::mapping::Mapping;
 use crate::parse::{self, Object};
-use crate::platform::{Platform, PlatformError, Protection, TlsTemplate};
+use crate::platform::{Platform, Protection, TlsTemplate};
 use crate::quiesce::Epochs;
 use crate::resolve::{Provider, Resolution, Resolver};
 use crate_metadata::{
@@ -55,6 +55,22 @@ impl<'a> CellSpec<'a> {
 pub enum UnloadError {
     /// No loaded cell has this id.
     NoSuchCell(CellId),
+    /// No namespace has this id.
+    NoSuchNamespace(NamespaceId),
+    /// A cell of the namespace is still used from outside it.
+    NamespaceInUse {
+        /// The namespace.
+        namespace: String,
+        /// Its cell that is used.
+        cell: String,
+        /// The users outside the namespace (`nano_core` for the host's handles).
+        dependents: Vec<String>,
+    },
+    /// The namespace has child namespaces; tear those down first.
+    HasChildren {
+        /// The namespace.
+        namespace: String,
+    },
     /// Other cells (or the host, through handles) still bind to the cell.
     InUse {
         /// The cell.
@@ -68,6 +84,19 @@ impl core::fmt::Display for UnloadError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             UnloadError::NoSuchCell(id) => write!(f, "no loaded cell {id}"),
+            UnloadError::NoSuchNamespace(id) => write!(f, "no namespace {id}"),
+            UnloadError::NamespaceInUse {
+                namespace,
+                cell,
+                dependents,
+            } => write!(
+                f,
+                "namespace `{namespace}` cannot be torn down: its cell `{cell}` is used by {}",
+                dependents.join(", ")
+            ),
+            UnloadError::HasChildren { namespace } => {
+                write!(f, "namespace `{namespace}` has child namespaces")
+            }
             UnloadError::InUse { cell, dependents } => write!(
                 f,
                 "cell `{cell}` is still used by: {}",
@@ -289,7 +318,7 @@ impl<P: Platform> System<P> {
             };
         }
         if !missing.is_empty() {
-            let (missing, cause) = resolver.explain(&missing);
+            let (missing, cause) = resolver.explain(ns, &missing);
             return Err(LoadError::UndefinedSymbols {
                 cell: cell.into(),
                 namespace: ns_name.into(),
@@ -639,6 +668,65 @@ impl<P: Platform> System<P> {
         Ok(())
     }
 
+    /// Tears a namespace down: unloads every cell in it (live or retired), dependents first, then
+    /// removes the namespace. Refused, with nothing changed, while a cell outside the namespace
+    /// (or a host handle) still binds to one of its cells, or while it has child namespaces.
+    pub fn remove_namespace(&mut self, ns: NamespaceId) -> Result<usize, UnloadError> {
+        self.prune_handles();
+        let Some(n) = self.namespaces.get(ns) else {
+            return Err(UnloadError::NoSuchNamespace(ns));
+        };
+        let name = n.name.clone();
+        if self.namespaces.iter().any(|c| c.parent == Some(ns)) {
+            return Err(UnloadError::HasChildren { namespace: name });
+        }
+        let cells: Vec<CellId> = self
+            .registry
+            .cells()
+            .filter(|c| c.origin == Origin::Object && c.namespace == Some(ns))
+            .map(|c| c.id)
+            .collect();
+        for c in &cells {
+            let outside: Vec<String> = self
+                .registry
+                .dependents(*c)
+                .iter()
+                .filter(|d| !cells.contains(d))
+                .filter_map(|d| self.registry.cell(*d))
+                .map(|d| d.name.clone())
+                .collect();
+            if !outside.is_empty() {
+                return Err(UnloadError::NamespaceInUse {
+                    namespace: name,
+                    cell: self
+                        .registry
+                        .cell(*c)
+                        .map(|c| c.name.clone())
+                        .unwrap_or_default(),
+                    dependents: outside,
+                });
+            }
+        }
+        let order = namespace::graph::dependency_order(&self.registry, &cells)
+            .unwrap_or_else(|_| cells.clone());
+        for c in order.iter().rev() {
+            let _ = self.namespaces.remove_cell(ns, *c);
+            // Cells of the namespace only bind to each other and to what outlives them; the ones
+            // that use this one went first.
+            for e in self
+                .registry
+                .cell(*c)
+                .map(|c| c.used_by.clone())
+                .unwrap_or_default()
+            {
+                self.registry.remove_edge(e);
+            }
+            self.free_cell(*c);
+        }
+        let _ = self.namespaces.remove(ns);
+        Ok(cells.len())
+    }
+
     /// Finds a symbol visible from `ns` by mangled name, or by demangled path without hash
     /// (`klog::push`), which names the cell by its first segment.
     pub fn find_symbol(&self, ns: NamespaceId, symbol: &str) -> Result<SymbolRef, LoadError> {
@@ -897,10 +985,4 @@ fn describe(
             symbols,
         },
     )
-}
-
-impl From<PlatformError> for UnloadError {
-    fn from(_: PlatformError) -> Self {
-        UnloadError::NoSuchCell(CellId(u32::MAX))
-    }
 }
