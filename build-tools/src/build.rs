@@ -3,8 +3,10 @@
 //! The base image (`nano_core`) and all cells are built by one `cargo build` in the workspace's
 //! dev profile, so feature unification, and with it every symbol hash, is the same for all of
 //! them (DESIGN §3). Each cell's rlib then yields its single object, written to
-//! `<target>/cells/<kind>/<cell>.o` next to `<target>/cells/manifest.json`. Files are written only
-//! when their bytes change, so a build with nothing changed touches nothing.
+//! `<target>/cells/<kind>/<cell>.o` next to `<target>/cells/manifest.json`. Then every new version
+//! in `cells/upgrades/` is built in its shadow workspace ([`crate::upgrades`]) into
+//! `<target>/cells/upgrades/<cell>.o`. Files are written only when their bytes change, so a build
+//! with nothing changed touches nothing.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -15,6 +17,7 @@ use crate_metadata::{CellKind, Manifest, ManifestEntry};
 
 use crate::cargo_build::run_cargo_build;
 use crate::objects::{exported_symbols, extract_single_object, sha256_hex};
+use crate::upgrades::{build_upgrades, LiveCell, SymbolComparison};
 use crate::workspace::{find_workspace_root, Workspace};
 
 /// What to build and how.
@@ -47,6 +50,8 @@ pub struct BuildReport {
     pub manifest_rewritten: bool,
     /// The `nano_core` executable, when the workspace has that package.
     pub nano_core: Option<PathBuf>,
+    /// For every upgrade (by cell name, sorted), how its exports compare with the live cell's.
+    pub upgrades: Vec<(String, SymbolComparison)>,
 }
 
 impl BuildReport {
@@ -81,6 +86,11 @@ impl BuildReport {
                     entry.size,
                     entry.sha256.get(..12).unwrap_or(&entry.sha256)
                 );
+            }
+            if *kind == CellKind::Upgrades {
+                if let Some((_, symbols)) = self.upgrades.iter().find(|(n, _)| n == name) {
+                    let _ = writeln!(out, "      {}", describe_comparison(symbols));
+                }
             }
         }
         let unchanged = count - self.rewritten.len();
@@ -150,11 +160,43 @@ pub fn build_cells(options: &BuildOptions) -> Result<BuildReport> {
             sha256: sha256_hex(&object),
             exports,
             depends_on: cell.depends_on.clone(),
+            brings: cell.brings.clone(),
         });
+    }
+
+    // New versions, built with the identity of the cells they replace.
+    let live = |name: &str| {
+        let cell = ws.cells.iter().find(|c| c.name == name)?;
+        let entry = manifest.get(cell.kind, name)?;
+        Some(LiveCell {
+            exports: entry.exports.clone(),
+            rlib: artifacts.rlibs.get(&cell.id)?.clone(),
+        })
+    };
+    let built = build_upgrades(&ws, &live, options.quiet)?;
+    let mut upgrades = Vec::with_capacity(built.len());
+    for upgrade in built {
+        let relative = format!("{}/{}.o", CellKind::Upgrades.dir(), upgrade.name);
+        if write_if_changed(&cells_dir.join(&relative), &upgrade.object)? {
+            rewritten.push((CellKind::Upgrades, upgrade.name.clone()));
+        }
+        manifest.cells.push(ManifestEntry {
+            name: upgrade.name.clone(),
+            version: upgrade.version,
+            kind: CellKind::Upgrades,
+            object: relative,
+            size: upgrade.object.len() as u64,
+            sha256: sha256_hex(&upgrade.object),
+            exports: upgrade.exports,
+            depends_on: upgrade.depends_on,
+            brings: upgrade.brings,
+        });
+        upgrades.push((upgrade.name, upgrade.symbols));
     }
     manifest
         .cells
         .sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+    rewritten.sort();
 
     let manifest_path = cells_dir.join("manifest.json");
     let mut json =
@@ -170,7 +212,26 @@ pub fn build_cells(options: &BuildOptions) -> Result<BuildReport> {
         rewritten,
         manifest_rewritten,
         nano_core: artifacts.nano_core,
+        upgrades,
     })
+}
+
+/// One line on how an upgrade's exports compare with the live cell's.
+fn describe_comparison(symbols: &SymbolComparison) -> String {
+    let count = |paths: &[String]| {
+        if paths.is_empty() {
+            String::from("0")
+        } else {
+            format!("{} ({})", paths.len(), paths.join(", "))
+        }
+    };
+    format!(
+        "same names as the live cell: {}; other hash: {}; new: {}; gone: {}",
+        symbols.kept.len(),
+        count(&symbols.changed),
+        count(&symbols.added),
+        count(&symbols.removed),
+    )
 }
 
 /// `rustc -V`, run in `dir` so that its `rust-toolchain.toml` applies (honours `$RUSTC`).

@@ -78,6 +78,43 @@ pub fn run_cargo_build(
 ) -> Result<CargoArtifacts> {
     let mut packages: Vec<&str> = ws.nano_core.iter().map(String::as_str).collect();
     packages.extend(ws.cells.iter().map(|c| c.id.as_str()));
+    run_cargo(&CargoRun {
+        ws,
+        packages,
+        target_dir,
+        quiet,
+        crate_label: &|name| name.to_owned(),
+        path_rewrites: &[],
+    })
+}
+
+/// One `cargo build --message-format=json` of some packages of a workspace.
+pub(crate) struct CargoRun<'a> {
+    /// The workspace to build in.
+    pub ws: &'a Workspace,
+    /// The `-p` specs.
+    pub packages: Vec<&'a str>,
+    /// Overrides cargo's target directory.
+    pub target_dir: Option<&'a Path>,
+    /// See [`run_cargo_build`].
+    pub quiet: bool,
+    /// How a failing package is named in [`BuildFailed::crates`], given its package name.
+    pub crate_label: &'a dyn Fn(&str) -> String,
+    /// `(from, to)` replacements applied to the compiler's rendered diagnostics (the upgrades'
+    /// shadow workspace names their source by the path of the cell they replace).
+    pub path_rewrites: &'a [(String, String)],
+}
+
+/// Runs the build `run` describes; see [`run_cargo_build`].
+pub(crate) fn run_cargo(run: &CargoRun<'_>) -> Result<CargoArtifacts> {
+    let CargoRun {
+        ws,
+        ref packages,
+        target_dir,
+        quiet,
+        crate_label,
+        path_rewrites,
+    } = *run;
     if packages.is_empty() {
         return Ok(CargoArtifacts::default());
     }
@@ -93,7 +130,7 @@ pub fn run_cargo_build(
         } else {
             Stdio::inherit()
         });
-    for package in &packages {
+    for package in packages {
         cmd.args(["-p", package]);
     }
     if quiet {
@@ -157,15 +194,22 @@ pub fn run_cargo_build(
             Event::CompilerMessage {
                 package_id,
                 target,
-                message,
+                mut message,
             } => {
+                if let Some(rendered) = &mut message.rendered {
+                    for (from, to) in path_rewrites {
+                        if rendered.contains(from.as_str()) {
+                            *rendered = rendered.replace(from.as_str(), to);
+                        }
+                    }
+                }
                 if let (Some(rendered), false) = (&message.rendered, quiet) {
                     let _ = write!(stderr.lock(), "{rendered}");
                 }
                 if message.level.starts_with("error") {
-                    let name = ws.package_name(&package_id).unwrap_or(&target.name);
-                    if !failed.crates.iter().any(|c| c == name) {
-                        failed.crates.push(name.to_owned());
+                    let name = crate_label(ws.package_name(&package_id).unwrap_or(&target.name));
+                    if !failed.crates.contains(&name) {
+                        failed.crates.push(name);
                     }
                     if let Some(rendered) = message.rendered {
                         failed.errors.push(rendered);

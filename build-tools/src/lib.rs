@@ -3,14 +3,21 @@
 //! [`build::build_cells`] is `cargo cell build`: it compiles the base image and every cell crate
 //! (`cells/{kernel,libs,apps}/<crate>`) in one `cargo build`, takes the single relocatable object
 //! out of each cell's rlib ([`objects`]), and writes the objects and a
-//! [`Manifest`](crate_metadata::Manifest) under `<target>/cells/`. The `cargo-cell` binary is a
-//! thin command-line front end over this library.
+//! [`Manifest`](crate_metadata::Manifest) under `<target>/cells/`; new versions of cells
+//! (`cells/upgrades/<crate>`) are built with the identity of the cells they replace, in shadow
+//! workspaces ([`upgrades`]). The `cargo-cell` binary is a thin command-line front end over this
+//! library; [`control`] is the client side of the running
+//! `nano_core`'s control socket (`cargo cell swap`, `cargo cell ctl`); [`inspect`] is
+//! `cargo cell ls`, `info` and `deps`, on a dry link of the built cells or on the running system.
 #![deny(missing_docs)]
 
 pub mod build;
 pub mod cargo_build;
+pub mod control;
 pub mod demo;
+pub mod inspect;
 pub mod objects;
+pub mod upgrades;
 pub mod workspace;
 
 pub use build::{build_cells, BuildOptions, BuildReport};

@@ -57,6 +57,8 @@ pub struct CellPackage {
     pub dir: PathBuf,
     /// Names of the cells among its normal dependencies, sorted.
     pub depends_on: Vec<String>,
+    /// Library cells it brings its own version of (`[package.metadata.cell] brings`).
+    pub brings: Vec<String>,
 }
 
 /// What `cargo metadata` says about the workspace, as far as building cells needs it.
@@ -72,6 +74,9 @@ pub struct Workspace {
     pub nano_core: Option<String>,
     /// Package id to package name, for every workspace package.
     pub package_names: Vec<(String, String)>,
+    /// The directories that hold the workspace's source: every member's, and those of the
+    /// members' path dependencies that lie inside the workspace root. Sorted, none inside another.
+    pub source_dirs: Vec<PathBuf>,
 }
 
 impl Workspace {
@@ -135,6 +140,12 @@ impl Workspace {
                 kind,
                 dir: dir.to_path_buf(),
                 depends_on: Vec::new(),
+                brings: package
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.cell.as_ref())
+                    .map(|c| c.brings.clone())
+                    .unwrap_or_default(),
             });
         }
         // Second pass: a cell's normal dependencies that are themselves cells, matched by path.
@@ -173,12 +184,35 @@ impl Workspace {
             .iter()
             .map(|p| (p.id.clone(), p.name.clone()))
             .collect();
+        let mut source_dirs: Vec<PathBuf> = metadata
+            .packages
+            .iter()
+            .filter_map(|p| p.manifest_path.parent().map(Path::to_path_buf))
+            .chain(
+                metadata
+                    .packages
+                    .iter()
+                    .flat_map(|p| &p.dependencies)
+                    .filter_map(|d| d.path.clone())
+                    .filter(|path| path.starts_with(&root)),
+            )
+            .collect();
+        source_dirs.sort();
+        source_dirs.dedup();
+        // Sorted, a directory comes right before the ones inside it.
+        let mut outermost: Vec<PathBuf> = Vec::with_capacity(source_dirs.len());
+        for dir in source_dirs {
+            if !outermost.last().is_some_and(|outer| dir.starts_with(outer)) {
+                outermost.push(dir);
+            }
+        }
         Ok(Workspace {
             root,
             target_dir: metadata.target_directory,
             cells,
             nano_core,
             package_names,
+            source_dirs: outermost,
         })
     }
 
@@ -209,6 +243,23 @@ struct Package {
     dependencies: Vec<Dependency>,
     #[serde(default)]
     targets: Vec<Target>,
+    /// `[package.metadata]`.
+    #[serde(default)]
+    metadata: Option<PackageMetadata>,
+}
+
+/// `[package.metadata]`: only the `cell` table is read.
+#[derive(Deserialize)]
+struct PackageMetadata {
+    cell: Option<CellMetadata>,
+}
+
+/// `[package.metadata.cell]`.
+#[derive(Deserialize)]
+struct CellMetadata {
+    /// Library cells the application brings its own version of.
+    #[serde(default)]
+    brings: Vec<String>,
 }
 
 #[derive(Deserialize)]

@@ -63,6 +63,11 @@ pub struct ManifestEntry {
     pub exports: Vec<String>,
     /// Names of the cells this cell depends on (its cell dependencies in `Cargo.toml`).
     pub depends_on: Vec<String>,
+    /// Library cells an application brings in its own version of
+    /// (`[package.metadata.cell] brings = ["greet"]`): loaded from `cells/upgrades` into the
+    /// application's namespace, where they shadow the kernel's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub brings: Vec<String>,
 }
 
 /// Everything `cargo cell build` produced.

@@ -209,6 +209,8 @@ pub enum SwapError {
         old: (u64, u64),
         /// (size, alignment) in the new version.
         new: (u64, u64),
+        /// Whether its type changed (the mangled name's hash covers the type), whatever the size.
+        type_changed: bool,
     },
     /// A static to rebind is reached by the new version's code without a slot.
     StaticReferencedDirectly {
@@ -298,12 +300,17 @@ impl fmt::Display for SwapError {
                 name,
                 old,
                 new,
+                type_changed,
             } => write!(
                 f,
-                "static `{name}` of `{cell}` changed from {} bytes (align {}) to {} bytes \
+                "static `{name}` of `{cell}` changed {}from {} bytes (align {}) to {} bytes \
                  (align {}): the new version needs a `transfer_state` function, or ask for fresh \
                  state",
-                old.0, old.1, new.0, new.1
+                if *type_changed { "its type, " } else { "" },
+                old.0,
+                old.1,
+                new.0,
+                new.1
             ),
             StaticReferencedDirectly { cell, name } => write!(
                 f,
@@ -598,6 +605,9 @@ impl<P: Platform> System<P> {
             if olds.contains(&edge.dependent) {
                 continue; // it is replaced too: its slots stay with the retired version
             }
+            if edge.kind == SlotKind::Handle && !self.handle_alive(*e) {
+                continue; // a handle the host dropped binds nothing; the commit forgets it
+            }
             let Some(sym) = old.symbol(edge.symbol) else {
                 continue;
             };
@@ -686,8 +696,15 @@ impl<P: Platform> System<P> {
             .iter()
             .find(|s| s.kind == SymbolKind::Function && demangle::path(&s.name) == transfer_path)
             .map(|s| s.addr);
-        let old_statics: BTreeMap<&str, (u64, u64, u64)> = statics(old)
-            .map(|(_, s, align)| (s.name.as_str(), (s.addr, s.size, align)))
+        // Statics are matched by path: the mangled hash of a static covers its type, so a type
+        // that changed (even at the same size) gives the same path another mangled name.
+        let old_statics: BTreeMap<String, (&str, u64, u64, u64)> = statics(old)
+            .map(|(_, s, align)| {
+                (
+                    demangle::path(&s.name),
+                    (s.name.as_str(), s.addr, s.size, align),
+                )
+            })
             .collect();
         let direct: &[SymbolId] = self
             .mapped
@@ -699,7 +716,7 @@ impl<P: Platform> System<P> {
         for (id, s, align) in statics(new) {
             let path = demangle::path(&s.name);
             let fresh = options.fresh_all || options.fresh.contains(&path);
-            let Some(&(old_addr, old_size, old_align)) = old_statics.get(s.name.as_str()) else {
+            let Some(&(old_name, old_addr, old_size, old_align)) = old_statics.get(&path) else {
                 reports.push(StaticReport {
                     path,
                     outcome: StaticOutcome::Fresh,
@@ -707,7 +724,7 @@ impl<P: Platform> System<P> {
                 });
                 continue;
             };
-            let same = old_size == s.size && old_align == align;
+            let same = old_name == s.name && old_size == s.size && old_align == align;
             let outcome = if fresh {
                 StaticOutcome::Fresh
             } else if same {
@@ -724,6 +741,7 @@ impl<P: Platform> System<P> {
                     name: path,
                     old: (old_size, old_align),
                     new: (s.size, align),
+                    type_changed: old_name != s.name,
                 });
             };
             reports.push(StaticReport {
@@ -921,6 +939,7 @@ impl<P: Platform> System<P> {
         if let Some(s) = staging {
             let _ = self.namespaces.remove(s);
         }
+        self.prune_handles();
         undo.loaded.clear();
         undo.reused.clear();
         Ok(())

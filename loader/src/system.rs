@@ -626,8 +626,15 @@ impl<P: Platform> System<P> {
         }
     }
 
+    /// Whether the host still holds a handle that reads the slot of edge `edge`.
+    pub(crate) fn handle_alive(&self, edge: EdgeId) -> bool {
+        self.handles
+            .iter()
+            .any(|(e, slot)| *e == edge && Arc::strong_count(slot) > 1)
+    }
+
     /// Forgets handle slots that no handle uses any more, with their edges.
-    fn prune_handles(&mut self) {
+    pub(crate) fn prune_handles(&mut self) {
         let registry = &mut self.registry;
         self.handles.retain(|(edge, slot)| {
             if Arc::strong_count(slot) > 1 {

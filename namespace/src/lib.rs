@@ -28,6 +28,7 @@ extern crate alloc;
 
 pub mod graph;
 mod snapshot;
+mod system_snapshot;
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -38,6 +39,7 @@ use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
 
 pub use snapshot::{NamespaceSnapshot, Snapshot};
+pub use system_snapshot::{SnapshotSource, SystemSnapshot, UnresolvedCell, UnresolvedSymbol};
 
 /// Where a namespace's symbol is defined.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

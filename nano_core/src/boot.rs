@@ -36,6 +36,7 @@ pub struct Kernel {
     cells_dir: PathBuf,
     booted: Vec<Booted>,
     log_token: Option<u64>,
+    pub(crate) apps: crate::apps::Apps,
 }
 
 impl Kernel {
@@ -71,6 +72,7 @@ impl Kernel {
             cells_dir: cells_dir.to_path_buf(),
             booted: Vec::new(),
             log_token: None,
+            apps: Default::default(),
         };
         for kind in [CellKind::Kernel, CellKind::Libs] {
             let order = kernel.manifest.load_order(kind).map_err(|cycle| {
@@ -198,8 +200,8 @@ impl Kernel {
 
     /// The object a swap of `cell` loads when none is named: its new version from
     /// `cells/upgrades` if the manifest has one whose hash differs from the live cell's, else the
-    /// manifest's object for the cell's own kind when that differs, else the retired version to
-    /// go back to, if any.
+    /// manifest's object for the cell's own kind when that differs (so a second swap goes back,
+    /// and the retired version with that hash is reused). `None` when the live cell is both.
     pub fn default_swap_object(&self, cell: &str) -> Option<PathBuf> {
         let live_sha = self
             .cell_id(cell)
@@ -265,6 +267,10 @@ impl Kernel {
 
 impl Drop for Kernel {
     fn drop(&mut self) {
+        let ids: Vec<u64> = self.apps().iter().map(|a| a.0).collect();
+        for id in ids {
+            let _ = self.end_app(id);
+        }
         if let Some(token) = self.log_token.take() {
             logger::detach(token);
         }

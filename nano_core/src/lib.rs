@@ -17,7 +17,10 @@
 
 #![deny(missing_docs)]
 
+pub mod apps;
 pub mod boot;
+pub mod control;
+pub mod live;
 pub mod logger;
 pub mod report;
 pub mod workload;

@@ -1,21 +1,28 @@
 //! `nano_core`: boots the cell system in this process and runs the workload.
 //!
 //! ```text
-//! nano_core [--cells DIR] [--verbose]
+//! nano_core [--cells DIR] [--verbose] [--serve SOCKET [--watch] [--load N]]
 //! ```
 //!
 //! `DIR` is where `cargo cell build` wrote the objects and `manifest.json` (`target/cells`).
+//! With `--serve`, it boots, prints the boot report and then serves the control channel on the
+//! Unix socket `SOCKET` until a `quit` request (see `nano_core::control`) instead of running the
+//! workload; `--watch` swaps in cells whose objects a rebuild changed, `--load N` keeps N threads
+//! calling through cell handles.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use log::LevelFilter;
-use nano_core::{logger, report, workload, Kernel};
+use nano_core::{control, logger, report, workload, Kernel};
 
 fn main() -> ExitCode {
     let mut cells = PathBuf::from("target/cells");
     let mut verbose = false;
+    let mut serve: Option<PathBuf> = None;
+    let mut watch = false;
+    let mut load: Option<usize> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -24,19 +31,42 @@ fn main() -> ExitCode {
                 None => return usage("--cells needs a directory"),
             },
             "--verbose" | "-v" => verbose = true,
+            "--serve" => match args.next() {
+                Some(socket) => serve = Some(PathBuf::from(socket)),
+                None => return usage("--serve needs a socket path"),
+            },
+            "--watch" => watch = true,
+            "--load" => match args.next().map(|n| n.parse::<usize>()) {
+                Some(Ok(n)) if n <= 64 => load = Some(n),
+                _ => return usage("--load needs a number of threads (0 to 64)"),
+            },
             "--help" | "-h" => {
-                println!("usage: nano_core [--cells DIR] [--verbose]");
+                println!("{USAGE}");
                 return ExitCode::SUCCESS;
             }
             other => return usage(&format!("unknown argument `{other}`")),
         }
+    }
+    if serve.is_none() && (watch || load.is_some()) {
+        return usage("--watch and --load go with --serve SOCKET");
     }
     logger::install(if verbose {
         LevelFilter::Info
     } else {
         LevelFilter::Warn
     });
-    match run(&cells) {
+    let result = match serve {
+        Some(socket) => {
+            let options = control::ServeOptions {
+                socket,
+                watch,
+                load: load.unwrap_or(0),
+            };
+            run_server(&cells, &options)
+        }
+        None => run(&cells),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("nano_core: {e:#}");
@@ -45,14 +75,43 @@ fn main() -> ExitCode {
     }
 }
 
+const USAGE: &str =
+    "usage: nano_core [--cells DIR] [--verbose] [--serve SOCKET [--watch] [--load N]]";
+
 fn usage(msg: &str) -> ExitCode {
-    eprintln!("nano_core: {msg}\nusage: nano_core [--cells DIR] [--verbose]");
+    eprintln!("nano_core: {msg}\n{USAGE}");
     ExitCode::from(2)
 }
 
+/// Boots, prints the boot report, and serves the control channel until told to quit.
+fn run_server(cells: &std::path::Path, options: &control::ServeOptions) -> anyhow::Result<()> {
+    let mut kernel = boot(cells)?;
+    control::serve(&mut kernel, options)
+}
+
 fn run(cells: &std::path::Path) -> anyhow::Result<()> {
+    let mut kernel = boot(cells)?;
+    println!();
+    println!("== workload across the cells");
+    let results = workload::run(&mut kernel)?;
+    print!("{}", report::workload(&results));
+    println!();
+    println!("== live swap while 3 threads keep calling memfs, frame_alloc and counter");
+    let live = nano_core::live::run(&mut kernel, 3)?;
+    print!("{}", nano_core::live::render(&live));
+    if live.failed > 0 {
+        anyhow::bail!("{} calls failed during the swaps", live.failed);
+    }
+    println!();
+    println!("== applications, each in its own namespace on top of _kernel");
+    print!("{}", nano_core::report::applications(&mut kernel)?);
+    Ok(())
+}
+
+/// Boots the kernel cells and prints the boot report: the cells loaded and the namespaces.
+fn boot(cells: &std::path::Path) -> anyhow::Result<Kernel> {
     let start = Instant::now();
-    let mut kernel = Kernel::boot(cells)?;
+    let kernel = Kernel::boot(cells)?;
     let boot = start.elapsed();
     println!(
         "== nano_core booted {} cells in {:.2} ms",
@@ -75,9 +134,5 @@ fn run(cells: &std::path::Path) -> anyhow::Result<()> {
     println!();
     println!("== namespaces");
     print!("{}", report::namespaces(&kernel));
-    println!();
-    println!("== workload across the cells");
-    let results = workload::run(&mut kernel)?;
-    print!("{}", report::workload(&results));
-    Ok(())
+    Ok(kernel)
 }

@@ -186,3 +186,78 @@ pub fn bytes(n: u64) -> String {
         format!("{n} B")
     }
 }
+
+/// Runs the applications part of the demo and describes it: `hello` and `hola` side by side,
+/// each with its own version of `greet`, then `crasher`, whose panic ends only itself.
+pub fn applications(kernel: &mut Kernel) -> anyhow::Result<String> {
+    use crate::apps::Outcome;
+    let mut out = String::new();
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let hello = kernel.start_app("hello")?;
+    let hola = kernel.start_app("hola")?;
+    for (id, name, ns, _) in kernel.apps() {
+        let cells: Vec<String> = kernel
+            .app_namespace(id)
+            .and_then(|n| kernel.namespaces().get(n))
+            .map(|n| {
+                n.cells
+                    .iter()
+                    .filter_map(|c| kernel.system().registry().cell(*c))
+                    .map(|c| c.name.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let _ = writeln!(out, "{ns}: {name} started; its namespace holds {cells:?}");
+    }
+    kernel.spawn_app(hello, args(&["Ada", "Alan"]))?;
+    kernel.spawn_app(hola, args(&["Grace"]))?;
+    for (id, app) in [(hello, "hello"), (hola, "hola")] {
+        let outcome = kernel.wait_app(id)?;
+        let ns = kernel
+            .app_namespace(id)
+            .ok_or_else(|| anyhow::anyhow!("{app} vanished"))?;
+        // SAFETY: the applications' `output` is `fn() -> Vec<String>` (cells/apps/hello, hola).
+        let output = unsafe {
+            kernel
+                .system_mut()
+                .handle::<fn() -> Vec<String>>(ns, &format!("{app}::output"))
+        }
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let _ = writeln!(out, "{app}: {outcome:?}, said {:?}", (output.get())());
+    }
+    // SAFETY: `greet::revision` is `fn() -> String` (cells/libs/greet).
+    let revision = unsafe { kernel.handle::<fn() -> String>("greet::revision") }?;
+    let _ = writeln!(out, "_kernel's greet is still {:?}", (revision.get())());
+    for id in [hello, hola] {
+        let cells = kernel.end_app(id)?;
+        let _ = writeln!(
+            out,
+            "ended #{id}: namespace torn down, {cells} cell(s) unloaded"
+        );
+    }
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let crashed = kernel.run_app("crasher", &args(&["Bob"]));
+    std::panic::set_hook(hook);
+    match crashed? {
+        Outcome::Panicked(msg) => {
+            let _ = writeln!(out, "crasher panicked, caught at its entry point: {msg}");
+        }
+        other => {
+            let _ = writeln!(out, "crasher did not panic: {other:?}");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "after it: {} namespace(s) left ({}), and the kernel still answers: {:?}",
+        kernel.namespaces().iter().count(),
+        kernel
+            .namespaces()
+            .iter()
+            .map(|n| n.name.clone())
+            .collect::<Vec<_>>()
+            .join(", "),
+        (revision.get())()
+    );
+    Ok(out)
+}

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use build_tools::{build_cells, BuildFailed, BuildOptions};
+use build_tools::workspace::{find_workspace_root, Workspace};
+use build_tools::{build_cells, control, BuildFailed, BuildOptions};
 
 const USAGE: &str = "\
 cargo cell: build and drive the cell system
@@ -18,21 +19,123 @@ USAGE:
 
 COMMANDS:
     build    Build nano_core and every cell; write target/cells/<kind>/<cell>.o and
-             target/cells/manifest.json (files are rewritten only when they change)
+             target/cells/manifest.json (files are rewritten only when they change); new
+             versions of cells (cells/upgrades/<cell>) go to target/cells/upgrades/<cell>.o
     demo     Build what is stale, boot nano_core on the cells and run its workload
+    run      Build what is stale, boot nano_core and serve its control socket in the
+             foreground until `cargo cell ctl quit` (or Ctrl-C)
+    swap <CELL> [<OBJECT>] [--fresh]
+             Swap a cell of the running nano_core for a new version: OBJECT (default: the
+             cell's rebuilt or upgrade object from the manifest); --fresh starts its statics
+             fresh instead of keeping their state. Prints what changed.
+    ctl <REQUEST>...
+             Send a request to the running nano_core and print the reply: ping, ls, ns,
+             status, quit, swap <cell> [<object>] [--fresh]
+    ls       List the cells: namespace, version, size, dependents, state
+    info <CELL>
+             A cell's identity, sections, exports and their users, imports and providers
+    deps     The dependency graph: a tree, or --invert, --why, --symbols, --unresolved,
+             --cycles, --addr; text, json, dot or html (`cargo cell deps --help`)
+    snapshot Write the whole model as JSON (offline, or --live from the running nano_core)
+    upgrades <CARGO-COMMAND> [ARGS...]
+             Run `cargo <CARGO-COMMAND> -p <upgrade>... [ARGS...]` on the new versions in
+             the shadow workspaces they are built in, e.g. `cargo cell upgrades test` or
+             `cargo cell upgrades clippy --all-targets -- -D warnings`
     help     Print this help
 
-OPTIONS (build, demo):
+OPTIONS (build, demo, run):
     --workspace-root <DIR>   The workspace to build (default: the one containing the current dir)
     --target-dir <DIR>       Cargo's target directory (default: the workspace's)
     -q, --quiet              Print nothing unless the build fails
+
+OPTIONS (run):
+    --watch                  Swap in every cell whose object a later `cargo cell build` changes
+    --load <N>               Keep N threads calling through cell handles (see `ctl status`)
+    --socket <PATH>          The control socket (default: <target>/cells/nano_core.sock)
+
+OPTIONS (swap, ctl):
+    --socket <PATH>          The control socket (default: <target>/cells/nano_core.sock)
+    --workspace-root <DIR>, --target-dir <DIR>
+                             Where to find the default socket
+
+OPTIONS (upgrades, before its cargo command):
+    --workspace-root <DIR>, --target-dir <DIR>
+                             The workspace and target directory, as for build
+
+A relative OBJECT is resolved against the current directory. `swap` and `ctl` exit non-zero
+when the server answers `error:` or when no server listens on the socket.
 ";
 
 /// A parsed command line.
+#[derive(Debug)]
 enum Cli {
     Help,
+    Inspect(build_tools::inspect::cli::Args),
     Build(BuildOptions),
     Demo(BuildOptions),
+    Upgrades(BuildOptions, Vec<String>),
+    Run(RunOptions),
+    Swap {
+        target: SocketTarget,
+        cell: String,
+        object: Option<PathBuf>,
+        fresh: bool,
+    },
+    Ctl {
+        target: SocketTarget,
+        request: Vec<String>,
+    },
+}
+
+/// `cargo cell run`'s options.
+#[derive(Debug, Default)]
+struct RunOptions {
+    build: BuildOptions,
+    watch: bool,
+    load: Option<usize>,
+    socket: Option<PathBuf>,
+}
+
+/// Where the control socket is: given, or found from the workspace's target directory.
+#[derive(Debug, Default)]
+struct SocketTarget {
+    socket: Option<PathBuf>,
+    workspace_root: Option<PathBuf>,
+    target_dir: Option<PathBuf>,
+}
+
+impl SocketTarget {
+    /// Takes `arg` (and its value from `args`) if it is one of the socket options.
+    fn take(&mut self, arg: &str, args: &mut impl Iterator<Item = String>) -> Result<bool> {
+        let slot = match arg {
+            "--socket" => &mut self.socket,
+            "--workspace-root" => &mut self.workspace_root,
+            "--target-dir" => &mut self.target_dir,
+            _ => return Ok(false),
+        };
+        let value = args.next().with_context(|| format!("{arg} needs a path"))?;
+        *slot = Some(PathBuf::from(value));
+        Ok(true)
+    }
+
+    fn socket(&self) -> Result<PathBuf> {
+        if let Some(socket) = &self.socket {
+            return Ok(socket.clone());
+        }
+        let root = match &self.workspace_root {
+            Some(root) => root.clone(),
+            None => {
+                let cwd = std::env::current_dir().context("cannot read the current directory")?;
+                find_workspace_root(&cwd).context(
+                    "finding the workspace whose target directory holds the socket \
+                     (or pass --socket PATH)",
+                )?
+            }
+        };
+        let ws = Workspace::load(&root, self.target_dir.as_deref())
+            .with_context(|| format!("cannot read the workspace at {}", root.display()))?;
+        Ok(control::default_socket(&ws.target_dir))
+    }
 }
 
 fn parse(mut args: Vec<String>) -> Result<Cli> {
@@ -46,6 +149,31 @@ fn parse(mut args: Vec<String>) -> Result<Cli> {
     };
     match command.as_str() {
         "help" | "--help" | "-h" => Ok(Cli::Help),
+        "upgrades" => {
+            let mut options = BuildOptions::default();
+            let mut args = args.peekable();
+            while let Some(arg) = args.next_if(|a| a.starts_with('-')) {
+                match arg.as_str() {
+                    "--workspace-root" => {
+                        let dir = args.next().context("--workspace-root needs a directory")?;
+                        options.workspace_root = Some(PathBuf::from(dir));
+                    }
+                    "--target-dir" => {
+                        let dir = args.next().context("--target-dir needs a directory")?;
+                        options.target_dir = Some(PathBuf::from(dir));
+                    }
+                    "-h" | "--help" => return Ok(Cli::Help),
+                    other => bail!("unknown option `{other}` for `cargo cell upgrades`"),
+                }
+            }
+            let cargo_args: Vec<String> = args.collect();
+            if cargo_args.is_empty() {
+                bail!(
+                    "`cargo cell upgrades` needs a cargo command, e.g. `cargo cell upgrades test`"
+                );
+            }
+            Ok(Cli::Upgrades(options, cargo_args))
+        }
         "build" | "demo" => {
             let mut options = BuildOptions::default();
             while let Some(arg) = args.next() {
@@ -69,13 +197,123 @@ fn parse(mut args: Vec<String>) -> Result<Cli> {
                 Cli::Build(options)
             })
         }
+        "run" => {
+            let mut options = RunOptions::default();
+            while let Some(arg) = args.next() {
+                match arg.as_str() {
+                    "--workspace-root" => {
+                        let dir = args.next().context("--workspace-root needs a directory")?;
+                        options.build.workspace_root = Some(PathBuf::from(dir));
+                    }
+                    "--target-dir" => {
+                        let dir = args.next().context("--target-dir needs a directory")?;
+                        options.build.target_dir = Some(PathBuf::from(dir));
+                    }
+                    "-q" | "--quiet" => options.build.quiet = true,
+                    "--watch" => options.watch = true,
+                    "--load" => {
+                        let n = args.next().context("--load needs a number of threads")?;
+                        let n = n
+                            .parse::<usize>()
+                            .ok()
+                            .filter(|n| *n <= 64)
+                            .with_context(|| format!("--load takes 0 to 64 threads, not `{n}`"))?;
+                        options.load = Some(n);
+                    }
+                    "--socket" => {
+                        let path = args.next().context("--socket needs a path")?;
+                        options.socket = Some(PathBuf::from(path));
+                    }
+                    "-h" | "--help" => return Ok(Cli::Help),
+                    other => bail!("unknown option `{other}` for `cargo cell run`"),
+                }
+            }
+            Ok(Cli::Run(options))
+        }
+        "swap" => {
+            let mut target = SocketTarget::default();
+            let mut fresh = false;
+            let mut positional = Vec::new();
+            while let Some(arg) = args.next() {
+                if target.take(&arg, &mut args)? {
+                    continue;
+                }
+                match arg.as_str() {
+                    "--fresh" => fresh = true,
+                    "-h" | "--help" => return Ok(Cli::Help),
+                    other if other.starts_with('-') => {
+                        bail!("unknown option `{other}` for `cargo cell swap`")
+                    }
+                    _ => positional.push(arg),
+                }
+            }
+            let mut positional = positional.into_iter();
+            let cell = positional
+                .next()
+                .context("`cargo cell swap` needs a cell: cargo cell swap <CELL> [<OBJECT>]")?;
+            let object = positional.next().map(PathBuf::from);
+            if let Some(extra) = positional.next() {
+                bail!("unexpected argument `{extra}` for `cargo cell swap`");
+            }
+            Ok(Cli::Swap {
+                target,
+                cell,
+                object,
+                fresh,
+            })
+        }
+        "ctl" => {
+            let mut target = SocketTarget::default();
+            let mut request = Vec::new();
+            while let Some(arg) = args.next() {
+                if !target.take(&arg, &mut args)? {
+                    request.push(arg);
+                }
+            }
+            if request.is_empty() {
+                bail!("`cargo cell ctl` needs a request (ping, ls, ns, status, quit, swap ...)");
+            }
+            Ok(Cli::Ctl { target, request })
+        }
+        "ls" | "info" | "deps" | "snapshot" => Ok(Cli::Inspect(build_tools::inspect::cli::parse(
+            &command, args,
+        )?)),
         other => bail!("unknown command `{other}`"),
     }
 }
 
+/// Sends `line`, prints the reply; an `error:` reply is an error (already printed).
+fn send(target: &SocketTarget, line: &str) -> Result<()> {
+    let socket = target.socket()?;
+    let reply = control::request(&socket, line)?;
+    match &reply.error {
+        None => {
+            print!("{}", reply.render());
+            Ok(())
+        }
+        Some(_) => {
+            eprint!("{}", reply.render());
+            Err(ServerRefused.into())
+        }
+    }
+}
+
+/// The server answered `error:` (the reply was printed already).
+#[derive(Debug)]
+struct ServerRefused;
+
+impl std::fmt::Display for ServerRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the server refused the request")
+    }
+}
+
+impl std::error::Error for ServerRefused {}
+
 fn run(cli: Cli) -> Result<()> {
     match cli {
         Cli::Help => print!("{USAGE}"),
+        Cli::Inspect(args) => build_tools::inspect::cli::run(&args)?,
         Cli::Build(options) => {
             let report = build_cells(&options)?;
             if !options.quiet {
@@ -89,6 +327,51 @@ fn run(cli: Cli) -> Result<()> {
             }
             build_tools::demo::run_nano_core(&report, &[])?;
         }
+        Cli::Upgrades(options, cargo_args) => {
+            let root = match options.workspace_root {
+                Some(root) => root,
+                None => find_workspace_root(
+                    &std::env::current_dir().context("cannot read the current directory")?,
+                )?,
+            };
+            let ws = Workspace::load(&root, options.target_dir.as_deref())
+                .with_context(|| format!("cannot read the workspace at {}", root.display()))?;
+            build_tools::upgrades::run_cargo_in_shadows(&ws, &cargo_args)?;
+        }
+        Cli::Run(options) => {
+            let report = build_cells(&options.build)?;
+            if !options.build.quiet {
+                println!("{}\n", report.summary());
+            }
+            let socket = options
+                .socket
+                .clone()
+                .unwrap_or_else(|| control::default_socket(&report.target_dir));
+            let socket = socket
+                .to_str()
+                .with_context(|| format!("the socket path {} is not UTF-8", socket.display()))?
+                .to_string();
+            let load = options.load.map(|n| n.to_string());
+            let mut args = vec!["--serve", socket.as_str()];
+            if options.watch {
+                args.push("--watch");
+            }
+            if let Some(load) = &load {
+                args.extend(["--load", load.as_str()]);
+            }
+            build_tools::demo::run_nano_core(&report, &args)?;
+        }
+        Cli::Swap {
+            target,
+            cell,
+            object,
+            fresh,
+        } => {
+            let cwd = std::env::current_dir().context("cannot read the current directory")?;
+            let line = control::swap_request(&cell, object.as_deref(), fresh, &cwd)?;
+            send(&target, &line)?;
+        }
+        Cli::Ctl { target, request } => send(&target, &request.join(" "))?,
     }
     Ok(())
 }
@@ -101,9 +384,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let quiet = matches!(&cli, Cli::Build(options) | Cli::Demo(options) if options.quiet);
+    let quiet = match &cli {
+        Cli::Build(options) | Cli::Demo(options) => options.quiet,
+        Cli::Run(options) => options.build.quiet,
+        _ => false,
+    };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) if err.is::<ServerRefused>() => ExitCode::FAILURE,
         Err(err) => {
             // Unless quiet, the compiler's diagnostics were already forwarded while cargo ran:
             // then name the failing crates without repeating them.
@@ -113,5 +401,71 @@ fn main() -> ExitCode {
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn run_takes_watch_load_and_socket() {
+        let Cli::Run(o) = parse(args("run --watch --load 3 --socket /tmp/s.sock -q")).unwrap()
+        else {
+            panic!("not run")
+        };
+        assert!(o.watch && o.build.quiet);
+        assert_eq!(o.load, Some(3));
+        assert_eq!(o.socket.as_deref(), Some(Path::new("/tmp/s.sock")));
+        assert!(parse(args("run --load many")).is_err());
+        assert!(parse(args("run --load")).is_err());
+        assert!(parse(args("run --fresh")).is_err());
+    }
+
+    #[test]
+    fn swap_takes_a_cell_an_optional_object_and_fresh() {
+        let Cli::Swap {
+            target,
+            cell,
+            object,
+            fresh,
+        } = parse(args("cell swap memfs x/memfs.o --fresh --socket s")).unwrap()
+        else {
+            panic!("not swap")
+        };
+        assert_eq!(cell, "memfs");
+        assert_eq!(object.as_deref(), Some(Path::new("x/memfs.o")));
+        assert!(fresh);
+        assert_eq!(target.socket.as_deref(), Some(Path::new("s")));
+        assert!(matches!(
+            parse(args("swap memfs")).unwrap(),
+            Cli::Swap {
+                object: None,
+                fresh: false,
+                ..
+            }
+        ));
+        assert!(parse(args("swap")).is_err());
+        assert!(parse(args("swap memfs a b")).is_err());
+        assert!(parse(args("swap memfs --frsh")).is_err());
+    }
+
+    #[test]
+    fn ctl_passes_the_request_through() {
+        let Cli::Ctl { target, request } =
+            parse(args("ctl swap memfs --fresh --socket /s")).unwrap()
+        else {
+            panic!("not ctl")
+        };
+        assert_eq!(request, ["swap", "memfs", "--fresh"]);
+        assert_eq!(target.socket.as_deref(), Some(Path::new("/s")));
+        assert!(parse(args("ctl")).is_err());
+        assert!(parse(args("ctl --socket")).is_err());
     }
 }

@@ -12,6 +12,7 @@
 //! - `free_frame(addr: u64) -> Result<(), String>`: error on a double free or a bad address.
 //! - `free_count() -> usize`, `total_frames() -> usize`.
 //! - `allocated_frames() -> Vec<u64>`: addresses of all allocated frames, ascending.
+//! - `revision() -> String`: which version of the cell this is.
 //!
 //! This cell calls no other cell, so callers may hold their own locks while calling it.
 #![cfg_attr(not(test), no_std)]
@@ -33,6 +34,10 @@ pub const TOTAL_FRAMES: usize = 1024;
 const WORDS: usize = TOTAL_FRAMES / 64;
 
 /// The allocator state: one bit per frame, set when allocated.
+///
+/// `#[repr(C)]` so that its layout is fixed: a new version of this cell with another state layout
+/// reads this one through a mirror of it when it takes the state over (`transfer_state`).
+#[repr(C)]
 pub struct FrameAllocator {
     bitmap: [u64; WORDS],
     free: usize,
@@ -217,6 +222,12 @@ pub fn allocated_frames() -> Vec<u64> {
     ALLOCATOR.lock().allocated()
 }
 
+/// Which version of this cell is running, as one line.
+#[inline(never)]
+pub fn revision() -> String {
+    String::from("frame_alloc v1: bitmap allocator, next-fit single frames, first-fit runs")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,8 +293,22 @@ mod tests {
         assert_eq!(a.free, 1);
     }
 
+    /// The layout that a new version's mirror of this state (`transfer_state`) relies on; the
+    /// upgrade in `cells/upgrades/frame_alloc` pins the same numbers for its mirror.
+    #[test]
+    fn state_layout_is_pinned() {
+        use core::mem::{align_of, offset_of, size_of};
+        assert_eq!(size_of::<FrameAllocator>(), 144);
+        assert_eq!(align_of::<FrameAllocator>(), 8);
+        assert_eq!(offset_of!(FrameAllocator, bitmap), 0);
+        assert_eq!(offset_of!(FrameAllocator, free), 128);
+        assert_eq!(offset_of!(FrameAllocator, hint), 136);
+        assert_eq!(size_of::<spin::Mutex<FrameAllocator>>(), 152);
+    }
+
     #[test]
     fn global_interface() {
+        assert!(revision().starts_with("frame_alloc v1:"));
         init().unwrap();
         assert_eq!(total_frames(), TOTAL_FRAMES);
         let f = alloc_frame().unwrap();

@@ -14,6 +14,7 @@
 //! - `dump() -> Vec<String>`: the held entries as formatted lines, oldest first.
 //! - `clear()`: drop all entries and reset the dropped counter (sequence numbers keep growing).
 //! - `count_at_level(level: u32) -> u64`: entries ever pushed at `level`, as seen by the sinks.
+//! - `revision() -> String`: which version of the cell this is.
 //!
 //! Levels follow `log::Level`: 1 = ERROR, 2 = WARN, 3 = INFO, 4 = DEBUG, 5 = TRACE.
 #![cfg_attr(not(test), no_std)]
@@ -245,6 +246,12 @@ pub fn count_at_level(level: u32) -> u64 {
     LOG.lock().count_at_level(level)
 }
 
+/// Which version of this cell is running, as one line.
+#[inline(never)]
+pub fn revision() -> String {
+    String::from("klog v1: ring buffer of 256 entries with level-counting sinks")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,5 +312,6 @@ mod tests {
         assert!(dump().iter().any(|l| l.ends_with("test: hello")));
         assert!(count_at_level(5) > before);
         assert!(count_at_level(99) >= 1, "levels above TRACE count as TRACE");
+        assert!(revision().starts_with("klog v1:"));
     }
 }

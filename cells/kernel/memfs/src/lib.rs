@@ -19,6 +19,7 @@
 //! - `list(dir: &str) -> Result<Vec<String>, String>`: sorted names, directories end in `/`.
 //! - `file_count() -> usize`: number of non-directory nodes.
 //! - `frames_used() -> usize`: frames held by regular files.
+//! - `revision() -> String`: which version of the cell this is.
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 
@@ -415,6 +416,12 @@ pub fn file_count() -> usize {
 #[inline(never)]
 pub fn frames_used() -> usize {
     FS.lock().root.count_frames()
+}
+
+/// Which version of this cell is running, as one line.
+#[inline(never)]
+pub fn revision() -> String {
+    String::from("memfs v1: in-memory file system")
 }
 
 #[cfg(test)]

@@ -8,6 +8,15 @@ fn lock() -> std::sync::MutexGuard<'static, ()> {
     GLOBAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A new version keeps `FS` by rebinding to this memory, so its type must stay exactly this one;
+/// the upgrade in `cells/upgrades/memfs` pins the same numbers.
+#[test]
+fn state_layout_is_pinned() {
+    assert_eq!(core::mem::size_of_val(&FS), 32);
+    assert_eq!(core::mem::align_of_val(&FS), 8);
+    assert!(revision().starts_with("memfs v1:"));
+}
+
 #[test]
 fn paths_are_checked() {
     assert!(components("etc/motd").is_err());

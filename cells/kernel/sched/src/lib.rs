@@ -15,6 +15,7 @@
 //! - `tasks() -> Vec<String>`: one line per task: id, name, priority, stack frame, times scheduled.
 //! - `run_queue() -> Vec<u64>`: the task ids in the order `schedule` will pick them.
 //! - `task_count() -> usize`.
+//! - `revision() -> String`: which version of the cell this is.
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 
@@ -29,6 +30,10 @@ use alloc::vec::Vec;
 pub const MAX_NAME_LEN: usize = 64;
 
 /// One task.
+///
+/// `#[repr(C)]`, like [`Scheduler`]: a new version of this cell with another state layout reads
+/// this one through a mirror of it when it takes the state over (`transfer_state`).
+#[repr(C)]
 pub struct Task {
     name: String,
     priority: u8,
@@ -38,7 +43,8 @@ pub struct Task {
     scheduled: u64,
 }
 
-/// The scheduler state: task table, run queue, current task.
+/// The scheduler state: task table, run queue, current task. `#[repr(C)]`: see [`Task`].
+#[repr(C)]
 pub struct Scheduler {
     tasks: BTreeMap<u64, Task>,
     run_queue: VecDeque<u64>,
@@ -198,6 +204,12 @@ pub fn task_count() -> usize {
     SCHED.lock().tasks.len()
 }
 
+/// Which version of this cell is running, as one line.
+#[inline(never)]
+pub fn revision() -> String {
+    String::from("sched v1: round-robin scheduler, one run queue")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,6 +233,26 @@ mod tests {
         let lines = s.describe();
         assert_eq!(lines[0], "id=1 name=a priority=1 stack=0x1000 scheduled=5");
         assert!(s.remove(b).is_err());
+    }
+
+    /// The layout that a new version's mirror of this state (`transfer_state`) relies on; the
+    /// upgrade in `cells/upgrades/sched` pins the same numbers for its mirror.
+    #[test]
+    fn state_layout_is_pinned() {
+        use core::mem::{align_of, offset_of, size_of};
+        assert_eq!(size_of::<Task>(), 48);
+        assert_eq!(offset_of!(Task, name), 0);
+        assert_eq!(offset_of!(Task, priority), 24);
+        assert_eq!(offset_of!(Task, stack), 32);
+        assert_eq!(offset_of!(Task, scheduled), 40);
+        assert_eq!(size_of::<Scheduler>(), 80);
+        assert_eq!(align_of::<Scheduler>(), 8);
+        assert_eq!(offset_of!(Scheduler, tasks), 0);
+        assert_eq!(offset_of!(Scheduler, run_queue), 24);
+        assert_eq!(offset_of!(Scheduler, next_id), 56);
+        assert_eq!(offset_of!(Scheduler, current), 64);
+        assert_eq!(size_of::<spin::Mutex<Scheduler>>(), 88);
+        assert!(revision().starts_with("sched v1:"));
     }
 
     #[test]

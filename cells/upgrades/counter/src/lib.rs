@@ -116,8 +116,13 @@ mod tests {
         assert_eq!(mode(), 9);
         assert_eq!(generation(), 1);
         old.mode.store(777, Ordering::Relaxed);
-        assert!(transfer_state(&|_: &str| Some(addr)).unwrap_err().contains("777"));
+        assert!(transfer_state(&|_: &str| Some(addr))
+            .unwrap_err()
+            .contains("777"));
         assert!(transfer_state(&|_: &str| None).is_err());
-        assert_ne!(core::mem::size_of::<Config>(), core::mem::size_of::<ConfigV1>());
+        assert_ne!(
+            core::mem::size_of::<Config>(),
+            core::mem::size_of::<ConfigV1>()
+        );
     }
 }

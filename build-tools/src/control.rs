@@ -1,0 +1,159 @@
+//! The client side of `nano_core`'s control channel (`cargo cell swap`, `cargo cell ctl`).
+//!
+//! The protocol (`nano_core::control`): connect to the Unix socket, send one request line, read
+//! the reply until the server closes the connection. A reply is body lines followed by one final
+//! line, `ok` or `error: <message>`; the body lines before an `error:` line are the rest of a
+//! multi-line error message.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+/// The socket `cargo cell run` serves on unless told otherwise: `<target>/cells/nano_core.sock`.
+pub fn default_socket(target_dir: &Path) -> PathBuf {
+    target_dir.join("cells").join("nano_core.sock")
+}
+
+/// How long a request may take before the client gives up (a swap loads an object, which takes
+/// milliseconds; this only guards against a server that hangs).
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A reply from the server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// The body lines (for an error: the message's lines after the first).
+    pub lines: Vec<String>,
+    /// `None` for `ok`, else the error message's first line.
+    pub error: Option<String>,
+}
+
+impl Reply {
+    /// Parses a whole reply as the server sent it.
+    pub fn parse(text: &str) -> Result<Reply> {
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        let last = lines.pop().context(
+            "the server closed the connection without a reply (is it a nano_core control socket?)",
+        )?;
+        let error = if last == "ok" {
+            None
+        } else if let Some(message) = last.strip_prefix("error:") {
+            Some(message.trim().to_string())
+        } else {
+            bail!("the reply ended without `ok` or `error:` (last line: `{last}`)");
+        };
+        Ok(Reply { lines, error })
+    }
+
+    /// The reply for people: the body, or for an error the message with its details after it.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Some(e) = &self.error {
+            out.push_str("error: ");
+            out.push_str(e);
+            out.push('\n');
+        }
+        for l in &self.lines {
+            out.push_str(l);
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Sends one request line to the server on `socket` and returns its reply. Fails when nothing
+/// listens there (the message says to start `cargo cell run`) or the reply is malformed; an
+/// `error:` reply is an `Ok(Reply)` whose `error` is set.
+pub fn request(socket: &Path, line: &str) -> Result<Reply> {
+    if line.contains(['\n', '\r']) {
+        bail!("a request is one line; this one has a line break");
+    }
+    let mut stream = UnixStream::connect(socket).with_context(|| {
+        format!(
+            "no nano_core serves on {} (start one with `cargo cell run`, or pass --socket PATH)",
+            socket.display()
+        )
+    })?;
+    stream
+        .set_read_timeout(Some(REPLY_TIMEOUT))
+        .and_then(|()| stream.set_write_timeout(Some(REPLY_TIMEOUT)))
+        .context("setting the socket's timeouts")?;
+    stream
+        .write_all(format!("{line}\n").as_bytes())
+        .and_then(|()| stream.flush())
+        .with_context(|| format!("sending `{line}` to {}", socket.display()))?;
+    let mut bytes = Vec::new();
+    stream
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading the reply from {}", socket.display()))?;
+    Reply::parse(&String::from_utf8_lossy(&bytes))
+}
+
+/// The request line for `cargo cell swap <cell> [<object>] [--fresh]`; a relative object path is
+/// resolved against `cwd`.
+pub fn swap_request(cell: &str, object: Option<&Path>, fresh: bool, cwd: &Path) -> Result<String> {
+    if cell.is_empty() || cell.contains(char::is_whitespace) {
+        bail!("`{cell}` is not a cell name");
+    }
+    let mut line = format!("swap {cell}");
+    if let Some(object) = object {
+        let path = if object.is_absolute() {
+            object.to_path_buf()
+        } else {
+            cwd.join(object)
+        };
+        let text = path
+            .to_str()
+            .with_context(|| format!("{} is not valid UTF-8", path.display()))?;
+        line.push(' ');
+        line.push_str(text);
+    }
+    if fresh {
+        line.push_str(" --fresh");
+    }
+    Ok(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_parse() {
+        let ok = Reply::parse("pong\nok\n").unwrap();
+        assert_eq!(ok.lines, ["pong"]);
+        assert_eq!(ok.error, None);
+        let err = Reply::parse("  detail\nerror: it failed\n").unwrap();
+        assert_eq!(err.error.as_deref(), Some("it failed"));
+        assert_eq!(err.render(), "error: it failed\n  detail\n");
+        assert!(Reply::parse("").is_err());
+        assert!(Reply::parse("pong\n").is_err());
+    }
+
+    #[test]
+    fn swap_requests_resolve_relative_paths() {
+        let cwd = Path::new("/work");
+        assert_eq!(
+            swap_request("memfs", None, false, cwd).unwrap(),
+            "swap memfs"
+        );
+        assert_eq!(
+            swap_request("memfs", Some(Path::new("t/memfs.o")), true, cwd).unwrap(),
+            "swap memfs /work/t/memfs.o --fresh"
+        );
+        assert_eq!(
+            swap_request("memfs", Some(Path::new("/abs/memfs.o")), false, cwd).unwrap(),
+            "swap memfs /abs/memfs.o"
+        );
+        assert!(swap_request("two words", None, false, cwd).is_err());
+    }
+
+    #[test]
+    fn no_server_says_how_to_start_one() {
+        let socket = std::env::temp_dir().join(format!("no-such-{}.sock", std::process::id()));
+        let err = request(&socket, "ping").unwrap_err();
+        assert!(format!("{err:#}").contains("cargo cell run"), "{err:#}");
+    }
+}

@@ -1,0 +1,244 @@
+//! The command line of `cargo cell ls`, `info`, `deps` and `snapshot`: parsing, finding the
+//! snapshot (offline, live or from a file), and writing the output.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+
+use super::model::{self, Names, Snapshot};
+use super::query::parse_addr;
+use super::{live, offline, show, Format, Options, Query};
+use crate::build::{build_cells, BuildOptions};
+use crate::control;
+use crate::workspace::{find_workspace_root, Workspace};
+
+/// The help of the inspection commands.
+pub const USAGE: &str = "\
+cargo cell ls|info|deps|snapshot: inspect the dependency graph, offline or on the running system
+
+USAGE:
+    cargo cell ls [OPTIONS]              every cell: namespace, version, size, dependents, state
+    cargo cell info <CELL> [OPTIONS]     identity, sections, exports and their users, imports
+                                         and their providers
+    cargo cell deps [VIEW] [OPTIONS]     the dependency graph
+    cargo cell snapshot [-o FILE]        the whole model as JSON (to read back with --snapshot)
+
+VIEWS (deps):
+    (none)                   the crate graph as a tree with sizes; --depth N limits it
+    --invert <CELL>          every cell a swap or removal of CELL touches, with their slots
+    --why <A> <B>            the symbols through which A depends on B
+    --symbols <CELL>         CELL's slots and the slots bound to it: section, offset, kind, symbol
+    --unresolved             what would fail to link, and why
+    --cycles                 cycles among the cells
+    --addr <HEX>             (live) the cell, section, symbol and offset of an address
+
+SOURCE (default: offline, a dry link of the cells `cargo cell build` writes, built if stale):
+    --live                   ask the running nano_core (`cargo cell run`) over its socket
+    --socket <PATH>          its control socket (default: <target>/cells/nano_core.sock)
+    --snapshot <FILE>        read a snapshot saved with `cargo cell snapshot -o FILE`
+    --workspace-root <DIR>, --target-dir <DIR>
+                             which workspace to build, or where the socket is
+
+OPTIONS:
+    --format <F>             text (default), json, dot (Graphviz) or html (interactive page)
+    -o, --output <FILE>      write to FILE instead of standard output
+    --namespace <NS>         only the cells of namespace NS
+    --all                    show the base image and the platform in full (their symbols)
+    --mangled                mangled symbol names instead of demangled ones
+    --depth <N>              (tree) show N levels below the roots
+
+A CELL is a name (`klog`), a name in a namespace (`klog@_kernel`) or an id (`#3`).
+";
+
+/// Where the snapshot comes from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Source {
+    /// A dry link of the built cells.
+    #[default]
+    Offline,
+    /// The running `nano_core`, on this socket (default: the workspace's).
+    Live(Option<PathBuf>),
+    /// A snapshot file.
+    File(PathBuf),
+}
+
+/// A parsed inspection command.
+#[derive(Clone, Debug, Default)]
+pub struct Args {
+    /// Print the help instead.
+    pub help: bool,
+    /// What to show (`None`: the whole snapshot, for `cargo cell snapshot`).
+    pub query: Option<Query>,
+    /// How to show it.
+    pub options: Options,
+    /// Where the snapshot comes from.
+    pub source: Source,
+    /// The workspace and target directory (for building, or for the default socket).
+    pub build: BuildOptions,
+    /// Where to write the output.
+    pub output: Option<PathBuf>,
+}
+
+/// Parses the arguments after `cargo cell <command>` for `ls`, `info`, `deps` or `snapshot`.
+pub fn parse(command: &str, args: impl IntoIterator<Item = String>) -> Result<Args> {
+    let mut out = Args {
+        query: match command {
+            "ls" => Some(Query::Ls),
+            "deps" => Some(Query::Tree),
+            "info" | "snapshot" => None,
+            other => bail!("`{other}` is not an inspection command"),
+        },
+        ..Args::default()
+    };
+    out.build.quiet = true;
+    let mut args = args.into_iter();
+    let mut socket = None;
+    let mut live = false;
+    let mut positional = Vec::new();
+    let mut view = None;
+    while let Some(arg) = args.next() {
+        let mut value = |what: &str| args.next().with_context(|| format!("{arg} needs {what}"));
+        match arg.as_str() {
+            "-h" | "--help" => out.help = true,
+            "--live" => live = true,
+            "--socket" => socket = Some(PathBuf::from(value("a path")?)),
+            "--snapshot" => out.source = Source::File(PathBuf::from(value("a file")?)),
+            "--workspace-root" => {
+                out.build.workspace_root = Some(PathBuf::from(value("a directory")?))
+            }
+            "--target-dir" => out.build.target_dir = Some(PathBuf::from(value("a directory")?)),
+            "--format" => out.options.format = Format::parse(&value("a format")?)?,
+            "-o" | "--output" => out.output = Some(PathBuf::from(value("a file")?)),
+            "--namespace" => out.options.namespace = Some(value("a namespace")?),
+            "--all" => out.options.all = true,
+            "--mangled" => out.options.names = Names { mangled: true },
+            "--depth" => {
+                let n = value("a number")?;
+                let n = n
+                    .parse()
+                    .with_context(|| format!("--depth takes a number, not `{n}`"))?;
+                out.options.depth = Some(n);
+            }
+            "--invert" | "--symbols" => {
+                let cell = value("a cell")?;
+                let q = if arg == "--invert" {
+                    Query::Invert(cell)
+                } else {
+                    Query::Symbols(cell)
+                };
+                set_view(&mut view, &arg, q)?;
+            }
+            "--why" => {
+                let a = value("two cells")?;
+                let b = value("two cells")?;
+                set_view(&mut view, &arg, Query::Why(a, b))?;
+            }
+            "--unresolved" => set_view(&mut view, &arg, Query::Unresolved)?,
+            "--cycles" => set_view(&mut view, &arg, Query::Cycles)?,
+            "--addr" => {
+                let addr = parse_addr(&value("an address")?)?;
+                set_view(&mut view, &arg, Query::Addr(addr))?;
+            }
+            other if other.starts_with('-') => {
+                bail!("unknown option `{other}` for `cargo cell {command}`")
+            }
+            _ => positional.push(arg),
+        }
+    }
+    if live || socket.is_some() {
+        if matches!(out.source, Source::File(_)) {
+            bail!("--live and --snapshot are two different sources: pick one");
+        }
+        out.source = Source::Live(socket);
+    }
+    if out.help {
+        return Ok(out);
+    }
+    match (command, view, positional.as_slice()) {
+        ("deps", Some(v), []) => out.query = Some(v),
+        ("deps", None, []) | ("ls", None, []) | ("snapshot", None, []) => {}
+        ("info", None, [cell]) => out.query = Some(Query::Info(cell.clone())),
+        ("info", None, []) => bail!("`cargo cell info` needs a cell name"),
+        (_, Some(_), _) => bail!("views (--invert, --why, ...) belong to `cargo cell deps`"),
+        (_, None, extra) => bail!("unexpected argument(s): {}", extra.join(" ")),
+    }
+    if out.options.depth.is_some() && out.query != Some(Query::Tree) {
+        bail!("--depth applies to the tree (`cargo cell deps` without a view)");
+    }
+    Ok(out)
+}
+
+fn set_view(view: &mut Option<Query>, arg: &str, q: Query) -> Result<()> {
+    if view.is_some() {
+        bail!("{arg}: one view at a time");
+    }
+    *view = Some(q);
+    Ok(())
+}
+
+/// Gets the snapshot `source` names.
+pub fn snapshot(source: &Source, build: &BuildOptions) -> Result<Snapshot> {
+    match source {
+        Source::Offline => {
+            let report = build_cells(build).context("building the cells for a dry link")?;
+            offline::from_build(&report).context("dry-linking the built cells")
+        }
+        Source::File(path) => model::read(path),
+        Source::Live(socket) => {
+            let socket = match socket {
+                Some(s) => s.clone(),
+                None => default_socket(build)?,
+            };
+            live::fetch(&socket)
+        }
+    }
+}
+
+fn default_socket(build: &BuildOptions) -> Result<PathBuf> {
+    let root = match &build.workspace_root {
+        Some(root) => root.clone(),
+        None => {
+            let cwd = std::env::current_dir().context("cannot read the current directory")?;
+            find_workspace_root(&cwd)
+                .context("finding the workspace whose target directory holds the socket (or pass --socket PATH)")?
+        }
+    };
+    let ws = Workspace::load(&root, build.target_dir.as_deref())
+        .with_context(|| format!("cannot read the workspace at {}", root.display()))?;
+    Ok(control::default_socket(&ws.target_dir))
+}
+
+/// Runs a parsed inspection command: prints (or writes) what it shows.
+pub fn run(args: &Args) -> Result<()> {
+    if args.help {
+        print!("{USAGE}");
+        return Ok(());
+    }
+    let snapshot = snapshot(&args.source, &args.build)?;
+    let text = match &args.query {
+        Some(q) => show(&snapshot, q, &args.options)?,
+        None => {
+            let mut json = serde_json::to_string(&snapshot).context("serializing the snapshot")?;
+            json.push('\n');
+            json
+        }
+    };
+    match &args.output {
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?
+        }
+        None => {
+            use std::io::Write as _;
+            let mut stdout = std::io::stdout().lock();
+            // A closed pipe (`| head`) is not an error worth a message.
+            match stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.flush())
+            {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                other => other.context("writing to standard output")?,
+            }
+        }
+    }
+    Ok(())
+}

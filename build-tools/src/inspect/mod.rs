@@ -1,0 +1,161 @@
+//! Inspecting the dependency graph: `cargo cell ls`, `cargo cell info` and `cargo cell deps`.
+//!
+//! **One model, two sources.** Every view reads a [`Snapshot`](model::Snapshot): the loader's
+//! own [`Registry`](crate_metadata::Registry) and [`Namespaces`](namespace::Namespaces).
+//!
+//! - *Offline* ([`offline`]): a dry link of the objects `cargo cell build` wrote, done by the
+//!   loader's own [`System::load`](loader::System::load) on a [`DryPlatform`](dry::DryPlatform)
+//!   that maps heap memory, reads the base image's symbols from the `nano_core` file, and never
+//!   runs cell code. Cells that would fail to link are recorded, not fatal.
+//! - *Live* ([`live`]): the snapshot a running `nano_core` sends for the control request
+//!   `snapshot`, or one saved to a file (`cargo cell snapshot -o FILE`).
+//!
+//! | file | what |
+//! |------|------|
+//! | `model.rs` | the snapshot, the crate-level index over its edges, names as people read them |
+//! | `dry.rs`, `offline.rs` | the dry-link platform and the offline source |
+//! | `live.rs` | the live source |
+//! | `views.rs` | what each command shows, as data ([`views::View`]) |
+//! | `query.rs`, `deps.rs` | building the views: `ls`, `info`, `--symbols`, `--addr`; the tree, `--invert`, `--why`, `--unresolved`, `--cycles` |
+//! | `graph.rs` | the picture of a view for the graph formats |
+//! | `text.rs`, `json.rs`, `dot.rs`, `html.rs` | the formats (`json.rs` documents the JSON schema) |
+//! | `synth.rs` | generated systems for benchmarks and tests |
+//! | `cli.rs` | the command line |
+
+pub mod cli;
+pub mod deps;
+pub mod dot;
+pub mod dry;
+pub mod graph;
+pub mod html;
+pub mod json;
+pub mod live;
+pub mod model;
+pub mod offline;
+pub mod query;
+pub mod synth;
+pub mod text;
+pub mod views;
+
+use anyhow::{bail, Result};
+
+use model::{Index, Names, Snapshot};
+use views::View;
+
+/// The output formats.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Format {
+    /// For people (the default).
+    #[default]
+    Text,
+    /// For scripts; the schema is in [`json`].
+    Json,
+    /// For Graphviz.
+    Dot,
+    /// A self-contained interactive page.
+    Html,
+}
+
+impl Format {
+    /// Parses `text`, `json`, `dot` or `html`.
+    pub fn parse(s: &str) -> Result<Format> {
+        Ok(match s {
+            "text" => Format::Text,
+            "json" => Format::Json,
+            "dot" => Format::Dot,
+            "html" => Format::Html,
+            other => bail!("unknown format `{other}` (text, json, dot or html)"),
+        })
+    }
+}
+
+/// What to show.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Query {
+    /// `ls`.
+    Ls,
+    /// `info <cell>`.
+    Info(String),
+    /// `deps`: the tree.
+    Tree,
+    /// `deps --invert <cell>`.
+    Invert(String),
+    /// `deps --why <a> <b>`.
+    Why(String, String),
+    /// `deps --symbols <cell>`.
+    Symbols(String),
+    /// `deps --unresolved`.
+    Unresolved,
+    /// `deps --cycles`.
+    Cycles,
+    /// `deps --addr <hex>`.
+    Addr(u64),
+}
+
+/// How to show it.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// The output format.
+    pub format: Format,
+    /// Mangled or demangled names.
+    pub names: Names,
+    /// Show the base image and the platform in full (their symbols in the tree, their rows in
+    /// `ls`).
+    pub all: bool,
+    /// Only cells of this namespace.
+    pub namespace: Option<String>,
+    /// The tree's depth limit.
+    pub depth: Option<usize>,
+}
+
+/// Builds the view `query` asks for.
+pub fn view(index: &Index<'_>, q: &Query, options: &Options) -> Result<View> {
+    let ns = options.namespace.as_deref();
+    if let Some(ns) = ns {
+        if index.snapshot.namespaces.by_name(ns).is_none() {
+            let known: Vec<&str> = index
+                .snapshot
+                .namespaces
+                .iter()
+                .map(|n| n.name.as_str())
+                .collect();
+            bail!("no namespace `{ns}` (namespaces: {})", known.join(", "));
+        }
+    }
+    Ok(match q {
+        Query::Ls => query::ls(index, ns, options.all),
+        Query::Info(cell) => query::info(index, index.find(cell, ns)?),
+        Query::Tree => deps::tree(index, ns, options.depth, options.all),
+        Query::Invert(cell) => deps::invert(index, index.find(cell, ns)?),
+        Query::Why(a, b) => deps::why(index, index.find(a, ns)?, index.find(b, ns)?),
+        Query::Symbols(cell) => query::symbols(index, index.find(cell, ns)?),
+        Query::Unresolved => deps::unresolved(index, ns),
+        Query::Cycles => deps::cycles(index, ns),
+        Query::Addr(addr) => query::addr(index, *addr)?,
+    })
+}
+
+/// Renders `view` in `options.format`.
+pub fn render(index: &Index<'_>, view: &View, options: &Options) -> Result<String> {
+    let snapshot = index.snapshot;
+    Ok(match options.format {
+        Format::Text => {
+            let o = text::TextOptions::new(
+                options.names,
+                snapshot.source,
+                snapshot.namespaces.iter().count(),
+            );
+            text::render(view, &o)
+        }
+        Format::Json => json::render(view, snapshot.source)?,
+        Format::Dot => dot::render(&graph::of(index, view, options.names), view, options.names),
+        Format::Html => html::render(&graph::of(index, view, options.names))?,
+    })
+}
+
+/// Builds and renders: what `cargo cell ls|info|deps` prints for `snapshot`.
+pub fn show(snapshot: &Snapshot, q: &Query, options: &Options) -> Result<String> {
+    let index = Index::new(snapshot);
+    let view = view(&index, q, options)?;
+    render(&index, &view, options)
+}

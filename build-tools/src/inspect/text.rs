@@ -1,0 +1,485 @@
+//! The text format: what people read in a terminal. Addresses are shown only for a live system
+//! (an offline snapshot's are heap addresses of the dry link); slots are shown as section plus
+//! offset, which is the same offline and live.
+
+use std::fmt::Write as _;
+
+use crate_metadata::{Origin, SlotKind};
+
+use super::model::{state_name, Names, SnapshotSource};
+use super::views::{CellRef, EdgeRow, InfoView, TreeNode, View};
+
+/// How to render.
+#[derive(Clone, Copy, Debug)]
+pub struct TextOptions {
+    /// Symbol names.
+    pub names: Names,
+    /// Whether addresses mean anything (a live system).
+    pub live: bool,
+    /// Whether cells should be shown with their namespace (the system has more than one).
+    pub namespaces: bool,
+}
+
+impl TextOptions {
+    /// The options for a snapshot from `source` with `namespace_count` namespaces.
+    pub fn new(names: Names, source: SnapshotSource, namespace_count: usize) -> TextOptions {
+        TextOptions {
+            names,
+            live: source == SnapshotSource::Live,
+            namespaces: namespace_count > 1,
+        }
+    }
+}
+
+/// Renders `view` as text.
+pub fn render(view: &View, o: &TextOptions) -> String {
+    let mut out = String::new();
+    match view {
+        View::Ls { cells } => {
+            let mut rows = vec![cols(&[
+                "ID",
+                "NAME",
+                "NAMESPACE",
+                "VERSION",
+                "STATE",
+                "SIZE",
+                "OBJECT",
+                "USED BY",
+                "USES",
+            ])];
+            if o.live {
+                rows[0].push("ADDRESS".into());
+            }
+            for r in cells {
+                let mut row = vec![
+                    format!("#{}", r.cell.id),
+                    r.cell.name.clone(),
+                    r.cell.namespace.clone().unwrap_or_else(|| "-".into()),
+                    dash(&r.cell.version),
+                    state_name(r.cell.state).into(),
+                    bytes(r.size),
+                    bytes(r.object_size),
+                    r.dependents.to_string(),
+                    r.dependencies.to_string(),
+                ];
+                if o.live {
+                    row.push(format!("{:#x}", r.base_addr));
+                }
+                rows.push(row);
+            }
+            out.push_str(&table(&rows));
+            let _ = writeln!(out, "{} cells", cells.len());
+        }
+        View::Info(info) => render_info(&mut out, info, o),
+        View::Tree { roots, .. } => {
+            for root in roots {
+                tree_node(&mut out, root, "", "", o);
+            }
+            if roots.is_empty() {
+                out.push_str("no cells\n");
+            }
+        }
+        View::Invert { cell, dependents } => {
+            let slots: usize = dependents.iter().map(|d| d.slots.len()).sum();
+            let _ = writeln!(
+                out,
+                "{}: a swap or removal touches {} cells through {slots} slots",
+                label(cell, o),
+                dependents.len()
+            );
+            for d in dependents {
+                let _ = writeln!(
+                    out,
+                    "  {} {}  via {}  ({})",
+                    "  ".repeat(d.depth.saturating_sub(1)),
+                    label(&d.cell, o),
+                    d.via,
+                    count(d.slots.len(), "slot")
+                );
+                for s in &d.slots {
+                    let _ = writeln!(
+                        out,
+                        "  {}     {}  {}  {}",
+                        "  ".repeat(d.depth.saturating_sub(1)),
+                        slot(s, o),
+                        kind(s.kind),
+                        o.names.symbol(&s.symbol)
+                    );
+                }
+            }
+        }
+        View::Why { from, to, path } => match path.as_slice() {
+            [] => {
+                let _ = writeln!(out, "`{}` does not depend on `{}`", from.name, to.name);
+            }
+            hops => {
+                if hops.len() > 1 {
+                    let chain: Vec<&str> = std::iter::once(from.name.as_str())
+                        .chain(hops.iter().map(|h| h.to.name.as_str()))
+                        .collect();
+                    let _ = writeln!(
+                        out,
+                        "`{}` does not use `{}` directly; the shortest chain is {}",
+                        from.name,
+                        to.name,
+                        chain.join(" → ")
+                    );
+                }
+                for h in hops {
+                    let slots: usize = h.symbols.iter().map(|s| s.slots.len()).sum();
+                    let _ = writeln!(
+                        out,
+                        "{} uses {} through {} ({}):",
+                        h.from.name,
+                        h.to.name,
+                        count(h.symbols.len(), "symbol"),
+                        count(slots, "slot")
+                    );
+                    for s in &h.symbols {
+                        let places: Vec<String> = s
+                            .slots
+                            .iter()
+                            .map(|r| format!("{} {}", slot(r, o), kind(r.kind)))
+                            .collect();
+                        let _ = writeln!(
+                            out,
+                            "  {}  [{}]",
+                            o.names.symbol(&s.symbol),
+                            places.join(", ")
+                        );
+                    }
+                }
+            }
+        },
+        View::Symbols {
+            cell,
+            uses,
+            used_by,
+        } => {
+            let _ = writeln!(
+                out,
+                "{} uses ({}):",
+                label(cell, o),
+                count(uses.len(), "slot")
+            );
+            edge_table(&mut out, uses, false, o);
+            let _ = writeln!(
+                out,
+                "{} is used by ({}):",
+                label(cell, o),
+                count(used_by.len(), "slot")
+            );
+            edge_table(&mut out, used_by, true, o);
+        }
+        View::Unresolved { cells } => {
+            if cells.is_empty() {
+                out.push_str("every cell links: no undefined symbols\n");
+            }
+            for c in cells {
+                let _ = writeln!(
+                    out,
+                    "{} {} [{}] would fail to link{}",
+                    c.name,
+                    c.version,
+                    c.namespace,
+                    match c.missing.len() {
+                        0 => String::new(),
+                        n => format!(": {}", count(n, "undefined symbol")),
+                    }
+                );
+                if c.missing.is_empty() {
+                    let _ = writeln!(out, "  {}", c.message);
+                }
+                for m in &c.missing {
+                    let _ = write!(out, "  {}", o.names.symbol(&m.name));
+                    if let Some(p) = &m.failed_provider {
+                        let _ = write!(out, "  (exported by `{p}`, which fails to link itself)");
+                    }
+                    if let Some(ns) = &m.hidden_in {
+                        let _ =
+                            write!(out, "  (defined in namespace `{ns}`, which is not visible)");
+                    }
+                    if let Some(other) = &m.other_hash {
+                        let _ =
+                            write!(out, "  (the base image has it under another hash: {other})");
+                    }
+                    out.push('\n');
+                }
+            }
+        }
+        View::Cycles { cycles } => {
+            if cycles.is_empty() {
+                out.push_str("no cycles among the object cells\n");
+            }
+            for (i, c) in cycles.iter().enumerate() {
+                let names: Vec<&str> = c.iter().map(|c| c.name.as_str()).collect();
+                let _ = writeln!(out, "cycle {}: {}", i + 1, names.join(", "));
+            }
+        }
+        View::Addr { addr, hit } => match hit {
+            None => {
+                let _ = writeln!(out, "{addr:#x}: not in any cell");
+            }
+            Some(h) => {
+                let what = match &h.symbol {
+                    Some(s) => format!("{}+{:#x}", o.names.symbol(s), h.symbol_offset),
+                    None => format!("{}+{:#x}", o.names.section(&h.section), h.section_offset),
+                };
+                let _ = writeln!(
+                    out,
+                    "{addr:#x}: {what}\n  cell     {}\n  section  {} at {:#x} (+{:#x})",
+                    label(&h.cell, o),
+                    o.names.section(&h.section),
+                    h.section_addr,
+                    h.section_offset
+                );
+                if let Some(s) = &h.slot {
+                    let _ = writeln!(
+                        out,
+                        "  slot     {} slot bound to {} in {}",
+                        kind(s.kind),
+                        o.names.symbol(&s.symbol),
+                        s.provider
+                    );
+                }
+            }
+        },
+    }
+    out
+}
+
+fn render_info(out: &mut String, i: &InfoView, o: &TextOptions) {
+    let kind_dir = i.kind.map(|k| k.dir()).unwrap_or("-");
+    let _ = writeln!(
+        out,
+        "{} {} (cell #{}, {kind_dir}, namespace {}, {})",
+        i.cell.name,
+        dash(&i.cell.version),
+        i.cell.id,
+        i.cell.namespace.as_deref().unwrap_or("-"),
+        state_name(i.cell.state)
+    );
+    if let Some(sha) = &i.sha256 {
+        let _ = writeln!(out, "  sha256    {sha}");
+    }
+    let _ = writeln!(
+        out,
+        "  object    {}; sections {}; mapped {}",
+        bytes(i.object_size),
+        bytes(i.size),
+        bytes(i.stats.mapped_bytes)
+    );
+    let _ = writeln!(
+        out,
+        "  linked    {}, {}, {}",
+        count(i.stats.relocations as usize, "relocation"),
+        count(i.stats.got_slots as usize, "GOT slot"),
+        count(i.stats.stubs as usize, "call stub")
+    );
+    if o.live && i.base_addr != 0 {
+        let _ = writeln!(out, "  mapped at {:#x}", i.base_addr);
+    }
+    let _ = writeln!(out, "\nsections ({}):", i.sections.len());
+    let mut rows = vec![cols(&["KIND", "SIZE", "ALIGN", "NAME"])];
+    if o.live {
+        rows[0].insert(3, "ADDRESS".into());
+    }
+    for s in &i.sections {
+        let mut row = vec![
+            format!("{:?}", s.kind).to_lowercase(),
+            s.size.to_string(),
+            s.align.to_string(),
+            o.names.section(&s.name),
+        ];
+        if o.live {
+            row.insert(3, format!("{:#x}", s.addr));
+        }
+        rows.push(row);
+    }
+    indent(out, &table(&rows));
+    let used = i.exports.iter().filter(|e| !e.users.is_empty()).count();
+    let _ = writeln!(
+        out,
+        "\nexports ({}, {used} used by other cells):",
+        i.exports.len()
+    );
+    let mut rows = vec![cols(&["SYMBOL", "KIND", "SIZE", "USED BY"])];
+    for e in &i.exports {
+        let users: Vec<String> = e
+            .users
+            .iter()
+            .map(|u| format!("{} ({})", u.cell.name, count(u.slots, "slot")))
+            .collect();
+        rows.push(vec![
+            o.names.symbol(&e.symbol),
+            format!("{:?}", e.kind).to_lowercase(),
+            e.size.to_string(),
+            users.join(", "),
+        ]);
+    }
+    indent(out, &table(&rows));
+    let _ = writeln!(out, "\nimports ({}):", i.imports.len());
+    let mut provider = None;
+    for im in &i.imports {
+        if provider != Some(im.provider.id) {
+            provider = Some(im.provider.id);
+            let _ = writeln!(out, "  from {}:", im.provider.name);
+        }
+        let kinds: Vec<&str> = im.kinds.iter().map(|k| kind(*k)).collect();
+        let _ = writeln!(
+            out,
+            "    {}  ({}: {})",
+            o.names.symbol(&im.symbol),
+            count(im.slots, "slot"),
+            kinds.join(", ")
+        );
+    }
+}
+
+fn tree_node(out: &mut String, n: &TreeNode, first: &str, rest: &str, o: &TextOptions) {
+    let _ = write!(out, "{first}{}", label(&n.cell, o));
+    if n.cell.origin == Origin::Object {
+        let _ = write!(out, " ({})", bytes(n.size));
+    }
+    if n.slots > 0 {
+        let _ = write!(out, " [{}]", count(n.slots, "slot"));
+    }
+    if n.repeated {
+        out.push_str(" (*)");
+    }
+    out.push('\n');
+    let total = n.children.len() + n.symbols.len();
+    for (i, s) in n.symbols.iter().enumerate() {
+        let last = i + 1 == total;
+        let _ = writeln!(
+            out,
+            "{rest}{}{}",
+            if last { "└── " } else { "├── " },
+            o.names.symbol(s)
+        );
+    }
+    for (i, c) in n.children.iter().enumerate() {
+        let last = n.symbols.len() + i + 1 == total;
+        let (f, r) = if last {
+            ("└── ", "    ")
+        } else {
+            ("├── ", "│   ")
+        };
+        tree_node(out, c, &format!("{rest}{f}"), &format!("{rest}{r}"), o);
+    }
+}
+
+fn edge_table(out: &mut String, rows: &[EdgeRow], incoming: bool, o: &TextOptions) {
+    if rows.is_empty() {
+        return;
+    }
+    let peer = if incoming { "DEPENDENT" } else { "PROVIDER" };
+    let mut t = vec![cols(&["SLOT", "KIND", peer, "SYMBOL"])];
+    for r in rows {
+        let who = if incoming { &r.dependent } else { &r.provider };
+        t.push(vec![
+            slot(r, o),
+            kind(r.kind).into(),
+            who.clone(),
+            o.names.symbol(&r.symbol),
+        ]);
+    }
+    indent(out, &table(&t));
+}
+
+/// A slot as people read it: section plus offset (and, live, the address).
+fn slot(r: &EdgeRow, o: &TextOptions) -> String {
+    let mut s = format!("{}+{:#x}", o.names.section(&r.section), r.offset);
+    if o.live {
+        let _ = write!(s, " @{:#x}", r.slot);
+    }
+    s
+}
+
+/// A cell's name, with its version and (when there are several namespaces) its namespace.
+fn label(c: &CellRef, o: &TextOptions) -> String {
+    let mut s = c.name.clone();
+    if !c.version.is_empty() {
+        let _ = write!(s, " v{}", c.version);
+    }
+    if let (true, Some(ns)) = (o.namespaces, &c.namespace) {
+        let _ = write!(s, " [{ns}]");
+    }
+    if c.state != crate_metadata::CellState::Live {
+        s.push_str(" (retired)");
+    }
+    s
+}
+
+fn kind(k: SlotKind) -> &'static str {
+    match k {
+        SlotKind::Got => "got",
+        SlotKind::Data => "data",
+        SlotKind::TlsPair => "tls",
+        SlotKind::Handle => "handle",
+        SlotKind::Direct => "direct",
+    }
+}
+
+fn cols(names: &[&str]) -> Vec<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+fn dash(s: &str) -> String {
+    if s.is_empty() {
+        "-".into()
+    } else {
+        s.into()
+    }
+}
+
+fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+/// A byte count as people read it.
+pub fn bytes(n: u64) -> String {
+    match n {
+        0..1024 => format!("{n} B"),
+        1024..1_048_576 => format!("{:.1} KiB", n as f64 / 1024.0),
+        _ => format!("{:.1} MiB", n as f64 / 1_048_576.0),
+    }
+}
+
+fn indent(out: &mut String, text: &str) {
+    for line in text.lines() {
+        let _ = writeln!(out, "  {line}");
+    }
+}
+
+/// Left-aligned columns, two spaces apart, no trailing spaces.
+fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .map(|c| c.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (i, c) in r.iter().enumerate() {
+            if i + 1 == r.len() {
+                line.push_str(c);
+            } else {
+                let _ = write!(line, "{c:<w$}  ", w = widths[i]);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,37 @@
+//! `hello`: an application cell that greets each of its arguments with the kernel's `greet`.
+//!
+//! Entry point (the application convention): [`main`] takes the arguments and returns the exit
+//! code.
+
+#![cfg_attr(not(test), no_std)]
+#![deny(missing_docs)]
+
+extern crate alloc;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+/// The last greetings this application made, for the host to read.
+pub static LAST: spin::Mutex<Vec<String>> = spin::Mutex::new(Vec::new());
+
+/// Greets every argument; returns 0, or 2 without arguments.
+#[inline(never)]
+pub fn main(args: &[String]) -> i32 {
+    if args.is_empty() {
+        return 2;
+    }
+    let mut last = LAST.lock();
+    last.clear();
+    for a in args {
+        let g = greet::greeting(a);
+        log::info!("hello: {g}");
+        last.push(g);
+    }
+    0
+}
+
+/// The greetings of the last run.
+#[inline(never)]
+pub fn output() -> Vec<String> {
+    LAST.lock().clone()
+}

@@ -1,0 +1,48 @@
+//! `greet` v2: the same interface, another greeting.
+//!
+//! Its second version (`cells/upgrades/greet`) has the same crate identity and a different
+//! greeting: an application that brings it gets it in its own namespace while the kernel and
+//! other applications keep this one.
+//!
+//! Interface: [`greeting`], [`greeted`], [`revision`].
+
+#![cfg_attr(not(test), no_std)]
+#![deny(missing_docs)]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// Greetings made by this copy of the library.
+pub static GREETED: AtomicU64 = AtomicU64::new(0);
+
+/// A greeting for `name`.
+#[inline(never)]
+pub fn greeting(name: &str) -> String {
+    GREETED.fetch_add(1, Ordering::Relaxed);
+    format!("¡Hola, {name}! (greet v2)")
+}
+
+/// How many greetings this copy made.
+#[inline(never)]
+pub fn greeted() -> u64 {
+    GREETED.load(Ordering::Relaxed)
+}
+
+/// Which version this is.
+#[inline(never)]
+pub fn revision() -> String {
+    String::from("greet v2")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn greets_and_counts() {
+        let before = super::greeted();
+        assert_eq!(super::greeting("cells"), "¡Hola, cells! (greet v2)");
+        assert_eq!(super::greeted(), before + 1);
+    }
+}

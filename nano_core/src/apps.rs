@@ -1,0 +1,232 @@
+//! Applications: each run gets its own namespace on top of `_kernel`.
+//!
+//! An application is a cell under `cells/apps/` with the entry point
+//!
+//! ```rust,ignore
+//! #[inline(never)]
+//! pub fn main(args: &[String]) -> i32
+//! ```
+//!
+//! Starting one creates the namespace `app:<name>#<n>` whose parent is `_kernel`, loads into it the
+//! library cells the application brings its own version of (`[package.metadata.cell] brings`,
+//! taken from `cells/upgrades`), then the application itself. Its symbols resolve in its own
+//! namespace first, so a library it brings shadows the kernel's for it alone; nothing outside can
+//! see its cells. A panic in `main` unwinds to the entry point and ends that run only. Ending an
+//! application tears its namespace down: its cells are unmapped, their unwind information
+//! deregistered, their TLS blocks freed and their symbols removed.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::thread::JoinHandle;
+
+use anyhow::{anyhow, bail, Context, Result};
+use crate_metadata::{CellKind, NamespaceId};
+use loader::{CellSpec, Handle};
+
+use crate::boot::{hex, Kernel};
+
+/// The application entry point convention.
+pub type MainFn = fn(&[String]) -> i32;
+
+/// How a run of an application ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// `main` returned this exit code.
+    Exited(i32),
+    /// `main` panicked with this message; the panic stopped at the entry point.
+    Panicked(String),
+}
+
+/// A started application.
+pub struct App {
+    /// Its id, unique for the kernel's life.
+    pub id: u64,
+    /// The application's cell name.
+    pub name: String,
+    /// Its namespace.
+    pub namespace: NamespaceId,
+    /// The namespace's name (`app:hello#1`).
+    pub namespace_name: String,
+    main: Handle<MainFn>,
+    running: Option<JoinHandle<Outcome>>,
+}
+
+/// The applications a kernel has started and not ended.
+#[derive(Default)]
+pub struct Apps {
+    next: u64,
+    list: Vec<App>,
+}
+
+fn call_main(main: &Handle<MainFn>, args: &[String]) -> Outcome {
+    let f = main.get();
+    match catch_unwind(AssertUnwindSafe(|| f(args))) {
+        Ok(code) => Outcome::Exited(code),
+        Err(payload) => Outcome::Panicked(crate::workload::panic_message(&*payload)),
+    }
+}
+
+impl Kernel {
+    /// Loads application `name` (and the libraries it brings) into a fresh namespace under
+    /// `_kernel`. Nothing runs yet.
+    pub fn start_app(&mut self, name: &str) -> Result<u64> {
+        let manifest = self.manifest().clone();
+        let entry = manifest
+            .get(CellKind::Apps, name)
+            .with_context(|| format!("no application `{name}` in the manifest (cells/apps)"))?;
+        let id = self.apps.next + 1;
+        let ns_name = format!("app:{name}#{id}");
+        let kernel_ns = self.kernel_namespace();
+        let ns = self
+            .system_mut()
+            .create_namespace(&ns_name, Some(kernel_ns))
+            .map_err(|e| anyhow!("{e}"))?;
+        let loaded = (|| -> Result<Handle<MainFn>> {
+            for lib in &entry.brings {
+                let own = manifest.get(CellKind::Upgrades, lib).with_context(|| {
+                    format!("`{name}` brings its own `{lib}`, but cells/upgrades has none")
+                })?;
+                self.load_into(ns, own)?;
+            }
+            self.load_into(ns, entry)?;
+            // SAFETY: the application convention's signature.
+            unsafe {
+                self.system_mut()
+                    .handle::<MainFn>(ns, &format!("{name}::main"))
+            }
+            .map_err(|e| anyhow!("application `{name}`: {e}"))
+        })();
+        let main = match loaded {
+            Ok(main) => main,
+            Err(e) => {
+                let _ = self.system_mut().remove_namespace(ns);
+                return Err(e);
+            }
+        };
+        self.apps.next = id;
+        self.apps.list.push(App {
+            id,
+            name: name.into(),
+            namespace: ns,
+            namespace_name: ns_name,
+            main,
+            running: None,
+        });
+        Ok(id)
+    }
+
+    fn load_into(&mut self, ns: NamespaceId, entry: &crate_metadata::ManifestEntry) -> Result<()> {
+        let path = self.cells_dir().join(&entry.object);
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let sha = hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        let spec = CellSpec {
+            name: &entry.name,
+            version: &entry.version,
+            kind: Some(entry.kind),
+            sha256: Some(&sha),
+        };
+        self.system_mut()
+            .load(ns, spec, &bytes)
+            .map_err(|e| anyhow!("{e}"))?;
+        Ok(())
+    }
+
+    fn app(&mut self, id: u64) -> Result<&mut App> {
+        self.apps
+            .list
+            .iter_mut()
+            .find(|a| a.id == id)
+            .with_context(|| format!("no running application #{id}"))
+    }
+
+    /// Runs a started application's `main` on this thread; a panic is caught at the entry point.
+    pub fn call_app(&mut self, id: u64, args: &[String]) -> Result<Outcome> {
+        let app = self.app(id)?;
+        if app.running.is_some() {
+            bail!("application #{id} is running on its own thread");
+        }
+        Ok(call_main(&app.main, args))
+    }
+
+    /// Runs a started application's `main` on a thread of its own.
+    pub fn spawn_app(&mut self, id: u64, args: Vec<String>) -> Result<()> {
+        let app = self.app(id)?;
+        if app.running.is_some() {
+            bail!("application #{id} is already running");
+        }
+        let main = app.main.clone();
+        let thread = std::thread::Builder::new()
+            .name(app.namespace_name.clone())
+            .spawn(move || call_main(&main, &args))
+            .context("spawning the application's thread")?;
+        app.running = Some(thread);
+        Ok(())
+    }
+
+    /// Waits for an application spawned with [`Kernel::spawn_app`] and returns how it ended.
+    pub fn wait_app(&mut self, id: u64) -> Result<Outcome> {
+        let app = self.app(id)?;
+        let thread = app
+            .running
+            .take()
+            .with_context(|| format!("application #{id} is not running"))?;
+        thread
+            .join()
+            .map_err(|_| anyhow!("application #{id}'s thread died outside its entry point"))
+    }
+
+    /// Ends an application: waits for its thread if it has one, then tears its namespace down.
+    /// Returns how many cells were unloaded.
+    pub fn end_app(&mut self, id: u64) -> Result<usize> {
+        if self.app(id)?.running.is_some() {
+            self.wait_app(id)?;
+        }
+        let pos = self
+            .apps
+            .list
+            .iter()
+            .position(|a| a.id == id)
+            .with_context(|| format!("no running application #{id}"))?;
+        let app = self.apps.list.remove(pos);
+        let ns = app.namespace;
+        drop(app); // its handle: the namespace's cells must have no user left
+        self.system_mut()
+            .remove_namespace(ns)
+            .map_err(|e| anyhow!("{e}"))
+    }
+
+    /// Starts, runs and ends application `name`: its namespace is gone afterwards, whether `main`
+    /// returned or panicked.
+    pub fn run_app(&mut self, name: &str, args: &[String]) -> Result<Outcome> {
+        let id = self.start_app(name)?;
+        let outcome = self.call_app(id, args);
+        let ended = self.end_app(id);
+        let outcome = outcome?;
+        ended?;
+        Ok(outcome)
+    }
+
+    /// The applications started and not ended: (id, name, namespace name, running on a thread).
+    pub fn apps(&self) -> Vec<(u64, String, String, bool)> {
+        self.apps
+            .list
+            .iter()
+            .map(|a| {
+                (
+                    a.id,
+                    a.name.clone(),
+                    a.namespace_name.clone(),
+                    a.running.is_some(),
+                )
+            })
+            .collect()
+    }
+
+    /// The namespace of a started application.
+    pub fn app_namespace(&self, id: u64) -> Option<NamespaceId> {
+        self.apps
+            .list
+            .iter()
+            .find(|a| a.id == id)
+            .map(|a| a.namespace)
+    }
+}
