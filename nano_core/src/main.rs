@@ -1,12 +1,13 @@
 //! `nano_core`: boots the cell system in this process and runs the workload.
 //!
 //! ```text
-//! nano_core [--cells DIR] [--verbose] [--serve SOCKET [--watch] [--load N]]
+//! nano_core [--cells DIR] [--verbose] [--prompt | --serve SOCKET [--watch] [--load N]]
 //! ```
 //!
 //! `DIR` is where `cargo cell build` wrote the objects and `manifest.json` (`target/cells`).
 //! With `--serve`, it boots, prints the boot report and then serves the control channel on the
 //! Unix socket `SOCKET` until a `quit` request (see `nano_core::control`) instead of running the
+//! workload (with `--prompt`, it reads the same commands at a prompt on standard input);
 //! workload; `--watch` swaps in cells whose objects a rebuild changed, `--load N` keeps N threads
 //! calling through cell handles.
 
@@ -23,6 +24,7 @@ fn main() -> ExitCode {
     let mut serve: Option<PathBuf> = None;
     let mut watch = false;
     let mut load: Option<usize> = None;
+    let mut prompt = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
                 None => return usage("--serve needs a socket path"),
             },
             "--watch" => watch = true,
+            "--prompt" => prompt = true,
             "--load" => match args.next().map(|n| n.parse::<usize>()) {
                 Some(Ok(n)) if n <= 64 => load = Some(n),
                 _ => return usage("--load needs a number of threads (0 to 64)"),
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         LevelFilter::Warn
     });
     let result = match serve {
+        None if prompt => run_prompt(&cells),
         Some(socket) => {
             let options = control::ServeOptions {
                 socket,
@@ -75,12 +79,39 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str =
-    "usage: nano_core [--cells DIR] [--verbose] [--serve SOCKET [--watch] [--load N]]";
+const USAGE: &str = "usage: nano_core [--cells DIR] [--verbose] \
+     [--prompt | --serve SOCKET [--watch] [--load N]]";
 
 fn usage(msg: &str) -> ExitCode {
     eprintln!("nano_core: {msg}\n{USAGE}");
     ExitCode::from(2)
+}
+
+/// Boots, prints the boot report, and reads commands at a prompt (the control channel's
+/// commands: `ls`, `ns`, `swap`, `run`, `apps`, `end`, `help`, `quit`) until `quit` or the end of
+/// input.
+fn run_prompt(cells: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::{BufRead, Write};
+    let mut kernel = boot(cells)?;
+    let stdin = std::io::stdin();
+    let mut line = String::new();
+    loop {
+        print!("nano_core> ");
+        std::io::stdout().flush()?;
+        line.clear();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            println!();
+            return Ok(());
+        }
+        if line.trim().is_empty() {
+            continue;
+        }
+        let reply = control::dispatch(&mut kernel, None, line.trim());
+        print!("{}", reply.render());
+        if reply.quit {
+            return Ok(());
+        }
+    }
 }
 
 /// Boots, prints the boot report, and serves the control channel until told to quit.

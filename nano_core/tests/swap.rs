@@ -586,3 +586,145 @@ fn bad_requests_are_refused() {
     ));
     assert_unchanged(&before, &s.state(), "bad requests");
 }
+
+#[test]
+fn a_transfer_that_fails_or_panics_leaves_the_system_as_it_was() {
+    let mut s = boot(loader::hosted::Hosted::new().unwrap());
+    let v2 = common::object(CellKind::Upgrades, "counter");
+    // SAFETY: counter's signatures (cells/libs/counter, cells/upgrades/counter).
+    let (set_mode, mode, bump) = unsafe {
+        (
+            s.handle::<fn(u64)>("counter::set_mode"),
+            s.handle::<fn() -> u64>("counter::mode"),
+            s.handle::<fn() -> u64>("counter::bump"),
+        )
+    };
+    (bump.get())();
+    (set_mode.get())(777);
+    let before = s.state();
+    let err = s
+        .swap_object("counter", &v2, &SwapOptions::default())
+        .unwrap_err();
+    assert!(
+        matches!(&err, SwapError::Transfer { cell, message } if cell == "counter" && message.contains("777")),
+        "{err}"
+    );
+    assert_unchanged(&before, &s.state(), "transfer error");
+
+    (set_mode.get())(666);
+    let before = s.state();
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let err = s
+        .swap_object("counter", &v2, &SwapOptions::default())
+        .unwrap_err();
+    std::panic::set_hook(hook);
+    assert!(
+        matches!(&err, SwapError::TransferPanicked { message, .. } if message.contains("refuses mode 666")),
+        "{err}"
+    );
+    assert_unchanged(&before, &s.state(), "transfer panic");
+
+    (set_mode.get())(5);
+    let count = (bump.get())();
+    let report = s
+        .swap_object("counter", &v2, &SwapOptions::default())
+        .unwrap();
+    let outcome = |p: &str| report.statics.iter().find(|r| r.path == p).unwrap().outcome;
+    assert_eq!(outcome("counter::COUNTER"), StaticOutcome::Rebound);
+    assert_eq!(outcome("counter::CONFIG"), StaticOutcome::Transferred);
+    assert_eq!((mode.get())(), 5, "the mode was transferred");
+    assert_eq!((bump.get())(), count + 1, "the counter was rebound");
+}
+
+#[test]
+fn a_swap_across_namespaces_is_refused() {
+    let mut s = boot(loader::hosted::Hosted::new().unwrap());
+    let app = s.system.create_namespace("app:x#1", Some(s.ns)).unwrap();
+    let greet = common::object(CellKind::Libs, "greet");
+    let in_app = s
+        .system
+        .load(app, CellSpec::named("greet"), &greet)
+        .unwrap();
+    let memfs = s.id("memfs");
+    let before = s.state();
+    let bytes = common::object(CellKind::Kernel, "memfs");
+    let err = s
+        .system
+        .swap(
+            &[
+                SwapRequest {
+                    old: memfs,
+                    new: NewVersion::Object {
+                        spec: CellSpec::named("memfs"),
+                        bytes: &bytes,
+                    },
+                },
+                SwapRequest {
+                    old: in_app,
+                    new: NewVersion::Object {
+                        spec: CellSpec::named("greet"),
+                        bytes: &greet,
+                    },
+                },
+            ],
+            &SwapOptions::default(),
+        )
+        .unwrap_err();
+    assert!(matches!(err, SwapError::MixedNamespaces { .. }), "{err}");
+    assert_unchanged(&before, &s.state(), "mixed namespaces");
+}
+
+#[test]
+fn two_cells_swap_together_and_bind_to_each_other() {
+    let mut s = boot(loader::hosted::Hosted::new().unwrap());
+    // SAFETY: the cells' signatures.
+    let (spawn, free_count) = unsafe {
+        (
+            s.handle::<fn(&str, u8) -> Result<u64, String>>("sched::spawn"),
+            s.handle::<fn() -> usize>("frame_alloc::free_count"),
+        )
+    };
+    (spawn.get())("before", 1).unwrap();
+    let free = (free_count.get())();
+    let fa = common::object(CellKind::Upgrades, "frame_alloc");
+    let sched = common::object(CellKind::Upgrades, "sched");
+    let (old_fa, old_sched) = (s.id("frame_alloc"), s.id("sched"));
+    let report = s
+        .system
+        .swap(
+            &[
+                SwapRequest {
+                    old: old_sched,
+                    new: NewVersion::Object {
+                        spec: CellSpec::named("sched"),
+                        bytes: &sched,
+                    },
+                },
+                SwapRequest {
+                    old: old_fa,
+                    new: NewVersion::Object {
+                        spec: CellSpec::named("frame_alloc"),
+                        bytes: &fa,
+                    },
+                },
+            ],
+            &SwapOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(report.cells.len(), 2);
+    let (new_fa, new_sched) = (s.id("frame_alloc"), s.id("sched"));
+    let reg = s.system.registry();
+    assert!(
+        reg.dependencies(new_sched).contains(&new_fa),
+        "the new sched binds to the new frame_alloc"
+    );
+    assert!(!reg.dependencies(new_sched).contains(&old_fa));
+    assert_eq!(
+        (free_count.get())(),
+        free,
+        "every allocated frame stayed allocated"
+    );
+    (spawn.get())("after", 1).unwrap();
+    assert_eq!((free_count.get())(), free - 1);
+}
