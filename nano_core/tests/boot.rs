@@ -328,3 +328,12 @@ fn a_crate_the_base_image_links_shares_its_statics_with_the_loaded_cell() {
                 .symbol(e.symbol)
                 .is_some_and(|s| s.name == log.name)));
 }
+
+#[test]
+fn init_array_functions_get_argc_argv_envp() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut kernel = boot();
+    // SAFETY: `tls_stats::init_array_argc` is `fn() -> i64`.
+    let argc = unsafe { kernel.handle::<fn() -> i64>("tls_stats::init_array_argc") }.unwrap();
+    assert_eq!((argc.get())(), std::env::args().count() as i64);
+}

@@ -18,7 +18,7 @@
 #![deny(missing_docs)]
 
 use std::cell::{Cell, RefCell};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 thread_local! {
     static COUNTER: Cell<u64> = const { Cell::new(0) };
@@ -28,6 +28,25 @@ thread_local! {
 /// Sum of all `record` calls on all threads.
 #[doc(hidden)]
 pub static PROCESS_TOTAL: AtomicU64 = AtomicU64::new(0);
+
+/// `argc` as this cell's `.init_array` function saw it (-1 until it ran).
+pub static INIT_ARRAY_ARGC: AtomicI64 = AtomicI64::new(-1);
+
+/// Called by the loader from this cell's `.init_array` with `(argc, argv, envp)`, as glibc calls
+/// a program's.
+extern "C" fn record_init_args(argc: i32, _argv: *const *const u8, _envp: *const *const u8) {
+    INIT_ARRAY_ARGC.store(i64::from(argc), Ordering::Relaxed);
+}
+
+#[used]
+#[unsafe(link_section = ".init_array")]
+static RECORD_INIT_ARGS: extern "C" fn(i32, *const *const u8, *const *const u8) = record_init_args;
+
+/// The `argc` this cell's `.init_array` function received (-1 if it never ran).
+#[inline(never)]
+pub fn init_array_argc() -> i64 {
+    INIT_ARRAY_ARGC.load(Ordering::Relaxed)
+}
 
 /// Cell entry point: prints a greeting.
 #[inline(never)]
