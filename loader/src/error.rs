@@ -121,6 +121,16 @@ pub enum LoadError {
         /// When the missing symbols exist in the base image under other hashes: why.
         cause: Option<HashCause>,
     },
+    /// The object's SHA-256 is not the one the manifest records: it was changed after the build,
+    /// or is not the object the manifest describes. Nothing was mapped.
+    IntegrityMismatch {
+        /// The cell.
+        cell: String,
+        /// The manifest's hash.
+        expected: String,
+        /// The object's hash.
+        actual: String,
+    },
     /// A cell of this name is loaded in the namespace already.
     AlreadyLoaded {
         /// The cell.
@@ -256,6 +266,15 @@ impl fmt::Display for LoadError {
                     None => Ok(()),
                 }
             }
+            IntegrityMismatch {
+                cell,
+                expected,
+                actual,
+            } => write!(
+                f,
+                "cell `{cell}`: the object's SHA-256 is {actual}, the manifest says {expected}: \
+                 refusing to map it"
+            ),
             AlreadyLoaded { cell, namespace } => {
                 write!(f, "cell `{cell}` is already loaded in namespace `{namespace}`")
             }

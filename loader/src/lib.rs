@@ -59,4 +59,4 @@ pub use swap::{
     MissingExport, NewVersion, PhaseTimes, StaticOutcome, StaticReport, SwapError, SwapOptions,
     SwapReport, SwapRequest, SwappedCell, TransferFn,
 };
-pub use system::{CellSpec, System, UnloadError};
+pub use system::{sha256_hex, CellSpec, System, UnloadError};

@@ -34,7 +34,9 @@ pub struct CellSpec<'a> {
     pub version: &'a str,
     /// Where in `cells/` it comes from.
     pub kind: Option<CellKind>,
-    /// SHA-256 of the object (lowercase hex), recorded in the metadata.
+    /// SHA-256 of the object as the manifest records it (lowercase hex). When given, the loader
+    /// checks the bytes against it before anything else and refuses a mismatch; it is recorded in
+    /// the metadata.
     pub sha256: Option<&'a str>,
 }
 
@@ -248,6 +250,16 @@ impl<P: Platform> System<P> {
                 cell: cell.into(),
                 namespace: ns_name,
             });
+        }
+        if let Some(expected) = spec.sha256 {
+            let actual = sha256_hex(bytes);
+            if !actual.eq_ignore_ascii_case(expected) {
+                return Err(LoadError::IntegrityMismatch {
+                    cell: cell.into(),
+                    expected: expected.into(),
+                    actual,
+                });
+            }
         }
         let object = parse::parse(cell, bytes)?;
         let layout = layout::plan(cell, &object, self.platform.page_size())?;
@@ -859,6 +871,17 @@ impl<P: Platform> Drop for System<P> {
             unsafe { self.release(m) };
         }
     }
+}
+
+/// Lowercase hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(bytes);
+    let mut out = String::with_capacity(64);
+    for b in digest {
+        let _ = core::fmt::Write::write_fmt(&mut out, format_args!("{b:02x}"));
+    }
+    out
 }
 
 /// Ids of the cell's metadata, by object section and symbol index.

@@ -22,7 +22,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use crate_metadata::{CellKind, NamespaceId};
 use loader::{CellSpec, Handle};
 
-use crate::boot::{hex, Kernel};
+use crate::boot::Kernel;
 
 /// The application entry point convention.
 pub type MainFn = fn(&[String]) -> i32;
@@ -117,12 +117,12 @@ impl Kernel {
     fn load_into(&mut self, ns: NamespaceId, entry: &crate_metadata::ManifestEntry) -> Result<()> {
         let path = self.cells_dir().join(&entry.object);
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        let sha = hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        // The loader checks the bytes against the manifest's hash before mapping anything.
         let spec = CellSpec {
             name: &entry.name,
             version: &entry.version,
             kind: Some(entry.kind),
-            sha256: Some(&sha),
+            sha256: Some(&entry.sha256),
         };
         self.system_mut()
             .load(ns, spec, &bytes)

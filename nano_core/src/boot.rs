@@ -93,14 +93,6 @@ impl Kernel {
     fn load_and_init(&mut self, entry: &ManifestEntry) -> Result<()> {
         let path = self.cells_dir.join(&entry.object);
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        let sha = hex(&Sha256::digest(&bytes));
-        if sha != entry.sha256 {
-            bail!(
-                "cell `{}`: {} does not match the manifest's SHA-256 (rebuild with `cargo cell build`)",
-                entry.name,
-                path.display()
-            );
-        }
         let spec = CellSpec {
             name: &entry.name,
             version: &entry.version,

@@ -1,4 +1,5 @@
-//! A thousand load / run / teardown cycles leave the process with the mappings it had.
+//! A thousand load / run / teardown cycles leave the process with the mappings it had, and a
+//! hundred swap / reclaim cycles keep only what is live.
 //! (A test binary of its own: no other test's threads come and go in /proc/self/maps.)
 
 mod common;

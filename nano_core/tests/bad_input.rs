@@ -291,3 +291,85 @@ fn an_object_from_another_toolchain() {
     assert!(missing.iter().all(|m| m.other_hash.is_some()));
     assert!(err.to_string().contains("another toolchain"), "{err}");
 }
+
+#[test]
+fn a_tampered_object_is_refused_before_anything_is_mapped() {
+    let mut f = fixture();
+    let bytes = memfs();
+    let manifest_sha = loader::sha256_hex(&bytes);
+    let mut tampered = bytes.clone();
+    let last = tampered.len() - 100;
+    tampered[last] ^= 0x01;
+    let before = state(&f);
+    let spec = CellSpec {
+        name: "memfs",
+        version: "0.1.0",
+        kind: Some(CellKind::Kernel),
+        sha256: Some(&manifest_sha),
+    };
+    let err = f.system.load(f.ns, spec, &tampered).unwrap_err();
+    let after = state(&f);
+    assert!(after == before, "the system changed");
+    match &err {
+        LoadError::IntegrityMismatch {
+            cell,
+            expected,
+            actual,
+        } => {
+            assert_eq!(
+                (cell.as_str(), expected.as_str()),
+                ("memfs", manifest_sha.as_str())
+            );
+            assert_eq!(actual, &loader::sha256_hex(&tampered));
+        }
+        other => panic!("wrong error: {other}"),
+    }
+    assert!(err.to_string().contains("memfs"));
+    // The untouched object with the same hash loads.
+    f.system.load(f.ns, spec, &bytes).unwrap();
+}
+
+#[test]
+fn every_memory_failure_during_a_load_leaves_the_system_as_it_was() {
+    use common::flaky::Flaky;
+    let platform = Flaky::new();
+    let mut system = System::new(platform, "nano_core");
+    let ns = system.create_namespace("_kernel", None).unwrap();
+    for name in ["klog", "frame_alloc"] {
+        system
+            .load(
+                ns,
+                CellSpec::named(name),
+                &common::object(CellKind::Kernel, name),
+            )
+            .unwrap();
+    }
+    let bytes = memfs();
+    system.platform().fail_call(None);
+    let probe = system.load(ns, CellSpec::named("memfs"), &bytes).unwrap();
+    let calls = system.platform().calls();
+    system.unload(probe).unwrap();
+    assert!(calls >= 4, "map + three protects: {calls}");
+    for n in 0..calls {
+        let before = (
+            system.namespaces().snapshot(),
+            system.registry().clone(),
+            system.platform().hosted().live_mappings(),
+        );
+        system.platform().fail_call(Some(n));
+        let err = system
+            .load(ns, CellSpec::named("memfs"), &bytes)
+            .expect_err("the failure surfaces");
+        system.platform().fail_call(None);
+        assert!(matches!(err, LoadError::Platform { .. }), "call {n}: {err}");
+        let after = (
+            system.namespaces().snapshot(),
+            system.registry().clone(),
+            system.platform().hosted().live_mappings(),
+        );
+        assert!(
+            before == after,
+            "failure at memory call {n} changed the system"
+        );
+    }
+}
