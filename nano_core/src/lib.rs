@@ -26,3 +26,9 @@ pub mod report;
 pub mod workload;
 
 pub use boot::{Kernel, KERNEL_NAMESPACE};
+
+// A kernel may be handed to another thread (behind a lock, for concurrent swaps and loads).
+const _: fn() = || {
+    fn is_send<T: Send>() {}
+    is_send::<Kernel>();
+};
