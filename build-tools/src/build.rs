@@ -161,6 +161,7 @@ pub fn build_cells(options: &BuildOptions) -> Result<BuildReport> {
             exports,
             depends_on: cell.depends_on.clone(),
             brings: cell.brings.clone(),
+            signature: None,
         });
     }
 
@@ -190,12 +191,14 @@ pub fn build_cells(options: &BuildOptions) -> Result<BuildReport> {
             exports: upgrade.exports,
             depends_on: upgrade.depends_on,
             brings: upgrade.brings,
+            signature: None,
         });
         upgrades.push((upgrade.name, upgrade.symbols));
     }
     manifest
         .cells
         .sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+    crate::sign::carry_signatures(&cells_dir.join("manifest.json"), &mut manifest);
     rewritten.sort();
 
     let manifest_path = cells_dir.join("manifest.json");

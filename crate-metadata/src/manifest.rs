@@ -68,6 +68,9 @@ pub struct ManifestEntry {
     /// application's namespace, where they shadow the kernel's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub brings: Vec<String>,
+    /// Ed25519 signature of the object's bytes, lowercase hex (`cargo cell build --sign KEY`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 /// Everything `cargo cell build` produced.

@@ -117,6 +117,7 @@ impl Kernel {
     fn load_into(&mut self, ns: NamespaceId, entry: &crate_metadata::ManifestEntry) -> Result<()> {
         let path = self.cells_dir().join(&entry.object);
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        self.check_signature(entry, &bytes)?;
         // The loader checks the bytes against the manifest's hash before mapping anything.
         let spec = CellSpec {
             name: &entry.name,

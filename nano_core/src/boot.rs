@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use crate_metadata::{CellId, CellKind, Manifest, ManifestEntry};
+use ed25519_dalek::{Signature, VerifyingKey};
 use loader::hosted::Hosted;
 use loader::{CellSpec, Handle, NewVersion, SwapOptions, SwapReport, SwapRequest, System};
 use namespace::Namespaces;
@@ -37,6 +38,7 @@ pub struct Kernel {
     booted: Vec<Booted>,
     log_token: Option<u64>,
     pub(crate) apps: crate::apps::Apps,
+    trusted: Vec<VerifyingKey>,
 }
 
 impl Kernel {
@@ -44,6 +46,20 @@ impl Kernel {
     /// kernel cells (`cells/kernel`) and then the library cells (`cells/libs`) into `_kernel`,
     /// each kind in dependency order, and calls each cell's `init`.
     pub fn boot(cells_dir: &Path) -> Result<Kernel> {
+        Kernel::boot_trusting(cells_dir, &[])
+    }
+
+    /// [`Kernel::boot`], refusing every cell (at boot, for applications and for swaps) that is
+    /// not signed by one of the `trusted` Ed25519 public keys when any is given (see
+    /// `build_tools::sign`). With no key, signatures are not checked.
+    pub fn boot_trusting(cells_dir: &Path, trusted: &[[u8; 32]]) -> Result<Kernel> {
+        let trusted = trusted
+            .iter()
+            .map(|k| {
+                VerifyingKey::from_bytes(k)
+                    .map_err(|e| anyhow::anyhow!("a trusted key is not an Ed25519 public key: {e}"))
+            })
+            .collect::<Result<Vec<_>>>()?;
         let manifest_path = cells_dir.join("manifest.json");
         let text = std::fs::read_to_string(&manifest_path).with_context(|| {
             format!(
@@ -73,6 +89,7 @@ impl Kernel {
             booted: Vec::new(),
             log_token: None,
             apps: Default::default(),
+            trusted,
         };
         for kind in [CellKind::Kernel, CellKind::Libs] {
             let order = kernel.manifest.load_order(kind).map_err(|cycle| {
@@ -93,6 +110,7 @@ impl Kernel {
     fn load_and_init(&mut self, entry: &ManifestEntry) -> Result<()> {
         let path = self.cells_dir.join(&entry.object);
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        self.check_signature(entry, &bytes)?;
         let spec = CellSpec {
             name: &entry.name,
             version: &entry.version,
@@ -224,6 +242,35 @@ impl Kernel {
         self.swap_bytes(cell, &bytes, options)
     }
 
+    /// With trusted keys: refuses `bytes` unless `entry` carries a signature of them by one of the
+    /// keys. Without: accepts everything.
+    pub fn check_signature(&self, entry: &ManifestEntry, bytes: &[u8]) -> Result<()> {
+        if self.trusted.is_empty() {
+            return Ok(());
+        }
+        let Some(hex_sig) = &entry.signature else {
+            bail!(
+                "cell `{}` is not signed, and nano_core only runs signed cells",
+                entry.name
+            );
+        };
+        let sig = parse_hex::<64>(hex_sig)
+            .map(|b| Signature::from_bytes(&b))
+            .with_context(|| format!("cell `{}`: its signature is not 64 hex bytes", entry.name))?;
+        if self
+            .trusted
+            .iter()
+            .any(|k| k.verify_strict(bytes, &sig).is_ok())
+        {
+            return Ok(());
+        }
+        bail!(
+            "cell `{}`: its signature does not verify with any trusted key (a changed object, or \
+             signed by another key)",
+            entry.name
+        )
+    }
+
     /// [`Kernel::swap_cell`] with the object's bytes.
     pub fn swap_bytes(
         &mut self,
@@ -235,6 +282,18 @@ impl Kernel {
             .cell_id(cell)
             .with_context(|| format!("no live cell `{cell}` in {KERNEL_NAMESPACE}"))?;
         let sha = hex(&Sha256::digest(bytes));
+        if !self.trusted.is_empty() {
+            let entry = self
+                .manifest
+                .cells
+                .iter()
+                .find(|e| e.name == cell && e.sha256 == sha)
+                .cloned()
+                .with_context(|| {
+                    format!("cell `{cell}`: the object is not in the manifest, so it is not signed")
+                })?;
+            self.check_signature(&entry, bytes)?;
+        }
         let version = self
             .system
             .registry()
@@ -267,6 +326,19 @@ impl Drop for Kernel {
             logger::detach(token);
         }
     }
+}
+
+/// The `N` bytes of a hex string of exactly `2 * N` digits.
+fn parse_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    let text = text.trim();
+    if text.len() != 2 * N || !text.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
 }
 
 /// Lowercase hex of `bytes`.

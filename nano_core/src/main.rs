@@ -25,6 +25,7 @@ fn main() -> ExitCode {
     let mut watch = false;
     let mut load: Option<usize> = None;
     let mut prompt = false;
+    let mut trusted: Vec<PathBuf> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -39,6 +40,10 @@ fn main() -> ExitCode {
             },
             "--watch" => watch = true,
             "--prompt" => prompt = true,
+            "--trust" => match args.next() {
+                Some(key) => trusted.push(PathBuf::from(key)),
+                None => return usage("--trust needs a public key file (cargo cell keygen)"),
+            },
             "--load" => match args.next().map(|n| n.parse::<usize>()) {
                 Some(Ok(n)) if n <= 64 => load = Some(n),
                 _ => return usage("--load needs a number of threads (0 to 64)"),
@@ -53,22 +58,32 @@ fn main() -> ExitCode {
     if serve.is_none() && (watch || load.is_some()) {
         return usage("--watch and --load go with --serve SOCKET");
     }
+    let mut keys = Vec::new();
+    for path in &trusted {
+        match read_public_key(path) {
+            Ok(key) => keys.push(key),
+            Err(e) => {
+                eprintln!("nano_core: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     logger::install(if verbose {
         LevelFilter::Info
     } else {
         LevelFilter::Warn
     });
     let result = match serve {
-        None if prompt => run_prompt(&cells),
+        None if prompt => run_prompt(&cells, &keys),
         Some(socket) => {
             let options = control::ServeOptions {
                 socket,
                 watch,
                 load: load.unwrap_or(0),
             };
-            run_server(&cells, &options)
+            run_server(&cells, &keys, &options)
         }
-        None => run(&cells),
+        None => run(&cells, &keys),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -79,8 +94,28 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str = "usage: nano_core [--cells DIR] [--verbose] \
+const USAGE: &str = "usage: nano_core [--cells DIR] [--verbose] [--trust PUBLIC_KEY]... \
      [--prompt | --serve SOCKET [--watch] [--load N]]";
+
+/// A public key file: 64 hex digits.
+fn read_public_key(path: &std::path::Path) -> anyhow::Result<[u8; 32]> {
+    use anyhow::Context;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading trusted key {}", path.display()))?;
+    let text = text.trim();
+    let mut key = [0u8; 32];
+    if text.len() != 64 || !text.is_ascii() {
+        anyhow::bail!(
+            "{} does not hold a public key (64 hex digits)",
+            path.display()
+        );
+    }
+    for (i, b) in key.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
+            .with_context(|| format!("{} does not hold a public key", path.display()))?;
+    }
+    Ok(key)
+}
 
 fn usage(msg: &str) -> ExitCode {
     eprintln!("nano_core: {msg}\n{USAGE}");
@@ -90,9 +125,9 @@ fn usage(msg: &str) -> ExitCode {
 /// Boots, prints the boot report, and reads commands at a prompt (the control channel's
 /// commands: `ls`, `ns`, `swap`, `run`, `apps`, `end`, `help`, `quit`) until `quit` or the end of
 /// input.
-fn run_prompt(cells: &std::path::Path) -> anyhow::Result<()> {
+fn run_prompt(cells: &std::path::Path, keys: &[[u8; 32]]) -> anyhow::Result<()> {
     use std::io::{BufRead, Write};
-    let mut kernel = boot(cells)?;
+    let mut kernel = boot(cells, keys)?;
     let stdin = std::io::stdin();
     let mut line = String::new();
     loop {
@@ -115,13 +150,17 @@ fn run_prompt(cells: &std::path::Path) -> anyhow::Result<()> {
 }
 
 /// Boots, prints the boot report, and serves the control channel until told to quit.
-fn run_server(cells: &std::path::Path, options: &control::ServeOptions) -> anyhow::Result<()> {
-    let mut kernel = boot(cells)?;
+fn run_server(
+    cells: &std::path::Path,
+    keys: &[[u8; 32]],
+    options: &control::ServeOptions,
+) -> anyhow::Result<()> {
+    let mut kernel = boot(cells, keys)?;
     control::serve(&mut kernel, options)
 }
 
-fn run(cells: &std::path::Path) -> anyhow::Result<()> {
-    let mut kernel = boot(cells)?;
+fn run(cells: &std::path::Path, keys: &[[u8; 32]]) -> anyhow::Result<()> {
+    let mut kernel = boot(cells, keys)?;
     println!();
     println!("== workload across the cells");
     let results = workload::run(&mut kernel)?;
@@ -140,9 +179,9 @@ fn run(cells: &std::path::Path) -> anyhow::Result<()> {
 }
 
 /// Boots the kernel cells and prints the boot report: the cells loaded and the namespaces.
-fn boot(cells: &std::path::Path) -> anyhow::Result<Kernel> {
+fn boot(cells: &std::path::Path, keys: &[[u8; 32]]) -> anyhow::Result<Kernel> {
     let start = Instant::now();
-    let kernel = Kernel::boot(cells)?;
+    let kernel = Kernel::boot_trusting(cells, keys)?;
     let boot = start.elapsed();
     println!(
         "== nano_core booted {} cells in {:.2} ms",

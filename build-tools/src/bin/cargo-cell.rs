@@ -21,6 +21,12 @@ COMMANDS:
     build    Build nano_core and every cell; write target/cells/<kind>/<cell>.o and
              target/cells/manifest.json (files are rewritten only when they change); new
              versions of cells (cells/upgrades/<cell>) go to target/cells/upgrades/<cell>.o
+             --sign <KEY>: then sign every object with the secret key KEY (Ed25519)
+    sign <KEY>
+             Build, then sign every object listed in the manifest with KEY
+    keygen [DIR]
+             Make an Ed25519 key pair in DIR: cell-signing.key (secret), cell-signing.pub
+             (for `nano_core --trust`)
     demo     Build what is stale, boot nano_core on the cells and run its workload
     run      Build what is stale, boot nano_core and serve its control socket in the
              foreground until `cargo cell ctl quit` (or Ctrl-C)
@@ -72,6 +78,9 @@ enum Cli {
     Help,
     Inspect(build_tools::inspect::cli::Args),
     Build(BuildOptions),
+    /// `build --sign KEY` and `sign KEY`: build, then sign every object.
+    Sign(BuildOptions, PathBuf),
+    Keygen(PathBuf),
     Demo(BuildOptions),
     Upgrades(BuildOptions, Vec<String>),
     Run(RunOptions),
@@ -174,10 +183,27 @@ fn parse(mut args: Vec<String>) -> Result<Cli> {
             }
             Ok(Cli::Upgrades(options, cargo_args))
         }
-        "build" | "demo" => {
+        "keygen" => {
+            let dir = args.next().unwrap_or_else(|| ".".into());
+            if let Some(extra) = args.next() {
+                bail!("unexpected argument `{extra}` for `cargo cell keygen [DIR]`");
+            }
+            Ok(Cli::Keygen(PathBuf::from(dir)))
+        }
+        "build" | "demo" | "sign" => {
             let mut options = BuildOptions::default();
+            let mut sign: Option<PathBuf> = None;
+            if command == "sign" {
+                sign = Some(PathBuf::from(
+                    args.next().context("usage: cargo cell sign KEY")?,
+                ));
+            }
             while let Some(arg) = args.next() {
                 match arg.as_str() {
+                    "--sign" if command == "build" => {
+                        let key = args.next().context("--sign needs a secret key file")?;
+                        sign = Some(PathBuf::from(key));
+                    }
                     "--workspace-root" => {
                         let dir = args.next().context("--workspace-root needs a directory")?;
                         options.workspace_root = Some(PathBuf::from(dir));
@@ -191,10 +217,10 @@ fn parse(mut args: Vec<String>) -> Result<Cli> {
                     other => bail!("unknown option `{other}` for `cargo cell {command}`"),
                 }
             }
-            Ok(if command == "demo" {
-                Cli::Demo(options)
-            } else {
-                Cli::Build(options)
+            Ok(match (command.as_str(), sign) {
+                ("demo", _) => Cli::Demo(options),
+                (_, Some(key)) => Cli::Sign(options, key),
+                _ => Cli::Build(options),
             })
         }
         "run" => {
@@ -320,6 +346,27 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{}", report.summary());
             }
         }
+        Cli::Sign(options, key) => {
+            let report = build_cells(&options)?;
+            let signed = build_tools::sign::sign_manifest(&report.cells_dir, &key)?;
+            if !options.quiet {
+                println!("{}", report.summary());
+                println!(
+                    "signed {signed} object(s) anew with {}; {} listed in {}",
+                    key.display(),
+                    report.manifest.cells.len(),
+                    report.manifest_path.display()
+                );
+            }
+        }
+        Cli::Keygen(dir) => {
+            let (secret, public) = build_tools::sign::keygen(&dir)?;
+            println!(
+                "wrote {} (secret: keep it private) and {} (give it to nano_core --trust)",
+                secret.display(),
+                public.display()
+            );
+        }
         Cli::Demo(options) => {
             let report = build_cells(&options)?;
             if !options.quiet {
@@ -385,7 +432,7 @@ fn main() -> ExitCode {
         }
     };
     let quiet = match &cli {
-        Cli::Build(options) | Cli::Demo(options) => options.quiet,
+        Cli::Build(options) | Cli::Demo(options) | Cli::Sign(options, _) => options.quiet,
         Cli::Run(options) => options.build.quiet,
         _ => false,
     };
