@@ -189,7 +189,17 @@ impl Kernel {
             .with_context(|| format!("no running application #{id}"))?;
         let app = self.apps.list.remove(pos);
         let ns = app.namespace;
+        let name = app.name.clone();
         drop(app); // its handle: the namespace's cells must have no user left
+                   // The deinit convention: a cell about to be unloaded may release what its statics hold
+                   // (statics are never dropped; their heap memory would be lost with the cell).
+                   // SAFETY: `deinit` is `fn()` by the convention (README, "Applications and namespaces").
+        if let Ok(deinit) = unsafe {
+            self.system_mut()
+                .handle::<fn()>(ns, &format!("{name}::deinit"))
+        } {
+            (deinit.get())();
+        }
         self.system_mut()
             .remove_namespace(ns)
             .map_err(|e| anyhow!("{e}"))

@@ -117,6 +117,17 @@ fn read_public_key(path: &std::path::Path) -> anyhow::Result<[u8; 32]> {
     Ok(key)
 }
 
+/// The process is about to exit: like any program's statics, the cells' statics stay in place
+/// until then (unmapping the cells would only turn the memory their statics own into leaks for
+/// a leak checker). Tests and long-running hosts drop their `Kernel`, which unmaps everything.
+fn exit(kernel: Kernel) -> anyhow::Result<()> {
+    static AT_EXIT: std::sync::Mutex<Option<Kernel>> = std::sync::Mutex::new(None);
+    if let Ok(mut slot) = AT_EXIT.lock() {
+        *slot = Some(kernel);
+    }
+    Ok(())
+}
+
 fn usage(msg: &str) -> ExitCode {
     eprintln!("nano_core: {msg}\n{USAGE}");
     ExitCode::from(2)
@@ -136,7 +147,7 @@ fn run_prompt(cells: &std::path::Path, keys: &[[u8; 32]]) -> anyhow::Result<()> 
         line.clear();
         if stdin.lock().read_line(&mut line)? == 0 {
             println!();
-            return Ok(());
+            return exit(kernel);
         }
         if line.trim().is_empty() {
             continue;
@@ -144,7 +155,7 @@ fn run_prompt(cells: &std::path::Path, keys: &[[u8; 32]]) -> anyhow::Result<()> 
         let reply = control::dispatch(&mut kernel, None, line.trim());
         print!("{}", reply.render());
         if reply.quit {
-            return Ok(());
+            return exit(kernel);
         }
     }
 }
@@ -156,7 +167,8 @@ fn run_server(
     options: &control::ServeOptions,
 ) -> anyhow::Result<()> {
     let mut kernel = boot(cells, keys)?;
-    control::serve(&mut kernel, options)
+    control::serve(&mut kernel, options)?;
+    exit(kernel)
 }
 
 fn run(cells: &std::path::Path, keys: &[[u8; 32]]) -> anyhow::Result<()> {
@@ -175,7 +187,7 @@ fn run(cells: &std::path::Path, keys: &[[u8; 32]]) -> anyhow::Result<()> {
     println!();
     println!("== applications, each in its own namespace on top of _kernel");
     print!("{}", nano_core::report::applications(&mut kernel)?);
-    Ok(())
+    exit(kernel)
 }
 
 /// Boots the kernel cells and prints the boot report: the cells loaded and the namespaces.
