@@ -26,7 +26,10 @@ fn deps(c: &mut Criterion) {
         ("html", Format::Html),
     ];
     let mut group = c.benchmark_group("deps-500-cells");
-    group.sample_size(20);
+    group
+        .sample_size(20)
+        .warm_up_time(std::time::Duration::from_millis(500))
+        .measurement_time(std::time::Duration::from_secs(2));
     for (qname, q) in &queries {
         for (fname, format) in formats {
             let options = Options {

@@ -269,6 +269,7 @@ fn handle(kernel: &mut Kernel, load: Option<&Load>, request: &str) -> Reply {
     match command {
         "" => Reply::error("empty request (try `ping`, `ls`, `ns`, `swap`, `status`, `quit`)"),
         "ping" => no_args(Reply::ok(vec!["pong".into()])),
+        "snapshot" => no_args(snapshot(kernel)),
         "ls" => no_args(Reply::ok(ls(kernel))),
         "ns" => no_args(Reply::ok(ns(kernel))),
         "status" => no_args(Reply::ok(status(kernel, load))),
@@ -298,7 +299,7 @@ fn handle(kernel: &mut Kernel, load: Option<&Load>, request: &str) -> Reply {
         )),
         "end" => end_app(kernel, rest),
         "help" => Reply::ok(vec![
-            "ping | ls | ns | status | apps | quit".into(),
+            "ping | ls | ns | status | apps | snapshot | quit".into(),
             "swap <cell> [<object>] [--fresh]".into(),
             "run <app> [args...]   start an application in its own namespace, on its own thread"
                 .into(),
@@ -307,6 +308,19 @@ fn handle(kernel: &mut Kernel, load: Option<&Load>, request: &str) -> Reply {
         other => Reply::error(format!(
             "unknown request `{other}` (try `ping`, `ls`, `ns`, `swap`, `status`, `quit`)"
         )),
+    }
+}
+
+/// `snapshot`: the whole model (registry and namespaces) as one line of JSON, for
+/// `cargo cell ls|info|deps --live`.
+fn snapshot(kernel: &Kernel) -> Reply {
+    let snapshot = namespace::SystemSnapshot::live(
+        kernel.system().registry().clone(),
+        kernel.system().namespaces().clone(),
+    );
+    match serde_json::to_string(&snapshot) {
+        Ok(json) => Reply::ok(vec![json]),
+        Err(e) => Reply::error(format!("serializing the snapshot: {e}")),
     }
 }
 

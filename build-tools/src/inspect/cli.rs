@@ -242,3 +242,49 @@ pub fn run(args: &Args) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(command: &str, args: &[&str]) -> Result<Args> {
+        parse(command, args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn views_sources_and_formats_parse() {
+        let a = p("deps", &["--why", "sched", "klog", "--format", "json"]).unwrap();
+        assert_eq!(a.query, Some(Query::Why("sched".into(), "klog".into())));
+        assert_eq!(a.options.format, Format::Json);
+        assert_eq!(a.source, Source::Offline);
+        let a = p(
+            "deps",
+            &["--live", "--socket", "/tmp/s", "--addr", "0x7f_0010"],
+        )
+        .unwrap();
+        assert_eq!(a.query, Some(Query::Addr(0x7f0010)));
+        assert_eq!(a.source, Source::Live(Some("/tmp/s".into())));
+        let a = p("info", &["klog", "--snapshot", "s.json", "--mangled"]).unwrap();
+        assert_eq!(a.query, Some(Query::Info("klog".into())));
+        assert_eq!(a.source, Source::File("s.json".into()));
+        assert!(a.options.names.mangled);
+        let a = p("deps", &["--depth", "2", "--namespace", "_kernel", "--all"]).unwrap();
+        assert_eq!((a.query, a.options.depth), (Some(Query::Tree), Some(2)));
+        assert!(a.options.all);
+        assert_eq!(p("snapshot", &["-o", "x.json"]).unwrap().query, None);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let err = |command: &str, args: &[&str]| format!("{:#}", p(command, args).unwrap_err());
+        assert!(err("deps", &["--invert", "a", "--cycles"]).contains("one view"));
+        assert!(err("deps", &["--format", "svg"]).contains("unknown format"));
+        assert!(err("deps", &["--why", "a"]).contains("two cells"));
+        assert!(err("info", &[]).contains("needs a cell"));
+        assert!(err("ls", &["--invert", "a"]).contains("belong to `cargo cell deps`"));
+        assert!(err("deps", &["--cycles", "--depth", "1"]).contains("--depth"));
+        assert!(err("deps", &["--live", "--snapshot", "f"]).contains("pick one"));
+        assert!(err("deps", &["--addr", "xyz"]).contains("hexadecimal"));
+        assert!(err("deps", &["--bogus"]).contains("unknown option"));
+    }
+}

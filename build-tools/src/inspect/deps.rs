@@ -101,10 +101,40 @@ impl TreeBuilder<'_, '_> {
 
 /// Every cell a swap or removal of `cell` touches, transitively, nearest first, with the slots
 /// of each that bind to the cell before it ([`namespace::graph::dependents_transitive`]).
+///
+/// The base image and the platform are never swapped along with a cell: the host's handles into
+/// `cell` are touched (the base image is a direct dependent), but nothing that merely uses the
+/// base image is. So the walk goes through object cells only.
 pub fn invert(index: &Index<'_>, cell: &Cell) -> View {
+    let registry = index.registry();
+    let is_object = |c: CellId| registry.cell(c).is_some_and(|c| c.origin == Origin::Object);
+    let host_edges: Vec<EdgeId> = registry
+        .edges()
+        .filter(|(_, e)| !is_object(e.dependent))
+        .map(|(id, _)| id)
+        .collect();
+    let walked = if host_edges.is_empty() {
+        namespace::graph::dependents_transitive(registry, cell.id)
+    } else {
+        let mut objects_only = registry.clone();
+        for e in host_edges {
+            objects_only.remove_edge(e);
+        }
+        namespace::graph::dependents_transitive(&objects_only, cell.id)
+    };
+    // The host joins where it first holds a slot (a handle) into the cell or one of its
+    // object dependents: removing that one breaks the handle.
+    let mut host: Vec<(CellId, Vec<EdgeId>)> = Vec::new();
+    for r in std::iter::once(cell.id).chain(walked.iter().map(|(d, _)| *d)) {
+        for (d, e) in index.dependents(r).filter(|(d, _)| !is_object(*d)) {
+            if d != cell.id && host.iter().all(|(h, _)| *h != d) {
+                host.push((d, e.to_vec()));
+            }
+        }
+    }
     let mut depth: BTreeMap<CellId, usize> = BTreeMap::from([(cell.id, 0)]);
     let mut dependents = Vec::new();
-    for (d, edges) in namespace::graph::dependents_transitive(index.registry(), cell.id) {
+    for (d, edges) in walked.into_iter().chain(host) {
         let Some(dc) = index.cell(d) else { continue };
         let via = edges
             .first()
@@ -112,6 +142,7 @@ pub fn invert(index: &Index<'_>, cell: &Cell) -> View {
             .map(|e| e.provider)
             .unwrap_or(cell.id);
         let level = depth.get(&via).copied().unwrap_or(0) + 1;
+        let Some(via) = index.cell(via) else { continue };
         depth.insert(d, level);
         let mut slots: Vec<EdgeRow> = edges
             .iter()
@@ -121,10 +152,11 @@ pub fn invert(index: &Index<'_>, cell: &Cell) -> View {
         dependents.push(Dependent {
             cell: CellRef::of(index, dc),
             depth: level,
-            via: index.cell(via).map(|c| c.name.clone()).unwrap_or_default(),
+            via: CellRef::of(index, via),
             slots,
         });
     }
+    dependents.sort_by_key(|d| d.depth);
     View::Invert {
         cell: CellRef::of(index, cell),
         dependents,

@@ -54,6 +54,22 @@ pub fn render(graph: &Graph, view: &View, names: Names) -> String {
         };
         let _ = writeln!(out, "  n{} [label=\"{}\", {attrs}];", n.id, escape(&label));
     }
+    // Cells of one namespace are drawn together when there are several namespaces.
+    let mut by_namespace: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+    for n in graph.nodes.iter().filter(|n| !n.namespace.is_empty()) {
+        by_namespace.entry(&n.namespace).or_default().push(n.id);
+    }
+    if by_namespace.len() > 1 {
+        for (i, (ns, ids)) in by_namespace.iter().enumerate() {
+            let ids: Vec<String> = ids.iter().map(|id| format!("n{id}")).collect();
+            let _ = writeln!(
+                out,
+                "  subgraph cluster_ns{i} {{ label=\"{}\"; style=dashed; color=\"#999999\"; {}; }}",
+                escape(ns),
+                ids.join("; ")
+            );
+        }
+    }
     for e in &graph.edges {
         let mut label = match e.slots {
             0 => String::new(),

@@ -108,24 +108,9 @@ pub fn of(index: &Index<'_>, view: &View, names: Names) -> Graph {
             let id = CellId(cell.id);
             cells.insert(id);
             focus.push(id);
-            let by_name: BTreeMap<&str, CellId> = std::iter::once((cell.name.as_str(), id))
-                .chain(
-                    dependents
-                        .iter()
-                        .map(|d| (d.cell.name.as_str(), CellId(d.cell.id))),
-                )
-                .collect();
             for d in dependents {
-                let from = CellId(d.cell.id);
-                cells.insert(from);
-                let via = d
-                    .slots
-                    .first()
-                    .map(|s| s.provider.as_str())
-                    .unwrap_or(&d.via);
-                if let Some(to) = by_name.get(via) {
-                    pairs.insert((from, *to));
-                }
+                cells.insert(CellId(d.cell.id));
+                pairs.insert((CellId(d.cell.id), CellId(d.via.id)));
             }
         }
         View::Why { from, to, path } => {

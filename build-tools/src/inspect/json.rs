@@ -33,8 +33,8 @@
 //!   repeated, children: [node]}` plus `symbols` (mangled) for a base-image or platform leaf
 //!   under `--all`; `slots` counts the parent's slots that bind to this cell; `repeated` means
 //!   the node's dependencies are listed where it first occurs.
-//! - `invert`: `cell`, `dependents: [{cell, depth, via, slots: [edge]}]`, nearest first; `via`
-//!   names the cell that `slots` bind to.
+//! - `invert`: `cell`, `dependents: [{cell, depth, via: cell, slots: [edge]}]`, nearest first;
+//!   `via` is the cell that `slots` bind to (the inverted cell, or a dependent nearer to it).
 //! - `why`: `from`, `to`, `path: [{from, to, symbols: [{symbol, demangled, slots: [edge]}]}]`,
 //!   the shortest chain of uses; one hop when `from` uses `to` directly, empty when it does not
 //!   depend on it.

@@ -18,7 +18,7 @@
 //! | `views.rs` | what each command shows, as data ([`views::View`]) |
 //! | `query.rs`, `deps.rs` | building the views: `ls`, `info`, `--symbols`, `--addr`; the tree, `--invert`, `--why`, `--unresolved`, `--cycles` |
 //! | `graph.rs` | the picture of a view for the graph formats |
-//! | `text.rs`, `json.rs`, `dot.rs`, `html.rs` | the formats (`json.rs` documents the JSON schema) |
+//! | `text/`, `json.rs`, `dot.rs`, `html.rs` (+ `page/`) | the formats (`json.rs` documents the JSON schema) |
 //! | `synth.rs` | generated systems for benchmarks and tests |
 //! | `cli.rs` | the command line |
 
@@ -127,7 +127,11 @@ pub fn view(index: &Index<'_>, q: &Query, options: &Options) -> Result<View> {
         Query::Info(cell) => query::info(index, index.find(cell, ns)?),
         Query::Tree => deps::tree(index, ns, options.depth, options.all),
         Query::Invert(cell) => deps::invert(index, index.find(cell, ns)?),
-        Query::Why(a, b) => deps::why(index, index.find(a, ns)?, index.find(b, ns)?),
+        Query::Why(a, b) => {
+            let a = index.find(a, ns)?;
+            let uses = |c: &crate_metadata::Cell| index.providers(a.id).any(|(p, _)| p == c.id);
+            deps::why(index, a, index.find_preferring(b, ns, uses)?)
+        }
         Query::Symbols(cell) => query::symbols(index, index.find(cell, ns)?),
         Query::Unresolved => deps::unresolved(index, ns),
         Query::Cycles => deps::cycles(index, ns),

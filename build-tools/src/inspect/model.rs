@@ -149,6 +149,17 @@ impl<'a> Index<'a> {
     /// (`klog@_kernel`), or an id (`cell#5`, `#5`). A name that several cells share picks the
     /// live one when exactly one is live; otherwise the error lists the candidates.
     pub fn find(&self, spec: &str, namespace: Option<&str>) -> Result<&'a Cell> {
+        self.find_preferring(spec, namespace, |_| false)
+    }
+
+    /// Like [`Index::find`], but when a name is ambiguous and exactly one of the candidates
+    /// satisfies `prefer`, that one (`--why hola greet` means the `greet` that `hola` uses).
+    pub fn find_preferring(
+        &self,
+        spec: &str,
+        namespace: Option<&str>,
+        prefer: impl Fn(&Cell) -> bool,
+    ) -> Result<&'a Cell> {
         let id = spec
             .strip_prefix("cell#")
             .or_else(|| spec.strip_prefix('#'))
@@ -173,9 +184,16 @@ impl<'a> Index<'a> {
             .copied()
             .filter(|c| c.state == CellState::Live)
             .collect();
+        let preferred: Vec<&Cell> = matches.iter().copied().filter(|c| prefer(c)).collect();
+        if let ([_, _, ..], [one]) = (matches.as_slice(), preferred.as_slice()) {
+            return Ok(one);
+        }
         match (matches.as_slice(), live.as_slice()) {
             ([], _) => {
-                let known: Vec<&str> = self.registry().cells().map(|c| c.name.as_str()).collect();
+                let mut known: Vec<&str> =
+                    self.registry().cells().map(|c| c.name.as_str()).collect();
+                known.sort();
+                known.dedup();
                 bail!("no cell `{spec}` (cells: {})", known.join(", "))
             }
             ([one], _) | (_, [one]) => Ok(*one),

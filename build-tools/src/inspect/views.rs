@@ -82,7 +82,10 @@ impl EdgeRow {
             edge: id.0,
             dependent: dependent.name.clone(),
             section: section.map(|s| s.name.clone()).unwrap_or_default(),
-            offset: section.map_or(e.slot, |s| e.slot.wrapping_sub(s.addr)),
+            // The host's handle slots live outside any cell (`.handles` is a placeholder).
+            offset: section
+                .filter(|s| s.size > 0)
+                .map_or(0, |s| e.slot.wrapping_sub(s.addr)),
             slot: e.slot,
             kind: e.kind,
             addend: e.addend,
@@ -223,7 +226,7 @@ pub struct Dependent {
     /// 1 for a direct dependent, 2 for one of its dependents, ...
     pub depth: usize,
     /// The cell it depends on, on the way to the inverted cell.
-    pub via: String,
+    pub via: CellRef,
     /// Its slots that bind to `via`.
     pub slots: Vec<EdgeRow>,
 }

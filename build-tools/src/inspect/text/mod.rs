@@ -4,10 +4,16 @@
 
 use std::fmt::Write as _;
 
-use crate_metadata::{Origin, SlotKind};
+use crate_metadata::Origin;
 
 use super::model::{state_name, Names, SnapshotSource};
-use super::views::{CellRef, EdgeRow, InfoView, TreeNode, View};
+use super::views::{EdgeRow, TreeNode, View};
+
+mod info;
+mod util;
+
+pub use util::bytes;
+use util::{cols, count, dash, indent, kind, label, slot, table};
 
 /// How to render.
 #[derive(Clone, Copy, Debug)]
@@ -70,7 +76,7 @@ pub fn render(view: &View, o: &TextOptions) -> String {
             out.push_str(&table(&rows));
             let _ = writeln!(out, "{} cells", cells.len());
         }
-        View::Info(info) => render_info(&mut out, info, o),
+        View::Info(i) => info::render(&mut out, i, o),
         View::Tree { roots, .. } => {
             for root in roots {
                 tree_node(&mut out, root, "", "", o);
@@ -88,23 +94,21 @@ pub fn render(view: &View, o: &TextOptions) -> String {
                 dependents.len()
             );
             for d in dependents {
+                let pad = "  ".repeat(d.depth);
                 let _ = writeln!(
                     out,
-                    "  {} {}  via {}  ({})",
-                    "  ".repeat(d.depth.saturating_sub(1)),
+                    "{pad}{} → {} ({})",
                     label(&d.cell, o),
-                    d.via,
+                    d.via.name,
                     count(d.slots.len(), "slot")
                 );
-                for s in &d.slots {
-                    let _ = writeln!(
-                        out,
-                        "  {}     {}  {}  {}",
-                        "  ".repeat(d.depth.saturating_sub(1)),
-                        slot(s, o),
-                        kind(s.kind),
-                        o.names.symbol(&s.symbol)
-                    );
+                let rows: Vec<Vec<String>> = d
+                    .slots
+                    .iter()
+                    .map(|s| vec![slot(s, o), kind(s.kind).into(), o.names.symbol(&s.symbol)])
+                    .collect();
+                for line in table(&rows).lines() {
+                    let _ = writeln!(out, "{pad}    {line}");
                 }
             }
         }
@@ -130,8 +134,8 @@ pub fn render(view: &View, o: &TextOptions) -> String {
                     let _ = writeln!(
                         out,
                         "{} uses {} through {} ({}):",
-                        h.from.name,
-                        h.to.name,
+                        label(&h.from, o),
+                        label(&h.to, o),
                         count(h.symbols.len(), "symbol"),
                         count(slots, "slot")
                     );
@@ -248,94 +252,6 @@ pub fn render(view: &View, o: &TextOptions) -> String {
     out
 }
 
-fn render_info(out: &mut String, i: &InfoView, o: &TextOptions) {
-    let kind_dir = i.kind.map(|k| k.dir()).unwrap_or("-");
-    let _ = writeln!(
-        out,
-        "{} {} (cell #{}, {kind_dir}, namespace {}, {})",
-        i.cell.name,
-        dash(&i.cell.version),
-        i.cell.id,
-        i.cell.namespace.as_deref().unwrap_or("-"),
-        state_name(i.cell.state)
-    );
-    if let Some(sha) = &i.sha256 {
-        let _ = writeln!(out, "  sha256    {sha}");
-    }
-    let _ = writeln!(
-        out,
-        "  object    {}; sections {}; mapped {}",
-        bytes(i.object_size),
-        bytes(i.size),
-        bytes(i.stats.mapped_bytes)
-    );
-    let _ = writeln!(
-        out,
-        "  linked    {}, {}, {}",
-        count(i.stats.relocations as usize, "relocation"),
-        count(i.stats.got_slots as usize, "GOT slot"),
-        count(i.stats.stubs as usize, "call stub")
-    );
-    if o.live && i.base_addr != 0 {
-        let _ = writeln!(out, "  mapped at {:#x}", i.base_addr);
-    }
-    let _ = writeln!(out, "\nsections ({}):", i.sections.len());
-    let mut rows = vec![cols(&["KIND", "SIZE", "ALIGN", "NAME"])];
-    if o.live {
-        rows[0].insert(3, "ADDRESS".into());
-    }
-    for s in &i.sections {
-        let mut row = vec![
-            format!("{:?}", s.kind).to_lowercase(),
-            s.size.to_string(),
-            s.align.to_string(),
-            o.names.section(&s.name),
-        ];
-        if o.live {
-            row.insert(3, format!("{:#x}", s.addr));
-        }
-        rows.push(row);
-    }
-    indent(out, &table(&rows));
-    let used = i.exports.iter().filter(|e| !e.users.is_empty()).count();
-    let _ = writeln!(
-        out,
-        "\nexports ({}, {used} used by other cells):",
-        i.exports.len()
-    );
-    let mut rows = vec![cols(&["SYMBOL", "KIND", "SIZE", "USED BY"])];
-    for e in &i.exports {
-        let users: Vec<String> = e
-            .users
-            .iter()
-            .map(|u| format!("{} ({})", u.cell.name, count(u.slots, "slot")))
-            .collect();
-        rows.push(vec![
-            o.names.symbol(&e.symbol),
-            format!("{:?}", e.kind).to_lowercase(),
-            e.size.to_string(),
-            users.join(", "),
-        ]);
-    }
-    indent(out, &table(&rows));
-    let _ = writeln!(out, "\nimports ({}):", i.imports.len());
-    let mut provider = None;
-    for im in &i.imports {
-        if provider != Some(im.provider.id) {
-            provider = Some(im.provider.id);
-            let _ = writeln!(out, "  from {}:", im.provider.name);
-        }
-        let kinds: Vec<&str> = im.kinds.iter().map(|k| kind(*k)).collect();
-        let _ = writeln!(
-            out,
-            "    {}  ({}: {})",
-            o.names.symbol(&im.symbol),
-            count(im.slots, "slot"),
-            kinds.join(", ")
-        );
-    }
-}
-
 fn tree_node(out: &mut String, n: &TreeNode, first: &str, rest: &str, o: &TextOptions) {
     let _ = write!(out, "{first}{}", label(&n.cell, o));
     if n.cell.origin == Origin::Object {
@@ -385,101 +301,4 @@ fn edge_table(out: &mut String, rows: &[EdgeRow], incoming: bool, o: &TextOption
         ]);
     }
     indent(out, &table(&t));
-}
-
-/// A slot as people read it: section plus offset (and, live, the address).
-fn slot(r: &EdgeRow, o: &TextOptions) -> String {
-    let mut s = format!("{}+{:#x}", o.names.section(&r.section), r.offset);
-    if o.live {
-        let _ = write!(s, " @{:#x}", r.slot);
-    }
-    s
-}
-
-/// A cell's name, with its version and (when there are several namespaces) its namespace.
-fn label(c: &CellRef, o: &TextOptions) -> String {
-    let mut s = c.name.clone();
-    if !c.version.is_empty() {
-        let _ = write!(s, " v{}", c.version);
-    }
-    if let (true, Some(ns)) = (o.namespaces, &c.namespace) {
-        let _ = write!(s, " [{ns}]");
-    }
-    if c.state != crate_metadata::CellState::Live {
-        s.push_str(" (retired)");
-    }
-    s
-}
-
-fn kind(k: SlotKind) -> &'static str {
-    match k {
-        SlotKind::Got => "got",
-        SlotKind::Data => "data",
-        SlotKind::TlsPair => "tls",
-        SlotKind::Handle => "handle",
-        SlotKind::Direct => "direct",
-    }
-}
-
-fn cols(names: &[&str]) -> Vec<String> {
-    names.iter().map(|s| s.to_string()).collect()
-}
-
-fn dash(s: &str) -> String {
-    if s.is_empty() {
-        "-".into()
-    } else {
-        s.into()
-    }
-}
-
-fn count(n: usize, what: &str) -> String {
-    if n == 1 {
-        format!("1 {what}")
-    } else {
-        format!("{n} {what}s")
-    }
-}
-
-/// A byte count as people read it.
-pub fn bytes(n: u64) -> String {
-    match n {
-        0..1024 => format!("{n} B"),
-        1024..1_048_576 => format!("{:.1} KiB", n as f64 / 1024.0),
-        _ => format!("{:.1} MiB", n as f64 / 1_048_576.0),
-    }
-}
-
-fn indent(out: &mut String, text: &str) {
-    for line in text.lines() {
-        let _ = writeln!(out, "  {line}");
-    }
-}
-
-/// Left-aligned columns, two spaces apart, no trailing spaces.
-fn table(rows: &[Vec<String>]) -> String {
-    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
-        .map(|i| {
-            rows.iter()
-                .filter_map(|r| r.get(i))
-                .map(|c| c.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for r in rows {
-        let mut line = String::new();
-        for (i, c) in r.iter().enumerate() {
-            if i + 1 == r.len() {
-                line.push_str(c);
-            } else {
-                let _ = write!(line, "{c:<w$}  ", w = widths[i]);
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
 }
