@@ -108,8 +108,11 @@ pub struct PhaseTimes {
     pub verify: u64,
     /// Rebinding statics and running state transfers.
     pub rebind: u64,
-    /// The slot stores, with the page protections around them.
+    /// The commit window: the dependents' pages opened, the slot stores, the pages closed. Slots
+    /// change only inside it.
     pub commit: u64,
+    /// Moving the edges, the namespace entries and the cells' states after the commit.
+    pub retire: u64,
     /// The whole swap.
     pub total: u64,
 }
@@ -457,7 +460,7 @@ impl<P: Platform> System<P> {
 
         self.commit(ns, &pairs, &writes, undo, &mut report)?;
         let end = self.platform.now_nanos();
-        report.times.commit = end - rebound;
+        report.times.retire = end.saturating_sub(rebound + report.times.commit);
         report.times.total = end - start;
         report.cells = pairs
             .iter()
@@ -666,10 +669,11 @@ impl<P: Platform> System<P> {
 
     /// Tries the namespace change on a copy, so that commit cannot meet a refusal.
     fn check_namespace(&self, ns: NamespaceId, pairs: &[Pair]) -> Result<(), SwapError> {
-        let mut copy = self.namespaces.clone();
+        let replaced: Vec<CellId> = pairs.iter().map(|p| p.old).collect();
         for p in pairs {
             let exports = self.exports_of(p.new);
-            copy.replace_cell(ns, p.old, p.new, &exports)
+            self.namespaces
+                .check_replace(ns, &replaced, &exports)
                 .map_err(|error| SwapError::Namespace {
                     cell: self.name_of(p.old),
                     error,
@@ -857,6 +861,9 @@ impl<P: Platform> System<P> {
                 }
             }
         }
+        let handles: BTreeMap<EdgeId, &crate::handle::HandleSlot> =
+            self.handles.iter().map(|(e, h)| (*e, &**h)).collect();
+        let window = self.platform.now_nanos();
         let mut opened: Vec<CellId> = Vec::new();
         for c in &relro {
             let m = &self.mapped[c];
@@ -883,7 +890,7 @@ impl<P: Platform> System<P> {
         for w in writes {
             match w.kind {
                 SlotKind::Handle => {
-                    if let Some((_, slot)) = self.handles.iter().find(|(e, _)| *e == w.edge) {
+                    if let Some(slot) = handles.get(&w.edge) {
                         slot.set(w.value);
                     }
                 }
@@ -905,6 +912,7 @@ impl<P: Platform> System<P> {
                     .push(format!("{}: relro stays writable: {e}", self.name_of(*c)));
             }
         }
+        report.times.commit = self.platform.now_nanos().saturating_sub(window);
         let mut dependents = BTreeSet::new();
         for w in writes {
             self.registry

@@ -177,9 +177,40 @@ impl Namespaces {
         if !ns.cells.is_empty() || self.iter().any(|n| n.parent == Some(id)) {
             return Err(NamespaceError::NotEmpty(ns.name.clone()));
         }
-        self.list[id.index()]
+        let removed = self.list[id.index()]
             .take()
-            .ok_or(NamespaceError::NoSuchNamespace(id))
+            .ok_or(NamespaceError::NoSuchNamespace(id));
+        // Transient namespaces (a swap's staging namespace) come and go at the end of the list:
+        // do not let their holes pile up.
+        while matches!(self.list.last(), Some(None)) {
+            self.list.pop();
+        }
+        removed
+    }
+
+    /// Whether [`Namespaces::replace_cell`] of each `(old, new, exports)` in `ns` would succeed,
+    /// without changing or copying anything: no export may collide with a strong definition of a
+    /// cell that stays.
+    pub fn check_replace(
+        &self,
+        ns: NamespaceId,
+        replaced: &[CellId],
+        exports: &[Export],
+    ) -> Result<(), NamespaceError> {
+        let n = self.get(ns).ok_or(NamespaceError::NoSuchNamespace(ns))?;
+        for e in exports {
+            if let Some(existing) = n.symbols.get(&e.name) {
+                let stays = !replaced.contains(&existing.cell) && existing.cell != e.target.cell;
+                if stays && !existing.weak && !e.target.weak {
+                    return Err(NamespaceError::DuplicateSymbol {
+                        namespace: n.name.clone(),
+                        symbol: e.name.clone(),
+                        existing: existing.cell,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The namespace `id`.
