@@ -20,7 +20,7 @@ use std::thread::JoinHandle;
 
 use anyhow::{anyhow, bail, Context, Result};
 use crate_metadata::{CellKind, NamespaceId};
-use loader::{CellSpec, Handle};
+use loader::Handle;
 
 use crate::boot::Kernel;
 
@@ -85,9 +85,9 @@ impl Kernel {
                 let own = manifest.get(CellKind::Upgrades, lib).with_context(|| {
                     format!("`{name}` brings its own `{lib}`, but cells/upgrades has none")
                 })?;
-                self.load_into(ns, own)?;
+                self.load_entry(ns, own)?;
             }
-            self.load_into(ns, entry)?;
+            self.load_entry(ns, entry)?;
             // SAFETY: the application convention's signature.
             unsafe {
                 self.system_mut()
@@ -112,23 +112,6 @@ impl Kernel {
             running: None,
         });
         Ok(id)
-    }
-
-    fn load_into(&mut self, ns: NamespaceId, entry: &crate_metadata::ManifestEntry) -> Result<()> {
-        let path = self.cells_dir().join(&entry.object);
-        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        self.check_signature(entry, &bytes)?;
-        // The loader checks the bytes against the manifest's hash before mapping anything.
-        let spec = CellSpec {
-            name: &entry.name,
-            version: &entry.version,
-            kind: Some(entry.kind),
-            sha256: Some(&entry.sha256),
-        };
-        self.system_mut()
-            .load(ns, spec, &bytes)
-            .map_err(|e| anyhow!("{e}"))?;
-        Ok(())
     }
 
     fn app(&mut self, id: u64) -> Result<&mut App> {

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use crate_metadata::{CellId, CellKind, Manifest, ManifestEntry};
+use crate_metadata::{CellId, CellKind, Manifest, ManifestEntry, NamespaceId};
 use ed25519_dalek::{Signature, VerifyingKey};
 use loader::hosted::Hosted;
 use loader::{CellSpec, Handle, NewVersion, SwapOptions, SwapReport, SwapRequest, System};
@@ -107,7 +107,10 @@ impl Kernel {
         Ok(kernel)
     }
 
-    fn load_and_init(&mut self, entry: &ManifestEntry) -> Result<()> {
+    /// Loads the manifest's cell `entry` into namespace `ns`: reads its object, checks its
+    /// signature when keys are trusted, and lets the loader check its hash against the manifest's
+    /// before anything is mapped.
+    pub(crate) fn load_entry(&mut self, ns: NamespaceId, entry: &ManifestEntry) -> Result<CellId> {
         let path = self.cells_dir.join(&entry.object);
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         self.check_signature(entry, &bytes)?;
@@ -117,10 +120,13 @@ impl Kernel {
             kind: Some(entry.kind),
             sha256: Some(&entry.sha256),
         };
-        let id = self
-            .system
-            .load(self.kernel_ns, spec, &bytes)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        self.system
+            .load(ns, spec, &bytes)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    fn load_and_init(&mut self, entry: &ManifestEntry) -> Result<()> {
+        let id = self.load_entry(self.kernel_ns, entry)?;
         let had_init = self.call_init(&entry.name)?;
         if entry.name == "klog" {
             // SAFETY: `klog::push` has exactly this signature (cells/kernel/klog).
