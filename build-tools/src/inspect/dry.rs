@@ -10,17 +10,15 @@
 //! process, which is a Linux process with the same libc, libm and libgcc as a running `nano_core`.
 
 use std::alloc::Layout;
-use std::collections::{BTreeMap, HashMap};
-use std::ffi::{c_void, CStr, CString};
+use std::collections::BTreeMap;
+use std::ffi::c_void;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use anyhow::{Context, Result};
-use goblin::elf::section_header::SHN_UNDEF;
-use goblin::elf::sym::{Sym, STB_LOCAL, STT_FILE, STT_GNU_IFUNC, STT_SECTION, STT_TLS};
 use goblin::elf::Elf;
-use goblin::strtab::Strtab;
+use loader::hosted::{open_libm, platform_lookup, ImageSymbols};
 use loader::platform::{
     Memory, PlatformError, Process, Protection, SymbolSource, ThreadLocals, TlsSymbol, TlsTemplate,
     Unwinder,
@@ -29,19 +27,15 @@ use loader::platform::{
 /// The page size the dry link lays cells out with (x86_64).
 const PAGE: usize = 4096;
 
-/// The TLS module id of the main executable under glibc.
-const EXECUTABLE_TLS_MODULE: u64 = 1;
-
 /// The first module id handed out for a cell's own thread-locals (never a real glibc id).
 const FIRST_CELL_TLS_MODULE: u64 = 0x1000;
 
 /// A platform for a dry link: heap memory, the base image's symbols from its file, `dlsym` for
 /// the platform's, and no code ever run.
 pub struct DryPlatform {
-    /// Base-image symbol name -> address (bias 0: the file's own addresses).
-    image: HashMap<String, usize>,
-    /// Base-image thread-locals.
-    image_tls: HashMap<String, TlsSymbol>,
+    /// The base image's symbols (bias 0: the file's own addresses), read by the same code the
+    /// hosted platform reads the running image with.
+    image: ImageSymbols,
     /// `libm.so.6`'s `dlopen` handle as an address (0 when it could not be opened).
     libm: usize,
     /// Live heap blocks: start -> length.
@@ -63,24 +57,14 @@ impl DryPlatform {
     pub fn from_image(bytes: &[u8]) -> Result<DryPlatform> {
         let elf = Elf::parse(bytes).context("not an ELF file")?;
         let mut platform = DryPlatform::empty();
-        // Globals of .dynsym, globals of .symtab, then locals: the first definition of a name
-        // wins, the order the hosted platform reads the running image in.
-        let tables = [(&elf.dynsyms, &elf.dynstrtab), (&elf.syms, &elf.strtab)];
-        for locals in [false, true] {
-            for (syms, strtab) in tables {
-                for sym in syms.iter().filter(|s| (s.st_bind() == STB_LOCAL) == locals) {
-                    platform.add(&sym, strtab);
-                }
-            }
-        }
+        platform.image = ImageSymbols::from_elf(&elf, 0);
         Ok(platform)
     }
 
     /// A platform whose base image defines nothing (for generated systems and tests).
     pub fn empty() -> DryPlatform {
         DryPlatform {
-            image: HashMap::new(),
-            image_tls: HashMap::new(),
+            image: ImageSymbols::default(),
             libm: open_libm(),
             blocks: Mutex::new(BTreeMap::new()),
             next_module: AtomicU64::new(FIRST_CELL_TLS_MODULE),
@@ -89,32 +73,7 @@ impl DryPlatform {
 
     /// The number of names the base image defines (thread-locals included).
     pub fn image_symbol_count(&self) -> usize {
-        self.image.len() + self.image_tls.len()
-    }
-
-    fn add(&mut self, sym: &Sym, strtab: &Strtab<'_>) {
-        let kind = sym.st_type();
-        if sym.st_shndx == SHN_UNDEF as usize
-            || sym.st_name == 0
-            || matches!(kind, STT_SECTION | STT_FILE | STT_GNU_IFUNC)
-        {
-            return;
-        }
-        let Some(name) = strtab.get_at(sym.st_name).filter(|n| !n.is_empty()) else {
-            return;
-        };
-        if kind == STT_TLS {
-            let tls = TlsSymbol {
-                module: EXECUTABLE_TLS_MODULE,
-                offset: sym.st_value,
-            };
-            self.image_tls.entry(name.to_owned()).or_insert(tls);
-        } else {
-            // Bias 0: every symbol keeps the file's value (`SHN_ABS` ones would anyway).
-            self.image
-                .entry(name.to_owned())
-                .or_insert(sym.st_value as usize);
-        }
+        self.image.len()
     }
 
     fn blocks(&self) -> std::sync::MutexGuard<'_, BTreeMap<usize, usize>> {
@@ -175,27 +134,22 @@ impl Memory for DryPlatform {
 
 impl SymbolSource for DryPlatform {
     fn image_symbol(&self, name: &str) -> Option<usize> {
-        self.image.get(name).copied()
+        self.image.address(name)
     }
 
     fn image_tls_symbol(&self, name: &str) -> Option<TlsSymbol> {
-        self.image_tls.get(name).copied()
+        self.image.thread_local(name)
     }
 
     fn platform_symbol(&self, name: &str) -> Option<usize> {
-        let name = CString::new(name).ok()?;
-        let addr = dlsym(libc::RTLD_DEFAULT, &name).or_else(|| match self.libm {
-            0 => None,
-            libm => dlsym(libm as *mut c_void, &name),
-        })?;
+        let addr = platform_lookup(self.libm, name)?;
         // What this tool's own executable defines is not the platform's (the base image is
         // another file); only shared libraries count.
         (!in_this_executable(addr)).then_some(addr)
     }
 
     fn for_each_image_symbol(&self, f: &mut dyn FnMut(&str)) {
-        self.image.keys().for_each(|n| f(n));
-        self.image_tls.keys().for_each(|n| f(n));
+        self.image.for_each_name(f);
     }
 }
 
@@ -217,7 +171,7 @@ impl ThreadLocals for DryPlatform {
     fn tls_get_addr(&self) -> usize {
         // What cells would call; never called here. Any non-zero address makes the resolver
         // attribute `__tls_get_addr` to the platform, as the hosted loader does.
-        dlsym(libc::RTLD_DEFAULT, c"__tls_get_addr").unwrap_or(1)
+        platform_lookup(0, "__tls_get_addr").unwrap_or(1)
     }
 }
 
@@ -225,23 +179,6 @@ impl Process for DryPlatform {
     fn runs_code(&self) -> bool {
         false
     }
-}
-
-/// Opens libm (the linker drops it from programs that do not call it), as the hosted platform
-/// does. Returns the handle as an address, or 0.
-fn open_libm() -> usize {
-    // SAFETY: the name is a NUL-terminated literal; loading libm runs only glibc's own
-    // initializers.
-    let handle = unsafe { libc::dlopen(c"libm.so.6".as_ptr(), libc::RTLD_NOW) };
-    handle as usize
-}
-
-/// `dlsym(handle, name)`, `None` for a null result.
-fn dlsym(handle: *mut c_void, name: &CStr) -> Option<usize> {
-    // SAFETY: `name` is NUL-terminated and `handle` is RTLD_DEFAULT or a handle from `dlopen`
-    // that is never closed. dlsym is thread-safe.
-    let addr = unsafe { libc::dlsym(handle, name.as_ptr()) };
-    (!addr.is_null()).then_some(addr as usize)
 }
 
 /// The object (executable or shared library) that contains `addr`: its load base.

@@ -29,12 +29,64 @@ use crate::platform::{SymbolSource, TlsSymbol};
 /// The TLS module id of the main executable under glibc.
 const EXECUTABLE_TLS_MODULE: u64 = 1;
 
-/// The base image's symbol tables, and libm.
-pub(super) struct Symbols {
+/// The defined symbols of an executable image's `.dynsym` and `.symtab`, shifted by a load bias.
+/// The hosted platform reads the running executable with its bias; the offline tools read the
+/// `nano_core` file with bias 0 (a dry link), through the same code.
+#[derive(Debug, Default)]
+pub struct ImageSymbols {
     /// Name -> absolute address of every defined non-TLS symbol.
     addresses: HashMap<String, usize>,
     /// Name -> (module, offset) of every `STT_TLS` symbol.
     thread_locals: HashMap<String, TlsSymbol>,
+}
+
+impl ImageSymbols {
+    /// Every defined symbol of `elf`, addresses plus `bias` (but `SHN_ABS` ones). When a name
+    /// occurs more than once, the first of: globals of `.dynsym`, globals of `.symtab`, locals.
+    pub fn from_elf(elf: &Elf<'_>, bias: usize) -> ImageSymbols {
+        let mut symbols = ImageSymbols::default();
+        let tables = [(&elf.dynsyms, &elf.dynstrtab), (&elf.syms, &elf.strtab)];
+        for locals in [false, true] {
+            for (syms, strtab) in tables {
+                for sym in syms.iter().filter(|s| (s.st_bind() == STB_LOCAL) == locals) {
+                    symbols.add(&sym, strtab, bias);
+                }
+            }
+        }
+        symbols
+    }
+
+    /// The address of the non-thread-local symbol `name`.
+    pub fn address(&self, name: &str) -> Option<usize> {
+        self.addresses.get(name).copied()
+    }
+
+    /// The thread-local symbol `name` (module 1, its offset in the executable's TLS block).
+    pub fn thread_local(&self, name: &str) -> Option<TlsSymbol> {
+        self.thread_locals.get(name).copied()
+    }
+
+    /// Calls `f` with every name.
+    pub fn for_each_name(&self, f: &mut dyn FnMut(&str)) {
+        self.addresses.keys().for_each(|name| f(name));
+        self.thread_locals.keys().for_each(|name| f(name));
+    }
+
+    /// The number of distinct names, thread-locals included.
+    pub fn len(&self) -> usize {
+        self.addresses.len() + self.thread_locals.len()
+    }
+
+    /// Whether there is no name at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The base image's symbol tables, and libm.
+pub(super) struct Symbols {
+    /// The running executable's symbols.
+    image: ImageSymbols,
     /// The `dlopen` handle of `libm.so.6` (as an address, 0 when it could not be opened). It is
     /// never closed: cells keep the addresses of its functions.
     libm: usize,
@@ -49,24 +101,25 @@ impl Symbols {
         let elf = Elf::parse(&bytes).map_err(HostedError::ParseImage)?;
         let bias = load_bias(&elf)?;
 
-        let mut symbols = Symbols {
-            addresses: HashMap::new(),
-            thread_locals: HashMap::new(),
+        Ok(Symbols {
+            image: ImageSymbols::from_elf(&elf, bias),
             libm: open_libm(),
             has_symtab: !elf.syms.is_empty(),
-        };
-        // Globals of .dynsym, globals of .symtab, then locals: the first definition of a name wins.
-        let tables = [(&elf.dynsyms, &elf.dynstrtab), (&elf.syms, &elf.strtab)];
-        for locals in [false, true] {
-            for (syms, strtab) in tables {
-                for sym in syms.iter().filter(|s| (s.st_bind() == STB_LOCAL) == locals) {
-                    symbols.add(&sym, strtab, bias);
-                }
-            }
-        }
-        Ok(symbols)
+        })
     }
 
+    /// The number of distinct names, thread-locals included.
+    pub(super) fn len(&self) -> usize {
+        self.image.len()
+    }
+
+    /// Whether the executable has a `.symtab`.
+    pub(super) fn has_symtab(&self) -> bool {
+        self.has_symtab
+    }
+}
+
+impl ImageSymbols {
     /// Adds `sym` unless it is not a definition or its name is already known.
     fn add(&mut self, sym: &Sym, strtab: &Strtab<'_>, bias: usize) {
         let kind = sym.st_type();
@@ -92,16 +145,6 @@ impl Symbols {
             }
             self.addresses.entry(name.to_owned()).or_insert(address);
         }
-    }
-
-    /// The number of distinct names, thread-locals included.
-    pub(super) fn len(&self) -> usize {
-        self.addresses.len() + self.thread_locals.len()
-    }
-
-    /// Whether the executable has a `.symtab`.
-    pub(super) fn has_symtab(&self) -> bool {
-        self.has_symtab
     }
 }
 
@@ -132,7 +175,7 @@ fn load_bias(elf: &Elf<'_>) -> Result<usize, HostedError> {
 
 /// Opens libm, which the linker drops from an image that does not call it. Returns the handle as
 /// an address, or 0.
-fn open_libm() -> usize {
+pub fn open_libm() -> usize {
     // SAFETY: the name is a NUL-terminated literal; loading libm runs no code but its (glibc's own)
     // initializers.
     let handle = unsafe { libc::dlopen(c"libm.so.6".as_ptr(), libc::RTLD_NOW) };
@@ -147,27 +190,32 @@ fn dlsym(handle: *mut c_void, name: &CStr) -> Option<usize> {
     (!address.is_null()).then_some(address as usize)
 }
 
+/// The platform's definition of `name`: `dlsym(RTLD_DEFAULT)`, then the libm handle that
+/// [`open_libm`] returned (0: none). Names with a NUL byte are never found.
+pub fn platform_lookup(libm: usize, name: &str) -> Option<usize> {
+    let name = CString::new(name).ok()?;
+    dlsym(libc::RTLD_DEFAULT, &name).or_else(|| match libm {
+        0 => None,
+        // A handle `dlopen` returned and nobody closes (see `open_libm`).
+        libm => dlsym(libm as *mut c_void, &name),
+    })
+}
+
 impl SymbolSource for Hosted {
     fn image_symbol(&self, name: &str) -> Option<usize> {
-        self.symbols.addresses.get(name).copied()
+        self.symbols.image.address(name)
     }
 
     fn image_tls_symbol(&self, name: &str) -> Option<TlsSymbol> {
-        self.symbols.thread_locals.get(name).copied()
+        self.symbols.image.thread_local(name)
     }
 
     fn platform_symbol(&self, name: &str) -> Option<usize> {
-        let name = CString::new(name).ok()?;
-        dlsym(libc::RTLD_DEFAULT, &name).or_else(|| match self.symbols.libm {
-            0 => None,
-            libm => dlsym(libm as *mut c_void, &name),
-        })
+        platform_lookup(self.symbols.libm, name)
     }
 
     fn for_each_image_symbol(&self, f: &mut dyn FnMut(&str)) {
-        let symbols = &self.symbols;
-        symbols.addresses.keys().for_each(|name| f(name));
-        symbols.thread_locals.keys().for_each(|name| f(name));
+        self.symbols.image.for_each_name(f);
     }
 }
 
