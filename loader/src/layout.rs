@@ -31,6 +31,9 @@ use crate_metadata::SectionKind;
 pub(crate) const STUB_SIZE: usize = 8;
 /// Largest section alignment the loader honours (one page).
 const MAX_ALIGN: u64 = 4096;
+/// Largest loaded section (`.bss` included). With at most 65,535 sections, every sum of sizes and
+/// alignments in the layout stays far below `usize::MAX`, so none of it can overflow.
+const MAX_SECTION_SIZE: u64 = 1 << 30;
 /// Marks "no entry" in the per-symbol index vectors.
 pub(crate) const NONE: u32 = u32::MAX;
 
@@ -147,6 +150,16 @@ pub(crate) fn plan(cell: &str, object: &Object<'_>, page: usize) -> Result<Layou
         kinds[i] = classify(name, sh.sh_type, sh.sh_flags);
         if kinds[i].is_some() {
             let align = sh.sh_addralign.max(1);
+            if sh.sh_size > MAX_SECTION_SIZE {
+                return Err(LoadError::Malformed {
+                    cell: cell.into(),
+                    reason: format!(
+                        "section {} is {} bytes; a loaded section is at most {MAX_SECTION_SIZE}",
+                        object.section_name(i),
+                        sh.sh_size
+                    ),
+                });
+            }
             if !align.is_power_of_two() || align > MAX_ALIGN {
                 return Err(LoadError::Malformed {
                     cell: cell.into(),

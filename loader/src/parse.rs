@@ -189,6 +189,22 @@ fn check_contents(cell: &str, object: &Object<'_>) -> Result<(), LoadError> {
                 ),
             });
         }
+        // A defined symbol lies inside its section (its end at most), so `section + st_value`
+        // cannot overflow later.
+        if !special {
+            let size = object.elf.section_headers[shndx].sh_size;
+            if sym.st_value > size {
+                return Err(LoadError::Malformed {
+                    cell: cell.into(),
+                    reason: format!(
+                        "symbol `{}` has value {:#x}, past the end of section {} ({size} bytes)",
+                        object.elf.strtab.get_at(sym.st_name).unwrap_or("?"),
+                        sym.st_value,
+                        object.section_name(shndx)
+                    ),
+                });
+            }
+        }
     }
     for (index, relocs) in &object.elf.shdr_relocs {
         let Some(rel) = object.elf.section_headers.get(*index) else {

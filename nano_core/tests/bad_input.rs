@@ -373,3 +373,46 @@ fn every_memory_failure_during_a_load_leaves_the_system_as_it_was() {
         );
     }
 }
+
+/// Found by the fuzzer (fuzz/regressions): sizes and values that would overflow the layout's
+/// arithmetic are refused as malformed.
+#[test]
+fn a_symbol_past_its_section_or_a_huge_section() {
+    let mut f = fixture();
+    let bytes = memfs();
+    let elf = Elf::parse(&bytes).unwrap();
+    // A defined symbol whose value lies far past its section.
+    let symtab = elf
+        .section_headers
+        .iter()
+        .find(|s| s.sh_type == goblin::elf::section_header::SHT_SYMTAB)
+        .unwrap();
+    let index = elf
+        .syms
+        .iter()
+        .position(|s| s.st_shndx != 0 && s.st_shndx < 0xff00 && s.st_name != 0)
+        .unwrap();
+    let at = symtab.sh_offset as usize + index * 24 + 8;
+    let mut past = bytes.clone();
+    past[at..at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+    let err = refused(&mut f, "memfs", &past);
+    assert!(
+        matches!(err, LoadError::Malformed { ref reason, .. } if reason.contains("past the end of section")),
+        "{err}"
+    );
+    // A .bss section of a terabyte.
+    let bss = elf
+        .section_headers
+        .iter()
+        .position(|s| s.sh_type == goblin::elf::section_header::SHT_NOBITS)
+        .expect("memfs has a .bss section");
+    let at = elf.header.e_shoff as usize + bss * 64 + 32;
+    let mut huge = bytes.clone();
+    huge[at..at + 8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    drop(elf);
+    let err = refused(&mut f, "memfs", &huge);
+    assert!(
+        matches!(err, LoadError::Malformed { ref reason, .. } if reason.contains("a loaded section is at most")),
+        "{err}"
+    );
+}
