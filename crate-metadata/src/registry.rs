@@ -5,7 +5,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
-use crate::cell::{Cell, CellState, Origin, Symbol, SymbolKind};
+use crate::cell::{Cell, Origin, Symbol, SymbolKind};
 use crate::edge::Edge;
 use crate::ids::{CellId, EdgeId, SymbolId};
 
@@ -203,12 +203,6 @@ impl Registry {
         out.sort();
         out.dedup();
         out
-    }
-
-    /// The live cells named `name`.
-    pub fn live_by_name<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Cell> + 'a {
-        self.cells()
-            .filter(move |c| c.name == name && c.state == CellState::Live)
     }
 
     /// A point to come back to with [`Registry::rollback`].

@@ -353,11 +353,6 @@ impl Namespaces {
         Ok(())
     }
 
-    /// The namespace that holds `cell`, if any.
-    pub fn namespace_of(&self, cell: CellId) -> Option<NamespaceId> {
-        self.iter().find(|n| n.cells.contains(&cell)).map(|n| n.id)
-    }
-
     /// A sorted, comparable picture of every namespace.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot::of(self)

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::RwLock;
 
 use loader::Handle;
-use log::{Level, LevelFilter, Log, Metadata, Record};
+use log::{LevelFilter, Log, Metadata, Record};
 
 /// The `klog::push` interface.
 pub type PushFn = fn(u32, &str, &str) -> u64;
@@ -80,9 +80,4 @@ pub fn detach(owner: u64) {
             *sink = None;
         }
     }
-}
-
-/// The most severe level `l` as the number `klog::push` takes (1 = error ... 5 = trace).
-pub fn level_number(l: Level) -> u32 {
-    l as u32
 }
