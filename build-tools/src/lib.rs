@@ -17,6 +17,7 @@ pub mod control;
 pub mod demo;
 pub mod inspect;
 pub mod objects;
+pub mod qemu;
 pub mod sign;
 pub mod upgrades;
 pub mod workspace;

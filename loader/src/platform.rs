@@ -40,6 +40,9 @@ pub enum PlatformError {
     Unwind,
     /// No more thread-local storage modules can be created.
     TlsExhausted,
+    /// The platform does not provide this at all (thread-local storage on a bare-metal kernel
+    /// without per-thread blocks, say); the string names what.
+    Unsupported(&'static str),
 }
 
 impl fmt::Display for PlatformError {
@@ -52,6 +55,7 @@ impl fmt::Display for PlatformError {
             ),
             PlatformError::Unwind => f.write_str("unwind information could not be registered"),
             PlatformError::TlsExhausted => f.write_str("no thread-local storage module left"),
+            PlatformError::Unsupported(what) => write!(f, "{what} is not supported on this platform"),
         }
     }
 }

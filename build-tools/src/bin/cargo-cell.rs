@@ -28,6 +28,10 @@ COMMANDS:
              Make an Ed25519 key pair in DIR: cell-signing.key (secret), cell-signing.pub
              (for `nano_core --trust`)
     demo     Build what is stale, boot nano_core on the cells and run its workload
+    qemu     Build the cells and the bare-metal nano_core (bare_metal/), boot it under
+             qemu-system-x86_64 and show its serial console: it links the kernel cells,
+             runs a workload, swaps memfs and sched live, and powers off with a verdict
+             --timeout <SECS> (default 60), --build-only
     run      Build what is stale, boot nano_core and serve its control socket in the
              foreground until `cargo cell ctl quit` (or Ctrl-C)
     swap <CELL> [<OBJECT>] [--fresh]
@@ -49,7 +53,7 @@ COMMANDS:
              `cargo cell upgrades clippy --all-targets -- -D warnings`
     help     Print this help
 
-OPTIONS (build, demo, run):
+OPTIONS (build, demo, run, qemu):
     --workspace-root <DIR>   The workspace to build (default: the one containing the current dir)
     --target-dir <DIR>       Cargo's target directory (default: the workspace's)
     -q, --quiet              Print nothing unless the build fails
@@ -84,6 +88,7 @@ enum Cli {
     Demo(BuildOptions),
     Upgrades(BuildOptions, Vec<String>),
     Run(RunOptions),
+    Qemu(QemuOptions),
     Swap {
         target: SocketTarget,
         cell: String,
@@ -103,6 +108,14 @@ struct RunOptions {
     watch: bool,
     load: Option<usize>,
     socket: Option<PathBuf>,
+}
+
+/// `cargo cell qemu`'s options.
+#[derive(Debug)]
+struct QemuOptions {
+    build: BuildOptions,
+    timeout_secs: u64,
+    build_only: bool,
 }
 
 /// Where the control socket is: given, or found from the workspace's target directory.
@@ -222,6 +235,40 @@ fn parse(mut args: Vec<String>) -> Result<Cli> {
                 (_, Some(key)) => Cli::Sign(options, key),
                 _ => Cli::Build(options),
             })
+        }
+        "qemu" => {
+            let mut options = QemuOptions {
+                build: BuildOptions::default(),
+                timeout_secs: 60,
+                build_only: false,
+            };
+            while let Some(arg) = args.next() {
+                match arg.as_str() {
+                    "--workspace-root" => {
+                        let dir = args.next().context("--workspace-root needs a directory")?;
+                        options.build.workspace_root = Some(PathBuf::from(dir));
+                    }
+                    "--target-dir" => {
+                        let dir = args.next().context("--target-dir needs a directory")?;
+                        options.build.target_dir = Some(PathBuf::from(dir));
+                    }
+                    "-q" | "--quiet" => options.build.quiet = true,
+                    "--build-only" => options.build_only = true,
+                    "--timeout" => {
+                        let secs = args.next().context("--timeout needs a number of seconds")?;
+                        options.timeout_secs = secs
+                            .parse::<u64>()
+                            .ok()
+                            .filter(|s| (1..=3600).contains(s))
+                            .with_context(|| {
+                                format!("--timeout takes 1 to 3600 seconds, not `{secs}`")
+                            })?;
+                    }
+                    "-h" | "--help" => return Ok(Cli::Help),
+                    other => bail!("unknown option `{other}` for `cargo cell qemu`"),
+                }
+            }
+            Ok(Cli::Qemu(options))
         }
         "run" => {
             let mut options = RunOptions::default();
@@ -407,6 +454,35 @@ fn run(cli: Cli) -> Result<()> {
                 args.extend(["--load", load.as_str()]);
             }
             build_tools::demo::run_nano_core(&report, &args)?;
+        }
+        Cli::Qemu(options) => {
+            let report = build_cells(&options.build)?;
+            if !options.build.quiet {
+                println!("{}", report.summary());
+            }
+            let image = build_tools::qemu::build_image(&report, options.build.quiet)?;
+            if !options.build.quiet {
+                println!(
+                    "bare-metal kernel: {}\nboot module: {} ({} members; {} symbols kept in the image for the cells)",
+                    image.kernel.display(),
+                    image.module.display(),
+                    image.members.len(),
+                    image.kept_symbols
+                );
+            }
+            if !options.build_only {
+                let timeout = std::time::Duration::from_secs(options.timeout_secs);
+                if !options.build.quiet {
+                    println!("booting under qemu-system-x86_64 (serial console below)\n");
+                }
+                let run = build_tools::qemu::boot(&image, "", timeout, true)?;
+                if !run.succeeded() {
+                    bail!("{}", build_tools::qemu::describe_failure(&run, timeout));
+                }
+                if !options.build.quiet {
+                    println!("\nQEMU powered off with the kernel's success code after {:.1} s", run.elapsed.as_secs_f64());
+                }
+            }
         }
         Cli::Swap {
             target,

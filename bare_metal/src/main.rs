@@ -1,0 +1,129 @@
+//! `nano_core` on bare metal: a freestanding x86_64 kernel that QEMU boots through PVH, which
+//! links the kernel cells with the same `no_std` loader the hosted `nano_core` uses, runs a
+//! workload across them, swaps two of them live for their new versions with their state kept,
+//! and powers the machine off with an exit code.
+//!
+//! Built from the pinned stable toolchain for the host target (`x86_64-unknown-linux-gnu`): the
+//! precompiled `core` and `alloc` of that target work in ring 0 once SSE is on (boot.rs), the
+//! red zone is harmless because interrupts stay off, and `link.ld` with `-nostartfiles -static`
+//! makes a plain ELF executable at 1 MiB with a PVH note. See README "Bare metal" and DESIGN §9.
+
+#![no_std]
+#![no_main]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+extern crate alloc;
+
+mod boot;
+mod cpu;
+mod idt;
+mod kernel;
+mod mem;
+mod modules;
+mod paging;
+mod platform;
+mod pvh;
+mod serial;
+mod symbols;
+
+use core::panic::PanicInfo;
+
+use linked_list_allocator::LockedHeap;
+
+/// The success code written to QEMU's `isa-debug-exit` device (QEMU exits with `code << 1 | 1`,
+/// so 33).
+pub const EXIT_SUCCESS: u32 = 0x10;
+/// The failure code (QEMU exits with 35).
+pub const EXIT_FAILURE: u32 = 0x11;
+
+/// Powers QEMU off through `isa-debug-exit` (port 0xf4); halts if the device is absent.
+pub fn exit_qemu(code: u32) -> ! {
+    cpu::outl(0xf4, code);
+    cpu::halt()
+}
+
+#[global_allocator]
+static HEAP: LockedHeap = LockedHeap::empty();
+
+/// Called by boot.rs in long mode with the PVH start info's physical address.
+#[no_mangle]
+extern "C" fn kernel_main(start_info: u64) -> ! {
+    serial::init();
+    println!("nano_core (bare metal): booted through PVH, in long mode");
+    let nx = cpu::cpuid(0x8000_0001).3 & (1 << 20) != 0;
+    if !nx {
+        println!("kernel: the CPU has no NX bit, so W^X cannot hold; refusing to go on (run QEMU with -cpu max)");
+        exit_qemu(EXIT_FAILURE);
+    }
+    // SAFETY: `HEAP` is identity mapped by the boot tables and used for nothing else; that it is
+    // RAM is checked against the memory map right below (reading the map needs the heap).
+    unsafe {
+        HEAP.lock().init(
+            paging::HEAP.start as *mut u8,
+            (paging::HEAP.end - paging::HEAP.start) as usize,
+        )
+    };
+    // SAFETY: the PVH entry passed this address in %ebx; the first GiB is identity mapped.
+    let boot = match unsafe { pvh::read(start_info) } {
+        Ok(b) => b,
+        Err(e) => {
+            println!("kernel: {e}");
+            exit_qemu(EXIT_FAILURE)
+        }
+    };
+    for (what, range) in [("heap", paging::HEAP), ("cell frames", paging::CELL_FRAMES)] {
+        if !boot.is_ram(range.clone()) {
+            println!(
+                "kernel: the {what} needs RAM at {:#x}..{:#x}, which the memory map does not have (run QEMU with -m 256M or more)",
+                range.start, range.end
+            );
+            exit_qemu(EXIT_FAILURE);
+        }
+    }
+    idt::init();
+    let map = paging::init();
+    let image = paging::image_layout();
+    println!(
+        "kernel: paging on, NX on, CR0.WP on; image text {:#x}..{:#x} RX, rodata ..{:#x} R, data ..{:#x} RW; heap {} MiB",
+        image.text.0,
+        image.text.1,
+        image.rodata.1,
+        image.end,
+        (paging::HEAP.end - paging::HEAP.start) >> 20
+    );
+    match kernel::run(&boot, map) {
+        Ok(()) => {
+            println!("nano_core (bare metal): all checks passed, powering off");
+            exit_qemu(EXIT_SUCCESS)
+        }
+        Err(e) => {
+            println!("nano_core (bare metal): FAILED: {e}");
+            exit_qemu(EXIT_FAILURE)
+        }
+    }
+}
+
+#[panic_handler]
+fn panic(info: &PanicInfo) -> ! {
+    // Not through `println!`: the panic may have happened while the console lock was held.
+    use core::fmt::Write as _;
+    let _ = writeln!(serial::Serial, "\nkernel panic: {info}");
+    exit_qemu(EXIT_FAILURE)
+}
+
+/// The personality routine cells' unwind tables name (`DW.ref.rust_eh_personality`). Nothing
+/// unwinds on bare metal: a panic stops the kernel, so this is never called.
+#[no_mangle]
+extern "C" fn rust_eh_personality() {
+    println!("kernel: rust_eh_personality called, but nothing unwinds on bare metal");
+    exit_qemu(EXIT_FAILURE)
+}
+
+/// Cells' cleanup landing pads end in `_Unwind_Resume`; reached only while unwinding, which never
+/// happens here.
+#[no_mangle]
+extern "C" fn _Unwind_Resume(_exception: *mut u8) -> ! {
+    println!("kernel: _Unwind_Resume called, but nothing unwinds on bare metal");
+    exit_qemu(EXIT_FAILURE)
+}
+pub const KERNEL_NAMESPACE: &str = "_kernel";

@@ -1,0 +1,336 @@
+//! `cargo cell qemu`: the bare-metal `nano_core` (`bare_metal/`), built and booted under QEMU.
+//!
+//! 1. [`build_cells`](crate::build_cells) as for the hosted system; the kernel cells and their
+//!    new versions are loaded on bare metal as the very same object files.
+//! 2. The object of `log`, which the cells share with the hosted base image and which the
+//!    bare-metal kernel cannot provide under the same symbol hashes (its `panic = "abort"`
+//!    profile gives every crate it builds other hashes): it becomes a cell, `deps/log.o`.
+//! 3. The *keep list*: every symbol the cells need from the image (`core`, `alloc`, the
+//!    allocator shim, `memcpy`, ...), written as `EXTERN(...)` to `<target>/bare/keep.ld`, which
+//!    the kernel's build script hands to the linker so that `--gc-sections` keeps those symbols.
+//!    A hosted image exports them with `--export-dynamic`; a static kernel has no dynamic symbol
+//!    table, so the build names them instead.
+//! 4. The kernel, `cargo build --release` in `bare_metal/` (its own workspace: `panic = "abort"`,
+//!    static relocation model, `link.ld`).
+//! 5. The boot module: one `ar` archive with the kernel's own ELF file (its symbol table, which
+//!    QEMU does not load), `manifest.json`, the objects under their manifest paths, and
+//!    `deps/log.o`.
+//! 6. `qemu-system-x86_64 -kernel <kernel> -initrd <module>` (PVH boot), the serial console on
+//!    stdout, and the kernel's verdict from the `isa-debug-exit` device.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use crate_metadata::CellKind;
+use goblin::elf::{sym, Elf};
+
+use crate::build::BuildReport;
+use crate::cargo_build::run_cargo_build;
+use crate::objects::extract_single_object;
+use crate::workspace::{cargo_binary, Workspace};
+
+/// The directory of the bare-metal kernel's crate, relative to the workspace root.
+pub const BARE_DIR: &str = "bare_metal";
+/// The exit status QEMU gives when the kernel writes its success code (0x10) to `isa-debug-exit`.
+pub const QEMU_SUCCESS: i32 = 0x10 << 1 | 1;
+/// The exit status for the kernel's failure code (0x11).
+pub const QEMU_FAILURE: i32 = 0x11 << 1 | 1;
+
+/// What [`build_image`] made.
+#[derive(Clone, Debug)]
+pub struct BareImage {
+    /// The kernel executable.
+    pub kernel: PathBuf,
+    /// The boot module (an `ar` archive).
+    pub module: PathBuf,
+    /// The members of the boot module: name and size.
+    pub members: Vec<(String, usize)>,
+    /// The symbols the kernel keeps for the cells.
+    pub kept_symbols: usize,
+}
+
+/// Builds the kernel and its boot module from a finished cell build.
+pub fn build_image(report: &BuildReport, quiet: bool) -> Result<BareImage> {
+    let bare_dir = report.workspace_root.join(BARE_DIR);
+    if !bare_dir.join("Cargo.toml").is_file() {
+        bail!(
+            "{} has no bare-metal kernel crate ({BARE_DIR}/Cargo.toml)",
+            report.workspace_root.display()
+        );
+    }
+    let out = report.target_dir.join("bare");
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+
+    // The kernel cells and their new versions, under their manifest paths.
+    let kernel_cells: BTreeSet<&str> = report
+        .manifest
+        .cells
+        .iter()
+        .filter(|e| e.kind == CellKind::Kernel)
+        .map(|e| e.name.as_str())
+        .collect();
+    let mut members: Vec<(String, Vec<u8>)> = Vec::new();
+    for entry in &report.manifest.cells {
+        let wanted = entry.kind == CellKind::Kernel
+            || (entry.kind == CellKind::Upgrades && kernel_cells.contains(entry.name.as_str()));
+        if wanted {
+            let path = report.cells_dir.join(&entry.object);
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            members.push((entry.object.clone(), bytes));
+        }
+    }
+    members.push(("deps/log.o".into(), log_object(report)?));
+
+    let keep = keep_list(members.iter().map(|(n, b)| (n.as_str(), b.as_slice())))?;
+    let keep_path = out.join("keep.ld");
+    let mut script = String::from(
+        "/* Written by `cargo cell qemu`: the symbols the cells need from the kernel image. */\n",
+    );
+    for name in &keep {
+        script.push_str(&format!("EXTERN(\"{name}\")\n"));
+    }
+    crate::build::write_if_changed(&keep_path, script.as_bytes())?;
+
+    let kernel = build_kernel(&bare_dir, &out, &keep_path, quiet)?;
+    let kernel_bytes =
+        std::fs::read(&kernel).with_context(|| format!("cannot read {}", kernel.display()))?;
+    let manifest = std::fs::read(&report.manifest_path)
+        .with_context(|| format!("cannot read {}", report.manifest_path.display()))?;
+    members.insert(0, ("manifest.json".into(), manifest));
+    members.insert(0, ("nano_core_bare".into(), kernel_bytes));
+
+    let module = out.join("cells.a");
+    let archive = write_archive(&members)?;
+    crate::build::write_if_changed(&module, &archive)?;
+    Ok(BareImage {
+        kernel,
+        module,
+        members: members.iter().map(|(n, b)| (n.clone(), b.len())).collect(),
+        kept_symbols: keep.len(),
+    })
+}
+
+/// The single object of the `log` build the cells link against: the rlib of package `log` from
+/// the same `cargo build` as the cells (a no-op rebuild by now).
+fn log_object(report: &BuildReport) -> Result<Vec<u8>> {
+    let ws = Workspace::load(&report.workspace_root, Some(&report.target_dir))?;
+    let artifacts = run_cargo_build(&ws, Some(&report.target_dir), true)?;
+    let rlib = artifacts
+        .rlibs
+        .iter()
+        .find(|(id, _)| id.contains("#log@"))
+        .map(|(_, path)| path)
+        .context("the cell build produced no rlib of the `log` crate")?;
+    let archive = std::fs::read(rlib).with_context(|| format!("cannot read {}", rlib.display()))?;
+    extract_single_object(&archive, "log")
+}
+
+/// Every global symbol the objects use but none of them defines, sorted.
+pub fn keep_list<'a>(objects: impl Iterator<Item = (&'a str, &'a [u8])>) -> Result<Vec<String>> {
+    let mut used = BTreeSet::new();
+    let mut defined = BTreeSet::new();
+    for (name, bytes) in objects {
+        let elf = Elf::parse(bytes).with_context(|| format!("cannot parse {name}"))?;
+        for s in elf.syms.iter() {
+            let Some(sym_name) = elf.strtab.get_at(s.st_name).filter(|n| !n.is_empty()) else {
+                continue;
+            };
+            if s.st_bind() == sym::STB_LOCAL {
+                continue;
+            }
+            if s.st_shndx == 0 {
+                used.insert(sym_name.to_string());
+            } else {
+                defined.insert(sym_name.to_string());
+            }
+        }
+    }
+    Ok(used.difference(&defined).cloned().collect())
+}
+
+/// `cargo build --release` of the kernel; returns the executable.
+fn build_kernel(bare_dir: &Path, out: &Path, keep: &Path, quiet: bool) -> Result<PathBuf> {
+    let mut cmd = Command::new(cargo_binary());
+    // The crate's .cargo/config.toml (target, relocation model) applies in its directory; the
+    // target directory is given explicitly so that it follows the cell build's.
+    cmd.current_dir(bare_dir)
+        .args(["build", "--release", "--target-dir"])
+        .arg(out)
+        .env("NANO_BARE_KEEP", keep)
+        // Flags from the environment would replace the crate's own (`relocation-model=static`).
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_RUSTFLAGS")
+        .stdin(Stdio::null());
+    if quiet {
+        cmd.arg("--quiet");
+    }
+    let output = cmd
+        .stderr(if quiet { Stdio::piped() } else { Stdio::inherit() })
+        .output()
+        .context("cannot run `cargo build` for the bare-metal kernel")?;
+    if !output.status.success() {
+        bail!(
+            "building the bare-metal kernel failed ({}){}",
+            output.status,
+            if quiet {
+                format!(":\n{}", String::from_utf8_lossy(&output.stderr))
+            } else {
+                String::new()
+            }
+        );
+    }
+    let kernel = out
+        .join("x86_64-unknown-linux-gnu")
+        .join("release")
+        .join("nano_core_bare");
+    if !kernel.is_file() {
+        bail!("the kernel build reported success but {} is missing", kernel.display());
+    }
+    Ok(kernel)
+}
+
+/// An `ar` archive (BSD names, so that member names may be long and contain `/`).
+pub fn write_archive(members: &[(String, Vec<u8>)]) -> Result<Vec<u8>> {
+    let mut builder = ar::Builder::new(Vec::new());
+    for (name, bytes) in members {
+        let header = ar::Header::new(name.as_bytes().to_vec(), bytes.len() as u64);
+        builder
+            .append(&header, bytes.as_slice())
+            .with_context(|| format!("cannot add {name} to the boot module"))?;
+    }
+    builder.into_inner().context("cannot finish the boot module")
+}
+
+/// How QEMU ran.
+#[derive(Clone, Debug)]
+pub struct QemuRun {
+    /// Everything the kernel printed on its serial console.
+    pub output: String,
+    /// QEMU's exit status (`None` when it was killed at the timeout).
+    pub status: Option<i32>,
+    /// How long the boot took, start to power-off.
+    pub elapsed: Duration,
+}
+
+impl QemuRun {
+    /// Whether the kernel reported success.
+    pub fn succeeded(&self) -> bool {
+        self.status == Some(QEMU_SUCCESS)
+    }
+}
+
+/// The QEMU executable on `PATH`, or an error that says how to get it.
+pub fn qemu_binary() -> Result<PathBuf> {
+    let name = "qemu-system-x86_64";
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .with_context(|| {
+            format!(
+                "{name} is not installed (on Debian: `apt-get install qemu-system-x86`); the \
+                 bare-metal kernel needs it to boot"
+            )
+        })
+}
+
+/// Boots `image` under QEMU (software emulation) with the kernel command line `cmdline`
+/// (`wx-test`: write to a cell's text, which must fault) and waits up to `timeout` for the kernel
+/// to power off. With `echo`, the serial console is copied to stdout as it arrives.
+pub fn boot(image: &BareImage, cmdline: &str, timeout: Duration, echo: bool) -> Result<QemuRun> {
+    let qemu = qemu_binary()?;
+    let start = Instant::now();
+    let mut child = Command::new(&qemu)
+        .args(["-machine", "pc", "-cpu", "max", "-m", "256M", "-smp", "1"])
+        .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
+        .args(["-no-reboot", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+        .arg("-kernel")
+        .arg(&image.kernel)
+        .arg("-initrd")
+        .arg(&image.module)
+        .args(["-append", cmdline])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {}", qemu.display()))?;
+    let stdout = child.stdout.take().context("QEMU has no stdout pipe")?;
+    let (lines, received) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut output = String::new();
+    let mut status = None;
+    loop {
+        while let Ok(line) = received.try_recv() {
+            let line = line.trim_end_matches('\r');
+            if echo {
+                println!("{line}");
+                let _ = std::io::stdout().flush();
+            }
+            output.push_str(line);
+            output.push('\n');
+        }
+        if let Some(exit) = child.try_wait().context("cannot wait for QEMU")? {
+            status = exit.code();
+            break;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = reader.join();
+    for line in received.try_iter() {
+        let line = line.trim_end_matches('\r');
+        if echo {
+            println!("{line}");
+        }
+        output.push_str(line);
+        output.push('\n');
+    }
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        use std::io::Read;
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    if !stderr.trim().is_empty() {
+        output.push_str("[qemu stderr] ");
+        output.push_str(stderr.trim());
+        output.push('\n');
+        if echo {
+            eprintln!("qemu: {}", stderr.trim());
+        }
+    }
+    Ok(QemuRun {
+        output,
+        status,
+        elapsed: start.elapsed(),
+    })
+}
+
+/// Why a boot did not succeed, in words.
+pub fn describe_failure(run: &QemuRun, timeout: Duration) -> String {
+    match run.status {
+        None => format!("the kernel did not power off within {} s", timeout.as_secs()),
+        Some(QEMU_FAILURE) => "the kernel reported a failure (see its output above)".into(),
+        Some(0) => "QEMU exited with status 0: the kernel reset the machine (a triple fault?) \
+                    instead of powering off"
+            .into(),
+        Some(code) => format!("QEMU exited with status {code}"),
+    }
+}
