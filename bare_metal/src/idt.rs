@@ -88,7 +88,10 @@ const NAMES: [&str; EXCEPTION_VECTORS] = [
 
 #[no_mangle]
 extern "C" fn exception_handler(frame: &ExceptionFrame) -> ! {
-    let name = NAMES.get(frame.vector as usize).copied().unwrap_or("unknown");
+    let name = NAMES
+        .get(frame.vector as usize)
+        .copied()
+        .unwrap_or("unknown");
     crate::println!(
         "kernel: exception {} ({name}) at rip {:#x}, rsp {:#x}, error code {:#x}",
         frame.vector,
@@ -101,7 +104,11 @@ extern "C" fn exception_handler(frame: &ExceptionFrame) -> ! {
         crate::println!(
             "kernel: page fault on {:#x}: {} {}{}",
             crate::cpu::cr2(),
-            if e & 1 != 0 { "protection violation," } else { "page not present," },
+            if e & 1 != 0 {
+                "protection violation,"
+            } else {
+                "page not present,"
+            },
             if e & 0x10 != 0 {
                 "instruction fetch"
             } else if e & 2 != 0 {
@@ -109,7 +116,11 @@ extern "C" fn exception_handler(frame: &ExceptionFrame) -> ! {
             } else {
                 "read"
             },
-            if e & 0x10 != 0 && e & 1 != 0 { " (no-execute page)" } else { "" }
+            if e & 0x10 != 0 && e & 1 != 0 {
+                " (no-execute page)"
+            } else {
+                ""
+            }
         );
     }
     crate::exit_qemu(crate::EXIT_FAILURE)

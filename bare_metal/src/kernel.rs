@@ -13,9 +13,9 @@ use loader::{CellSpec, Handle, NewVersion, StaticOutcome, SwapOptions, SwapReque
 use crate::modules::{Modules, KERNEL_ELF, MANIFEST};
 use crate::paging::{CellMemory, KernelMap};
 use crate::platform::{calibrate_tsc, BarePlatform};
+use crate::println;
 use crate::pvh::BootInfo;
 use crate::symbols::KernelSymbols;
-use crate::println;
 
 type InitFn = fn() -> Result<(), String>;
 type Count = fn() -> usize;
@@ -53,7 +53,11 @@ impl Kernel {
             .system
             .load(self.ns, spec, bytes)
             .map_err(|e| e.to_string())?;
-        let cell = self.system.registry().cell(id).ok_or("the loaded cell vanished")?;
+        let cell = self
+            .system
+            .registry()
+            .cell(id)
+            .ok_or("the loaded cell vanished")?;
         println!(
             "loaded cell `{}` {:<6} object {:>6} B, mapped {:>6} B at {:#x}, {:>3} sections, {:>4} relocations, {:>3} GOT slots",
             cell.name,
@@ -100,10 +104,13 @@ pub fn run(boot: &BootInfo, map: KernelMap) -> Result<(), String> {
             ))
         }
     }
-    println!("kernel symbols: {} from its own ELF file (checked against the running image)", symbols.len());
+    println!(
+        "kernel symbols: {} from its own ELF file (checked against the running image)",
+        symbols.len()
+    );
 
-    let manifest: Manifest = serde_json::from_slice(modules.get(MANIFEST)?)
-        .map_err(|e| format!("{MANIFEST}: {e}"))?;
+    let manifest: Manifest =
+        serde_json::from_slice(modules.get(MANIFEST)?).map_err(|e| format!("{MANIFEST}: {e}"))?;
     let tsc_per_us = calibrate_tsc();
     let platform = BarePlatform {
         memory: CellMemory::new(&map),
@@ -120,9 +127,12 @@ pub fn run(boot: &BootInfo, map: KernelMap) -> Result<(), String> {
     // `log` as they do. This kernel's own `log` is another build (panic = "abort" gives it other
     // symbol hashes), so the cells get theirs as a cell.
     k.load(CellSpec::named("log"), modules.get("deps/log.o")?)?;
-    let order = manifest
-        .load_order(CellKind::Kernel)
-        .map_err(|cycle| format!("the kernel cells depend on each other in a cycle: {}", cycle.join(", ")))?;
+    let order = manifest.load_order(CellKind::Kernel).map_err(|cycle| {
+        format!(
+            "the kernel cells depend on each other in a cycle: {}",
+            cycle.join(", ")
+        )
+    })?;
     for entry in order {
         let spec = CellSpec {
             name: &entry.name,
@@ -172,10 +182,14 @@ pub fn run(boot: &BootInfo, map: KernelMap) -> Result<(), String> {
         let stat = (k.handle::<Stat>("memfs::stat")?.get())("/home/notes.txt")?;
         let listing = (k.handle::<List>("memfs::list")?.get())("/home")?;
         println!("after swap: memfs::revision() = {revision:?}");
-        println!("after swap: memfs::stat(\"/home/notes.txt\") = {stat:?} (a function v1 does not have)");
+        println!(
+            "after swap: memfs::stat(\"/home/notes.txt\") = {stat:?} (a function v1 does not have)"
+        );
         println!("after swap: memfs::list(\"/home\") = {listing:?}");
         if !revision.contains("v2") {
-            return Err(format!("memfs::revision after the swap is {revision:?}, not v2"));
+            return Err(format!(
+                "memfs::revision after the swap is {revision:?}, not v2"
+            ));
         }
         let through_held = (held_revision.get())();
         println!("after swap: the handle to memfs::revision taken before the swap now says {through_held:?}");
@@ -221,7 +235,10 @@ pub fn run(boot: &BootInfo, map: KernelMap) -> Result<(), String> {
                 "the tasks changed across the sched swap: {tasks_before:?} -> {tasks_after:?}"
             ));
         }
-        println!("state kept: the {} tasks moved to sched v2 with their ids", tasks_after.len());
+        println!(
+            "state kept: the {} tasks moved to sched v2 with their ids",
+            tasks_after.len()
+        );
     }
 
     // Swap 3: frame_alloc v1 (bitmap) -> v2 (buddy allocator), which memfs and sched call: the
@@ -247,13 +264,18 @@ pub fn run(boot: &BootInfo, map: KernelMap) -> Result<(), String> {
                 "frame_alloc lost state: {free_before} free, {allocated_before:x?} -> {free_after} free, {allocated_after:x?}"
             ));
         }
-        println!("state kept: the {} allocated frames are allocated in v2 too", allocated_after.len());
+        println!(
+            "state kept: the {} allocated frames are allocated in v2 too",
+            allocated_after.len()
+        );
         // memfs (already v2) now accounts its frames with frame_alloc v2 through rewritten slots.
         (k.handle::<Create>("memfs::create")?.get())("/tmp/after-swaps.txt", &[7u8; 10_000])?;
         let used = (held_free_count.get())();
         println!("after swap: memfs created /tmp/after-swaps.txt (10000 bytes): free frames {free_after} -> {used}");
         if used + 3 != free_after {
-            return Err(format!("memfs did not take 3 frames from frame_alloc v2 ({free_after} -> {used})"));
+            return Err(format!(
+                "memfs did not take 3 frames from frame_alloc v2 ({free_after} -> {used})"
+            ));
         }
         let dump = (k.handle::<Strings>("klog::dump")?.get())();
         println!("klog: {} lines; the last three:", dump.len());
@@ -312,10 +334,7 @@ unsafe fn workload(k: &mut Kernel) -> Result<(String, Vec<String>), String> {
         if read != notes.as_bytes() {
             return Err("memfs returned other bytes than were written".into());
         }
-        println!(
-            "workload: frames free after: {}",
-            (free_count.get())()
-        );
+        println!("workload: frames free after: {}", (free_count.get())());
         Ok((notes, tasks))
     }
 }
@@ -363,7 +382,10 @@ fn swap(
         t.total / 1000
     );
     for s in &report.statics {
-        println!("  static {}: {:?} ({} -> {} bytes)", s.path, s.outcome, s.sizes.0, s.sizes.1);
+        println!(
+            "  static {}: {:?} ({} -> {} bytes)",
+            s.path, s.outcome, s.sizes.0, s.sizes.1
+        );
     }
     Ok(report
         .statics
@@ -382,7 +404,9 @@ fn write_to_cell_text(k: &Kernel, cell: &str) -> Result<(), String> {
     // SAFETY: deliberately unsound if it succeeds: the page is the cell's text, which W^X maps
     // read+execute. The write is expected to raise a page fault that ends the kernel.
     unsafe { (text as *mut u8).write_volatile(0xcc) };
-    Err(format!("W^X test: the write to {cell}'s text at {text:#x} succeeded"))
+    Err(format!(
+        "W^X test: the write to {cell}'s text at {text:#x} succeeded"
+    ))
 }
 
 /// Reads the page tables behind every live cell's regions and the whole cell area: text is RX,
@@ -413,7 +437,10 @@ fn check_w_xor_x(k: &Kernel) -> Result<(), String> {
     }
     let all = memory.census_all();
     if all.writable_and_executable != 0 {
-        return Err(format!("W^X: {} cell pages are writable and executable", all.writable_and_executable));
+        return Err(format!(
+            "W^X: {} cell pages are writable and executable",
+            all.writable_and_executable
+        ));
     }
     println!(
         "W^X: {} cells, {} pages mapped: {} RX, {} R, {} RW, none writable and executable ({} frames free)",

@@ -212,7 +212,10 @@ impl CellMemory {
     /// The cell memory over the cell area of `map`, with every frame of [`CELL_FRAMES`] free.
     pub fn new(map: &KernelMap) -> CellMemory {
         let frames = (CELL_FRAMES.end - CELL_FRAMES.start) / PAGE;
-        let free_frames = (0..frames).rev().map(|i| CELL_FRAMES.start + i * PAGE).collect();
+        let free_frames = (0..frames)
+            .rev()
+            .map(|i| CELL_FRAMES.start + i * PAGE)
+            .collect();
         CellMemory {
             space: spin::Mutex::new(CellSpace {
                 directory: map.cell_directory,
@@ -266,7 +269,7 @@ impl Memory for CellMemory {
 
     fn map(&self, len: usize) -> Result<*mut u8, PlatformError> {
         let len64 = len as u64;
-        if len == 0 || len64 % PAGE != 0 {
+        if len == 0 || !len64.is_multiple_of(PAGE) {
             return Err(PlatformError::OutOfMemory { len });
         }
         let mut space = self.space.lock();
@@ -300,7 +303,7 @@ impl Memory for CellMemory {
             len,
             code: -1,
         };
-        if start % PAGE != 0 || len as u64 % PAGE != 0 {
+        if !start.is_multiple_of(PAGE) || !(len as u64).is_multiple_of(PAGE) {
             return Err(error);
         }
         let flags = match prot {

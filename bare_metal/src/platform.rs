@@ -4,8 +4,8 @@
 use alloc::string::String;
 
 use loader::platform::{
-    Memory, PlatformError, Process, Protection, SymbolSource, ThreadLocals, TlsSymbol,
-    TlsTemplate, Unwinder,
+    Memory, PlatformError, Process, Protection, SymbolSource, ThreadLocals, TlsSymbol, TlsTemplate,
+    Unwinder,
 };
 
 use crate::cpu;

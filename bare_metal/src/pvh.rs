@@ -61,7 +61,7 @@ pub struct BootInfo {
 /// `paddr` is the address the PVH entry received in `%ebx`, and the memory it and its lists
 /// occupy is mapped and not written by anyone.
 pub unsafe fn read(paddr: u64) -> Result<BootInfo, &'static str> {
-    if paddr == 0 || paddr % 8 != 0 {
+    if paddr == 0 || !paddr.is_multiple_of(8) {
         return Err("the boot loader passed no hvm_start_info");
     }
     // SAFETY: passed on from the caller; the struct is plain old data.

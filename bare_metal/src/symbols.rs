@@ -22,8 +22,12 @@ impl KernelSymbols {
         let mut by_name: HashMap<&'static str, u64> = HashMap::new();
         let mut global: HashMap<&'static str, bool> = HashMap::new();
         for s in parsed.syms.iter() {
-            let defined = s.st_shndx != 0 && s.st_shndx != goblin::elf::section_header::SHN_ABS as usize;
-            let kind_ok = matches!(s.st_type(), sym::STT_FUNC | sym::STT_OBJECT | sym::STT_NOTYPE);
+            let defined =
+                s.st_shndx != 0 && s.st_shndx != goblin::elf::section_header::SHN_ABS as usize;
+            let kind_ok = matches!(
+                s.st_type(),
+                sym::STT_FUNC | sym::STT_OBJECT | sym::STT_NOTYPE
+            );
             if !defined || !kind_ok || s.st_value == 0 {
                 continue;
             }

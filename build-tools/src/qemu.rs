@@ -172,7 +172,11 @@ fn build_kernel(bare_dir: &Path, out: &Path, keep: &Path, quiet: bool) -> Result
         cmd.arg("--quiet");
     }
     let output = cmd
-        .stderr(if quiet { Stdio::piped() } else { Stdio::inherit() })
+        .stderr(if quiet {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        })
         .output()
         .context("cannot run `cargo build` for the bare-metal kernel")?;
     if !output.status.success() {
@@ -191,7 +195,10 @@ fn build_kernel(bare_dir: &Path, out: &Path, keep: &Path, quiet: bool) -> Result
         .join("release")
         .join("nano_core_bare");
     if !kernel.is_file() {
-        bail!("the kernel build reported success but {} is missing", kernel.display());
+        bail!(
+            "the kernel build reported success but {} is missing",
+            kernel.display()
+        );
     }
     Ok(kernel)
 }
@@ -205,7 +212,9 @@ pub fn write_archive(members: &[(String, Vec<u8>)]) -> Result<Vec<u8>> {
             .append(&header, bytes.as_slice())
             .with_context(|| format!("cannot add {name} to the boot module"))?;
     }
-    builder.into_inner().context("cannot finish the boot module")
+    builder
+        .into_inner()
+        .context("cannot finish the boot module")
 }
 
 /// How QEMU ran.
@@ -250,7 +259,11 @@ pub fn boot(image: &BareImage, cmdline: &str, timeout: Duration, echo: bool) -> 
     let mut child = Command::new(&qemu)
         .args(["-machine", "pc", "-cpu", "max", "-m", "256M", "-smp", "1"])
         .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
-        .args(["-no-reboot", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+        .args([
+            "-no-reboot",
+            "-device",
+            "isa-debug-exit,iobase=0xf4,iosize=0x04",
+        ])
         .arg("-kernel")
         .arg(&image.kernel)
         .arg("-initrd")
@@ -326,7 +339,10 @@ pub fn boot(image: &BareImage, cmdline: &str, timeout: Duration, echo: bool) -> 
 /// Why a boot did not succeed, in words.
 pub fn describe_failure(run: &QemuRun, timeout: Duration) -> String {
     match run.status {
-        None => format!("the kernel did not power off within {} s", timeout.as_secs()),
+        None => format!(
+            "the kernel did not power off within {} s",
+            timeout.as_secs()
+        ),
         Some(QEMU_FAILURE) => "the kernel reported a failure (see its output above)".into(),
         Some(0) => "QEMU exited with status 0: the kernel reset the machine (a triple fault?) \
                     instead of powering off"

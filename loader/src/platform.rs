@@ -55,7 +55,9 @@ impl fmt::Display for PlatformError {
             ),
             PlatformError::Unwind => f.write_str("unwind information could not be registered"),
             PlatformError::TlsExhausted => f.write_str("no thread-local storage module left"),
-            PlatformError::Unsupported(what) => write!(f, "{what} is not supported on this platform"),
+            PlatformError::Unsupported(what) => {
+                write!(f, "{what} is not supported on this platform")
+            }
         }
     }
 }

@@ -480,7 +480,10 @@ fn run(cli: Cli) -> Result<()> {
                     bail!("{}", build_tools::qemu::describe_failure(&run, timeout));
                 }
                 if !options.build.quiet {
-                    println!("\nQEMU powered off with the kernel's success code after {:.1} s", run.elapsed.as_secs_f64());
+                    println!(
+                        "\nQEMU powered off with the kernel's success code after {:.1} s",
+                        run.elapsed.as_secs_f64()
+                    );
                 }
             }
         }
