@@ -59,9 +59,9 @@ impl Kernel {
             .cell(id)
             .ok_or("the loaded cell vanished")?;
         println!(
-            "loaded cell `{}` {:<6} object {:>6} B, mapped {:>6} B at {:#x}, {:>3} sections, {:>4} relocations, {:>3} GOT slots",
-            cell.name,
-            cell.version,
+            "loaded cell {:<14} {:<6} object {:>6} B, mapped {:>6} B at {:#x}, {:>3} sections, {:>4} relocations, {:>3} GOT slots",
+            format!("`{}`", cell.name),
+            if cell.version.is_empty() { "-" } else { &cell.version },
             cell.object_size,
             cell.stats.mapped_bytes,
             cell.base_addr,
@@ -166,6 +166,13 @@ pub fn run(boot: &BootInfo, map: KernelMap) -> Result<(), String> {
             k.handle::<Count>("frame_alloc::free_count")?,
         )
     };
+
+    let windows_before = k.system.platform().memory.write_windows();
+    if windows_before != Default::default() {
+        return Err(format!(
+            "loading made read-only pages writable again: {windows_before:?}"
+        ));
+    }
 
     // Swap 1: memfs v1 -> v2 with the same state types: its statics are rebound to v1's memory.
     let report = swap(&mut k, &manifest, &modules, "memfs")?;
@@ -284,6 +291,18 @@ pub fn run(boot: &BootInfo, map: KernelMap) -> Result<(), String> {
         }
     }
     check_w_xor_x(&k)?;
+    let windows = k.system.platform().memory.write_windows();
+    println!(
+        "GOT write windows: loading opened none; the swaps made {} read-only pages writable (dependents' slots) and {} of them read-only again; {} left writable",
+        windows.opened,
+        windows.closed,
+        windows.open_now
+    );
+    if windows.opened == 0 || windows.open_now != 0 {
+        return Err(format!(
+            "the swaps' write windows do not add up: {windows:?}"
+        ));
+    }
     Ok(())
 }
 

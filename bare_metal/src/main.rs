@@ -6,7 +6,8 @@
 //! Built from the pinned stable toolchain for the host target (`x86_64-unknown-linux-gnu`): the
 //! precompiled `core` and `alloc` of that target work in ring 0 once SSE is on (boot.rs), the
 //! red zone is harmless because interrupts stay off, and `link.ld` with `-nostartfiles -static`
-//! makes a plain ELF executable at 1 MiB with a PVH note. See README "Bare metal" and DESIGN §9.
+//! makes a plain ELF executable at 1 MiB with a PVH note. See `bare_metal/README.md` and the
+//! top-level README's "Bare metal".
 
 #![no_std]
 #![no_main]

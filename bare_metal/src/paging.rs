@@ -168,10 +168,26 @@ pub struct CellMemory {
 }
 
 struct CellSpace {
+    /// Read-only pages made writable again (only a swap's commit does that) and not yet
+    /// made read-only again.
+    reopened: alloc::collections::BTreeSet<u64>,
+    windows: WriteWindows,
     directory: u64,
     /// The next free virtual address (addresses are not reused: a gigabyte lasts).
     next: u64,
     free_frames: Vec<u64>,
+}
+
+/// Read-only pages made writable again: the loader opens the GOT and slot pages of a swap's
+/// dependents only for the commit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteWindows {
+    /// Read-only pages made writable.
+    pub opened: usize,
+    /// Of those, made read-only again.
+    pub closed: usize,
+    /// Still writable now.
+    pub open_now: usize,
 }
 
 /// How the pages of a range are mapped.
@@ -218,6 +234,8 @@ impl CellMemory {
             .collect();
         CellMemory {
             space: spin::Mutex::new(CellSpace {
+                reopened: alloc::collections::BTreeSet::new(),
+                windows: WriteWindows::default(),
                 directory: map.cell_directory,
                 next: CELL_AREA.start,
                 free_frames,
@@ -253,6 +271,15 @@ impl CellMemory {
             page += PAGE;
         }
         c
+    }
+
+    /// How often read-only pages were made writable and read-only again.
+    pub fn write_windows(&self) -> WriteWindows {
+        let space = self.space.lock();
+        WriteWindows {
+            open_now: space.reopened.len(),
+            ..space.windows
+        }
     }
 
     /// [`CellMemory::census`] of the whole cell area.
@@ -323,7 +350,15 @@ impl Memory for CellMemory {
         for i in 0..pages as u64 {
             let virt = start + i * PAGE;
             let e = space.pte(virt, false).expect("checked above");
-            write(e, (read(e) & ADDRESS) | flags);
+            let old = read(e);
+            let read_only = |v: u64| v & WRITABLE == 0 && v & NO_EXECUTE != 0;
+            if read_only(old) && flags & WRITABLE != 0 {
+                space.windows.opened += 1;
+                space.reopened.insert(virt);
+            } else if read_only(flags) && space.reopened.remove(&virt) {
+                space.windows.closed += 1;
+            }
+            write(e, (old & ADDRESS) | flags);
             cpu::invlpg(virt);
         }
         Ok(())
@@ -337,6 +372,7 @@ impl Memory for CellMemory {
             if let Some(e) = space.pte(virt, false) {
                 let v = read(e);
                 if v & PRESENT != 0 {
+                    space.reopened.remove(&virt);
                     write(e, 0);
                     cpu::invlpg(virt);
                     space.free_frames.push(v & ADDRESS);

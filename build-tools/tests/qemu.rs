@@ -110,6 +110,12 @@ fn the_kernel_links_the_cells_swaps_three_live_and_keeps_their_state() {
         2,
         "{out}"
     );
+    // The GOT and slot pages were writable only inside the swaps' commits.
+    assert!(
+        out.contains("GOT write windows: loading opened none;"),
+        "{out}"
+    );
+    assert!(out.contains("read-only again; 0 left writable"), "{out}");
     assert!(out.contains("all checks passed, powering off"), "{out}");
 }
 
