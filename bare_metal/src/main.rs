@@ -46,6 +46,23 @@ pub fn exit_qemu(code: u32) -> ! {
 #[global_allocator]
 static HEAP: LockedHeap = LockedHeap::empty();
 
+/// The kernel's own `log` records (the loader's) go to the console.
+struct ConsoleLogger;
+
+impl log::Log for ConsoleLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            println!("[{} {}] {}", record.level(), record.target(), record.args());
+        }
+    }
+    fn flush(&self) {}
+}
+
+static LOGGER: ConsoleLogger = ConsoleLogger;
+
 /// Called by boot.rs in long mode with the PVH start info's physical address.
 #[no_mangle]
 extern "C" fn kernel_main(start_info: u64) -> ! {
@@ -82,6 +99,9 @@ extern "C" fn kernel_main(start_info: u64) -> ! {
         }
     }
     idt::init();
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(log::LevelFilter::Info);
+    }
     let map = paging::init();
     let image = paging::image_layout();
     println!(
