@@ -1,12 +1,19 @@
 //! `klog`: the kernel log cell.
 //!
 //! A fixed-capacity ring buffer of [`CAPACITY`] log entries. When the ring is full the oldest
-//! entry is overwritten and counted as dropped. Every entry is also handed to a list of boxed
-//! [`Sink`] trait objects (the built-in one counts entries per level), and entries are formatted
-//! through `&mut dyn core::fmt::Write`.
+//! entry is overwritten and counted as dropped. Every entry is also handed to the built-in
+//! [`Sink`], which counts entries per level, and entries are formatted through
+//! `&mut dyn core::fmt::Write`.
+//!
+//! The base image links this crate too and the loader binds the cell's [`LOG`] to the image's,
+//! so `LOG` outlives every loaded copy of the cell: it must never hold a pointer into one (a
+//! boxed trait object's vtable, a function pointer). That is why the sink is held by value and
+//! called through `&mut dyn Sink` made on the spot, not kept as a `Box<dyn Sink>`: a box made by
+//! one cell's code and left in the image's ring would call into unmapped memory once that cell
+//! is gone.
 //!
 //! Interface (all `pub`, non-generic, `#[inline(never)]`):
-//! - `init() -> Result<(), String>`: log a greeting and install the default sinks.
+//! - `init() -> Result<(), String>`: log a greeting.
 //! - `push(level: u32, target: &str, message: &str) -> u64`: append, returns the sequence number.
 //! - `len() -> usize`: number of entries held.
 //! - `is_empty() -> bool`: whether no entry is held.
@@ -22,7 +29,6 @@
 
 extern crate alloc;
 
-use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::{self, Write};
@@ -70,7 +76,7 @@ pub trait Sink: Send {
     }
 }
 
-/// The default sink: counts entries per level.
+/// The built-in sink: counts entries per level.
 struct LevelCounter {
     counts: [u64; MAX_LEVEL + 1],
 }
@@ -107,7 +113,7 @@ pub struct Ring {
     head: usize,
     next_seq: u64,
     dropped: u64,
-    sinks: Vec<Box<dyn Sink>>,
+    counter: LevelCounter,
 }
 
 impl Ring {
@@ -118,21 +124,19 @@ impl Ring {
             head: 0,
             next_seq: 1,
             dropped: 0,
-            sinks: Vec::new(),
+            counter: LevelCounter {
+                counts: [0; MAX_LEVEL + 1],
+            },
         }
     }
 
-    fn ensure_sinks(&mut self) {
-        if self.sinks.is_empty() {
-            self.sinks.push(Box::new(LevelCounter {
-                counts: [0; MAX_LEVEL + 1],
-            }));
-        }
+    /// The sinks every entry goes to (see the crate documentation for why they are not boxed).
+    fn sinks(&mut self) -> [&mut dyn Sink; 1] {
+        [&mut self.counter]
     }
 
     /// Appends an entry, overwriting the oldest one when full; returns its sequence number.
     pub fn push(&mut self, level: u32, target: &str, message: &str) -> u64 {
-        self.ensure_sinks();
         let seq = self.next_seq;
         self.next_seq += 1;
         let entry = Entry {
@@ -141,7 +145,7 @@ impl Ring {
             target: String::from(target),
             message: String::from(message),
         };
-        for sink in self.sinks.iter_mut() {
+        for sink in self.sinks() {
             sink.accept(&entry);
         }
         if self.slots.len() < CAPACITY {
@@ -181,7 +185,8 @@ impl Ring {
 
     /// Sum of what the sinks counted at `level`.
     pub fn count_at_level(&self, level: u32) -> u64 {
-        self.sinks.iter().filter_map(|s| s.count(level)).sum()
+        let sink: &dyn Sink = &self.counter;
+        sink.count(level).unwrap_or(0)
     }
 }
 
@@ -195,10 +200,9 @@ impl Default for Ring {
 #[doc(hidden)]
 pub static LOG: spin::Mutex<Ring> = spin::Mutex::new(Ring::new());
 
-/// Cell entry point: installs the default sinks and logs a greeting.
+/// Cell entry point: logs a greeting.
 #[inline(never)]
 pub fn init() -> Result<(), String> {
-    LOG.lock().ensure_sinks();
     let seq = push(3, "klog", "kernel log ready");
     log::info!("klog: ring of {CAPACITY} entries ready (seq {seq})");
     Ok(())
