@@ -26,9 +26,10 @@ pub struct Checkpoint {
 pub struct Registry {
     cells: Vec<Option<Cell>>,
     edges: Vec<Option<Edge>>,
-    /// Name index of the base image's and the platform's symbols, which grow on demand.
+    /// Name index of the base image's and the platform's symbols, which grow on demand: per
+    /// cell, name -> symbol (looked up by `&str`, without building a key).
     #[serde(skip)]
-    index: BTreeMap<(CellId, String), SymbolId>,
+    index: BTreeMap<CellId, BTreeMap<String, SymbolId>>,
 }
 
 impl Default for Registry {
@@ -153,19 +154,39 @@ impl Registry {
 
     /// Removes a cell and every edge it is the dependent of. Refuses (and changes nothing) while
     /// another cell still uses it: the error lists those dependents.
+    ///
+    /// Each provider's `used_by` is filtered once for all the removed edges, not once per edge
+    /// (a provider such as the base image is used by every cell, through many edges).
     pub fn remove_cell(&mut self, id: CellId) -> Result<Cell, Vec<CellId>> {
         let dependents = self.dependents(id);
         if !dependents.is_empty() {
             return Err(dependents);
         }
-        let Some(cell) = self.cell(id) else {
-            return Err(Vec::new());
-        };
-        let uses = cell.uses.clone();
-        for e in uses {
-            self.remove_edge(e);
+        let mut cell = self
+            .cells
+            .get_mut(id.index())
+            .and_then(Option::take)
+            .ok_or_else(Vec::new)?;
+        let mut removed: Vec<(CellId, EdgeId)> = core::mem::take(&mut cell.uses)
+            .into_iter()
+            .filter_map(|e| {
+                let edge = self.edges.get_mut(e.index())?.take()?;
+                Some((edge.provider, e))
+            })
+            .collect();
+        removed.sort_unstable();
+        for group in removed.chunk_by(|a, b| a.0 == b.0) {
+            let gone = |e: &EdgeId| group.binary_search_by(|(_, g)| g.cmp(e)).is_ok();
+            let provider = group[0].0;
+            let used_by = if provider == id {
+                Some(&mut cell.used_by)
+            } else {
+                self.cell_mut(provider).map(|c| &mut c.used_by)
+            };
+            if let Some(used_by) = used_by {
+                used_by.retain(|e| !gone(e));
+            }
         }
-        let cell = self.cells[id.index()].take().ok_or_else(Vec::new)?;
         Ok(cell)
     }
 
@@ -231,8 +252,12 @@ impl Registry {
             if let Some(c) = self.cell_mut(id) {
                 c.symbols.truncate(len);
             }
-            self.index
-                .retain(|(cell, _), sym| *cell != id || sym.index() < len);
+            if let Some(names) = self.index.get_mut(&id) {
+                names.retain(|_, sym| sym.index() < len);
+                if names.is_empty() {
+                    self.index.remove(&id);
+                }
+            }
         }
     }
 
@@ -246,8 +271,7 @@ impl Registry {
         addr: u64,
         kind: SymbolKind,
     ) -> Option<SymbolId> {
-        let key = (cell, String::from(name));
-        if let Some(id) = self.index.get(&key) {
+        if let Some(id) = self.index.get(&cell).and_then(|names| names.get(name)) {
             return Some(*id);
         }
         let c = self.cell_mut(cell)?;
@@ -264,7 +288,10 @@ impl Registry {
                 SymbolId(c.symbols.len() as u32 - 1)
             }
         };
-        self.index.insert(key, id);
+        self.index
+            .entry(cell)
+            .or_default()
+            .insert(String::from(name), id);
         Some(id)
     }
 }

@@ -93,7 +93,7 @@ pub(crate) struct Layout {
 }
 
 /// What a section is, from its flags and name; `None` for sections that are not loaded.
-pub(crate) fn classify(name: &str, sh_type: u32, sh_flags: u64) -> Option<SectionKind> {
+pub(crate) fn classify(name: &[u8], sh_type: u32, sh_flags: u64) -> Option<SectionKind> {
     if sh_flags & u64::from(SHF_ALLOC) == 0 || matches!(sh_type, SHT_GROUP | SHT_REL | SHT_RELA) {
         return None;
     }
@@ -106,12 +106,12 @@ pub(crate) fn classify(name: &str, sh_type: u32, sh_flags: u64) -> Option<Sectio
         }
     } else if sh_flags & u64::from(SHF_EXECINSTR) != 0 {
         SectionKind::Text
-    } else if name == ".eh_frame" {
+    } else if name == b".eh_frame" {
         SectionKind::EhFrame
     } else if sh_flags & u64::from(SHF_WRITE) != 0 {
-        if name.starts_with(".data.rel.ro")
-            || name.starts_with(".init_array")
-            || name.starts_with(".fini_array")
+        if name.starts_with(b".data.rel.ro")
+            || name.starts_with(b".init_array")
+            || name.starts_with(b".fini_array")
         {
             SectionKind::RelRo
         } else if nobits {
@@ -142,11 +142,15 @@ fn align_up(value: usize, align: usize) -> usize {
 
 /// Plans the cell: sections, GOT, stubs, TLS, regions.
 pub(crate) fn plan(cell: &str, object: &Object<'_>, page: usize) -> Result<Layout, LoadError> {
-    let shnum = object.elf.section_headers.len();
-    let nsyms = object.elf.syms.len();
+    let shnum = object.sections.len();
+    let nsyms = object.syms.len();
     let mut kinds: Vec<Option<SectionKind>> = vec![None; shnum];
-    for (i, sh) in object.elf.section_headers.iter().enumerate() {
-        let name = object.elf.shdr_strtab.get_at(sh.sh_name).unwrap_or("");
+    for (i, sh) in object.sections.iter().enumerate() {
+        // Only a loaded section's name matters (and only those are looked up ahead).
+        let name = match sh.sh_flags & u64::from(SHF_ALLOC) {
+            0 => &[][..],
+            _ => object.section_name_bytes(i),
+        };
         kinds[i] = classify(name, sh.sh_type, sh.sh_flags);
         if kinds[i].is_some() {
             let align = sh.sh_addralign.max(1);
@@ -179,23 +183,21 @@ pub(crate) fn plan(cell: &str, object: &Object<'_>, page: usize) -> Result<Layou
     let mut tlsld = NONE;
     let (mut singles, mut pairs, mut stub_count) = (0u32, 0u32, 0u32);
     let mut want_pair_ld = false;
-    for (index, relocs) in &object.elf.shdr_relocs {
-        let target = object.elf.section_headers[*index].sh_info as usize;
-        if kinds.get(target).copied().flatten().is_none() {
+    for section in &object.rela_sections {
+        if kinds[section.target].is_none() {
             continue; // relocations of sections that are not loaded (debug info) are ignored
         }
-        for r in relocs.iter() {
+        for r in object.relas(section) {
             let Some(ty) = reloc::lookup(r.r_type) else {
                 continue; // reported with its section and offset when relocating
             };
             let sym = r.r_sym;
-            let undefined = object.elf.syms.get(sym).is_some_and(|s| s.st_shndx == 0);
             match ty.formula {
                 Formula::GotPcRel if got[sym] == NONE => {
                     got[sym] = singles;
                     singles += 1;
                 }
-                Formula::Plt32 if undefined && stubs[sym] == NONE => {
+                Formula::Plt32 if object.syms[sym].st_shndx == 0 && stubs[sym] == NONE => {
                     stubs[sym] = stub_count;
                     stub_count += 1;
                     if got[sym] == NONE {
@@ -242,7 +244,7 @@ pub(crate) fn plan(cell: &str, object: &Object<'_>, page: usize) -> Result<Layou
     for region in [Region::Text, Region::ReadOnly, Region::RelRo, Region::Data] {
         let start = cursor;
         let mut place = |i: usize, kind: SectionKind, cursor: &mut usize| {
-            let sh = &object.elf.section_headers[i];
+            let sh = &object.sections[i];
             let offset = align_up(*cursor, sh.sh_addralign as usize);
             *cursor = offset + sh.sh_size as usize;
             sections[i] = Some(Placed {
@@ -308,7 +310,7 @@ fn place_tls(
     sections: &mut [Option<Placed>],
     cursor: &mut usize,
 ) -> Option<TlsLayout> {
-    let headers = &object.elf.section_headers;
+    let headers = &object.sections;
     let tls: Vec<usize> = (0..kinds.len())
         .filter(|i| matches!(kinds[*i], Some(SectionKind::TlsData)))
         .chain((0..kinds.len()).filter(|i| matches!(kinds[*i], Some(SectionKind::TlsBss))))
@@ -373,40 +375,43 @@ mod tests {
     #[test]
     fn sections_are_classified_by_flags_and_name() {
         assert_eq!(
-            classify(".text.f", SHT_PROGBITS, A | X),
+            classify(b".text.f", SHT_PROGBITS, A | X),
             Some(SectionKind::Text)
         );
         assert_eq!(
-            classify(".rodata.x", SHT_PROGBITS, A),
+            classify(b".rodata.x", SHT_PROGBITS, A),
             Some(SectionKind::ReadOnly)
         );
         assert_eq!(
-            classify(".eh_frame", SHT_X86_64_UNWIND, A),
+            classify(b".eh_frame", SHT_X86_64_UNWIND, A),
             Some(SectionKind::EhFrame)
         );
         assert_eq!(
-            classify(".data.rel.ro..L", SHT_PROGBITS, A | W),
+            classify(b".data.rel.ro..L", SHT_PROGBITS, A | W),
             Some(SectionKind::RelRo)
         );
-        assert_eq!(classify(".init_array", 14, A | W), Some(SectionKind::RelRo));
         assert_eq!(
-            classify(".data.x", SHT_PROGBITS, A | W),
+            classify(b".init_array", 14, A | W),
+            Some(SectionKind::RelRo)
+        );
+        assert_eq!(
+            classify(b".data.x", SHT_PROGBITS, A | W),
             Some(SectionKind::Data)
         );
         assert_eq!(
-            classify(".bss.x", SHT_NOBITS, A | W),
+            classify(b".bss.x", SHT_NOBITS, A | W),
             Some(SectionKind::Bss)
         );
         assert_eq!(
-            classify(".tdata.x", SHT_PROGBITS, A | W | T),
+            classify(b".tdata.x", SHT_PROGBITS, A | W | T),
             Some(SectionKind::TlsData)
         );
         assert_eq!(
-            classify(".tbss.x", SHT_NOBITS, A | W | T),
+            classify(b".tbss.x", SHT_NOBITS, A | W | T),
             Some(SectionKind::TlsBss)
         );
-        assert_eq!(classify(".comment", SHT_PROGBITS, 0), None);
-        assert_eq!(classify(".rela.text", SHT_RELA, A), None);
+        assert_eq!(classify(b".comment", SHT_PROGBITS, 0), None);
+        assert_eq!(classify(b".rela.text", SHT_RELA, A), None);
     }
 
     #[test]

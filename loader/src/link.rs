@@ -2,13 +2,14 @@
 //! applying every relocation through the table in [`crate::reloc`]. Every reference that leaves
 //! the cell is collected as a pending edge.
 
-use alloc::string::{String, ToString};
+use alloc::borrow::Cow;
+use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::error::LoadError;
 use crate::layout::{Layout, NONE};
 use crate::mapping::Mapping;
-use crate::parse::Object;
+use crate::parse::{Object, Rela};
 use crate::reloc::{self, Formula, WriteError};
 use crate::resolve::{Provider, Resolved};
 use crate_metadata::{demangle, SlotKind};
@@ -37,19 +38,20 @@ pub(crate) enum SlotSection {
 
 /// An edge found while linking, before the cell has an id.
 #[derive(Clone, Debug)]
-pub(crate) struct PendingEdge {
+pub(crate) struct PendingEdge<'a> {
     pub(crate) section: SlotSection,
     pub(crate) slot: u64,
     pub(crate) kind: SlotKind,
     pub(crate) addend: i64,
     pub(crate) provider: Provider,
-    pub(crate) name: String,
+    /// The symbol's name: borrowed from the object, owned where the loader made the edge up.
+    pub(crate) name: Cow<'a, str>,
     pub(crate) addr: u64,
 }
 
 /// What linking produced.
-pub(crate) struct Linked {
-    pub(crate) edges: Vec<PendingEdge>,
+pub(crate) struct Linked<'a> {
+    pub(crate) edges: Vec<PendingEdge<'a>>,
     pub(crate) relocations: u32,
     /// GOT slots that hold the address of a symbol the cell defines: (symbol index, slot). A swap
     /// rebinds a static by rewriting these.
@@ -82,20 +84,24 @@ pub(crate) fn copy_sections(
 }
 
 /// Fills the GOT (slots and TLS pairs) and the call stubs, and applies the relocations.
-pub(crate) fn link(
+pub(crate) fn link<'a>(
     cell: &str,
-    object: &Object<'_>,
+    object: &Object<'a>,
     layout: &Layout,
     mapping: &mut Mapping,
     targets: &[Option<Target>],
     tls_module: u64,
-) -> Result<Linked, LoadError> {
+) -> Result<Linked<'a>, LoadError> {
     let mut linked = Linked {
-        edges: Vec::new(),
+        // At least one edge per GOT slot or pair that leaves the cell (most of them do).
+        edges: Vec::with_capacity(layout.got_len / 8),
         relocations: 0,
         own_slots: Vec::new(),
         direct_refs: Vec::new(),
     };
+    // Which symbols are reached without a slot, by index (a mark per symbol instead of a list
+    // with one entry per relocation to sort).
+    let mut direct = alloc::vec![false; targets.len()];
     fill_got(
         cell,
         object,
@@ -105,9 +111,16 @@ pub(crate) fn link(
         tls_module,
         &mut linked,
     )?;
-    relocate(cell, object, layout, mapping, targets, &mut linked)?;
-    linked.direct_refs.sort_unstable();
-    linked.direct_refs.dedup();
+    relocate(
+        cell,
+        object,
+        layout,
+        mapping,
+        targets,
+        &mut linked,
+        &mut direct,
+    )?;
+    linked.direct_refs = (0..direct.len()).filter(|s| direct[*s]).collect();
     Ok(linked)
 }
 
@@ -119,14 +132,14 @@ fn malformed(cell: &str, reason: String) -> LoadError {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn fill_got(
+fn fill_got<'a>(
     cell: &str,
-    object: &Object<'_>,
+    object: &Object<'a>,
     layout: &Layout,
     mapping: &mut Mapping,
     targets: &[Option<Target>],
     tls_module: u64,
-    linked: &mut Linked,
+    linked: &mut Linked<'a>,
 ) -> Result<(), LoadError> {
     let edges = &mut linked.edges;
     let got = layout.got_offset;
@@ -136,7 +149,6 @@ fn fill_got(
         mapping.write(at, &tls_module.to_le_bytes()).map_err(oob)?;
     }
     for (sym, target) in targets.iter().enumerate() {
-        let name = object.symbol_name(sym);
         if layout.tlsgd[sym] != NONE {
             let at = got + layout.tlsgd[sym] as usize;
             let (module, offset) = match *target {
@@ -152,12 +164,12 @@ fn fill_got(
                         kind: SlotKind::TlsPair,
                         addend: 0,
                         provider,
-                        name: name.to_string(),
+                        name: Cow::Borrowed(object.symbol_name(cell, sym)?),
                         addr: t.offset,
                     });
                     (t.module, t.offset)
                 }
-                _ => return Err(not_tls(cell, name)),
+                _ => return Err(not_tls(cell, &object.symbol_label(sym))),
             };
             mapping.write(at, &module.to_le_bytes()).map_err(oob)?;
             mapping.write(at + 8, &offset.to_le_bytes()).map_err(oob)?;
@@ -177,7 +189,7 @@ fn fill_got(
                         kind: SlotKind::Got,
                         addend: 0,
                         provider: r.provider,
-                        name: name.to_string(),
+                        name: Cow::Borrowed(object.symbol_name(cell, sym)?),
                         addr: r.addr,
                     });
                     r.addr
@@ -187,7 +199,7 @@ fn fill_got(
                         cell,
                         alloc::format!(
                             "a GOT slot for thread-local `{}`",
-                            demangle::demangle(name)
+                            demangle::demangle(&object.symbol_label(sym))
                         ),
                     ))
                 }
@@ -221,20 +233,22 @@ fn not_tls(cell: &str, name: &str) -> LoadError {
     )
 }
 
-fn relocate(
+#[allow(clippy::too_many_arguments)]
+fn relocate<'a>(
     cell: &str,
-    object: &Object<'_>,
+    object: &Object<'a>,
     layout: &Layout,
     mapping: &mut Mapping,
     targets: &[Option<Target>],
-    linked: &mut Linked,
+    linked: &mut Linked<'a>,
+    direct: &mut [bool],
 ) -> Result<(), LoadError> {
-    for (index, relocs) in &object.elf.shdr_relocs {
-        let target_index = object.elf.section_headers[*index].sh_info as usize;
+    for rela_section in &object.rela_sections {
+        let target_index = rela_section.target;
         let Some(placed) = layout.sections.get(target_index).copied().flatten() else {
             continue;
         };
-        for r in relocs.iter() {
+        for r in object.relas(rela_section) {
             let section = || object.section_name(target_index);
             let Some(ty) = reloc::lookup(r.r_type) else {
                 return Err(LoadError::UnknownRelocation {
@@ -244,15 +258,7 @@ fn relocate(
                     r_type: r.r_type,
                 });
             };
-            let name = object.symbol_name(r.r_sym);
-            let overflow = |value: i128| LoadError::RelocationOverflow {
-                cell: cell.into(),
-                section: section(),
-                offset: r.r_offset,
-                r_type: ty.name,
-                symbol: symbol_label(object, r.r_sym),
-                value,
-            };
+            let overflow = |value: i128| overflow(cell, object, target_index, r, ty.name, value);
             let width = ty.field.width() as u64;
             if r.r_offset
                 .checked_add(width)
@@ -262,18 +268,14 @@ fn relocate(
             }
             let offset = placed.offset + r.r_offset as usize;
             let p = i128::from(mapping.addr(offset));
-            let a = i128::from(r.r_addend.unwrap_or(0));
+            let a = i128::from(r.r_addend);
             let got_at = |rel: u32| i128::from(mapping.addr(layout.got_offset + rel as usize));
             let target = targets.get(r.r_sym).copied().flatten();
-            let external = match target {
-                Some(Target::External(res)) => Some(res),
-                _ => None,
-            };
-            let s = match target {
-                Some(Target::Local(addr)) => i128::from(addr),
-                Some(Target::LocalTls(off)) => i128::from(off),
-                Some(Target::External(res)) => i128::from(res.addr),
-                Some(Target::WeakMissing) | None => 0,
+            let (s, external) = match target {
+                Some(Target::Local(addr)) => (i128::from(addr), None),
+                Some(Target::LocalTls(off)) => (i128::from(off), None),
+                Some(Target::External(res)) => (i128::from(res.addr), Some(res)),
+                Some(Target::WeakMissing) | None => (0, None),
             };
             let value = match ty.formula {
                 Formula::Abs64 | Formula::Pc32 if matches!(target, Some(Target::LocalTls(_))) => {
@@ -282,7 +284,7 @@ fn relocate(
                         alloc::format!(
                             "{} against thread-local `{}`",
                             ty.name,
-                            demangle::demangle(name)
+                            demangle::demangle(&object.symbol_label(r.r_sym))
                         ),
                     ));
                 }
@@ -301,7 +303,7 @@ fn relocate(
                     _ => {
                         return Err(LoadError::UnsupportedTls {
                             cell: cell.into(),
-                            symbol: demangle::demangle(name),
+                            symbol: demangle::demangle(&object.symbol_label(r.r_sym)),
                         })
                     }
                 },
@@ -313,7 +315,7 @@ fn relocate(
             if matches!(target, Some(Target::Local(_)))
                 && matches!(ty.formula, Formula::Abs64 | Formula::Pc32)
             {
-                linked.direct_refs.push(r.r_sym);
+                direct[r.r_sym] = true;
             }
             if let Some(res) = external {
                 let kind = match ty.formula {
@@ -327,7 +329,7 @@ fn relocate(
                     kind,
                     addend: a as i64,
                     provider: res.provider,
-                    name: name.to_string(),
+                    name: Cow::Borrowed(object.symbol_name(cell, r.r_sym)?),
                     addr: res.addr,
                 });
             }
@@ -336,14 +338,34 @@ fn relocate(
     Ok(())
 }
 
+/// The error for a relocation whose value does not fit its field (or whose field lies outside
+/// its section). Built only on that path, so the loop over relocations carries nothing for it.
+#[cold]
+fn overflow(
+    cell: &str,
+    object: &Object<'_>,
+    section: usize,
+    r: &Rela,
+    r_type: &'static str,
+    value: i128,
+) -> LoadError {
+    LoadError::RelocationOverflow {
+        cell: cell.into(),
+        section: object.section_name(section),
+        offset: r.r_offset,
+        r_type,
+        symbol: symbol_label(object, r.r_sym),
+        value,
+    }
+}
+
 /// A symbol as an error names it: demangled, or the section for a section symbol.
 fn symbol_label(object: &Object<'_>, sym: usize) -> String {
-    let name = object.symbol_name(sym);
+    let name = object.symbol_label(sym);
     if !name.is_empty() {
-        return demangle::demangle(name);
+        return demangle::demangle(&name);
     }
     object
-        .elf
         .syms
         .get(sym)
         .map(|s| object.section_name(s.st_shndx))

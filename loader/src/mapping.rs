@@ -33,10 +33,12 @@ impl Mapping {
     }
 
     /// The absolute address of `offset`.
+    #[inline]
     pub(crate) fn addr(&self, offset: usize) -> u64 {
         (self.base + offset) as u64
     }
 
+    #[inline]
     fn check(&self, offset: usize, len: usize) -> Result<*mut u8, OutOfBounds> {
         let end = offset.checked_add(len).ok_or(OutOfBounds)?;
         if end > self.len {
@@ -46,6 +48,7 @@ impl Mapping {
     }
 
     /// Copies `bytes` to `offset`. The region must still be writable (before it is protected).
+    #[inline]
     pub(crate) fn write(&mut self, offset: usize, bytes: &[u8]) -> Result<(), OutOfBounds> {
         let dst = self.check(offset, bytes.len())?;
         // SAFETY: `check` proved `offset..offset+len` lies inside this mapping, which is mapped

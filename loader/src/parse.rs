@@ -1,13 +1,25 @@
-//! Parsing: checking that the bytes are an x86_64 relocatable object and reading its tables
-//! with goblin, with every offset checked against the file before anything uses it.
+//! Parsing: checking that the bytes are an x86_64 relocatable object and reading, once, the
+//! tables the later phases use, with every offset checked against the file before anything uses
+//! it.
+//!
+//! The section headers are goblin's `Elf64_Shdr`. The symbol table and the relocations are decoded once
+//! into plain vectors ([`Sym`], [`Rela`]) that layout, resolution and linking index directly.
+//! Names stay where they are, in the object's string tables, and are read by offset when a phase
+//! needs one: no string table is split, copied or checked as a whole. A name is checked to be
+//! UTF-8 where it is used as a `str` (an undefined symbol, an export, a loaded section); error
+//! messages show any other name lossily.
 
+use alloc::borrow::Cow;
 use alloc::format;
 use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::ffi::CStr;
 use goblin::elf::header::{
     EI_CLASS, EI_DATA, ELFCLASS32, ELFCLASS64, ELFDATA2LSB, ELFMAG, SELFMAG,
 };
-use goblin::elf::section_header::{SHT_NOBITS, SHT_RELA};
-use goblin::elf::Elf;
+use goblin::elf::section_header::{SHF_ALLOC, SHT_NOBITS, SHT_REL, SHT_RELA, SHT_SYMTAB};
+use goblin::elf::sym;
+use goblin::elf64::section_header::{SectionHeader, SIZEOF_SHDR};
 
 use crate::error::LoadError;
 
@@ -17,48 +29,178 @@ const EM_X86_64: u16 = 62;
 const ET_REL: u16 = 1;
 /// Size of the ELF64 header.
 const EHDR_SIZE: usize = 64;
+/// Size of one `Elf64_Sym`.
+const SYM_SIZE: usize = 24;
+/// Size of one `Elf64_Rela`.
+const RELA_SIZE: usize = 24;
 
-/// A checked object: the parsed tables and the bytes they point into.
+/// One entry of the symbol table (`Elf64_Sym`), decoded.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Sym {
+    /// Offset of the name in the string table.
+    pub(crate) st_name: usize,
+    pub(crate) st_info: u8,
+    pub(crate) st_other: u8,
+    /// Section index (`SHN_UNDEF`, a header index, or a reserved index from `0xff00`).
+    pub(crate) st_shndx: usize,
+    pub(crate) st_value: u64,
+    pub(crate) st_size: u64,
+}
+
+impl Sym {
+    /// `STB_*`.
+    pub(crate) fn st_bind(&self) -> u8 {
+        sym::st_bind(self.st_info)
+    }
+
+    /// `STT_*`.
+    pub(crate) fn st_type(&self) -> u8 {
+        sym::st_type(self.st_info)
+    }
+
+    /// `STV_*`.
+    pub(crate) fn st_visibility(&self) -> u8 {
+        sym::st_visibility(self.st_other)
+    }
+
+    /// Undefined, absolute, common, ...: not an index into the section headers.
+    fn is_special(&self) -> bool {
+        self.st_shndx == 0 || self.st_shndx >= 0xff00
+    }
+}
+
+/// One relocation (`Elf64_Rela`), decoded. [`parse`] checked `r_sym` against the symbol table.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Rela {
+    pub(crate) r_offset: u64,
+    pub(crate) r_addend: i64,
+    pub(crate) r_sym: usize,
+    pub(crate) r_type: u32,
+}
+
+/// A `SHT_RELA` section: which section it applies to, and its entries in [`Object::relas`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RelaSection {
+    /// The header index of the section it relocates (`sh_info`, checked in range).
+    pub(crate) target: usize,
+    start: usize,
+    end: usize,
+}
+
+/// A checked object: its tables, decoded once, and the bytes they point into.
 pub(crate) struct Object<'a> {
     pub(crate) bytes: &'a [u8],
-    pub(crate) elf: Elf<'a>,
+    /// Every section header, by index.
+    pub(crate) sections: Vec<SectionHeader>,
+    /// Every loaded (`SHF_ALLOC`) section's raw name, by index, found once: layout, metadata and
+    /// `.init_array` all look at them. Empty for the other sections.
+    section_names: Vec<&'a [u8]>,
+    /// The section-name string table (empty when the object has none).
+    shstrtab: &'a [u8],
+    /// Every symbol, by index (entry 0 is the null symbol).
+    pub(crate) syms: Vec<Sym>,
+    /// Every `SHT_RELA` section, in header order.
+    pub(crate) rela_sections: Vec<RelaSection>,
+    /// The entries of all of them, one section after the other.
+    relas: Vec<Rela>,
+    /// The symbol string table (empty when the object has none).
+    strtab: &'a [u8],
 }
 
 impl<'a> Object<'a> {
-    /// The name of section `index` (or `section#N` when it has none).
+    /// The relocations of `section`.
+    pub(crate) fn relas(&self, section: &RelaSection) -> &[Rela] {
+        self.relas.get(section.start..section.end).unwrap_or(&[])
+    }
+
+    /// The raw name of section `index` (empty when it has none).
+    pub(crate) fn section_name_bytes(&self, index: usize) -> &'a [u8] {
+        match self.sections.get(index) {
+            Some(sh) if is_alloc(sh) => self.section_names[index],
+            Some(sh) => c_str(self.shstrtab, sh.sh_name as usize),
+            None => &[],
+        }
+    }
+
+    /// The name of section `index` (or `section#N` when it has none), for messages; a name that
+    /// is not UTF-8 is shown lossily.
     pub(crate) fn section_name(&self, index: usize) -> String {
-        self.elf
-            .section_headers
-            .get(index)
-            .and_then(|sh| self.elf.shdr_strtab.get_at(sh.sh_name))
-            .filter(|n| !n.is_empty())
-            .map(ToString::to_string)
-            .unwrap_or_else(|| format!("section#{index}"))
+        let name = self.section_name_bytes(index);
+        if name.is_empty() {
+            return format!("section#{index}");
+        }
+        String::from_utf8_lossy(name).into_owned()
     }
 
     /// The file bytes of section `index` (empty for `SHT_NOBITS`). Bounds were checked by
     /// [`parse`].
     pub(crate) fn section_bytes(&self, index: usize) -> &'a [u8] {
-        let Some(sh) = self.elf.section_headers.get(index) else {
-            return &[];
-        };
-        if sh.sh_type == SHT_NOBITS {
-            return &[];
+        match self.sections.get(index) {
+            Some(sh) => section_bytes(self.bytes, sh),
+            None => &[],
         }
-        let start = sh.sh_offset as usize;
-        self.bytes
-            .get(start..start + sh.sh_size as usize)
-            .unwrap_or(&[])
     }
 
-    /// The name of symbol `index` in the symbol table.
-    pub(crate) fn symbol_name(&self, index: usize) -> &'a str {
-        self.elf
-            .syms
+    /// The raw name of symbol `index` (empty when it has none).
+    pub(crate) fn symbol_name_bytes(&self, index: usize) -> &'a [u8] {
+        self.syms
             .get(index)
-            .and_then(|s| self.elf.strtab.get_at(s.st_name))
-            .unwrap_or("")
+            .map_or(&[], |s| c_str(self.strtab, s.st_name))
     }
+
+    /// The name of symbol `index`, which must be UTF-8 since it is used as a name (looked up,
+    /// exported, recorded on an edge).
+    pub(crate) fn symbol_name(&self, cell: &str, index: usize) -> Result<&'a str, LoadError> {
+        core::str::from_utf8(self.symbol_name_bytes(index)).map_err(|_| LoadError::Malformed {
+            cell: cell.into(),
+            reason: format!("the name of symbol #{index} is not UTF-8"),
+        })
+    }
+
+    /// The name of symbol `index` for a message (lossy when it is not UTF-8).
+    pub(crate) fn symbol_label(&self, index: usize) -> Cow<'a, str> {
+        String::from_utf8_lossy(self.symbol_name_bytes(index))
+    }
+}
+
+/// The bytes of `offset` up to the next NUL (or the end of the table); empty when `offset` lies
+/// outside the table.
+fn c_str(table: &[u8], offset: usize) -> &[u8] {
+    let Some(tail) = table.get(offset..) else {
+        return &[];
+    };
+    // `from_bytes_until_nul` searches a word at a time (core's `memchr`).
+    CStr::from_bytes_until_nul(tail).map_or(tail, CStr::to_bytes)
+}
+
+fn is_alloc(sh: &SectionHeader) -> bool {
+    sh.sh_flags & u64::from(SHF_ALLOC) != 0
+}
+
+/// The file bytes of a section (empty for `SHT_NOBITS` or one that does not fit the file).
+fn section_bytes<'a>(bytes: &'a [u8], sh: &SectionHeader) -> &'a [u8] {
+    if sh.sh_type == SHT_NOBITS {
+        return &[];
+    }
+    let range = usize::try_from(sh.sh_offset)
+        .ok()
+        .zip(usize::try_from(sh.sh_size).ok())
+        .and_then(|(start, len)| Some(start..start.checked_add(len)?));
+    range.and_then(|r| bytes.get(r)).unwrap_or(&[])
+}
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(w)
 }
 
 fn e_type_name(e_type: u16) -> &'static str {
@@ -71,7 +213,14 @@ fn e_type_name(e_type: u16) -> &'static str {
     }
 }
 
-/// Checks the header, then parses the tables and checks that every section, symbol and
+fn malformed(cell: &str, reason: String) -> LoadError {
+    LoadError::Malformed {
+        cell: cell.into(),
+        reason,
+    }
+}
+
+/// Checks the header, then reads the tables and checks that every section, symbol and
 /// relocation stays inside the file.
 pub(crate) fn parse<'a>(cell: &str, bytes: &'a [u8]) -> Result<Object<'a>, LoadError> {
     let cell_s = || cell.to_string();
@@ -101,8 +250,8 @@ pub(crate) fn parse<'a>(cell: &str, bytes: &'a [u8]) -> Result<Object<'a>, LoadE
             what: "ELF header".into(),
         });
     }
-    let e_type = u16::from_le_bytes([bytes[16], bytes[17]]);
-    let e_machine = u16::from_le_bytes([bytes[18], bytes[19]]);
+    let e_type = u16_at(bytes, 16);
+    let e_machine = u16_at(bytes, 18);
     if e_machine != EM_X86_64 {
         return Err(LoadError::WrongMachine {
             cell: cell_s(),
@@ -115,32 +264,49 @@ pub(crate) fn parse<'a>(cell: &str, bytes: &'a [u8]) -> Result<Object<'a>, LoadE
             e_type: e_type_name(e_type),
         });
     }
-    check_section_table(cell, bytes)?;
-    let elf = Elf::parse(bytes).map_err(|e| LoadError::Malformed {
-        cell: cell_s(),
-        reason: e.to_string(),
-    })?;
-    let object = Object { bytes, elf };
-    check_contents(cell, &object)?;
+    let (shoff, shnum) = check_section_table(cell, bytes)?;
+    let sections = read_section_headers(cell, &bytes[shoff..], shnum)?;
+    let shstrndx = usize::from(u16_at(bytes, 62));
+    let shstrtab = sections
+        .get(shstrndx)
+        .map_or(&[][..], |sh| section_bytes(bytes, sh));
+    let section_names = sections
+        .iter()
+        .map(|sh| match is_alloc(sh) {
+            true => c_str(shstrtab, sh.sh_name as usize),
+            false => &[],
+        })
+        .collect();
+    let mut object = Object {
+        bytes,
+        sections,
+        section_names,
+        shstrtab,
+        syms: Vec::new(),
+        rela_sections: Vec::new(),
+        relas: Vec::new(),
+        strtab: &[],
+    };
+    check_sections(cell, &object)?;
+    read_symbols(cell, &mut object)?;
+    read_relocations(cell, &mut object)?;
     Ok(object)
 }
 
-/// The section header table itself must lie inside the file.
-fn check_section_table(cell: &str, bytes: &[u8]) -> Result<(), LoadError> {
-    let shoff = u64::from_le_bytes(bytes[40..48].try_into().unwrap_or([0; 8]));
-    let shentsize = u16::from_le_bytes([bytes[58], bytes[59]]) as u64;
-    let shnum = u16::from_le_bytes([bytes[60], bytes[61]]) as u64;
-    if shnum == 0 {
-        return Err(LoadError::Malformed {
-            cell: cell.into(),
-            reason: "no section headers".into(),
-        });
+/// The section header table itself must lie inside the file. Returns its offset and length.
+fn check_section_table(cell: &str, bytes: &[u8]) -> Result<(usize, usize), LoadError> {
+    let shoff = u64_at(bytes, 40);
+    let shentsize = u64::from(u16_at(bytes, 58));
+    let shnum = u64::from(u16_at(bytes, 60));
+    // (goblin reads an `e_shoff` of 0 as "no section headers" too.)
+    if shnum == 0 || shoff == 0 {
+        return Err(malformed(cell, "no section headers".into()));
     }
     if shentsize != 64 {
-        return Err(LoadError::Malformed {
-            cell: cell.into(),
-            reason: format!("section header size {shentsize}, expected 64"),
-        });
+        return Err(malformed(
+            cell,
+            format!("section header size {shentsize}, expected 64"),
+        ));
     }
     let end = shnum
         .checked_mul(shentsize)
@@ -151,14 +317,45 @@ fn check_section_table(cell: &str, bytes: &[u8]) -> Result<(), LoadError> {
             what: "section header table".into(),
         });
     }
-    Ok(())
+    // Both fit the file, so they fit a `usize`.
+    Ok((shoff as usize, shnum as usize))
 }
 
-/// Every section's bytes, every symbol's section index and every relocation's symbol index must
-/// be in range, so later phases can index without checking again.
-fn check_contents(cell: &str, object: &Object<'_>) -> Result<(), LoadError> {
-    let shnum = object.elf.section_headers.len();
-    for (i, sh) in object.elf.section_headers.iter().enumerate() {
+/// The `shnum` section headers at the start of `table` (which holds them all: checked by
+/// [`check_section_table`]), decoded into goblin's `Elf64_Shdr`. Field by field from little-endian
+/// bytes: goblin's own readers cost more than the rest of parsing together (its `from_bytes`
+/// fills the vector element by element before it copies, its `parse` goes through `scroll`).
+fn read_section_headers(
+    cell: &str,
+    table: &[u8],
+    shnum: usize,
+) -> Result<Vec<SectionHeader>, LoadError> {
+    let Some(table) = table.get(..shnum * SIZEOF_SHDR) else {
+        return Err(LoadError::Truncated {
+            cell: cell.into(),
+            what: "section header table".into(),
+        });
+    };
+    Ok(table
+        .chunks_exact(SIZEOF_SHDR)
+        .map(|e| SectionHeader {
+            sh_name: u32_at(e, 0),
+            sh_type: u32_at(e, 4),
+            sh_flags: u64_at(e, 8),
+            sh_addr: u64_at(e, 16),
+            sh_offset: u64_at(e, 24),
+            sh_size: u64_at(e, 32),
+            sh_link: u32_at(e, 40),
+            sh_info: u32_at(e, 44),
+            sh_addralign: u64_at(e, 48),
+            sh_entsize: u64_at(e, 56),
+        })
+        .collect())
+}
+
+/// Every section's bytes must lie inside the file, so later phases can slice without checking.
+fn check_sections(cell: &str, object: &Object<'_>) -> Result<(), LoadError> {
+    for (i, sh) in object.sections.iter().enumerate() {
         if sh.sh_type == SHT_NOBITS || sh.sh_size == 0 {
             continue;
         }
@@ -170,77 +367,183 @@ fn check_contents(cell: &str, object: &Object<'_>) -> Result<(), LoadError> {
             });
         }
     }
-    if object.elf.syms.is_empty() {
-        return Err(LoadError::Malformed {
-            cell: cell.into(),
-            reason: "no symbol table".into(),
+    Ok(())
+}
+
+/// Decodes the symbol table (the last `SHT_SYMTAB`, as goblin picks it) and finds its string
+/// table. Every symbol's section index must be in range and its value inside its section (its end
+/// at most), so `section + st_value` cannot overflow later.
+fn read_symbols(cell: &str, object: &mut Object<'_>) -> Result<(), LoadError> {
+    let no_table = || malformed(cell, "no symbol table".into());
+    let symtab = object
+        .sections
+        .iter()
+        .rfind(|sh| sh.sh_type == SHT_SYMTAB)
+        .ok_or_else(no_table)?;
+    if symtab.sh_entsize == 0 {
+        return Err(no_table());
+    }
+    if symtab.sh_entsize != SYM_SIZE as u64 {
+        return Err(malformed(
+            cell,
+            format!(
+                "symbol table entry size {}, expected {SYM_SIZE}",
+                symtab.sh_entsize
+            ),
+        ));
+    }
+    let table = section_bytes(object.bytes, symtab);
+    if table.len() < SYM_SIZE {
+        return Err(no_table());
+    }
+    object.strtab = object
+        .sections
+        .get(symtab.sh_link as usize)
+        .map_or(&[], |sh| section_bytes(object.bytes, sh));
+    let mut syms = Vec::with_capacity(table.len() / SYM_SIZE);
+    for e in table.chunks_exact(SYM_SIZE) {
+        syms.push(Sym {
+            st_name: u32_at(e, 0) as usize,
+            st_info: e[4],
+            st_other: e[5],
+            st_shndx: usize::from(u16_at(e, 6)),
+            st_value: u64_at(e, 8),
+            st_size: u64_at(e, 16),
         });
     }
-    let nsyms = object.elf.syms.len();
-    for sym in object.elf.syms.iter() {
-        let shndx = sym.st_shndx;
-        let special = shndx == 0 || shndx >= 0xff00;
-        if !special && shndx >= shnum {
-            return Err(LoadError::Malformed {
-                cell: cell.into(),
-                reason: format!(
-                    "symbol `{}` is in section {shndx}, but there are {shnum} sections",
-                    object.elf.strtab.get_at(sym.st_name).unwrap_or("?")
-                ),
-            });
-        }
-        // A defined symbol lies inside its section (its end at most), so `section + st_value`
-        // cannot overflow later.
-        if !special {
-            let size = object.elf.section_headers[shndx].sh_size;
-            if sym.st_value > size {
-                return Err(LoadError::Malformed {
-                    cell: cell.into(),
-                    reason: format!(
-                        "symbol `{}` has value {:#x}, past the end of section {} ({size} bytes)",
-                        object.elf.strtab.get_at(sym.st_name).unwrap_or("?"),
-                        sym.st_value,
-                        object.section_name(shndx)
-                    ),
-                });
-            }
-        }
-    }
-    for (index, relocs) in &object.elf.shdr_relocs {
-        let Some(rel) = object.elf.section_headers.get(*index) else {
+    object.syms = syms;
+    let shnum = object.sections.len();
+    for (i, sym) in object.syms.iter().enumerate() {
+        if sym.is_special() {
             continue;
+        }
+        let shndx = sym.st_shndx;
+        let Some(section) = object.sections.get(shndx) else {
+            return Err(malformed(
+                cell,
+                format!(
+                    "symbol `{}` is in section {shndx}, but there are {shnum} sections",
+                    label_or_unknown(object, i)
+                ),
+            ));
         };
-        if rel.sh_type != SHT_RELA {
-            return Err(LoadError::Malformed {
-                cell: cell.into(),
-                reason: format!(
-                    "{} is a REL section; x86_64 objects use RELA",
-                    object.section_name(*index)
+        let size = section.sh_size;
+        if sym.st_value > size {
+            return Err(malformed(
+                cell,
+                format!(
+                    "symbol `{}` has value {:#x}, past the end of section {} ({size} bytes)",
+                    label_or_unknown(object, i),
+                    sym.st_value,
+                    object.section_name(shndx)
                 ),
-            });
-        }
-        if rel.sh_info as usize >= shnum {
-            return Err(LoadError::Malformed {
-                cell: cell.into(),
-                reason: format!(
-                    "{} applies to section {}, but there are {shnum} sections",
-                    object.section_name(*index),
-                    rel.sh_info
-                ),
-            });
-        }
-        for r in relocs.iter() {
-            if r.r_sym >= nsyms {
-                return Err(LoadError::Malformed {
-                    cell: cell.into(),
-                    reason: format!(
-                        "a relocation in {} names symbol {} of {nsyms}",
-                        object.section_name(*index),
-                        r.r_sym
-                    ),
-                });
-            }
+            ));
         }
     }
     Ok(())
+}
+
+fn label_or_unknown<'a>(object: &Object<'a>, sym: usize) -> Cow<'a, str> {
+    let label = object.symbol_label(sym);
+    if label.is_empty() {
+        Cow::Borrowed("?")
+    } else {
+        label
+    }
+}
+
+/// Decodes every `SHT_RELA` section. x86_64 objects have no `SHT_REL`; each relocation must apply
+/// to an existing section and name an existing symbol.
+fn read_relocations(cell: &str, object: &mut Object<'_>) -> Result<(), LoadError> {
+    let shnum = object.sections.len();
+    let nsyms = object.syms.len();
+    let (mut sections, mut count) = (0, 0);
+    for sh in &object.sections {
+        if sh.sh_type == SHT_RELA {
+            sections += 1;
+            count += section_bytes(object.bytes, sh).len() / RELA_SIZE;
+        }
+    }
+    let mut relas = Vec::with_capacity(count);
+    let mut rela_sections = Vec::with_capacity(sections);
+    for (index, sh) in object.sections.iter().enumerate() {
+        if sh.sh_type == SHT_REL {
+            return Err(malformed(
+                cell,
+                format!(
+                    "{} is a REL section; x86_64 objects use RELA",
+                    object.section_name(index)
+                ),
+            ));
+        }
+        if sh.sh_type != SHT_RELA {
+            continue;
+        }
+        if sh.sh_info as usize >= shnum {
+            return Err(malformed(
+                cell,
+                format!(
+                    "{} applies to section {}, but there are {shnum} sections",
+                    object.section_name(index),
+                    sh.sh_info
+                ),
+            ));
+        }
+        let start = relas.len();
+        for e in section_bytes(object.bytes, sh).chunks_exact(RELA_SIZE) {
+            let r_info = u64_at(e, 8);
+            let r_sym = (r_info >> 32) as usize;
+            if r_sym >= nsyms {
+                return Err(malformed(
+                    cell,
+                    format!(
+                        "a relocation in {} names symbol {r_sym} of {nsyms}",
+                        object.section_name(index),
+                    ),
+                ));
+            }
+            relas.push(Rela {
+                r_offset: u64_at(e, 0),
+                r_addend: u64_at(e, 16) as i64,
+                r_sym,
+                r_type: r_info as u32,
+            });
+        }
+        rela_sections.push(RelaSection {
+            target: sh.sh_info as usize,
+            start,
+            end: relas.len(),
+        });
+    }
+    object.relas = relas;
+    object.rela_sections = rela_sections;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_end_at_the_first_nul_or_the_table() {
+        let table = b"\0.text.a\0.rodata.a_much_longer_name_than_eight\0tail";
+        assert_eq!(c_str(table, 0), b"");
+        assert_eq!(c_str(table, 1), b".text.a");
+        assert_eq!(c_str(table, 3), b"ext.a");
+        assert_eq!(c_str(table, 9), b".rodata.a_much_longer_name_than_eight");
+        assert_eq!(c_str(table, table.len() - 4), b"tail");
+        assert_eq!(c_str(table, table.len()), b"");
+        assert_eq!(c_str(table, usize::MAX), b"");
+    }
+
+    #[test]
+    fn a_section_past_the_file_has_no_bytes() {
+        let sh = SectionHeader {
+            sh_type: goblin::elf::section_header::SHT_PROGBITS,
+            sh_offset: u64::MAX,
+            sh_size: 2,
+            ..Default::default()
+        };
+        assert_eq!(section_bytes(b"abc", &sh), b"");
+    }
 }

@@ -139,8 +139,8 @@ impl<P: Platform> System<P> {
                 with.push(base.map_or_else(|| "the base image".into(), |c| c.name.clone()));
             }
         }
-        for other in self.registry.cells() {
-            if other.id == id || !self.mapped.contains_key(&other.id) {
+        for other in self.mapped.keys().filter_map(|c| self.registry.cell(*c)) {
+            if other.id == id {
                 continue;
             }
             for s in other
@@ -235,12 +235,14 @@ impl<P: Platform> System<P> {
         }
     }
 
-    /// A mapped cell one of whose statics lies in `addr..addr+len`.
+    /// A mapped cell one of whose statics lies in `addr..addr+len`. Walks the mapped cells only:
+    /// the registry keeps a hole for every cell ever removed, so walking all of its cells would
+    /// cost more with every load and unload done before.
     fn static_owner(&self, addr: usize, len: usize) -> Option<CellId> {
         let (lo, hi) = (addr as u64, (addr + len) as u64);
-        self.registry
-            .cells()
-            .filter(|c| self.mapped.contains_key(&c.id))
+        self.mapped
+            .keys()
+            .filter_map(|id| self.registry.cell(*id))
             .find(|c| {
                 c.symbols
                     .iter()

@@ -111,9 +111,27 @@ pub(crate) const TABLE: &[RelocType] = &[
     },
 ];
 
+/// One past the largest `r_type` in [`TABLE`].
+const TYPES: usize = 43;
+
+/// [`TABLE`] indexed by `r_type`: the entry's position plus one, 0 for a type not served. Built
+/// from the table at compile time, so a relocation finds its entry with one load.
+const BY_TYPE: [u8; TYPES] = {
+    let mut by_type = [0u8; TYPES];
+    let mut i = 0;
+    while i < TABLE.len() {
+        by_type[TABLE[i].r_type as usize] = i as u8 + 1;
+        i += 1;
+    }
+    by_type
+};
+
 /// The table entry for `r_type`.
 pub(crate) fn lookup(r_type: u32) -> Option<&'static RelocType> {
-    TABLE.iter().find(|t| t.r_type == r_type)
+    match BY_TYPE.get(r_type as usize) {
+        Some(&i) if i > 0 => Some(&TABLE[i as usize - 1]),
+        _ => None,
+    }
 }
 
 /// Why a value could not be written.
@@ -158,7 +176,11 @@ pub(crate) fn write(
     value: i128,
 ) -> Result<(), WriteError> {
     let (bytes, len) = encode(field, value)?;
-    mapping.write(offset, &bytes[..len])?;
+    // Two fixed-size writes rather than one of `len` bytes: each is a single store.
+    match len {
+        8 => mapping.write(offset, &bytes)?,
+        _ => mapping.write(offset, &[bytes[0], bytes[1], bytes[2], bytes[3]])?,
+    }
     Ok(())
 }
 

@@ -555,13 +555,11 @@ impl<P: Platform> System<P> {
     /// A retired, still mapped cell named `name` whose object had this SHA-256.
     fn retired_with_hash(&self, name: &str, sha256: Option<&str>) -> Option<CellId> {
         let sha = sha256?;
-        self.registry
-            .cells()
+        self.mapped
+            .keys()
+            .filter_map(|id| self.registry.cell(*id))
             .find(|c| {
-                c.name == name
-                    && c.state == CellState::Retired
-                    && c.sha256.as_deref() == Some(sha)
-                    && self.mapped.contains_key(&c.id)
+                c.name == name && c.state == CellState::Retired && c.sha256.as_deref() == Some(sha)
             })
             .map(|c| c.id)
     }

@@ -1,6 +1,7 @@
 //! The system: the registry, the namespaces, and the mapped cells, with the operations that
 //! change them (load, unload, handles).
 
+use alloc::borrow::Cow;
 use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
@@ -303,16 +304,13 @@ impl<P: Platform> System<P> {
         object: &Object<'_>,
     ) -> Result<Vec<Option<Target>>, LoadError> {
         let resolver = self.resolver();
-        let mut targets = alloc::vec![None; object.elf.syms.len()];
+        let mut targets = alloc::vec![None; object.syms.len()];
         let mut missing = Vec::new();
-        for (i, sym) in object.elf.syms.iter().enumerate() {
-            if sym.st_shndx != 0 || i == 0 {
+        for (i, sym) in object.syms.iter().enumerate() {
+            if sym.st_shndx != 0 || i == 0 || object.symbol_name_bytes(i).is_empty() {
                 continue;
             }
-            let name = object.symbol_name(i);
-            if name.is_empty() {
-                continue;
-            }
+            let name = object.symbol_name(cell, i)?;
             let tls = sym.st_type() == TLS_SYMBOL;
             targets[i] = match resolver.resolve(ns, name, tls) {
                 Resolution::Found(r) => Some(Target::External(r)),
@@ -342,11 +340,11 @@ impl<P: Platform> System<P> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn link_and_publish(
+    fn link_and_publish<'a>(
         &mut self,
         ns: NamespaceId,
         spec: CellSpec<'_>,
-        object: &Object<'_>,
+        object: &Object<'a>,
         layout: &Layout,
         mut targets: Vec<Option<Target>>,
         mapped: &mut Mapped,
@@ -386,7 +384,7 @@ impl<P: Platform> System<P> {
             &targets,
             tls_module,
         )?;
-        let (mut meta, mut exports, section_ids) = describe(spec, object, layout, &mapped.mapping);
+        let (mut meta, mut exports, section_ids) = describe(spec, object, layout, &mapped.mapping)?;
         let exported = |sym: usize| section_ids.symbols.get(sym).copied().flatten();
         mapped.own_slots = linked
             .own_slots
@@ -434,7 +432,7 @@ impl<P: Platform> System<P> {
         let exports: Vec<Export> = exports
             .into_iter()
             .map(|(name, symbol, addr, weak)| Export {
-                name,
+                name: name.into(),
                 target: SymbolRef {
                     cell: id,
                     symbol,
@@ -444,12 +442,15 @@ impl<P: Platform> System<P> {
             })
             .collect();
         self.namespaces
-            .add_cell(ns, id, &exports)
+            .add_cell_owned(ns, id, exports)
             .map_err(|error| LoadError::Namespace {
                 cell: cell.into(),
                 error,
             })?;
         let id = self.registry.add_cell(meta);
+        if let Some(c) = self.registry.cell_mut(id) {
+            c.uses.reserve_exact(linked.edges.len());
+        }
         for e in linked.edges {
             self.add_pending_edge(id, &section_ids, e);
         }
@@ -460,28 +461,30 @@ impl<P: Platform> System<P> {
     /// static of the cell that the base image also defines, by exact mangled name, is bound to
     /// the base image's initialized memory through the cell's own GOT slots, and recorded as an
     /// edge to the base image. The cell's own copy is never used.
-    fn bind_image_statics(
+    fn bind_image_statics<'a>(
         &self,
         cell: &str,
         meta: &mut Cell,
-        exports: &mut [(String, SymbolId, u64, bool)],
+        exports: &mut [(&'a str, SymbolId, u64, bool)],
         mapped: &mut Mapped,
-        edges: &mut Vec<PendingEdge>,
+        edges: &mut Vec<PendingEdge<'a>>,
     ) -> Result<(), LoadError> {
-        let statics: Vec<(SymbolId, String)> = meta
-            .symbols
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| {
-                s.kind == SymbolKind::Object
-                    && s.section
-                        .and_then(|id| meta.section(id))
-                        .is_some_and(|sec| matches!(sec.kind, SectionKind::Data | SectionKind::Bss))
-            })
-            .map(|(i, s)| (SymbolId(i as u32), s.name.clone()))
-            .collect();
-        for (id, name) in statics {
-            let Some(image) = self.platform.image_symbol(&name) else {
+        // `describe` made one export per symbol of the metadata, in the same order.
+        debug_assert!(exports.iter().enumerate().all(|(i, e)| e.1.index() == i));
+        for (i, s) in meta.symbols.iter_mut().enumerate() {
+            let id = SymbolId(i as u32);
+            let in_data = s
+                .section
+                .and_then(|id| meta.sections.get(id.index()))
+                .is_some_and(|sec| matches!(sec.kind, SectionKind::Data | SectionKind::Bss));
+            let Some(export) = exports.get_mut(i) else {
+                continue;
+            };
+            if s.kind != SymbolKind::Object || !in_data {
+                continue;
+            }
+            let name = export.0;
+            let Some(image) = self.platform.image_symbol(name) else {
                 continue;
             };
             if mapped.direct_refs.contains(&id) {
@@ -490,7 +493,7 @@ impl<P: Platform> System<P> {
                     reason: alloc::format!(
                         "static `{}` is shared with the base image but the cell reaches its own \
                          copy without a slot",
-                        demangle::demangle(&name)
+                        demangle::demangle(name)
                     ),
                 });
             }
@@ -511,22 +514,18 @@ impl<P: Platform> System<P> {
                         kind: SlotKind::Got,
                         addend: 0,
                         provider: Provider::Base,
-                        name: name.clone(),
+                        name: Cow::Borrowed(name),
                         addr: image as u64,
                     });
                 }
             }
-            if let Some(s) = meta.symbols.get_mut(id.index()) {
-                s.addr = image as u64;
-            }
-            if let Some(e) = exports.iter_mut().find(|e| e.1 == id) {
-                e.2 = image as u64;
-            }
+            s.addr = image as u64;
+            export.2 = image as u64;
         }
         Ok(())
     }
 
-    fn add_pending_edge(&mut self, id: CellId, section_ids: &SectionIds, e: PendingEdge) {
+    fn add_pending_edge(&mut self, id: CellId, section_ids: &SectionIds, e: PendingEdge<'_>) {
         let section = match e.section {
             SlotSection::Got => section_ids.got,
             SlotSection::Section(i) => section_ids.by_index.get(i).copied().flatten(),
@@ -568,7 +567,7 @@ impl<P: Platform> System<P> {
         let args = self.platform.init_args();
         for (i, placed) in layout.sections.iter().enumerate() {
             let Some(p) = placed else { continue };
-            if !object.section_name(i).starts_with(".init_array") {
+            if !object.section_name_bytes(i).starts_with(b".init_array") {
                 continue;
             }
             let Ok(words) = mapped.mapping.read(p.offset, p.size - p.size % 8) else {
@@ -898,7 +897,7 @@ fn local_targets(
     mapping: &Mapping,
     targets: &mut [Option<Target>],
 ) {
-    for (i, sym) in object.elf.syms.iter().enumerate() {
+    for (i, sym) in object.syms.iter().enumerate() {
         let shndx = sym.st_shndx;
         if shndx == 0 {
             continue;
@@ -919,17 +918,19 @@ fn local_targets(
 
 /// The cell's metadata (sections and exported symbols) and its namespace exports.
 #[allow(clippy::type_complexity)]
-fn describe(
+fn describe<'a>(
     spec: CellSpec<'_>,
-    object: &Object<'_>,
+    object: &Object<'a>,
     layout: &Layout,
     mapping: &Mapping,
-) -> (Cell, Vec<(String, SymbolId, u64, bool)>, SectionIds) {
+) -> Result<(Cell, Vec<(&'a str, SymbolId, u64, bool)>, SectionIds), LoadError> {
     let mut cell = Cell::new(spec.name, spec.version, Origin::Object);
     cell.kind = spec.kind;
     cell.sha256 = spec.sha256.map(ToString::to_string);
     cell.object_size = object.bytes.len() as u64;
     cell.base_addr = mapping.addr(0);
+    let placed = layout.sections.iter().flatten().count();
+    cell.sections.reserve_exact(placed + 2);
     let mut by_index = alloc::vec![None; layout.sections.len()];
     for (i, placed) in layout.sections.iter().enumerate() {
         let Some(p) = placed else { continue };
@@ -939,12 +940,23 @@ fn describe(
         } else {
             mapping.addr(p.offset)
         };
+        // A loaded section's name goes into the metadata as a `String`: it must be UTF-8.
+        let name = match core::str::from_utf8(object.section_name_bytes(i)) {
+            Ok("") => alloc::format!("section#{i}"),
+            Ok(name) => name.into(),
+            Err(_) => {
+                return Err(LoadError::Malformed {
+                    cell: spec.name.into(),
+                    reason: alloc::format!("the name of section #{i} is not UTF-8"),
+                })
+            }
+        };
         cell.sections.push(Section {
-            name: object.section_name(i),
+            name,
             kind: p.kind,
             addr,
             size: p.size as u64,
-            align: object.elf.section_headers[i].sh_addralign.max(1),
+            align: object.sections[i].sh_addralign.max(1),
         });
     }
     let mut got = None;
@@ -967,34 +979,37 @@ fn describe(
             align: 16,
         });
     }
-    let mut exports = Vec::new();
-    let mut symbols = alloc::vec![None; object.elf.syms.len()];
-    for (i, sym) in object.elf.syms.iter().enumerate() {
-        let bind = sym.st_bind();
-        let vis = sym.st_visibility();
-        let ty = sym.st_type();
-        if sym.st_shndx == 0
-            || !(bind == STB_GLOBAL || bind == STB_WEAK)
-            || vis == STV_HIDDEN
-            || vis == STV_INTERNAL
-            || ty == STT_SECTION
-            || ty == STT_FILE
-        {
-            continue;
-        }
-        let Some(section) = by_index.get(sym.st_shndx).copied().flatten() else {
+    // The exported symbols: defined, global or weak, visible, not a section or file symbol, in
+    // a loaded section. Found first, so the vectors are allocated once at their size.
+    let exported: Vec<usize> = (0..object.syms.len())
+        .filter(|i| {
+            let sym = &object.syms[*i];
+            let (bind, vis, ty) = (sym.st_bind(), sym.st_visibility(), sym.st_type());
+            sym.st_shndx != 0
+                && (bind == STB_GLOBAL || bind == STB_WEAK)
+                && vis != STV_HIDDEN
+                && vis != STV_INTERNAL
+                && ty != STT_SECTION
+                && ty != STT_FILE
+                && by_index.get(sym.st_shndx).copied().flatten().is_some()
+        })
+        .collect();
+    let mut exports = Vec::with_capacity(exported.len());
+    cell.symbols.reserve_exact(exported.len());
+    let mut symbols = alloc::vec![None; object.syms.len()];
+    for i in exported {
+        let sym = &object.syms[i];
+        let (Some(section), Some(p)) = (by_index[sym.st_shndx], layout.sections[sym.st_shndx])
+        else {
             continue;
         };
-        let Some(p) = layout.sections[sym.st_shndx] else {
-            continue;
-        };
-        let (kind, addr) = match ty {
+        let (kind, addr) = match sym.st_type() {
             STT_FUNC => (SymbolKind::Function, mapping.addr(p.offset) + sym.st_value),
             STT_OBJECT => (SymbolKind::Object, mapping.addr(p.offset) + sym.st_value),
             TLS_SYMBOL => (SymbolKind::Tls, p.tls_offset as u64 + sym.st_value),
             _ => (SymbolKind::Other, mapping.addr(p.offset) + sym.st_value),
         };
-        let name = object.symbol_name(i);
+        let name = object.symbol_name(spec.name, i)?;
         let id = SymbolId(cell.symbols.len() as u32);
         cell.symbols.push(Symbol {
             name: name.into(),
@@ -1003,10 +1018,10 @@ fn describe(
             size: sym.st_size,
             kind,
         });
-        exports.push((name.to_string(), id, addr, bind == STB_WEAK));
+        exports.push((name, id, addr, sym.st_bind() == STB_WEAK));
         symbols[i] = Some(id);
     }
-    (
+    Ok((
         cell,
         exports,
         SectionIds {
@@ -1014,5 +1029,5 @@ fn describe(
             got,
             symbols,
         },
-    )
+    ))
 }

@@ -88,6 +88,12 @@ impl Namespace {
         self.symbols.len()
     }
 
+    /// Whether adding `export` (checked by `check_add`) changes the map: a weak export never
+    /// replaces an existing definition, a strong one replaces only a weak one.
+    fn takes(&self, export: &Export) -> bool {
+        !matches!(self.symbols.get(&export.name), Some(existing) if !existing.weak || export.target.weak)
+    }
+
     /// Every symbol of this namespace alone, in no particular order.
     pub fn symbols(&self) -> impl Iterator<Item = (&str, &SymbolRef)> {
         self.symbols.iter().map(|(k, v)| (k.as_str(), v))
@@ -278,6 +284,45 @@ impl Namespaces {
         cell: CellId,
         exports: &[Export],
     ) -> Result<(), NamespaceError> {
+        self.check_add(ns, cell, exports)?;
+        let n = self.get_mut(ns)?;
+        n.cells.push(cell);
+        n.symbols.reserve(exports.len());
+        for e in exports {
+            if n.takes(e) {
+                n.symbols.insert(e.name.clone(), e.target);
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Namespaces::add_cell`] with the exports given by value: their names move into the
+    /// namespace's map instead of being copied (what the loader does on every load).
+    pub fn add_cell_owned(
+        &mut self,
+        ns: NamespaceId,
+        cell: CellId,
+        exports: Vec<Export>,
+    ) -> Result<(), NamespaceError> {
+        self.check_add(ns, cell, &exports)?;
+        let n = self.get_mut(ns)?;
+        n.cells.push(cell);
+        n.symbols.reserve(exports.len());
+        for e in exports {
+            if n.takes(&e) {
+                n.symbols.insert(e.name, e.target);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `cell` with `exports` can be added to `ns` (see [`Namespaces::add_cell`]).
+    fn check_add(
+        &self,
+        ns: NamespaceId,
+        cell: CellId,
+        exports: &[Export],
+    ) -> Result<(), NamespaceError> {
         let n = self.get(ns).ok_or(NamespaceError::NoSuchNamespace(ns))?;
         if n.cells.contains(&cell) {
             return Err(NamespaceError::CellPresent(cell));
@@ -290,16 +335,6 @@ impl Namespaces {
                         symbol: e.name.clone(),
                         existing: existing.cell,
                     });
-                }
-            }
-        }
-        let n = self.get_mut(ns)?;
-        n.cells.push(cell);
-        for e in exports {
-            match n.symbols.get(&e.name) {
-                Some(existing) if !existing.weak || e.target.weak => {}
-                _ => {
-                    n.symbols.insert(e.name.clone(), e.target);
                 }
             }
         }
