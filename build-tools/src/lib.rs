@@ -19,6 +19,7 @@ pub mod inspect;
 pub mod objects;
 pub mod qemu;
 pub mod sign;
+pub mod synth_cells;
 pub mod upgrades;
 pub mod workspace;
 
