@@ -123,10 +123,10 @@ impl Registry {
     pub fn remove_edge(&mut self, id: EdgeId) -> Option<Edge> {
         let edge = self.edges.get_mut(id.index())?.take()?;
         if let Some(c) = self.cell_mut(edge.dependent) {
-            c.uses.retain(|e| *e != id);
+            remove_from_tail(&mut c.uses, 1, |e| *e == id);
         }
         if let Some(c) = self.cell_mut(edge.provider) {
-            c.used_by.retain(|e| *e != id);
+            remove_from_tail(&mut c.used_by, 1, |e| *e == id);
         }
         Some(edge)
     }
@@ -184,7 +184,7 @@ impl Registry {
                 self.cell_mut(provider).map(|c| &mut c.used_by)
             };
             if let Some(used_by) = used_by {
-                used_by.retain(|e| !gone(e));
+                remove_from_tail(used_by, group.len(), gone);
             }
         }
         Ok(cell)
@@ -294,6 +294,29 @@ impl Registry {
             .insert(String::from(name), id);
         Some(id)
     }
+}
+
+/// Removes from `list` the `count` entries for which `gone` holds (fewer if fewer are there),
+/// scanning from the end: edge lists grow by appending, and the edges removed together (a cell's
+/// when it is unloaded, newest cells first on a namespace teardown) are the recent ones, so the
+/// base image's list of every cell's edges to it is not walked whole for each cell.
+fn remove_from_tail(list: &mut Vec<EdgeId>, count: usize, gone: impl Fn(&EdgeId) -> bool) {
+    let mut found = 0;
+    let mut start = list.len();
+    while found < count && start > 0 {
+        start -= 1;
+        if gone(&list[start]) {
+            found += 1;
+        }
+    }
+    let mut write = start;
+    for read in start..list.len() {
+        if !gone(&list[read]) {
+            list[write] = list[read];
+            write += 1;
+        }
+    }
+    list.truncate(write);
 }
 
 #[cfg(test)]

@@ -209,10 +209,16 @@ impl<P: Platform> System<P> {
         if data_len > 0 {
             ranges.push((data as usize, data_len));
         }
-        let heirs: Vec<((usize, usize), CellId)> = ranges
-            .iter()
-            .filter_map(|r| self.static_owner(r.0, r.1).map(|c| (*r, c)))
-            .collect();
+        // Only a cell a swap rebound statics into can hold another cell's state: the others are
+        // freed without a look at every mapped cell's symbols.
+        let heirs: Vec<((usize, usize), CellId)> = if mapped.lent {
+            ranges
+                .iter()
+                .filter_map(|r| self.static_owner(r.0, r.1).map(|c| (*r, c)))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let total =
             mapped.mapping.len() as u64 + mapped.adopted.iter().map(|r| r.1 as u64).sum::<u64>();
         // SAFETY: nothing points into the cell any more (no edges: checked by the callers) and

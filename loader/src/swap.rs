@@ -753,6 +753,12 @@ impl<P: Platform> System<P> {
             });
         }
         self.apply_rebinding(p.new, &moves, undo)?;
+        if !moves.is_empty() {
+            // Kept even if the swap is rolled back: it only makes freeing `p.old` look for heirs.
+            if let Some(m) = self.mapped.get_mut(&p.old) {
+                m.lent = true;
+            }
+        }
         if let (Some(addr), false) = (transfer, options.fresh_all) {
             self.run_transfer(&cell, addr, p.old)?;
         }

@@ -124,6 +124,9 @@ pub(crate) struct Mapped {
     pub(crate) retired_epoch: Option<u64>,
     /// Data regions of reclaimed cells that this cell's statics were bound to: (address, length).
     pub(crate) adopted: Vec<(usize, usize)>,
+    /// Whether a swap rebound a newer version's statics to this cell's (so that its data, or a
+    /// range it adopted, may hold another cell's state when it is freed).
+    pub(crate) lent: bool,
 }
 
 impl Mapped {
@@ -279,6 +282,7 @@ impl<P: Platform> System<P> {
             direct_refs: Vec::new(),
             retired_epoch: None,
             adopted: Vec::new(),
+            lent: false,
         };
         match self.link_and_publish(ns, spec, &object, &layout, external, &mut mapped, start) {
             Ok(id) => {
@@ -698,18 +702,27 @@ impl<P: Platform> System<P> {
         if self.namespaces.iter().any(|c| c.parent == Some(ns)) {
             return Err(UnloadError::HasChildren { namespace: name });
         }
-        let cells: Vec<CellId> = self
-            .registry
-            .cells()
-            .filter(|c| c.origin == Origin::Object && c.namespace == Some(ns))
-            .map(|c| c.id)
+        // The namespace's own list, not a walk of the registry (which keeps a hole for every
+        // cell ever removed).
+        let cells: Vec<CellId> = n
+            .cells
+            .iter()
+            .copied()
+            .filter(|c| {
+                self.registry
+                    .cell(*c)
+                    .is_some_and(|c| c.origin == Origin::Object && c.namespace == Some(ns))
+            })
             .collect();
+        let mut sorted = cells.clone();
+        sorted.sort_unstable();
+        let inside = |d: &CellId| sorted.binary_search(d).is_ok();
         for c in &cells {
             let outside: Vec<String> = self
                 .registry
                 .dependents(*c)
                 .iter()
-                .filter(|d| !cells.contains(d))
+                .filter(|d| !inside(d))
                 .filter_map(|d| self.registry.cell(*d))
                 .map(|d| d.name.clone())
                 .collect();
@@ -727,8 +740,9 @@ impl<P: Platform> System<P> {
         }
         let order = namespace::graph::dependency_order(&self.registry, &cells)
             .unwrap_or_else(|_| cells.clone());
+        // Nothing below can fail: the namespace's map goes at once rather than cell by cell.
+        let _ = self.namespaces.clear(ns);
         for c in order.iter().rev() {
-            let _ = self.namespaces.remove_cell(ns, *c);
             // Cells of the namespace only bind to each other and to what outlives them; the ones
             // that use this one went first.
             for e in self

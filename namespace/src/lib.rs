@@ -341,6 +341,15 @@ impl Namespaces {
         Ok(())
     }
 
+    /// Removes every cell of `ns` and all their symbols at once (a namespace being torn down):
+    /// one pass, where [`Namespaces::remove_cell`] for each cell would walk the symbols each time.
+    pub fn clear(&mut self, ns: NamespaceId) -> Result<(), NamespaceError> {
+        let n = self.get_mut(ns)?;
+        n.cells.clear();
+        n.symbols.clear();
+        Ok(())
+    }
+
     /// Removes `cell` and every symbol it defines from `ns`.
     pub fn remove_cell(&mut self, ns: NamespaceId, cell: CellId) -> Result<(), NamespaceError> {
         let n = self.get_mut(ns)?;
