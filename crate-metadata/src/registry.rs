@@ -190,6 +190,51 @@ impl Registry {
         Ok(cell)
     }
 
+    /// Removes the cells `ids` together (a namespace torn down), with every edge any of them is
+    /// the dependent of. Refuses, changing nothing, while a cell outside `ids` uses one of them:
+    /// the error names that cell and its outside dependents. Each provider outside `ids` has its
+    /// `used_by` filtered once for all of them; the edges among the cells just go.
+    pub fn remove_cells(&mut self, ids: &[CellId]) -> Result<Vec<Cell>, (CellId, Vec<CellId>)> {
+        let mut set: Vec<CellId> = ids.to_vec();
+        set.sort_unstable();
+        set.dedup();
+        let inside = |c: &CellId| set.binary_search(c).is_ok();
+        for id in &set {
+            let outside: Vec<CellId> = self
+                .dependents(*id)
+                .into_iter()
+                .filter(|d| !inside(d))
+                .collect();
+            if !outside.is_empty() {
+                return Err((*id, outside));
+            }
+        }
+        let mut out = Vec::with_capacity(set.len());
+        let mut removed: Vec<(CellId, EdgeId)> = Vec::new();
+        for id in &set {
+            let Some(mut cell) = self.cells.get_mut(id.index()).and_then(Option::take) else {
+                continue;
+            };
+            for e in core::mem::take(&mut cell.uses) {
+                if let Some(edge) = self.edges.get_mut(e.index()).and_then(Option::take) {
+                    if !inside(&edge.provider) {
+                        removed.push((edge.provider, e));
+                    }
+                }
+            }
+            cell.used_by.clear();
+            out.push(cell);
+        }
+        removed.sort_unstable();
+        for group in removed.chunk_by(|a, b| a.0 == b.0) {
+            let gone = |e: &EdgeId| group.binary_search_by(|(_, g)| g.cmp(e)).is_ok();
+            if let Some(c) = self.cell_mut(group[0].0) {
+                c.used_by.retain(|e| !gone(e));
+            }
+        }
+        Ok(out)
+    }
+
     /// The distinct cells (other than `id` itself) that have an edge into `id`, sorted.
     pub fn dependents(&self, id: CellId) -> Vec<CellId> {
         let mut out: Vec<CellId> = self
@@ -413,5 +458,30 @@ mod tests {
             back.edges().collect::<alloc::vec::Vec<_>>(),
             r.edges().collect::<alloc::vec::Vec<_>>()
         );
+    }
+
+    #[test]
+    fn cells_removed_together_take_their_edges_and_only_theirs() {
+        let (mut r, a, b) = two_cells();
+        let c = r.add_cell(Cell::new("c", "0.1.0", Origin::Object));
+        let base = Registry::BASE;
+        let ab = r.add_edge(edge(a, b, 0x1000)).unwrap();
+        let a_base = r.add_edge(edge(a, base, 0x1008)).unwrap();
+        let c_base = r.add_edge(edge(c, base, 0x2000)).unwrap();
+        let b_base = r.add_edge(edge(b, base, 0x1010)).unwrap();
+        // c uses b: removing a and b alone would strand c's edge.
+        let c_b = r.add_edge(edge(c, b, 0x2008)).unwrap();
+        assert_eq!(r.remove_cells(&[a, b]).unwrap_err(), (b, alloc::vec![c]));
+        assert!(r.cell(a).is_some() && r.edge(ab).is_some());
+
+        assert!(r.remove_edge(c_b).is_some());
+        let removed = r.remove_cells(&[b, a]).unwrap();
+        assert_eq!(removed.len(), 2);
+        assert!(r.cell(a).is_none() && r.cell(b).is_none());
+        for e in [ab, a_base, b_base] {
+            assert!(r.edge(e).is_none());
+        }
+        assert_eq!(r.cell(base).unwrap().used_by, [c_base]);
+        assert_eq!(r.edge_count(), 1);
     }
 }

@@ -740,19 +740,12 @@ impl<P: Platform> System<P> {
         }
         let order = namespace::graph::dependency_order(&self.registry, &cells)
             .unwrap_or_else(|_| cells.clone());
-        // Nothing below can fail: the namespace's map goes at once rather than cell by cell.
+        // Nothing below can fail (no cell outside uses these, checked above): the namespace's
+        // map and the cells' metadata and edges go at once rather than cell by cell, then each
+        // cell's memory is freed, dependents first.
         let _ = self.namespaces.clear(ns);
+        let _ = self.registry.remove_cells(&cells);
         for c in order.iter().rev() {
-            // Cells of the namespace only bind to each other and to what outlives them; the ones
-            // that use this one went first.
-            for e in self
-                .registry
-                .cell(*c)
-                .map(|c| c.used_by.clone())
-                .unwrap_or_default()
-            {
-                self.registry.remove_edge(e);
-            }
             self.free_cell(*c);
         }
         let _ = self.namespaces.remove(ns);

@@ -37,35 +37,50 @@ pub fn dependents_transitive(registry: &Registry, cell: CellId) -> Vec<(CellId, 
 /// The cells of `cells` ordered so that every cell comes after the cells (of `cells`) it depends
 /// on. Cells on a cycle are returned, in id order, as the error.
 pub fn dependency_order(registry: &Registry, cells: &[CellId]) -> Result<Vec<CellId>, Vec<CellId>> {
+    // Kahn's algorithm in rounds: each round takes, in id order, every cell whose dependencies
+    // (inside `cells`) all came in earlier rounds. Linear in cells and edges.
     let set: BTreeSet<CellId> = cells.iter().copied().collect();
-    let mut remaining: BTreeMap<CellId, BTreeSet<CellId>> = set
-        .iter()
-        .map(|c| {
-            let deps = registry
-                .dependencies(*c)
-                .into_iter()
-                .filter(|d| set.contains(d))
-                .collect();
-            (*c, deps)
-        })
-        .collect();
-    let mut out = Vec::with_capacity(set.len());
-    while !remaining.is_empty() {
-        let ready: Vec<CellId> = remaining
-            .iter()
-            .filter(|(_, deps)| deps.is_empty())
-            .map(|(c, _)| *c)
+    let mut waiting_on: BTreeMap<CellId, usize> = BTreeMap::new();
+    let mut dependents: BTreeMap<CellId, Vec<CellId>> = BTreeMap::new();
+    for c in &set {
+        let deps: Vec<CellId> = registry
+            .dependencies(*c)
+            .into_iter()
+            .filter(|d| set.contains(d))
             .collect();
-        if ready.is_empty() {
-            return Err(remaining.keys().copied().collect());
+        waiting_on.insert(*c, deps.len());
+        for d in deps {
+            dependents.entry(d).or_default().push(*c);
         }
-        for c in ready {
-            remaining.remove(&c);
-            for deps in remaining.values_mut() {
-                deps.remove(&c);
+    }
+    let mut out = Vec::with_capacity(set.len());
+    let mut round: Vec<CellId> = waiting_on
+        .iter()
+        .filter(|(_, n)| **n == 0)
+        .map(|(c, _)| *c)
+        .collect();
+    while !round.is_empty() {
+        let mut next = Vec::new();
+        for c in &round {
+            for d in dependents.get(c).map(Vec::as_slice).unwrap_or(&[]) {
+                if let Some(n) = waiting_on.get_mut(d) {
+                    *n -= 1;
+                    if *n == 0 {
+                        next.push(*d);
+                    }
+                }
             }
-            out.push(c);
         }
+        out.append(&mut round);
+        next.sort_unstable();
+        round = next;
+    }
+    if out.len() < set.len() {
+        return Err(waiting_on
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(c, _)| c)
+            .collect());
     }
     Ok(out)
 }

@@ -123,3 +123,42 @@ fn snapshot_serializes() {
     let back: Snapshot = serde_json::from_str(&json).unwrap();
     assert_eq!(back, all.snapshot());
 }
+
+/// A registry of `n` cells and the edges `(dependent, provider)` between them.
+fn graph(n: usize, uses: &[(usize, usize)]) -> (crate_metadata::Registry, Vec<CellId>) {
+    use crate_metadata::{Cell, Edge, Origin, SectionId, SlotKind};
+    let mut registry = crate_metadata::Registry::new("base");
+    let ids: Vec<CellId> = (0..n)
+        .map(|i| registry.add_cell(Cell::new(&alloc::format!("c{i}"), "0.1.0", Origin::Object)))
+        .collect();
+    for &(dependent, provider) in uses {
+        let edge = Edge {
+            dependent: ids[dependent],
+            section: SectionId(0),
+            slot: 0,
+            kind: SlotKind::Got,
+            addend: 0,
+            provider: ids[provider],
+            symbol: SymbolId(0),
+        };
+        registry.add_edge(edge);
+    }
+    (registry, ids)
+}
+
+#[test]
+fn dependency_order_puts_providers_first_in_rounds_and_names_cycles() {
+    // 0 <- 1 <- 3, 0 <- 2 <- 3, 4 alone; 5 <-> 6 a cycle and 7 depends on it.
+    let (registry, ids) = graph(8, &[(1, 0), (2, 0), (3, 1), (3, 2), (5, 6), (6, 5), (7, 5)]);
+    let acyclic = [ids[3], ids[2], ids[4], ids[1], ids[0]];
+    let order = graph::dependency_order(&registry, &acyclic).unwrap();
+    // Round 1: 0 and 4 (id order), round 2: 1 and 2, round 3: 3.
+    assert_eq!(order, vec![ids[0], ids[4], ids[1], ids[2], ids[3]]);
+    // Edges to cells outside the set do not hold a cell back.
+    assert_eq!(
+        graph::dependency_order(&registry, &[ids[3], ids[1]]).unwrap(),
+        vec![ids[1], ids[3]]
+    );
+    let err = graph::dependency_order(&registry, &ids).unwrap_err();
+    assert_eq!(err, vec![ids[5], ids[6], ids[7]]);
+}
