@@ -67,6 +67,18 @@ fn bench(c: &mut Criterion) {
         let f = black_box(dl);
         b.iter(|| black_box(f()))
     });
+    // What a host does that must follow a reload of the library: keep the `dlsym`'d pointer in
+    // a table (a plugin's function table) and read it at each call, as a handle reads its slot.
+    let table = std::sync::atomic::AtomicUsize::new(dl as usize);
+    group.bench_function("dlsym extern C fn read from a table each call", |b| {
+        let table = black_box(&table);
+        b.iter(|| {
+            let addr = table.load(std::sync::atomic::Ordering::Acquire);
+            // SAFETY: the table holds `dl`, an `extern "C" fn() -> u64`.
+            let f = unsafe { std::mem::transmute::<usize, extern "C" fn() -> u64>(addr) };
+            black_box(f())
+        })
+    });
     group.finish();
     drop((h_rust, h_c));
 }
