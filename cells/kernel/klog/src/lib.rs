@@ -117,7 +117,7 @@ pub struct Ring {
 }
 
 impl Ring {
-    /// An empty ring without sinks (usable in a `static`).
+    /// An empty ring (usable in a `static`).
     pub const fn new() -> Self {
         Ring {
             slots: Vec::new(),
