@@ -177,3 +177,47 @@ fn the_boot_module_is_an_ar_archive_goblin_reads_back() {
     }
     assert_eq!(archive.len(), 3);
 }
+
+#[test]
+fn a_corrupted_cell_in_the_boot_module_is_refused_by_name() {
+    require_qemu();
+    let image = image();
+    let bytes = std::fs::read(&image.module).unwrap();
+    let archive = goblin::archive::Archive::parse(&bytes).unwrap();
+    // Every member as it is, but memfs's object cut in half.
+    let members: Vec<(String, Vec<u8>)> = archive
+        .members()
+        .into_iter()
+        .map(|name| {
+            let mut data = archive.extract(name, &bytes).unwrap().to_vec();
+            if name == "kernel/memfs.o" {
+                data.truncate(data.len() / 2);
+            }
+            (name.to_string(), data)
+        })
+        .collect();
+    assert!(members.iter().any(|(n, _)| n == "kernel/memfs.o"));
+    let dir = image.module.parent().unwrap().join("test-corrupt");
+    std::fs::create_dir_all(&dir).unwrap();
+    let module = dir.join("cells.a");
+    std::fs::write(&module, qemu::write_archive(&members).unwrap()).unwrap();
+    let bad = BareImage {
+        module,
+        ..image.clone()
+    };
+    let run = qemu::boot(&bad, "", TIMEOUT, false).expect("starting QEMU");
+    let out = &run.output;
+    assert_eq!(run.status, Some(QEMU_FAILURE), "{out}");
+    // The cells before it loaded; memfs is refused with the loader's typed error, which names it,
+    // and the kernel stops without a panic or a fault.
+    assert!(out.contains("loaded cell `klog`"), "{out}");
+    let failed = out
+        .lines()
+        .find(|l| l.contains("FAILED:"))
+        .unwrap_or_else(|| panic!("no failure line:\n{out}"));
+    assert!(failed.contains("memfs"), "{failed}");
+    assert!(
+        !out.contains("kernel panic") && !out.contains("exception"),
+        "{out}"
+    );
+}
