@@ -160,6 +160,28 @@ impl SocketTarget {
     }
 }
 
+/// Takes `arg` (and its value from `args`) if it is one of the options every building command
+/// has (`--workspace-root`, `--target-dir`, `-q`); returns whether it was one.
+fn take_build_option(
+    arg: &str,
+    args: &mut impl Iterator<Item = String>,
+    options: &mut BuildOptions,
+) -> Result<bool> {
+    match arg {
+        "--workspace-root" => {
+            let dir = args.next().context("--workspace-root needs a directory")?;
+            options.workspace_root = Some(PathBuf::from(dir));
+        }
+        "--target-dir" => {
+            let dir = args.next().context("--target-dir needs a directory")?;
+            options.target_dir = Some(PathBuf::from(dir));
+        }
+        "-q" | "--quiet" => options.quiet = true,
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
 fn parse(mut args: Vec<String>) -> Result<Cli> {
     // As an installed cargo subcommand, cargo passes the subcommand name first.
     if args.first().map(String::as_str) == Some("cell") {
@@ -217,15 +239,7 @@ fn parse(mut args: Vec<String>) -> Result<Cli> {
                         let key = args.next().context("--sign needs a secret key file")?;
                         sign = Some(PathBuf::from(key));
                     }
-                    "--workspace-root" => {
-                        let dir = args.next().context("--workspace-root needs a directory")?;
-                        options.workspace_root = Some(PathBuf::from(dir));
-                    }
-                    "--target-dir" => {
-                        let dir = args.next().context("--target-dir needs a directory")?;
-                        options.target_dir = Some(PathBuf::from(dir));
-                    }
-                    "-q" | "--quiet" => options.quiet = true,
+                    a if take_build_option(a, &mut args, &mut options)? => {}
                     "-h" | "--help" => return Ok(Cli::Help),
                     other => bail!("unknown option `{other}` for `cargo cell {command}`"),
                 }
@@ -244,15 +258,7 @@ fn parse(mut args: Vec<String>) -> Result<Cli> {
             };
             while let Some(arg) = args.next() {
                 match arg.as_str() {
-                    "--workspace-root" => {
-                        let dir = args.next().context("--workspace-root needs a directory")?;
-                        options.build.workspace_root = Some(PathBuf::from(dir));
-                    }
-                    "--target-dir" => {
-                        let dir = args.next().context("--target-dir needs a directory")?;
-                        options.build.target_dir = Some(PathBuf::from(dir));
-                    }
-                    "-q" | "--quiet" => options.build.quiet = true,
+                    a if take_build_option(a, &mut args, &mut options.build)? => {}
                     "--build-only" => options.build_only = true,
                     "--timeout" => {
                         let secs = args.next().context("--timeout needs a number of seconds")?;
@@ -274,15 +280,7 @@ fn parse(mut args: Vec<String>) -> Result<Cli> {
             let mut options = RunOptions::default();
             while let Some(arg) = args.next() {
                 match arg.as_str() {
-                    "--workspace-root" => {
-                        let dir = args.next().context("--workspace-root needs a directory")?;
-                        options.build.workspace_root = Some(PathBuf::from(dir));
-                    }
-                    "--target-dir" => {
-                        let dir = args.next().context("--target-dir needs a directory")?;
-                        options.build.target_dir = Some(PathBuf::from(dir));
-                    }
-                    "-q" | "--quiet" => options.build.quiet = true,
+                    a if take_build_option(a, &mut args, &mut options.build)? => {}
                     "--watch" => options.watch = true,
                     "--load" => {
                         let n = args.next().context("--load needs a number of threads")?;
@@ -538,6 +536,30 @@ mod tests {
 
     fn args(s: &str) -> Vec<String> {
         s.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn qemu_takes_timeout_build_only_and_the_build_options() {
+        let Cli::Qemu(o) =
+            parse(args("qemu --timeout 30 --build-only --target-dir /t -q")).unwrap()
+        else {
+            panic!("not qemu")
+        };
+        assert_eq!(o.timeout_secs, 30);
+        assert!(o.build_only && o.build.quiet);
+        assert_eq!(o.build.target_dir.as_deref(), Some(Path::new("/t")));
+        let Cli::Qemu(o) = parse(args("qemu")).unwrap() else {
+            panic!("not qemu")
+        };
+        assert_eq!((o.timeout_secs, o.build_only), (60, false));
+        for bad in [
+            "qemu --timeout 0",
+            "qemu --timeout soon",
+            "qemu --timeout",
+            "qemu --fast",
+        ] {
+            assert!(parse(args(bad)).is_err(), "{bad}");
+        }
     }
 
     #[test]
