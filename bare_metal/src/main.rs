@@ -37,6 +37,9 @@ pub const EXIT_SUCCESS: u32 = 0x10;
 /// The failure code (QEMU exits with 35).
 pub const EXIT_FAILURE: u32 = 0x11;
 
+/// The namespace of the kernel cells, as in the hosted `nano_core`.
+pub const KERNEL_NAMESPACE: &str = "_kernel";
+
 /// Powers QEMU off through `isa-debug-exit` (port 0xf4); halts if the device is absent.
 pub fn exit_qemu(code: u32) -> ! {
     cpu::outl(0xf4, code);
@@ -147,4 +150,3 @@ extern "C" fn _Unwind_Resume(_exception: *mut u8) -> ! {
     println!("kernel: _Unwind_Resume called, but nothing unwinds on bare metal");
     exit_qemu(EXIT_FAILURE)
 }
-pub const KERNEL_NAMESPACE: &str = "_kernel";
