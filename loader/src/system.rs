@@ -311,10 +311,13 @@ impl<P: Platform> System<P> {
         let mut targets = alloc::vec![None; object.syms.len()];
         let mut missing = Vec::new();
         for (i, sym) in object.syms.iter().enumerate() {
-            if sym.st_shndx != 0 || i == 0 || object.symbol_name_bytes(i).is_empty() {
+            if sym.st_shndx != 0 || i == 0 {
                 continue;
             }
             let name = object.symbol_name(cell, i)?;
+            if name.is_empty() {
+                continue;
+            }
             let tls = sym.st_type() == TLS_SYMBOL;
             targets[i] = match resolver.resolve(ns, name, tls) {
                 Resolution::Found(r) => Some(Target::External(r)),
@@ -948,10 +951,10 @@ fn describe<'a>(
             mapping.addr(p.offset)
         };
         // A loaded section's name goes into the metadata as a `String`: it must be UTF-8.
-        let name = match core::str::from_utf8(object.section_name_bytes(i)) {
-            Ok("") => alloc::format!("section#{i}"),
-            Ok(name) => name.into(),
-            Err(_) => {
+        let name = match object.section_name_str(i) {
+            Some("") => alloc::format!("section#{i}"),
+            Some(name) => name.into(),
+            None => {
                 return Err(LoadError::Malformed {
                     cell: spec.name.into(),
                     reason: alloc::format!("the name of section #{i} is not UTF-8"),

@@ -12,7 +12,6 @@
 //! the function (`dlsym` resolves them properly).
 
 use std::borrow::ToOwned;
-use std::collections::HashMap;
 use std::ffi::{c_void, CStr, CString};
 use std::string::String;
 
@@ -22,6 +21,10 @@ use goblin::elf::section_header::{SHN_ABS, SHN_UNDEF};
 use goblin::elf::sym::{Sym, STB_LOCAL, STT_FILE, STT_GNU_IFUNC, STT_SECTION, STT_TLS};
 use goblin::elf::Elf;
 use goblin::strtab::Strtab;
+// foldhash (hashbrown's default) rather than std's SipHash: every load looks up each of its
+// undefined names here, and the names are long mangled paths that SipHash is slow on. The keys
+// are the image's own symbol names, not attacker-chosen, so HashDoS resistance buys nothing.
+use hashbrown::HashMap;
 
 use super::{Hosted, HostedError};
 use crate::platform::{SymbolSource, TlsSymbol};
