@@ -233,6 +233,47 @@ fn not_tls(cell: &str, name: &str) -> LoadError {
     )
 }
 
+/// What [`relocate`] needs of a symbol's target for every relocation, in 16 bytes instead of an
+/// `Option<Target>`'s 48: its value S and what kind of target it is. The full [`Target`] is only
+/// read again for a reference that leaves the cell (to record its edge).
+#[derive(Clone, Copy)]
+struct Value {
+    s: u64,
+    class: Class,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Local,
+    LocalTls,
+    External,
+    /// An undefined weak symbol nobody defines, or a symbol with no target (S = 0).
+    Zero,
+}
+
+impl Value {
+    fn of(target: &Option<Target>) -> Value {
+        match *target {
+            Some(Target::Local(s)) => Value {
+                s,
+                class: Class::Local,
+            },
+            Some(Target::LocalTls(s)) => Value {
+                s,
+                class: Class::LocalTls,
+            },
+            Some(Target::External(r)) => Value {
+                s: r.addr,
+                class: Class::External,
+            },
+            Some(Target::WeakMissing) | None => Value {
+                s: 0,
+                class: Class::Zero,
+            },
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn relocate<'a>(
     cell: &str,
@@ -243,42 +284,41 @@ fn relocate<'a>(
     linked: &mut Linked<'a>,
     direct: &mut [bool],
 ) -> Result<(), LoadError> {
+    let values: Vec<Value> = targets.iter().map(Value::of).collect();
     for rela_section in &object.rela_sections {
         let target_index = rela_section.target;
         let Some(placed) = layout.sections.get(target_index).copied().flatten() else {
             continue;
         };
         for r in object.relas(rela_section) {
-            let section = || object.section_name(target_index);
             let Some(ty) = reloc::lookup(r.r_type) else {
                 return Err(LoadError::UnknownRelocation {
                     cell: cell.into(),
-                    section: section(),
+                    section: object.section_name(target_index),
                     offset: r.r_offset,
                     r_type: r.r_type,
                 });
             };
-            let overflow = |value: i128| overflow(cell, object, target_index, r, ty.name, value);
             let width = ty.field.width() as u64;
             if r.r_offset
                 .checked_add(width)
                 .is_none_or(|end| end > placed.size as u64)
             {
-                return Err(overflow(r.r_offset as i128));
+                let value = r.r_offset as i128;
+                return Err(overflow(cell, object, target_index, r, ty.name, value));
             }
             let offset = placed.offset + r.r_offset as usize;
             let p = i128::from(mapping.addr(offset));
             let a = i128::from(r.r_addend);
+            // `parse` checked `r_sym` against the symbol table, which `targets` follows.
+            let Value { s, class } = values.get(r.r_sym).copied().unwrap_or(Value {
+                s: 0,
+                class: Class::Zero,
+            });
+            let s = i128::from(s);
             let got_at = |rel: u32| i128::from(mapping.addr(layout.got_offset + rel as usize));
-            let target = targets.get(r.r_sym).copied().flatten();
-            let (s, external) = match target {
-                Some(Target::Local(addr)) => (i128::from(addr), None),
-                Some(Target::LocalTls(off)) => (i128::from(off), None),
-                Some(Target::External(res)) => (i128::from(res.addr), Some(res)),
-                Some(Target::WeakMissing) | None => (0, None),
-            };
             let value = match ty.formula {
-                Formula::Abs64 | Formula::Pc32 if matches!(target, Some(Target::LocalTls(_))) => {
+                Formula::Abs64 | Formula::Pc32 if class == Class::LocalTls => {
                     return Err(malformed(
                         cell,
                         alloc::format!(
@@ -298,40 +338,45 @@ fn relocate<'a>(
                 Formula::GotPcRel => got_at(layout.got[r.r_sym]) + a - p,
                 Formula::TlsGd => got_at(layout.tlsgd[r.r_sym]) + a - p,
                 Formula::TlsLd => got_at(layout.tlsld) + a - p,
-                Formula::DtpOff32 => match target {
-                    Some(Target::LocalTls(off)) => i128::from(off) + a,
-                    _ => {
-                        return Err(LoadError::UnsupportedTls {
-                            cell: cell.into(),
-                            symbol: demangle::demangle(&object.symbol_label(r.r_sym)),
-                        })
-                    }
-                },
+                Formula::DtpOff32 if class == Class::LocalTls => s + a,
+                Formula::DtpOff32 => {
+                    return Err(LoadError::UnsupportedTls {
+                        cell: cell.into(),
+                        symbol: demangle::demangle(&object.symbol_label(r.r_sym)),
+                    })
+                }
             };
-            reloc::write(mapping, offset, ty.field, value).map_err(|e| match e {
-                WriteError::Overflow | WriteError::OutOfBounds => overflow(value),
-            })?;
-            linked.relocations += 1;
-            if matches!(target, Some(Target::Local(_)))
-                && matches!(ty.formula, Formula::Abs64 | Formula::Pc32)
+            if let Err(WriteError::Overflow | WriteError::OutOfBounds) =
+                reloc::write(mapping, offset, ty.field, value)
             {
-                direct[r.r_sym] = true;
+                return Err(overflow(cell, object, target_index, r, ty.name, value));
             }
-            if let Some(res) = external {
-                let kind = match ty.formula {
-                    Formula::Abs64 if p % 8 == 0 => SlotKind::Data,
-                    Formula::Abs64 | Formula::Pc32 => SlotKind::Direct,
-                    _ => continue, // served through a GOT slot or pair, recorded by `fill_got`
-                };
-                linked.edges.push(PendingEdge {
-                    section: SlotSection::Section(target_index),
-                    slot: p as u64,
-                    kind,
-                    addend: a as i64,
-                    provider: res.provider,
-                    name: Cow::Borrowed(object.symbol_name(cell, r.r_sym)?),
-                    addr: res.addr,
-                });
+            linked.relocations += 1;
+            let slotless = matches!(ty.formula, Formula::Abs64 | Formula::Pc32);
+            if !slotless {
+                continue; // served through a GOT slot, pair or stub (edges recorded by `fill_got`)
+            }
+            match class {
+                Class::Local => direct[r.r_sym] = true,
+                Class::External => {
+                    let Some(Some(Target::External(res))) = targets.get(r.r_sym) else {
+                        continue;
+                    };
+                    let kind = match ty.formula {
+                        Formula::Abs64 if p % 8 == 0 => SlotKind::Data,
+                        _ => SlotKind::Direct,
+                    };
+                    linked.edges.push(PendingEdge {
+                        section: SlotSection::Section(target_index),
+                        slot: p as u64,
+                        kind,
+                        addend: a as i64,
+                        provider: res.provider,
+                        name: Cow::Borrowed(object.symbol_name(cell, r.r_sym)?),
+                        addr: res.addr,
+                    });
+                }
+                Class::LocalTls | Class::Zero => {}
             }
         }
     }
