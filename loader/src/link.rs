@@ -305,7 +305,7 @@ fn relocate<'a>(
                 .is_none_or(|end| end > placed.size as u64)
             {
                 let value = r.r_offset as i128;
-                return Err(overflow(cell, object, target_index, r, ty.name, value));
+                return Err(overflow(cell, object, target_index, &r, ty.name, value));
             }
             let offset = placed.offset + r.r_offset as usize;
             let p = i128::from(mapping.addr(offset));
@@ -349,7 +349,7 @@ fn relocate<'a>(
             if let Err(WriteError::Overflow | WriteError::OutOfBounds) =
                 reloc::write(mapping, offset, ty.field, value)
             {
-                return Err(overflow(cell, object, target_index, r, ty.name, value));
+                return Err(overflow(cell, object, target_index, &r, ty.name, value));
             }
             linked.relocations += 1;
             let slotless = matches!(ty.formula, Formula::Abs64 | Formula::Pc32);

@@ -2,8 +2,10 @@
 //! tables the later phases use, with every offset checked against the file before anything uses
 //! it.
 //!
-//! The section headers are goblin's `Elf64_Shdr`. The symbol table and the relocations are decoded once
-//! into plain vectors ([`Sym`], [`Rela`]) that layout, resolution and linking index directly.
+//! The section headers are goblin's `Elf64_Shdr`. The symbol table is decoded once into a plain
+//! vector ([`Sym`]) that layout, resolution and linking index directly. The relocations are checked
+//! once here and decoded where they are walked (layout, then linking): decoding an entry costs no
+//! more than reading it back from a vector, and the vector is not built.
 //! Names stay where they are, in the object's string tables, and are read by offset when a phase
 //! needs one: no string table is split, copied or checked as a whole. A name is checked to be
 //! UTF-8 where it is used as a `str` (an undefined symbol, an export, a loaded section); error
@@ -78,13 +80,14 @@ pub(crate) struct Rela {
     pub(crate) r_type: u32,
 }
 
-/// A `SHT_RELA` section: which section it applies to, and its entries in [`Object::relas`].
+/// A `SHT_RELA` section: which section it applies to, and its entries (read by
+/// [`Object::relas`]).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct RelaSection {
+pub(crate) struct RelaSection<'a> {
     /// The header index of the section it relocates (`sh_info`, checked in range).
     pub(crate) target: usize,
-    start: usize,
-    end: usize,
+    /// The raw entries (a trailing partial entry is ignored).
+    entries: &'a [[u8; RELA_SIZE]],
 }
 
 /// A checked object: its tables, decoded once, and the bytes they point into.
@@ -100,17 +103,23 @@ pub(crate) struct Object<'a> {
     /// Every symbol, by index (entry 0 is the null symbol).
     pub(crate) syms: Vec<Sym>,
     /// Every `SHT_RELA` section, in header order.
-    pub(crate) rela_sections: Vec<RelaSection>,
-    /// The entries of all of them, one section after the other.
-    relas: Vec<Rela>,
+    pub(crate) rela_sections: Vec<RelaSection<'a>>,
     /// The symbol string table (empty when the object has none).
     strtab: &'a [u8],
 }
 
 impl<'a> Object<'a> {
-    /// The relocations of `section`.
-    pub(crate) fn relas(&self, section: &RelaSection) -> &[Rela] {
-        self.relas.get(section.start..section.end).unwrap_or(&[])
+    /// The relocations of `section`, decoded.
+    pub(crate) fn relas(&self, section: &RelaSection<'a>) -> impl Iterator<Item = Rela> + 'a {
+        section.entries.iter().map(|e| {
+            let r_info = u64_at(e, 8);
+            Rela {
+                r_offset: u64_at(e, 0),
+                r_addend: u64_at(e, 16) as i64,
+                r_sym: (r_info >> 32) as usize,
+                r_type: r_info as u32,
+            }
+        })
     }
 
     /// The raw name of section `index` (empty when it has none).
@@ -358,7 +367,6 @@ pub(crate) fn parse<'a>(cell: &str, bytes: &'a [u8]) -> Result<Object<'a>, LoadE
         shstrtab,
         syms: Vec::new(),
         rela_sections: Vec::new(),
-        relas: Vec::new(),
         strtab: &[],
     };
     check_sections(cell, &object)?;
@@ -475,7 +483,7 @@ fn read_symbols(cell: &str, object: &mut Object<'_>) -> Result<(), LoadError> {
         .get(symtab.sh_link as usize)
         .map_or(&[], |sh| section_bytes(object.bytes, sh));
     let mut syms = Vec::with_capacity(table.len() / SYM_SIZE);
-    for e in table.chunks_exact(SYM_SIZE) {
+    for e in table.as_chunks::<SYM_SIZE>().0 {
         syms.push(Sym {
             st_name: u32_at(e, 0) as usize,
             st_info: e[4],
@@ -526,20 +534,18 @@ fn label_or_unknown<'a>(object: &Object<'a>, sym: usize) -> Cow<'a, str> {
     }
 }
 
-/// Decodes every `SHT_RELA` section. x86_64 objects have no `SHT_REL`; each relocation must apply
-/// to an existing section and name an existing symbol.
-fn read_relocations(cell: &str, object: &mut Object<'_>) -> Result<(), LoadError> {
+/// Finds every `SHT_RELA` section and checks its entries. x86_64 objects have no `SHT_REL`; each
+/// relocation must apply to an existing section and name an existing symbol.
+fn read_relocations<'a>(cell: &str, object: &mut Object<'a>) -> Result<(), LoadError> {
     let shnum = object.sections.len();
     let nsyms = object.syms.len();
-    let (mut sections, mut count) = (0, 0);
-    for sh in &object.sections {
-        if sh.sh_type == SHT_RELA {
-            sections += 1;
-            count += section_bytes(object.bytes, sh).len() / RELA_SIZE;
-        }
-    }
-    let mut relas = Vec::with_capacity(count);
-    let mut rela_sections = Vec::with_capacity(sections);
+    let bytes = object.bytes;
+    let count = object
+        .sections
+        .iter()
+        .filter(|sh| sh.sh_type == SHT_RELA)
+        .count();
+    let mut rela_sections = Vec::with_capacity(count);
     for (index, sh) in object.sections.iter().enumerate() {
         if sh.sh_type == SHT_REL {
             return Err(malformed(
@@ -563,33 +569,26 @@ fn read_relocations(cell: &str, object: &mut Object<'_>) -> Result<(), LoadError
                 ),
             ));
         }
-        let start = relas.len();
-        for e in section_bytes(object.bytes, sh).chunks_exact(RELA_SIZE) {
-            let r_info = u64_at(e, 8);
-            let r_sym = (r_info >> 32) as usize;
-            if r_sym >= nsyms {
-                return Err(malformed(
-                    cell,
-                    format!(
-                        "a relocation in {} names symbol {r_sym} of {nsyms}",
-                        object.section_name(index),
-                    ),
-                ));
-            }
-            relas.push(Rela {
-                r_offset: u64_at(e, 0),
-                r_addend: u64_at(e, 16) as i64,
-                r_sym,
-                r_type: r_info as u32,
-            });
+        let (entries, _) = section_bytes(bytes, sh).as_chunks::<RELA_SIZE>();
+        // `r_sym` is the high half of `r_info` (bytes 12..16 of the entry).
+        if let Some(r_sym) = entries
+            .iter()
+            .map(|e| u32_at(e, 12) as usize)
+            .find(|r_sym| *r_sym >= nsyms)
+        {
+            return Err(malformed(
+                cell,
+                format!(
+                    "a relocation in {} names symbol {r_sym} of {nsyms}",
+                    object.section_name(index),
+                ),
+            ));
         }
         rela_sections.push(RelaSection {
             target: sh.sh_info as usize,
-            start,
-            end: relas.len(),
+            entries,
         });
     }
-    object.relas = relas;
     object.rela_sections = rela_sections;
     Ok(())
 }
