@@ -419,7 +419,9 @@ fn read_section_headers(
         });
     };
     Ok(table
-        .chunks_exact(SIZEOF_SHDR)
+        .as_chunks::<SIZEOF_SHDR>()
+        .0
+        .iter()
         .map(|e| SectionHeader {
             sh_name: u32_at(e, 0),
             sh_type: u32_at(e, 4),
