@@ -404,12 +404,16 @@ impl<P: Platform> System<P> {
             .filter_map(|s| exported(*s))
             .collect();
         self.bind_image_statics(cell, &mut meta, &mut exports, mapped, &mut linked.edges)?;
-        for (region, prot) in [
-            (Region::Text, Protection::ReadExecute),
-            (Region::ReadOnly, Protection::ReadOnly),
-            (Region::RelRo, Protection::ReadOnly),
+        // Read-only data and the relro region (which the layout puts right after it) get the same
+        // protection: one call for both.
+        let (text, text_len) = layout.regions[Region::Text as usize];
+        let (read_only, read_only_len) = layout.regions[Region::ReadOnly as usize];
+        let (relro, relro_len) = layout.regions[Region::RelRo as usize];
+        debug_assert_eq!(read_only + read_only_len, relro);
+        for (offset, len, prot) in [
+            (text, text_len, Protection::ReadExecute),
+            (read_only, read_only_len + relro_len, Protection::ReadOnly),
         ] {
-            let (offset, len) = layout.regions[region as usize];
             mapped
                 .mapping
                 .protect(&self.platform, offset, len, prot)

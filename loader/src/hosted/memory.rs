@@ -62,6 +62,9 @@ pub(super) fn system_page_size() -> usize {
     usize::try_from(size).unwrap_or(4096)
 }
 
+/// The largest mapping that [`Memory::map`] populates up front (see there).
+const POPULATE_MAX: usize = 1 << 20;
+
 impl Memory for Hosted {
     fn page_size(&self) -> usize {
         self.page_size
@@ -71,6 +74,15 @@ impl Memory for Hosted {
         let rounded = len
             .checked_next_multiple_of(self.page_size)
             .ok_or(PlatformError::OutOfMemory { len })?;
+        // A cell's mapping is written almost page by page while it loads (every section but
+        // `.bss`), so a small one is populated by the `mmap` itself: one call instead of a page
+        // fault per page (memfs: 12 faults, about 3 µs of its load). A large one (a big `.bss`)
+        // is left to fault in as it is used, so its untouched pages cost no memory.
+        let populate = if rounded <= POPULATE_MAX {
+            libc::MAP_POPULATE
+        } else {
+            0
+        };
         // SAFETY: a new private anonymous mapping without an address hint cannot overlap any
         // existing memory; the kernel picks a free range or fails.
         let addr = unsafe {
@@ -78,7 +90,7 @@ impl Memory for Hosted {
                 std::ptr::null_mut(),
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | populate,
                 -1,
                 0,
             )
