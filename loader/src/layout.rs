@@ -234,6 +234,29 @@ pub(crate) fn plan(cell: &str, object: &Object<'_>, page: usize) -> Result<Layou
     }
     let got_len = pair_bytes + singles as usize * 8;
 
+    // The loaded sections but the thread-local ones (placed by `place_tls`), grouped by region and
+    // in file order within each (a counting sort: two passes over the headers instead of one per
+    // region).
+    let regional = |kind: &Option<SectionKind>| match *kind {
+        Some(SectionKind::TlsData | SectionKind::TlsBss) | None => None,
+        Some(kind) => Some((region_of(kind) as usize, kind)),
+    };
+    let mut bounds = [0usize; 5];
+    for (region, _) in kinds.iter().filter_map(regional) {
+        bounds[region + 1] += 1;
+    }
+    for r in 1..bounds.len() {
+        bounds[r] += bounds[r - 1];
+    }
+    let mut by_region = vec![(0usize, SectionKind::Text); bounds[4]];
+    let mut next = bounds;
+    for (i, kind) in kinds.iter().enumerate() {
+        if let Some((region, kind)) = regional(kind) {
+            by_region[next[region]] = (i, kind);
+            next[region] += 1;
+        }
+    }
+
     // Place sections region by region, in file order.
     let mut sections: Vec<Option<Placed>> = vec![None; shnum];
     let mut regions = [(0usize, 0usize); 4];
@@ -255,13 +278,8 @@ pub(crate) fn plan(cell: &str, object: &Object<'_>, page: usize) -> Result<Layou
             });
             offset
         };
-        for (i, kind) in kinds.iter().enumerate() {
-            let Some(kind) = *kind else { continue };
-            if region_of(kind) != region
-                || matches!(kind, SectionKind::TlsData | SectionKind::TlsBss)
-            {
-                continue;
-            }
+        let r = region as usize;
+        for &(i, kind) in &by_region[bounds[r]..bounds[r + 1]] {
             let offset = place(i, kind, &mut cursor);
             if kind == SectionKind::EhFrame {
                 // libgcc walks `.eh_frame` until a zero length word: add one.
