@@ -349,7 +349,10 @@ fn every_memory_failure_during_a_load_leaves_the_system_as_it_was() {
     let probe = system.load(ns, CellSpec::named("memfs"), &bytes).unwrap();
     let calls = system.platform().calls();
     system.unload(probe).unwrap();
-    assert!(calls >= 3, "map + two protects (text; read-only data and relro): {calls}");
+    assert!(
+        calls >= 3,
+        "map + two protects (text; read-only data and relro): {calls}"
+    );
     for n in 0..calls {
         let before = (
             system.namespaces().snapshot(),
