@@ -626,7 +626,7 @@ mod tests {
             );
         }
         // Without a terminating NUL, and non-ASCII at every position of a word.
-        for len in 0..20 {
+        for len in 0..40 {
             for bad in 0..=len {
                 let mut t = alloc::vec![b'x'; len];
                 if bad < len {
@@ -635,6 +635,22 @@ mod tests {
                 let name = name_at(&t, 0);
                 assert_eq!(name.bytes, &t[..]);
                 assert_eq!(name.ascii, bad == len, "len {len} bad {bad}");
+            }
+        }
+        // A NUL at every position, with a non-ASCII byte before it, after it, or none.
+        for len in 1usize..40 {
+            for nul in 0..len {
+                for bad in [None, Some(0), Some(nul.saturating_sub(1)), Some(len - 1)] {
+                    let mut t = alloc::vec![b'y'; len];
+                    if let Some(bad) = bad {
+                        t[bad] = 0xc3;
+                    }
+                    t[nul] = 0;
+                    let name = name_at(&t, 0);
+                    let what = alloc::format!("len {len} nul {nul} bad {bad:?}");
+                    assert_eq!(name.bytes, &t[..nul], "{what}");
+                    assert_eq!(name.ascii, t[..nul].is_ascii(), "{what}");
+                }
             }
         }
         assert_eq!(name_at(b"abc", usize::MAX).bytes, b"");
