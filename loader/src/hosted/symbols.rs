@@ -10,10 +10,18 @@
 //! `.dynsym` over `.symtab`. Left out: section and file symbols, `SHN_ABS` symbols keep their value
 //! unbiased, and `STT_GNU_IFUNC` symbols are skipped, because their value is the resolver and not
 //! the function (`dlsym` resolves them properly).
+//!
+//! The platform's symbols (`dlsym`) are cached only where the answer cannot change: a name that
+//! the global scope resolves into an object loaded at start-up (the executable or one of its
+//! `DT_NEEDED` libraries). Those objects are never unloaded and come first in the global scope,
+//! so a library opened later cannot shadow them. Misses and definitions in any other object (one
+//! that `dlopen` added and `dlclose` may remove) are asked of `dlsym` every time.
 
 use std::borrow::ToOwned;
 use std::ffi::{c_void, CStr, CString};
 use std::string::String;
+use std::sync::Mutex;
+use std::vec::Vec;
 
 use goblin::elf::header::ET_EXEC;
 use goblin::elf::program_header::PT_PHDR;
@@ -28,6 +36,9 @@ use hashbrown::HashMap;
 
 use super::{Hosted, HostedError};
 use crate::platform::{SymbolSource, TlsSymbol};
+
+/// `dladdr1`'s request for the object's link map (glibc's `<dlfcn.h>`; the libc crate lacks it).
+const RTLD_DL_LINKMAP: libc::c_int = 2;
 
 /// The TLS module id of the main executable under glibc.
 const EXECUTABLE_TLS_MODULE: u64 = 1;
@@ -95,6 +106,11 @@ pub(super) struct Symbols {
     libm: usize,
     /// Whether the executable has a `.symtab`.
     has_symtab: bool,
+    /// The link maps (as addresses) of the objects loaded at start-up: the executable and its
+    /// `DT_NEEDED` libraries.
+    initial_objects: Vec<usize>,
+    /// Platform names found in one of `initial_objects`, with their address.
+    platform_cache: Mutex<HashMap<String, usize>>,
 }
 
 impl Symbols {
@@ -108,7 +124,41 @@ impl Symbols {
             image: ImageSymbols::from_elf(&elf, bias),
             libm: open_libm(),
             has_symtab: !elf.syms.is_empty(),
+            initial_objects: initial_objects(&elf),
+            platform_cache: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// [`platform_lookup`], cached for names defined by an object loaded at start-up (see the
+    /// module doc).
+    fn platform_symbol(&self, name: &str) -> Option<usize> {
+        let cache = |f: &mut dyn FnMut(&mut HashMap<String, usize>)| {
+            // A poisoned cache is still a correct cache: every entry was complete when inserted.
+            let mut guard = self
+                .platform_cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            f(&mut guard)
+        };
+        let mut hit = None;
+        cache(&mut |map| hit = map.get(name).copied());
+        if hit.is_some() {
+            return hit;
+        }
+        let c_name = CString::new(name).ok()?;
+        if let Some(address) = dlsym(libc::RTLD_DEFAULT, &c_name) {
+            if self.initial_objects.contains(&defining_object(address)) {
+                cache(&mut |map| {
+                    map.insert(name.to_owned(), address);
+                });
+            }
+            return Some(address);
+        }
+        match self.libm {
+            0 => None,
+            // A handle `dlopen` returned and nobody closes (see `open_libm`).
+            libm => dlsym(libm as *mut c_void, &c_name),
+        }
     }
 
     /// The number of distinct names, thread-locals included.
@@ -185,6 +235,66 @@ pub fn open_libm() -> usize {
     handle as usize
 }
 
+/// The link maps of the executable and of its `DT_NEEDED` libraries, as addresses (0 never
+/// occurs). An object `dlopen` cannot find without loading it is left out.
+fn initial_objects(elf: &Elf<'_>) -> Vec<usize> {
+    let mut names: Vec<Option<CString>> = std::vec![None]; // None: the executable
+    names.extend(
+        elf.libraries
+            .iter()
+            .filter_map(|n| CString::new(*n).ok().map(Some)),
+    );
+    let mut maps = Vec::new();
+    for name in &names {
+        let name = name.as_ref().map_or(core::ptr::null(), |n| n.as_ptr());
+        // SAFETY: `name` is null (the executable) or NUL-terminated. RTLD_NOLOAD only looks up an
+        // object that is already loaded; it runs no code.
+        let handle = unsafe { libc::dlopen(name, libc::RTLD_LAZY | libc::RTLD_NOLOAD) };
+        if handle.is_null() && !name.is_null() {
+            continue;
+        }
+        let mut map: *mut c_void = core::ptr::null_mut();
+        // SAFETY: `handle` is a live handle from `dlopen`; RTLD_DI_LINKMAP writes one pointer to
+        // `map`, a pointer-sized local.
+        let ok = unsafe {
+            libc::dlinfo(
+                handle,
+                libc::RTLD_DI_LINKMAP,
+                (&raw mut map).cast::<c_void>(),
+            )
+        };
+        if ok == 0 && !map.is_null() {
+            maps.push(map as usize);
+        }
+        // SAFETY: drops the reference the `dlopen` above took; an object loaded at start-up stays
+        // loaded (the executable holds it).
+        unsafe { libc::dlclose(handle) };
+    }
+    maps
+}
+
+/// The link map (as an address) of the object that contains `address`, 0 when none does.
+fn defining_object(address: usize) -> usize {
+    // SAFETY: an all-zero `Dl_info` is valid (null pointers); dladdr1 only fills it in.
+    let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
+    let mut map: *mut c_void = core::ptr::null_mut();
+    // SAFETY: `info` and `map` are locals of the types RTLD_DL_LINKMAP writes; dladdr1 reads no
+    // memory at `address`, it only compares it with the loaded objects' ranges.
+    let found = unsafe {
+        libc::dladdr1(
+            address as *const c_void,
+            &mut info,
+            (&raw mut map).cast::<*mut c_void>(),
+            RTLD_DL_LINKMAP,
+        )
+    };
+    if found == 0 {
+        0
+    } else {
+        map as usize
+    }
+}
+
 /// `dlsym(handle, name)`, `None` for a null result.
 fn dlsym(handle: *mut c_void, name: &CStr) -> Option<usize> {
     // SAFETY: `name` is NUL-terminated and `handle` is RTLD_DEFAULT or a handle from `dlopen` that
@@ -214,7 +324,7 @@ impl SymbolSource for Hosted {
     }
 
     fn platform_symbol(&self, name: &str) -> Option<usize> {
-        platform_lookup(self.symbols.libm, name)
+        self.symbols.platform_symbol(name)
     }
 
     fn for_each_image_symbol(&self, f: &mut dyn FnMut(&str)) {
@@ -275,6 +385,27 @@ mod tests {
         let sin: extern "C" fn(f64) -> f64 = unsafe { std::mem::transmute(sin) };
         assert!((sin(std::f64::consts::FRAC_PI_2) - 1.0).abs() < 1e-12);
         assert_eq!(hosted.platform_symbol("no_such_symbol_hosted_test"), None);
+    }
+
+    #[test]
+    fn platform_cache_keeps_only_start_up_objects_hits() {
+        let hosted = Hosted::new().unwrap();
+        let symbols = &hosted.symbols;
+        assert!(
+            symbols.initial_objects.len() >= 2,
+            "the executable and libc at least"
+        );
+        let memcpy = hosted.platform_symbol("memcpy").expect("libc's memcpy");
+        assert_eq!(defining_object(0), 0);
+        let cached = |name: &str| symbols.platform_cache.lock().unwrap().get(name).copied();
+        assert_eq!(cached("memcpy"), Some(memcpy), "libc is loaded at start-up");
+        assert_eq!(hosted.platform_symbol("memcpy"), Some(memcpy));
+        assert_eq!(hosted.platform_symbol("no_such_symbol_hosted_test"), None);
+        assert_eq!(
+            cached("no_such_symbol_hosted_test"),
+            None,
+            "misses are not cached"
+        );
     }
 
     #[test]
