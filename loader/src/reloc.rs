@@ -54,7 +54,7 @@ pub(crate) struct RelocType {
 
 /// Every relocation type rustc emits for a PIC, small-code-model cell (DESIGN §4). Anything else is
 /// refused with the section and offset that use it.
-pub(crate) const TABLE: &[RelocType] = &[
+pub(crate) static TABLE: [RelocType; 9] = [
     RelocType {
         r_type: 1,
         name: "R_X86_64_64",
@@ -114,24 +114,22 @@ pub(crate) const TABLE: &[RelocType] = &[
 /// One past the largest `r_type` in [`TABLE`].
 const TYPES: usize = 43;
 
-/// [`TABLE`] indexed by `r_type`: the entry's position plus one, 0 for a type not served. Built
-/// from the table at compile time, so a relocation finds its entry with one load.
-const BY_TYPE: [u8; TYPES] = {
-    let mut by_type = [0u8; TYPES];
+/// [`TABLE`] indexed by `r_type`: the entry, `None` for a type not served. Built from the table
+/// at compile time, so a relocation finds its entry with one load and no second index check.
+static BY_TYPE: [Option<&RelocType>; TYPES] = {
+    let mut by_type = [None; TYPES];
     let mut i = 0;
     while i < TABLE.len() {
-        by_type[TABLE[i].r_type as usize] = i as u8 + 1;
+        by_type[TABLE[i].r_type as usize] = Some(&TABLE[i]);
         i += 1;
     }
     by_type
 };
 
 /// The table entry for `r_type`.
+#[inline]
 pub(crate) fn lookup(r_type: u32) -> Option<&'static RelocType> {
-    match BY_TYPE.get(r_type as usize) {
-        Some(&i) if i > 0 => Some(&TABLE[i as usize - 1]),
-        _ => None,
-    }
+    BY_TYPE.get(r_type as usize).copied().flatten()
 }
 
 /// Why a value could not be written.
@@ -190,7 +188,7 @@ mod tests {
 
     #[test]
     fn every_type_is_in_the_table_once() {
-        for t in TABLE {
+        for t in &TABLE {
             assert_eq!(
                 TABLE.iter().filter(|u| u.r_type == t.r_type).count(),
                 1,
