@@ -3,6 +3,7 @@
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
+use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::cell::{Cell, Origin, Symbol, SymbolKind};
@@ -27,9 +28,11 @@ pub struct Registry {
     cells: Vec<Option<Cell>>,
     edges: Vec<Option<Edge>>,
     /// Name index of the base image's and the platform's symbols, which grow on demand: per
-    /// cell, name -> symbol (looked up by `&str`, without building a key).
+    /// cell, name -> symbol (looked up by `&str`, without building a key). Hashed (foldhash) rather
+    /// than ordered: a load looks up every name it binds to, and the names are long mangled paths
+    /// with common prefixes, which an ordered map compares several times per lookup.
     #[serde(skip)]
-    index: BTreeMap<CellId, BTreeMap<String, SymbolId>>,
+    index: BTreeMap<CellId, HashMap<String, SymbolId>>,
 }
 
 impl Default for Registry {
