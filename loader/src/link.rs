@@ -49,6 +49,32 @@ pub(crate) struct PendingEdge<'a> {
     pub(crate) addr: u64,
 }
 
+/// The names of the symbols resolved outside the cell, by symbol index (ascending): read once
+/// while resolving, and reused for their edges instead of being scanned again.
+#[derive(Debug)]
+pub(crate) struct ExternalNames<'a>(Vec<(usize, &'a str)>);
+
+impl<'a> ExternalNames<'a> {
+    /// Room for `n` names.
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        ExternalNames(Vec::with_capacity(n))
+    }
+
+    /// Records the name of symbol `sym`, which must be greater than every symbol recorded before.
+    pub(crate) fn push(&mut self, sym: usize, name: &'a str) {
+        debug_assert!(self.0.last().is_none_or(|(last, _)| *last < sym));
+        self.0.push((sym, name));
+    }
+
+    /// The name of symbol `sym`, read from the object when it was not recorded.
+    fn get(&self, cell: &str, object: &Object<'a>, sym: usize) -> Result<&'a str, LoadError> {
+        match self.0.binary_search_by_key(&sym, |(s, _)| *s) {
+            Ok(i) => Ok(self.0[i].1),
+            Err(_) => object.symbol_name(cell, sym),
+        }
+    }
+}
+
 /// What linking produced.
 pub(crate) struct Linked<'a> {
     pub(crate) edges: Vec<PendingEdge<'a>>,
@@ -90,6 +116,7 @@ pub(crate) fn link<'a>(
     layout: &Layout,
     mapping: &mut Mapping,
     targets: &[Option<Target>],
+    names: &ExternalNames<'a>,
     tls_module: u64,
 ) -> Result<Linked<'a>, LoadError> {
     let mut linked = Linked {
@@ -108,6 +135,7 @@ pub(crate) fn link<'a>(
         layout,
         mapping,
         targets,
+        names,
         tls_module,
         &mut linked,
     )?;
@@ -117,6 +145,7 @@ pub(crate) fn link<'a>(
         layout,
         mapping,
         targets,
+        names,
         &mut linked,
         &mut direct,
     )?;
@@ -138,6 +167,7 @@ fn fill_got<'a>(
     layout: &Layout,
     mapping: &mut Mapping,
     targets: &[Option<Target>],
+    names: &ExternalNames<'a>,
     tls_module: u64,
     linked: &mut Linked<'a>,
 ) -> Result<(), LoadError> {
@@ -164,7 +194,7 @@ fn fill_got<'a>(
                         kind: SlotKind::TlsPair,
                         addend: 0,
                         provider,
-                        name: Cow::Borrowed(object.symbol_name(cell, sym)?),
+                        name: Cow::Borrowed(names.get(cell, object, sym)?),
                         addr: t.offset,
                     });
                     (t.module, t.offset)
@@ -189,7 +219,7 @@ fn fill_got<'a>(
                         kind: SlotKind::Got,
                         addend: 0,
                         provider: r.provider,
-                        name: Cow::Borrowed(object.symbol_name(cell, sym)?),
+                        name: Cow::Borrowed(names.get(cell, object, sym)?),
                         addr: r.addr,
                     });
                     r.addr
@@ -281,6 +311,7 @@ fn relocate<'a>(
     layout: &Layout,
     mapping: &mut Mapping,
     targets: &[Option<Target>],
+    names: &ExternalNames<'a>,
     linked: &mut Linked<'a>,
     direct: &mut [bool],
 ) -> Result<(), LoadError> {
@@ -372,7 +403,7 @@ fn relocate<'a>(
                         kind,
                         addend: a as i64,
                         provider: res.provider,
-                        name: Cow::Borrowed(object.symbol_name(cell, r.r_sym)?),
+                        name: Cow::Borrowed(names.get(cell, object, r.r_sym)?),
                         addr: res.addr,
                     });
                 }

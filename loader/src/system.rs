@@ -14,7 +14,7 @@ use goblin::elf::sym::{
 use crate::error::LoadError;
 use crate::handle::{Handle, HandleSlot};
 use crate::layout::{self, Layout, Region, TLS_SYMBOL};
-use crate::link::{self, PendingEdge, SlotSection, Target};
+use crate::link::{self, ExternalNames, PendingEdge, SlotSection, Target};
 use crate::mapping::Mapping;
 use crate::parse::{self, Object};
 use crate::platform::{Platform, Protection, TlsTemplate};
@@ -300,15 +300,18 @@ impl<P: Platform> System<P> {
     }
 
     /// Resolves every undefined symbol of the object; collects all the missing ones into one error.
-    fn resolve_undefined(
+    fn resolve_undefined<'a>(
         &self,
         cell: &str,
         ns_name: &str,
         ns: NamespaceId,
-        object: &Object<'_>,
-    ) -> Result<Vec<Option<Target>>, LoadError> {
+        object: &Object<'a>,
+    ) -> Result<(Vec<Option<Target>>, ExternalNames<'a>), LoadError> {
         let resolver = self.resolver();
         let mut targets = alloc::vec![None; object.syms.len()];
+        // One allocation at its size: the undefined symbols (the null one included) bound it.
+        let undefined = object.syms.iter().filter(|s| s.st_shndx == 0).count();
+        let mut names = ExternalNames::with_capacity(undefined);
         let mut missing = Vec::new();
         for (i, sym) in object.syms.iter().enumerate() {
             if sym.st_shndx != 0 || i == 0 {
@@ -320,7 +323,10 @@ impl<P: Platform> System<P> {
             }
             let tls = sym.st_type() == TLS_SYMBOL;
             targets[i] = match resolver.resolve(ns, name, tls) {
-                Resolution::Found(r) => Some(Target::External(r)),
+                Resolution::Found(r) => {
+                    names.push(i, name);
+                    Some(Target::External(r))
+                }
                 Resolution::Missing if sym.st_bind() == STB_WEAK => Some(Target::WeakMissing),
                 Resolution::Missing => {
                     missing.push(name);
@@ -343,7 +349,7 @@ impl<P: Platform> System<P> {
                 cause,
             });
         }
-        Ok(targets)
+        Ok((targets, names))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -353,7 +359,7 @@ impl<P: Platform> System<P> {
         spec: CellSpec<'_>,
         object: &Object<'a>,
         layout: &Layout,
-        mut targets: Vec<Option<Target>>,
+        (mut targets, names): (Vec<Option<Target>>, ExternalNames<'a>),
         mapped: &mut Mapped,
         start: u64,
     ) -> Result<CellId, LoadError> {
@@ -389,6 +395,7 @@ impl<P: Platform> System<P> {
             layout,
             &mut mapped.mapping,
             &targets,
+            &names,
             tls_module,
         )?;
         let (mut meta, mut exports, section_ids) = describe(spec, object, layout, &mapped.mapping)?;
