@@ -250,7 +250,7 @@ fn initial_objects(elf: &Elf<'_>) -> Vec<usize> {
         // SAFETY: `name` is null (the executable) or NUL-terminated. RTLD_NOLOAD only looks up an
         // object that is already loaded; it runs no code.
         let handle = unsafe { libc::dlopen(name, libc::RTLD_LAZY | libc::RTLD_NOLOAD) };
-        if handle.is_null() && !name.is_null() {
+        if handle.is_null() {
             continue;
         }
         let mut map: *mut c_void = core::ptr::null_mut();
