@@ -8,14 +8,15 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use crate_metadata::{CellKind, Manifest, NamespaceId};
-use loader::{CellSpec, Handle, NewVersion, StaticOutcome, SwapOptions, SwapRequest, System};
+use loader::{
+    CellSpec, Handle, ImageSymbols, NewVersion, StaticOutcome, SwapOptions, SwapRequest, System,
+};
 
 use crate::modules::{Modules, KERNEL_ELF, MANIFEST};
 use crate::paging::{CellMemory, KernelMap};
 use crate::platform::{calibrate_tsc, BarePlatform};
 use crate::println;
 use crate::pvh::BootInfo;
-use crate::symbols::KernelSymbols;
 
 type InitFn = fn() -> Result<(), String>;
 type Count = fn() -> usize;
@@ -94,9 +95,12 @@ pub fn run(boot: &BootInfo, map: KernelMap) -> Result<(), String> {
             .join(", ")
     );
 
-    let symbols = KernelSymbols::read(modules.get(KERNEL_ELF)?)?;
-    let running = crate::kernel_main as *const () as u64;
-    match symbols.get("kernel_main") {
+    let elf = goblin::elf::Elf::parse(modules.get(KERNEL_ELF)?)
+        .map_err(|e| format!("the kernel's ELF file in the boot module: {e}"))?;
+    // A static executable: symbol values are the running addresses (no load bias).
+    let symbols = ImageSymbols::from_elf(&elf, 0);
+    let running = crate::kernel_main as *const () as usize;
+    match symbols.address("kernel_main") {
         Some(a) if a == running => {}
         other => {
             return Err(format!(

@@ -25,7 +25,6 @@ mod paging;
 mod platform;
 mod pvh;
 mod serial;
-mod symbols;
 
 use core::panic::PanicInfo;
 

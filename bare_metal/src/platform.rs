@@ -7,17 +7,17 @@ use loader::platform::{
     Memory, PlatformError, Process, Protection, SymbolSource, ThreadLocals, TlsSymbol, TlsTemplate,
     Unwinder,
 };
+use loader::ImageSymbols;
 
 use crate::cpu;
 use crate::paging::CellMemory;
-use crate::symbols::KernelSymbols;
 
 /// Everything the loader asks of the machine.
 pub struct BarePlatform {
     /// Cell mappings.
     pub memory: CellMemory,
-    /// The kernel's symbols.
-    pub symbols: KernelSymbols,
+    /// The kernel's symbols, from its own ELF file (static, so no load bias).
+    pub symbols: ImageSymbols,
     /// Time-stamp counter ticks per microsecond (0 when calibration failed).
     pub tsc_per_us: u64,
 }
@@ -40,7 +40,7 @@ impl Memory for BarePlatform {
 
 impl SymbolSource for BarePlatform {
     fn image_symbol(&self, name: &str) -> Option<usize> {
-        self.symbols.get(name).map(|a| a as usize)
+        self.symbols.address(name)
     }
     fn image_tls_symbol(&self, _name: &str) -> Option<TlsSymbol> {
         // The kernel has no thread-local variables (no TLS segment, no %fs base).
@@ -52,9 +52,7 @@ impl SymbolSource for BarePlatform {
         None
     }
     fn for_each_image_symbol(&self, f: &mut dyn FnMut(&str)) {
-        for name in self.symbols.names() {
-            f(name);
-        }
+        self.symbols.for_each_name(f);
     }
 }
 

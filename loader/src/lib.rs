@@ -35,6 +35,7 @@ extern crate std;
 
 mod error;
 mod handle;
+mod image;
 mod layout;
 mod link;
 mod mapping;
@@ -52,6 +53,7 @@ pub mod hosted;
 
 pub use error::{HashCause, LoadError, MissingSymbol};
 pub use handle::{Handle, HandleSlot};
+pub use image::ImageSymbols;
 pub use quiesce::{Epochs, ThreadRegistration};
 pub use reclaim::{ReclaimError, Reclaimed};
 pub use resolve::{Provider, Resolution, Resolved, Resolver};

@@ -25,8 +25,9 @@ mod unwind;
 use std::fmt;
 use std::sync::Mutex;
 
+pub use crate::image::ImageSymbols;
 pub use memory::{count_mappings, writable_executable_mappings};
-pub use symbols::{open_libm, platform_lookup, ImageSymbols};
+pub use symbols::{open_libm, platform_lookup};
 pub use tls::{cell_tls_get_addr, live_tls_blocks, module_tls_blocks, TlsIndex};
 
 /// The platform of a loader that runs inside a Linux x86_64 process.
