@@ -8,6 +8,7 @@
 //! `<target>/cells/upgrades/<cell>.o`. Files are written only when their bytes change, so a build
 //! with nothing changed touches nothing.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -52,6 +53,9 @@ pub struct BuildReport {
     pub nano_core: Option<PathBuf>,
     /// For every upgrade (by cell name, sorted), how its exports compare with the live cell's.
     pub upgrades: Vec<(String, SymbolComparison)>,
+    /// The `.rlib` of every library the build compiled, cells' dependencies included, by cargo
+    /// package id (the bare-metal image takes `log`'s object from it).
+    pub rlibs: HashMap<String, PathBuf>,
 }
 
 impl BuildReport {
@@ -216,6 +220,7 @@ pub fn build_cells(options: &BuildOptions) -> Result<BuildReport> {
         manifest_rewritten,
         nano_core: artifacts.nano_core,
         upgrades,
+        rlibs: artifacts.rlibs,
     })
 }
 

@@ -30,9 +30,8 @@ use crate_metadata::CellKind;
 use goblin::elf::{sym, Elf};
 
 use crate::build::BuildReport;
-use crate::cargo_build::run_cargo_build;
 use crate::objects::extract_single_object;
-use crate::workspace::{cargo_binary, Workspace};
+use crate::workspace::cargo_binary;
 
 /// The directory of the bare-metal kernel's crate, relative to the workspace root.
 pub const BARE_DIR: &str = "bare_metal";
@@ -117,11 +116,9 @@ pub fn build_image(report: &BuildReport, quiet: bool) -> Result<BareImage> {
 }
 
 /// The single object of the `log` build the cells link against: the rlib of package `log` from
-/// the same `cargo build` as the cells (a no-op rebuild by now).
+/// the same `cargo build` as the cells.
 fn log_object(report: &BuildReport) -> Result<Vec<u8>> {
-    let ws = Workspace::load(&report.workspace_root, Some(&report.target_dir))?;
-    let artifacts = run_cargo_build(&ws, Some(&report.target_dir), true)?;
-    let rlib = artifacts
+    let rlib = report
         .rlibs
         .iter()
         .find(|(id, _)| id.contains("#log@"))
