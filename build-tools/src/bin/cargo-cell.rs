@@ -198,14 +198,9 @@ fn parse(mut args: Vec<String>) -> Result<Cli> {
             let mut args = args.peekable();
             while let Some(arg) = args.next_if(|a| a.starts_with('-')) {
                 match arg.as_str() {
-                    "--workspace-root" => {
-                        let dir = args.next().context("--workspace-root needs a directory")?;
-                        options.workspace_root = Some(PathBuf::from(dir));
-                    }
-                    "--target-dir" => {
-                        let dir = args.next().context("--target-dir needs a directory")?;
-                        options.target_dir = Some(PathBuf::from(dir));
-                    }
+                    // `upgrades` has no quiet mode: `-q` is refused as before.
+                    "-q" | "--quiet" => bail!("unknown option `{arg}` for `cargo cell upgrades`"),
+                    a if take_build_option(a, &mut args, &mut options)? => {}
                     "-h" | "--help" => return Ok(Cli::Help),
                     other => bail!("unknown option `{other}` for `cargo cell upgrades`"),
                 }
