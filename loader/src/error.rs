@@ -181,6 +181,14 @@ pub enum LoadError {
     },
 }
 
+/// A [`LoadError::Malformed`] for `cell`.
+pub(crate) fn malformed(cell: &str, reason: String) -> LoadError {
+    LoadError::Malformed {
+        cell: cell.into(),
+        reason,
+    }
+}
+
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use LoadError::*;

@@ -6,7 +6,7 @@ use alloc::borrow::Cow;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::error::LoadError;
+use crate::error::{malformed, LoadError};
 use crate::layout::{Layout, NONE};
 use crate::mapping::Mapping;
 use crate::parse::{Object, Rela};
@@ -151,13 +151,6 @@ pub(crate) fn link<'a>(
     )?;
     linked.direct_refs = (0..direct.len()).filter(|s| direct[*s]).collect();
     Ok(linked)
-}
-
-fn malformed(cell: &str, reason: String) -> LoadError {
-    LoadError::Malformed {
-        cell: cell.into(),
-        reason,
-    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -23,7 +23,7 @@ use goblin::elf::section_header::{SHF_ALLOC, SHT_NOBITS, SHT_REL, SHT_RELA, SHT_
 use goblin::elf::sym;
 use goblin::elf64::section_header::{SectionHeader, SIZEOF_SHDR};
 
-use crate::error::LoadError;
+use crate::error::{malformed, LoadError};
 
 /// `e_machine` of x86_64.
 const EM_X86_64: u16 = 62;
@@ -293,13 +293,6 @@ fn e_type_name(e_type: u16) -> &'static str {
         3 => "ET_DYN",
         4 => "ET_CORE",
         _ => "unknown-type",
-    }
-}
-
-fn malformed(cell: &str, reason: String) -> LoadError {
-    LoadError::Malformed {
-        cell: cell.into(),
-        reason,
     }
 }
 
