@@ -8,7 +8,7 @@
 //! `<target>/cells/upgrades/<cell>.o`. Files are written only when their bytes change, so a build
 //! with nothing changed touches nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,6 +17,7 @@ use anyhow::{bail, Context, Result};
 use crate_metadata::{CellKind, Manifest, ManifestEntry};
 
 use crate::cargo_build::run_cargo_build;
+use crate::dependency_cells::{self, CrateGraph, DepCell};
 use crate::objects::{exported_symbols, extract_single_object, sha256_hex};
 use crate::upgrades::{build_upgrades, LiveCell, SymbolComparison};
 use crate::workspace::{find_workspace_root, Workspace};
@@ -81,7 +82,12 @@ impl BuildReport {
         }
         let mut out = String::new();
         for (kind, name) in &self.rewritten {
-            if let Some(entry) = self.manifest.get(*kind, name) {
+            let entry = self
+                .manifest
+                .cells
+                .iter()
+                .find(|e| e.kind == *kind && e.key() == name);
+            if let Some(entry) = entry {
                 let _ = writeln!(
                     out,
                     "wrote {:<24} {:<8} {:>9} bytes  sha256 {}",
@@ -166,8 +172,23 @@ pub fn build_cells(options: &BuildOptions) -> Result<BuildReport> {
             depends_on: cell.depends_on.clone(),
             brings: cell.brings.clone(),
             signature: None,
+            crates: Vec::new(),
+            crate_info: None,
         });
     }
+
+    // Every library crate the cells depend on that is not a cell: a dependency cell.
+    let graph = CrateGraph::load(&ws.root, options.target_dir.as_deref())
+        .with_context(|| format!("cannot read the crate graph of {}", ws.root.display()))?;
+    let cell_ids: HashSet<&str> = ws.cells.iter().map(|c| c.id.as_str()).collect();
+    let roots: Vec<&str> = ws.cells.iter().map(|c| c.id.as_str()).collect();
+    let deps = dependency_cells::collect(&graph, &artifacts, &roots, &cell_ids)?;
+    let mut crate_units: HashMap<(CellKind, String), Vec<String>> = ws
+        .cells
+        .iter()
+        .map(|c| ((c.kind, c.name.clone()), deps.direct(&graph, &c.id)))
+        .collect();
+    let mut dep_cells = deps.cells;
 
     // New versions, built with the identity of the cells they replace.
     let live = |name: &str| {
@@ -196,9 +217,24 @@ pub fn build_cells(options: &BuildOptions) -> Result<BuildReport> {
             depends_on: upgrade.depends_on,
             brings: upgrade.brings,
             signature: None,
+            crates: Vec::new(),
+            crate_info: None,
         });
+        crate_units.insert(
+            (CellKind::Upgrades, upgrade.name.clone()),
+            upgrade.crate_units,
+        );
+        dep_cells.extend(upgrade.dep_cells);
         upgrades.push((upgrade.name, upgrade.symbols));
     }
+    write_dep_cells(
+        &cells_dir,
+        artifacts.nano_core.as_deref(),
+        dep_cells,
+        &crate_units,
+        &mut manifest,
+        &mut rewritten,
+    )?;
     manifest
         .cells
         .sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
@@ -222,6 +258,64 @@ pub fn build_cells(options: &BuildOptions) -> Result<BuildReport> {
         upgrades,
         rlibs: artifacts.rlibs,
     })
+}
+
+/// Writes the objects of the dependency cells (one per unit, whichever build made it) to
+/// `<cells_dir>/deps/`, adds their manifest entries, fills in every entry's `crates`, and removes
+/// objects of dependency cells the build no longer has.
+fn write_dep_cells(
+    cells_dir: &Path,
+    nano_core: Option<&Path>,
+    mut dep_cells: Vec<DepCell>,
+    crate_units: &HashMap<(CellKind, String), Vec<String>>,
+    manifest: &mut Manifest,
+    rewritten: &mut Vec<(CellKind, String)>,
+) -> Result<()> {
+    dep_cells.sort_by_key(DepCell::unit_id);
+    dep_cells.dedup_by_key(|c| c.unit_id());
+    let keys = dependency_cells::assign_keys(&dep_cells);
+    let key_of: HashMap<String, String> = dep_cells
+        .iter()
+        .zip(&keys)
+        .map(|(c, k)| (c.unit_id(), k.clone()))
+        .collect();
+    let image = match nano_core {
+        Some(path) => Some(dependency_cells::image_symbols(path)?),
+        None => None,
+    };
+    let mut wanted = HashSet::new();
+    for (cell, key) in dep_cells.iter().zip(&keys) {
+        let entry = dependency_cells::manifest_entry(
+            cell,
+            key,
+            &|unit| key_of.get(unit).cloned(),
+            image.as_ref(),
+        );
+        if write_if_changed(&cells_dir.join(&entry.object), &cell.object)? {
+            rewritten.push((CellKind::Deps, key.clone()));
+        }
+        wanted.insert(format!("{key}.o"));
+        manifest.cells.push(entry);
+    }
+    for entry in &mut manifest.cells {
+        if let Some(units) = crate_units.get(&(entry.kind, entry.name.clone())) {
+            let mut crates: Vec<String> = units.iter().filter_map(|u| key_of.get(u).cloned()).collect();
+            crates.sort();
+            crates.dedup();
+            entry.crates = crates;
+        }
+    }
+    let dir = cells_dir.join(CellKind::Deps.dir());
+    if let Ok(files) = std::fs::read_dir(&dir) {
+        for file in files.flatten() {
+            let name = file.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".o") && !wanted.contains(&name) {
+                std::fs::remove_file(file.path())
+                    .with_context(|| format!("cannot remove {}", file.path().display()))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One line on how an upgrade's exports compare with the live cell's.

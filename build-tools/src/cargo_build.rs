@@ -19,6 +19,20 @@ pub struct CargoArtifacts {
     pub rlibs: HashMap<String, PathBuf>,
     /// The `nano_core` executable, if it was built.
     pub nano_core: Option<PathBuf>,
+    /// Every library unit the build compiled (a package can have several, built with other
+    /// features for build scripts and proc macros than for the code that runs).
+    pub units: Vec<LibUnit>,
+}
+
+/// One library unit of a build: a package compiled with one set of features.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LibUnit {
+    /// Cargo's package id.
+    pub package_id: String,
+    /// Its `.rlib`.
+    pub rlib: PathBuf,
+    /// The features it was compiled with.
+    pub features: Vec<String>,
 }
 
 /// The error `build_cells` returns when `cargo build` fails. Its `Display` shows the summary and the
@@ -176,12 +190,18 @@ pub(crate) fn run_cargo(run: &CargoRun<'_>) -> Result<CargoArtifacts> {
                 target,
                 filenames,
                 executable,
+                features,
             } => {
                 if target.kind.iter().any(|k| k == "lib" || k == "rlib") {
                     let rlib = filenames
                         .into_iter()
                         .find(|f| f.extension().is_some_and(|e| e == "rlib"));
                     if let Some(rlib) = rlib {
+                        artifacts.units.push(LibUnit {
+                            package_id: package_id.clone(),
+                            rlib: rlib.clone(),
+                            features,
+                        });
                         artifacts.rlibs.insert(package_id, rlib);
                     }
                 } else if ws.nano_core.as_deref() == Some(package_id.as_str()) {
@@ -242,6 +262,8 @@ enum Event {
         #[serde(default)]
         filenames: Vec<PathBuf>,
         executable: Option<PathBuf>,
+        #[serde(default)]
+        features: Vec<String>,
     },
     CompilerMessage {
         package_id: String,

@@ -15,6 +15,7 @@ pub mod build;
 pub mod cargo_build;
 pub mod control;
 pub mod demo;
+pub mod dependency_cells;
 pub mod inspect;
 pub mod objects;
 pub mod qemu;

@@ -21,7 +21,7 @@
 //! shadow as unchanged and a build with nothing changed rebuilds nothing. Each shadow build is one
 //! `cargo build -p <upgrade>...`: the base image and the loader are not built there.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -31,6 +31,7 @@ use crate_metadata::CellKind;
 
 use crate::build::write_if_changed;
 use crate::cargo_build::{run_cargo, CargoRun};
+use crate::dependency_cells::{self, CrateGraph, DepCell};
 use crate::objects::{exported_symbols, extract_single_object};
 use crate::workspace::{cargo_binary, CellPackage, Workspace};
 
@@ -509,6 +510,10 @@ pub struct BuiltUpgrade {
     pub brings: Vec<String>,
     /// Its exports next to the live cell's.
     pub symbols: SymbolComparison,
+    /// The unit ids of the dependency cells it uses directly.
+    pub crate_units: Vec<String>,
+    /// The dependency cells of its shadow build (its own and those of the other upgrades there).
+    pub dep_cells: Vec<DepCell>,
 }
 
 /// Builds every upgrade of `ws` in its shadow workspace and checks that it keeps the crate identity
@@ -607,6 +612,15 @@ fn build_group(
         crate_label: &label,
         path_rewrites: &rewrites,
     })?;
+    let graph = CrateGraph::load(&group.workspace, Some(&group.target_dir)).with_context(|| {
+        format!(
+            "cannot read the crate graph of the shadow workspace {}",
+            group.workspace.display()
+        )
+    })?;
+    let cell_ids: HashSet<&str> = shadow.cells.iter().map(|c| c.id.as_str()).collect();
+    let roots: Vec<&str> = packages.iter().map(|(_, p)| p.id.as_str()).collect();
+    let deps = dependency_cells::collect(&graph, &artifacts, &roots, &cell_ids)?;
     let mut built = Vec::with_capacity(packages.len());
     for (upgrade, package) in packages {
         let label = upgrade.label();
@@ -632,6 +646,8 @@ fn build_group(
             brings: package.brings.clone(),
             symbols,
             upgrade,
+            crate_units: deps.direct(&graph, &package.id),
+            dep_cells: deps.cells.clone(),
         });
     }
     Ok(built)

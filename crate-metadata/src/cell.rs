@@ -151,6 +151,11 @@ pub struct Cell {
     pub used_by: Vec<EdgeId>,
     /// How loading went.
     pub stats: LoadStats,
+    /// The thread-local storage module the loader made for the cell's `thread_local!`s, if it
+    /// has any: other cells that use them (`TLSGD` against its `STT_TLS` symbols) get this module
+    /// id and the variable's offset, as `ld.so` serves a `dlopen`ed library's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_module: Option<u64>,
 }
 
 impl Cell {
@@ -172,6 +177,7 @@ impl Cell {
             uses: Vec::new(),
             used_by: Vec::new(),
             stats: LoadStats::default(),
+            tls_module: None,
         }
     }
 

@@ -50,5 +50,5 @@ mod registry;
 pub use cell::{Cell, CellState, LoadStats, Origin, Section, SectionKind, Symbol, SymbolKind};
 pub use edge::{Edge, SlotKind};
 pub use ids::{CellId, EdgeId, NamespaceId, SectionId, SymbolId};
-pub use manifest::{CellKind, Manifest, ManifestEntry};
+pub use manifest::{CellKind, CrateInfo, Manifest, ManifestEntry, PlanError};
 pub use registry::{Checkpoint, Registry};

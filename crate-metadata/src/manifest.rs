@@ -2,9 +2,21 @@
 //!
 //! The build tool writes one [`Manifest`] as `target/cells/manifest.json`; `nano_core` reads it to
 //! find the objects, load them in dependency order and check their hashes.
+//!
+//! # Dependency cells
+//!
+//! Every library crate in a cell's dependency closure (crates.io crates, git and path crates that
+//! are not cells themselves) is a cell of its own, of kind [`CellKind::Deps`]: its object is
+//! `deps/<crate>-<version>.o` and its entry carries a [`CrateInfo`] with the key other entries name
+//! it by in [`ManifestEntry::crates`]. Build scripts and proc macros are not cells. A dependency
+//! cell is loaded before the cells that need it, once per namespace chain, unless the running base
+//! image already links that very build of the crate (it defines every symbol the object exports):
+//! then its dependents bind to the image. [`Manifest::dependency_plan`] makes that decision.
 
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::fmt;
 use serde::{Deserialize, Serialize};
 
 /// Where a cell lives in the source tree, and so which namespace it is loaded into by default.
@@ -19,6 +31,9 @@ pub enum CellKind {
     Apps,
     /// `cells/upgrades/*`: new versions of other cells, loaded only by a swap.
     Upgrades,
+    /// A library crate in a cell's dependency closure that is not a cell crate itself (a
+    /// crates.io crate, say): loaded before the cells that use it, unless the base image links it.
+    Deps,
 }
 
 impl CellKind {
@@ -29,6 +44,7 @@ impl CellKind {
             CellKind::Libs => "libs",
             CellKind::Apps => "apps",
             CellKind::Upgrades => "upgrades",
+            CellKind::Deps => "deps",
         }
     }
 
@@ -39,6 +55,7 @@ impl CellKind {
             "libs" => Some(CellKind::Libs),
             "apps" => Some(CellKind::Apps),
             "upgrades" => Some(CellKind::Upgrades),
+            "deps" => Some(CellKind::Deps),
             _ => None,
         }
     }
@@ -71,6 +88,34 @@ pub struct ManifestEntry {
     /// Ed25519 signature of the object's bytes, lowercase hex (`cargo cell build --sign KEY`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<String>,
+    /// The dependency cells this cell uses directly (its normal dependencies that are not cells),
+    /// by [`CrateInfo::key`], sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub crates: Vec<String>,
+    /// For a dependency cell ([`CellKind::Deps`]): which build of which crate it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crate_info: Option<CrateInfo>,
+}
+
+/// Which build of a crate a dependency cell is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrateInfo {
+    /// How other entries name it in [`ManifestEntry::crates`]: `<crate>-<version>`, with the first
+    /// eight digits of cargo's metadata hash appended when two builds of one release are present.
+    pub key: String,
+    /// The package name (`regex-automata`; the entry's name is the crate name, `regex_automata`).
+    pub package: String,
+    /// Where the package comes from: cargo's source id (`registry+https://...`), or `path` for a
+    /// local crate.
+    pub source: String,
+    /// The features it was built with, sorted.
+    pub features: Vec<String>,
+    /// cargo's metadata hash of this build (from the rlib's file name): two builds with the same
+    /// one carry the same symbol hashes.
+    pub metadata_hash: String,
+    /// Whether the hosted base image (`nano_core`) links this build (its executable defines every
+    /// symbol the object exports), so that hosted cells bind to the image instead of loading it.
+    pub in_base_image: bool,
 }
 
 /// Everything `cargo cell build` produced.
@@ -88,40 +133,173 @@ impl Manifest {
         self.cells.iter().find(|c| c.kind == kind && c.name == name)
     }
 
+    /// The dependency cell whose [`CrateInfo::key`] is `key`.
+    pub fn dep(&self, key: &str) -> Option<&ManifestEntry> {
+        self.cells
+            .iter()
+            .find(|c| c.crate_info.as_ref().is_some_and(|i| i.key == key))
+    }
+
     /// The cells of `kind` in an order where every cell comes after the cells it depends on
     /// (dependencies of another kind are ignored). Returns the names of the cells that form a
-    /// cycle as the error.
+    /// cycle as the error. Linear in the cells and their dependencies (Kahn's algorithm).
     pub fn load_order(&self, kind: CellKind) -> Result<Vec<&ManifestEntry>, Vec<String>> {
         let cells: Vec<&ManifestEntry> = self.cells.iter().filter(|c| c.kind == kind).collect();
-        let mut done: Vec<bool> = alloc::vec![false; cells.len()];
-        let mut order = Vec::with_capacity(cells.len());
-        while order.len() < cells.len() {
-            let before = order.len();
-            for (i, cell) in cells.iter().enumerate() {
-                if done[i] {
-                    continue;
-                }
-                let ready = cell.depends_on.iter().all(|dep| {
-                    cells
-                        .iter()
-                        .position(|c| &c.name == dep)
-                        .is_none_or(|j| done[j])
-                });
-                if ready {
-                    done[i] = true;
-                    order.push(*cell);
-                }
+        let index: BTreeMap<&str, usize> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.as_str(), i))
+            .collect();
+        let edges = cells.iter().map(|c| {
+            c.depends_on
+                .iter()
+                .filter_map(|d| index.get(d.as_str()).copied())
+                .collect::<Vec<usize>>()
+        });
+        topological(&cells, edges.collect()).map_err(|stuck| {
+            stuck.iter().map(|i| cells[*i].name.clone()).collect()
+        })
+    }
+
+    /// Every dependency cell `root` needs, directly or not, each after the dependency cells it
+    /// needs itself (and so in an order they can be loaded in). `root` itself is not included.
+    pub fn dependency_closure(&self, root: &ManifestEntry) -> Result<Vec<&ManifestEntry>, PlanError> {
+        // Collect the closure breadth first, then order it.
+        let mut found: Vec<&ManifestEntry> = Vec::new();
+        let mut index: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut todo: Vec<(&ManifestEntry, &str)> = root
+            .crates
+            .iter()
+            .map(|k| (root, k.as_str()))
+            .collect();
+        while let Some((from, key)) = todo.pop() {
+            if index.contains_key(key) {
+                continue;
             }
-            if order.len() == before {
-                let stuck = cells
+            let entry = self.dep(key).ok_or_else(|| PlanError::UnknownCrate {
+                cell: from.name.clone(),
+                key: key.into(),
+            })?;
+            index.insert(key, found.len());
+            found.push(entry);
+            todo.extend(entry.crates.iter().map(|k| (entry, k.as_str())));
+        }
+        let edges = found
+            .iter()
+            .map(|e| {
+                e.crates
                     .iter()
-                    .zip(&done)
-                    .filter(|(_, d)| !**d)
-                    .map(|(c, _)| c.name.clone())
-                    .collect();
-                return Err(stuck);
+                    .filter_map(|k| index.get(k.as_str()).copied())
+                    .collect()
+            })
+            .collect();
+        topological(&found, edges).map_err(|stuck| PlanError::Cycle {
+            cells: stuck.iter().map(|i| found[*i].name.clone()).collect(),
+        })
+    }
+
+    /// The dependency cells to load before `root`: its [closure](Manifest::dependency_closure)
+    /// without those for which `skip` says true (already loaded where `root` will see them, or
+    /// linked by the base image; see [`ManifestEntry::provided_by`]).
+    pub fn dependency_plan(
+        &self,
+        root: &ManifestEntry,
+        skip: &mut dyn FnMut(&ManifestEntry) -> bool,
+    ) -> Result<Vec<&ManifestEntry>, PlanError> {
+        let mut plan = self.dependency_closure(root)?;
+        plan.retain(|e| !skip(e));
+        Ok(plan)
+    }
+
+    /// The entries that use the dependency cell `key` directly, sorted by kind and name.
+    pub fn users_of(&self, key: &str) -> Vec<&ManifestEntry> {
+        self.cells
+            .iter()
+            .filter(|c| c.crates.iter().any(|k| k == key))
+            .collect()
+    }
+}
+
+impl ManifestEntry {
+    /// The key other entries name this one by in [`ManifestEntry::crates`] (dependency cells), or
+    /// its name.
+    pub fn key(&self) -> &str {
+        self.crate_info.as_ref().map_or(&self.name, |i| &i.key)
+    }
+
+    /// Whether an image for which `defines` says which symbols it has already provides this
+    /// crate: it defines every symbol the object exports, so dependents can bind to the image and
+    /// the cell need not be loaded. An image that links another build of the crate (other
+    /// features, another profile) has other symbol hashes and does not provide it.
+    pub fn provided_by(&self, defines: &mut dyn FnMut(&str) -> bool) -> bool {
+        self.kind == CellKind::Deps && self.exports.iter().all(|s| defines(s))
+    }
+}
+
+/// Why a dependency plan cannot be made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PlanError {
+    /// An entry names a dependency cell that the manifest does not have.
+    UnknownCrate {
+        /// The entry that names it.
+        cell: String,
+        /// The key it names.
+        key: String,
+    },
+    /// Dependency cells that need each other in a cycle.
+    Cycle {
+        /// Their names.
+        cells: Vec<String>,
+    },
+}
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PlanError::UnknownCrate { cell, key } => write!(
+                f,
+                "cell `{cell}` needs the dependency cell `{key}`, which the manifest does not have \
+                 (rebuild with `cargo cell build`)"
+            ),
+            PlanError::Cycle { cells } => write!(
+                f,
+                "dependency cells need each other in a cycle: {}",
+                cells.join(", ")
+            ),
+        }
+    }
+}
+
+impl core::error::Error for PlanError {}
+
+/// `items` in an order where each comes after the ones `edges[i]` lists for it (Kahn's
+/// algorithm, stable: among the ready ones, the lowest index first). Returns the indices of the
+/// items left in a cycle as the error.
+fn topological<'m>(
+    items: &[&'m ManifestEntry],
+    edges: Vec<Vec<usize>>,
+) -> Result<Vec<&'m ManifestEntry>, Vec<usize>> {
+    let n = items.len();
+    let mut waiting: Vec<usize> = edges.iter().map(Vec::len).collect();
+    let mut users: Vec<Vec<usize>> = alloc::vec![Vec::new(); n];
+    for (i, deps) in edges.iter().enumerate() {
+        for d in deps {
+            users[*d].push(i);
+        }
+    }
+    let mut ready: BTreeSet<usize> = (0..n).filter(|i| waiting[*i] == 0).collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(i) = ready.pop_first() {
+        order.push(items[i]);
+        for u in &users[i] {
+            waiting[*u] -= 1;
+            if waiting[*u] == 0 {
+                ready.insert(*u);
             }
         }
-        Ok(order)
     }
+    if order.len() < n {
+        return Err((0..n).filter(|i| waiting[*i] > 0).collect());
+    }
+    Ok(order)
 }

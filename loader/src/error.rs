@@ -9,13 +9,20 @@ use crate::platform::PlatformError;
 use crate_metadata::demangle;
 use namespace::NamespaceError;
 
-/// Why a symbol that a cell needs has another hash in the base image.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HashCause {
-    /// A toolchain crate (`core`, `alloc`, `std`): the cell was built by another rustc.
+/// Why symbols that a cell needs are missing, when the loader can tell.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MissingCause {
+    /// The crates that define them are known (a dependency cell the build made, say) but not
+    /// loaded where the cell can see them: `<crate> <version>` of each.
+    NotLoaded {
+        /// The crates, sorted.
+        crates: Vec<String>,
+    },
+    /// Functions of the toolchain's own crates (`core`, `alloc`, `std`: v0-mangled symbols) exist
+    /// in the base image under other hashes: the cell was built by another rustc.
     Toolchain,
-    /// Another crate: the crate's identity (version, features, profile) differs between the cell's
-    /// build and the base image's build.
+    /// Another crate's symbols exist in the base image under other hashes: the crate's identity
+    /// (version, features, profile) differs between the cell's build and the base image's.
     CrateIdentity,
 }
 
@@ -31,6 +38,9 @@ pub struct MissingSymbol {
     /// A namespace that defines it but that the cell's namespace cannot see (a sibling or a
     /// child: an application's cells are invisible to the kernel and to other applications).
     pub hidden_in: Option<String>,
+    /// The cell that exports it (`regex 1.13.2`) when the system's [catalog](crate::Catalog)
+    /// knows one that is not loaded where the cell can see it.
+    pub defined_by: Option<String>,
 }
 
 /// Everything that can go wrong while loading a cell or creating a handle.
@@ -118,8 +128,8 @@ pub enum LoadError {
         namespace: String,
         /// Every missing symbol.
         missing: Vec<MissingSymbol>,
-        /// When the missing symbols exist in the base image under other hashes: why.
-        cause: Option<HashCause>,
+        /// Why they are missing, when the loader can tell.
+        cause: Option<MissingCause>,
     },
     /// The object's SHA-256 is not the one the manifest records: it was changed after the build,
     /// or is not the object the manifest describes. Nothing was mapped.
@@ -152,8 +162,9 @@ pub enum LoadError {
         /// What failed.
         error: PlatformError,
     },
-    /// A thread-local variable of another cell; cells share thread-locals only with the base
-    /// image.
+    /// A thread-local reference that cannot be served: to a symbol that is not thread-local (or a
+    /// plain reference to one that is), a local-dynamic offset against another cell's variable, or
+    /// another cell's variable on a platform without thread-locals.
     UnsupportedTls {
         /// The cell.
         cell: String,
@@ -257,16 +268,32 @@ impl fmt::Display for LoadError {
                             f,
                             "\n    defined in namespace `{ns}`, which `{namespace}` cannot see"
                         )?;
+                    } else if let Some(cell) = &m.defined_by {
+                        write!(
+                            f,
+                            "\n    exported by `{cell}`, which is not loaded where `{namespace}` \
+                             can see it"
+                        )?;
                     }
                 }
                 match cause {
-                    Some(HashCause::Toolchain) => write!(
+                    Some(MissingCause::NotLoaded { crates }) => write!(
+                        f,
+                        "\n  likely cause: the crates that define them are not loaded: {} (load \
+                         their dependency cells first; the manifest lists what each cell needs)",
+                        crates
+                            .iter()
+                            .map(|c| alloc::format!("`{c}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    Some(MissingCause::Toolchain) => write!(
                         f,
                         "\n  likely cause: the cell was built by another toolchain than the base \
                          image (core/alloc/std symbols carry other hashes); rebuild it with the \
                          pinned rustc"
                     ),
-                    Some(HashCause::CrateIdentity) => write!(
+                    Some(MissingCause::CrateIdentity) => write!(
                         f,
                         "\n  likely cause: a crate's identity (version, features or profile) \
                          differs between the cell's build and the base image's"
@@ -290,7 +317,8 @@ impl fmt::Display for LoadError {
             Platform { cell, error } => write!(f, "cell `{cell}`: {error}"),
             UnsupportedTls { cell, symbol } => write!(
                 f,
-                "cell `{cell}`: uses thread-local `{symbol}` of another cell, which is not supported"
+                "cell `{cell}`: its thread-local reference to `{symbol}` cannot be served (the symbol \
+                 is not thread-local, or its cell has no thread-local storage on this platform)"
             ),
             NoSuchSymbol { namespace, symbol } => {
                 write!(f, "no symbol `{symbol}` is visible from namespace `{namespace}`")

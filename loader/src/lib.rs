@@ -33,6 +33,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+mod catalog;
 mod error;
 mod handle;
 mod image;
@@ -51,7 +52,9 @@ mod system;
 #[cfg(feature = "hosted")]
 pub mod hosted;
 
-pub use error::{HashCause, LoadError, MissingSymbol};
+pub use error::{LoadError, MissingCause, MissingSymbol};
+pub use catalog::ManifestCatalog;
+pub use resolve::Catalog;
 pub use handle::{Handle, HandleSlot};
 pub use image::ImageSymbols;
 pub use quiesce::{Epochs, ThreadRegistration};

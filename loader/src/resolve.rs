@@ -9,7 +9,7 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::error::{HashCause, MissingSymbol};
+use crate::error::{MissingCause, MissingSymbol};
 use crate::platform::{SymbolSource, TlsSymbol};
 use crate_metadata::{demangle, CellId, NamespaceId, Registry, SymbolId, SymbolKind};
 use namespace::Namespaces;
@@ -59,8 +59,16 @@ pub enum Resolution {
     Found(Resolved),
     /// Nobody defines it.
     Missing,
-    /// A thread-local defined by another cell (not supported).
-    ForeignTls,
+    /// A thread-local reference to a symbol that is not thread-local, or the other way round, or
+    /// a thread-local of a cell that has no TLS module (a platform without thread-locals).
+    TlsMismatch,
+}
+
+/// What the system knows about cells that are not loaded (for `nano_core`, the build manifest):
+/// which one exports a symbol. Only asked when a load fails, to name the crate that is missing.
+pub trait Catalog: Send + Sync {
+    /// The cell that exports `symbol`, as `<name> <version>`, if the catalog knows one.
+    fn defined_by(&self, symbol: &str) -> Option<String>;
 }
 
 /// Resolves names against the namespaces, the base image and the platform.
@@ -73,6 +81,8 @@ pub struct Resolver<'a> {
     pub symbols: &'a dyn SymbolSource,
     /// What cells get for `__tls_get_addr`.
     pub tls_get_addr: u64,
+    /// Cells that could be loaded, to explain a missing symbol.
+    pub catalog: Option<&'a dyn Catalog>,
 }
 
 impl Resolver<'_> {
@@ -87,13 +97,29 @@ impl Resolver<'_> {
             });
         }
         if let Some((_, sym)) = self.namespaces.lookup(ns, name) {
-            let is_tls = self
-                .registry
-                .cell(sym.cell)
+            let provider = self.registry.cell(sym.cell);
+            let is_tls = provider
                 .and_then(|c| c.symbol(sym.symbol))
                 .is_some_and(|s| s.kind == SymbolKind::Tls);
-            if is_tls || tls {
-                return Resolution::ForeignTls;
+            if is_tls != tls {
+                return Resolution::TlsMismatch;
+            }
+            if tls {
+                // Another cell's thread-local: its module, and the variable's offset in it.
+                let Some(module) = provider.and_then(|c| c.tls_module) else {
+                    return Resolution::TlsMismatch;
+                };
+                return Resolution::Found(Resolved {
+                    addr: 0,
+                    provider: Provider::Cell {
+                        cell: sym.cell,
+                        symbol: sym.symbol,
+                    },
+                    tls: Some(TlsSymbol {
+                        module,
+                        offset: sym.addr,
+                    }),
+                });
             }
             return Resolution::Found(Resolved {
                 addr: sym.addr,
@@ -132,13 +158,14 @@ impl Resolver<'_> {
     }
 
     /// Explains missing symbols: for each, whether the base image has the same path under another
-    /// hash, and what that most likely means. Scans the whole image table, so only call it on a
-    /// failure.
+    /// hash, whether a namespace the cell cannot see defines it, and which cell of the catalog
+    /// exports it; and what that most likely means. Scans the whole image table, so only call it
+    /// on a failure.
     pub fn explain(
         &self,
         from: NamespaceId,
         missing: &[&str],
-    ) -> (Vec<MissingSymbol>, Option<HashCause>) {
+    ) -> (Vec<MissingSymbol>, Option<MissingCause>) {
         let visible = self.namespaces.chain(from);
         let wanted: BTreeMap<String, usize> = missing
             .iter()
@@ -153,23 +180,10 @@ impl Resolver<'_> {
                 }
             }
         });
-        let mut cause = None;
-        let list = missing
+        let list: Vec<MissingSymbol> = missing
             .iter()
             .zip(other)
             .map(|(m, other_hash)| {
-                if other_hash.is_some() {
-                    let toolchain =
-                        demangle::crate_of(m).is_some_and(|c| demangle::is_toolchain_crate(&c));
-                    let this = if toolchain {
-                        HashCause::Toolchain
-                    } else {
-                        HashCause::CrateIdentity
-                    };
-                    if cause != Some(HashCause::Toolchain) {
-                        cause = Some(this);
-                    }
-                }
                 let hidden_in = self
                     .namespaces
                     .iter()
@@ -179,10 +193,44 @@ impl Resolver<'_> {
                     mangled: (*m).into(),
                     demangled: demangle::demangle(m),
                     other_hash,
+                    defined_by: self.catalog.and_then(|c| c.defined_by(m)),
                     hidden_in,
                 }
             })
             .collect();
+        let cause = missing_cause(&list);
         (list, cause)
     }
+}
+
+/// What the missing symbols most likely mean. A crate that is known and not loaded says it all;
+/// otherwise only the toolchain's own functions (v0-mangled: `core`, `alloc` and `std` are built
+/// with v0 mangling, user crates with the legacy one) point at another rustc when the image has
+/// them under another hash. A legacy-mangled `alloc::sync::Arc<T>::drop_slow` is a generic
+/// instance some user crate made, and the image's other instances say nothing about the toolchain.
+fn missing_cause(list: &[MissingSymbol]) -> Option<MissingCause> {
+    let mut crates: Vec<String> = list
+        .iter()
+        .filter(|m| m.hidden_in.is_none())
+        .filter_map(|m| m.defined_by.clone())
+        .collect();
+    if !crates.is_empty() {
+        crates.sort();
+        crates.dedup();
+        return Some(MissingCause::NotLoaded { crates });
+    }
+    let toolchain = |m: &MissingSymbol| {
+        m.mangled.starts_with("_R")
+            && demangle::crate_of(&m.mangled).is_some_and(|c| demangle::is_toolchain_crate(&c))
+    };
+    if list.iter().any(|m| m.other_hash.is_some() && toolchain(m)) {
+        return Some(MissingCause::Toolchain);
+    }
+    if list
+        .iter()
+        .any(|m| m.other_hash.is_some() && m.mangled.starts_with("_ZN"))
+    {
+        return Some(MissingCause::CrateIdentity);
+    }
+    None
 }

@@ -19,7 +19,7 @@ use crate::mapping::Mapping;
 use crate::parse::{self, Object};
 use crate::platform::{Platform, Protection, TlsTemplate};
 use crate::quiesce::Epochs;
-use crate::resolve::{Provider, Resolution, Resolver};
+use crate::resolve::{Catalog, Provider, Resolution, Resolver};
 use crate_metadata::{
     demangle, Cell, CellId, CellKind, CellState, Edge, EdgeId, LoadStats, NamespaceId, Origin,
     Registry, Section, SectionId, SectionKind, SlotKind, Symbol, SymbolId, SymbolKind,
@@ -153,6 +153,8 @@ pub struct System<P: Platform> {
     pub(crate) epochs: Arc<Epochs>,
     /// Counts staging namespaces, so each swap gets a fresh name.
     pub(crate) swaps: u64,
+    /// Cells that could be loaded, to name the crate behind a missing symbol.
+    pub(crate) catalog: Option<Arc<dyn Catalog>>,
 }
 
 impl<P: Platform> System<P> {
@@ -176,6 +178,7 @@ impl<P: Platform> System<P> {
             handles: Vec::new(),
             epochs: Epochs::new(),
             swaps: 0,
+            catalog: None,
         }
     }
 
@@ -183,6 +186,12 @@ impl<P: Platform> System<P> {
     /// points, so that retired cells can be reclaimed safely.
     pub fn epochs(&self) -> &Arc<Epochs> {
         &self.epochs
+    }
+
+    /// Sets the catalog of cells that could be loaded (the build manifest), which a failed load
+    /// asks who exports a missing symbol, so that its error names the crate that is not loaded.
+    pub fn set_catalog(&mut self, catalog: Arc<dyn Catalog>) {
+        self.catalog = Some(catalog);
     }
 
     /// The platform.
@@ -226,6 +235,7 @@ impl<P: Platform> System<P> {
             registry: &self.registry,
             symbols: &self.platform,
             tls_get_addr: self.platform.tls_get_addr() as u64,
+            catalog: self.catalog.as_deref(),
         }
     }
 
@@ -249,7 +259,17 @@ impl<P: Platform> System<P> {
                 })
             }
         };
-        if self.cell_in(ns, cell).is_some() {
+        // Two releases of one crate may live side by side (dependency cells of two semver-
+        // incompatible versions); the same release twice may not.
+        let same = |c: &Cell| c.name == cell && c.version == spec.version;
+        let loaded = self.namespaces.get(ns).is_some_and(|n| {
+            n.cells.iter().any(|c| {
+                self.registry
+                    .cell(*c)
+                    .is_some_and(|c| c.state == CellState::Live && same(c))
+            })
+        });
+        if loaded {
             return Err(LoadError::AlreadyLoaded {
                 cell: cell.into(),
                 namespace: ns_name,
@@ -332,7 +352,7 @@ impl<P: Platform> System<P> {
                     missing.push(name);
                     None
                 }
-                Resolution::ForeignTls => {
+                Resolution::TlsMismatch => {
                     return Err(LoadError::UnsupportedTls {
                         cell: cell.into(),
                         symbol: demangle::demangle(name),
@@ -446,6 +466,7 @@ impl<P: Platform> System<P> {
             load_nanos: end.saturating_sub(start),
         };
         meta.namespace = Some(ns);
+        meta.tls_module = mapped.tls_module;
         let id = self.registry.next_cell_id();
         let exports: Vec<Export> = exports
             .into_iter()

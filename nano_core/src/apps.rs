@@ -85,8 +85,12 @@ impl Kernel {
                 let own = manifest.get(CellKind::Upgrades, lib).with_context(|| {
                     format!("`{name}` brings its own `{lib}`, but cells/upgrades has none")
                 })?;
+                self.load_dependencies(ns, own)?;
                 self.load_entry(ns, own)?;
             }
+            // Dependency cells the kernel does not have (another release of a crate, say) go
+            // into the application's namespace, and go with it.
+            self.load_dependencies(ns, entry)?;
             self.load_entry(ns, entry)?;
             // SAFETY: the application convention's signature.
             unsafe {

@@ -3,10 +3,13 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use crate_metadata::{CellId, CellKind, Manifest, ManifestEntry, NamespaceId};
+use std::sync::Arc;
+
+use crate_metadata::{CellId, CellKind, CellState, Manifest, ManifestEntry, NamespaceId};
 use ed25519_dalek::{Signature, VerifyingKey};
 use loader::hosted::Hosted;
-use loader::{CellSpec, Handle, NewVersion, SwapOptions, SwapReport, SwapRequest, System};
+use loader::platform::SymbolSource;
+use loader::{CellSpec, ManifestCatalog, Handle, NewVersion, SwapOptions, SwapReport, SwapRequest, System};
 use namespace::Namespaces;
 use sha2::{Digest, Sha256};
 
@@ -39,6 +42,18 @@ pub struct Kernel {
     log_token: Option<u64>,
     pub(crate) apps: crate::apps::Apps,
     trusted: Vec<VerifyingKey>,
+    failed: Vec<BootFailure>,
+}
+
+/// A library cell the boot left out because it (or a dependency cell loaded for it) failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BootFailure {
+    /// The library cell.
+    pub cell: String,
+    /// Its version.
+    pub version: String,
+    /// Why, with the failing dependency cell named when it was one.
+    pub error: String,
 }
 
 impl Kernel {
@@ -78,6 +93,7 @@ impl Kernel {
         );
         let platform = Hosted::new().context("reading the base image's symbols")?;
         let mut system = System::new(platform, "nano_core");
+        system.set_catalog(Arc::new(ManifestCatalog::new(&manifest)));
         let kernel_ns = system
             .create_namespace(KERNEL_NAMESPACE, None)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -90,6 +106,7 @@ impl Kernel {
             log_token: None,
             apps: Default::default(),
             trusted,
+            failed: Vec::new(),
         };
         for kind in [CellKind::Kernel, CellKind::Libs] {
             let order = kernel.manifest.load_order(kind).map_err(|cycle| {
@@ -101,7 +118,24 @@ impl Kernel {
             })?;
             let order: Vec<ManifestEntry> = order.into_iter().cloned().collect();
             for entry in order {
-                kernel.load_and_init(&entry)?;
+                match kernel.load_with_dependencies(kernel_ns, &entry) {
+                    Ok(()) => {}
+                    // A library that fails is reported and left out; the rest boots.
+                    Err(error) if kind == CellKind::Libs => {
+                        log::warn!(target: "nano_core", "library cell `{}` left out: {error:#}", entry.name);
+                        kernel.failed.push(BootFailure {
+                            cell: entry.name.clone(),
+                            version: entry.version.clone(),
+                            error: format!("{error:#}"),
+                        });
+                    }
+                    Err(error) => {
+                        return Err(error.context(format!(
+                            "kernel cell `{}` failed to load, so the boot stops",
+                            entry.name
+                        )))
+                    }
+                }
             }
         }
         Ok(kernel)
@@ -125,8 +159,92 @@ impl Kernel {
             .map_err(|e| anyhow::anyhow!("{e}"))
     }
 
-    fn load_and_init(&mut self, entry: &ManifestEntry) -> Result<()> {
-        let id = self.load_entry(self.kernel_ns, entry)?;
+    /// The dependency cells `entry` needs that namespace `ns` does not see yet and the base image
+    /// does not provide, in the order to load them.
+    pub fn dependency_plan(
+        &self,
+        ns: NamespaceId,
+        entry: &ManifestEntry,
+    ) -> Result<Vec<ManifestEntry>> {
+        let visible: Vec<&str> = self
+            .system
+            .namespaces()
+            .chain(ns)
+            .into_iter()
+            .filter_map(|n| self.system.namespaces().get(n))
+            .flat_map(|n| &n.cells)
+            .filter_map(|c| self.system.registry().cell(*c))
+            .filter(|c| c.state == CellState::Live)
+            .filter_map(|c| c.sha256.as_deref())
+            .collect();
+        let platform = self.system.platform();
+        let plan = self.manifest.dependency_plan(entry, &mut |dep| {
+            visible.contains(&dep.sha256.as_str())
+                || dep.provided_by(&mut |s| platform.image_symbol(s).is_some())
+        })?;
+        Ok(plan.into_iter().cloned().collect())
+    }
+
+    /// Loads the dependency cells `entry` needs (see [`Kernel::dependency_plan`]) into `ns`, then
+    /// `entry` itself, and calls its `init`. On any failure, everything loaded here is unloaded
+    /// again, dependents first, and the error names the cell that failed.
+    pub(crate) fn load_with_dependencies(
+        &mut self,
+        ns: NamespaceId,
+        entry: &ManifestEntry,
+    ) -> Result<()> {
+        let deps = self.load_dependencies(ns, entry)?;
+        let mut loaded: Vec<CellId> = deps.iter().map(|(id, _)| *id).collect();
+        for (id, dep) in deps {
+            log::info!(target: "nano_core", "loaded dependency cell `{}` {}", dep.name, dep.version);
+            self.booted.push(Booted {
+                id,
+                entry: dep,
+                had_init: false,
+            });
+        }
+        let result = self.load_entry(ns, entry).and_then(|id| {
+            loaded.push(id);
+            self.init_loaded(id, entry)
+        });
+        if let Err(error) = result {
+            for id in loaded.iter().rev() {
+                let _ = self.system.unload(*id);
+            }
+            self.booted.retain(|b| !loaded.contains(&b.id));
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    /// Loads into `ns` the dependency cells `entry` needs that `ns` does not see yet (see
+    /// [`Kernel::dependency_plan`]). On failure, those it loaded are unloaded again.
+    pub(crate) fn load_dependencies(
+        &mut self,
+        ns: NamespaceId,
+        entry: &ManifestEntry,
+    ) -> Result<Vec<(CellId, ManifestEntry)>> {
+        let plan = self.dependency_plan(ns, entry)?;
+        let mut loaded = Vec::with_capacity(plan.len());
+        for dep in plan {
+            match self.load_entry(ns, &dep) {
+                Ok(id) => loaded.push((id, dep)),
+                Err(error) => {
+                    for (id, _) in loaded.iter().rev() {
+                        let _ = self.system.unload(*id);
+                    }
+                    return Err(error.context(format!(
+                        "dependency cell `{}` {} of `{}`",
+                        dep.name, dep.version, entry.name
+                    )));
+                }
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// Calls the init of `entry`, just loaded into `_kernel` as `id`, and records it as booted.
+    fn init_loaded(&mut self, id: CellId, entry: &ManifestEntry) -> Result<()> {
         let had_init = self.call_init(&entry.name)?;
         if entry.name == "klog" {
             // SAFETY: `klog::push` has exactly this signature (cells/kernel/klog).
@@ -184,9 +302,15 @@ impl Kernel {
         self.system.namespaces()
     }
 
-    /// The cells the boot loaded, in load order.
+    /// The cells the boot loaded, in load order (dependency cells before the cells that need
+    /// them).
     pub fn booted(&self) -> &[Booted] {
         &self.booted
+    }
+
+    /// The library cells the boot left out, and why.
+    pub fn boot_failures(&self) -> &[BootFailure] {
+        &self.failed
     }
 
     /// The manifest the boot read.

@@ -6,7 +6,7 @@ mod common;
 use crate_metadata::{CellKind, Registry};
 use goblin::elf::Elf;
 use loader::hosted::Hosted;
-use loader::{CellSpec, HashCause, LoadError, System};
+use loader::{CellSpec, LoadError, MissingCause, System};
 use namespace::Snapshot;
 use std::sync::{Mutex, MutexGuard};
 
@@ -287,7 +287,7 @@ fn an_object_from_another_toolchain() {
     let LoadError::UndefinedSymbols { missing, cause, .. } = &err else {
         panic!("wrong error: {err}");
     };
-    assert_eq!(*cause, Some(HashCause::Toolchain), "{err}");
+    assert_eq!(*cause, Some(MissingCause::Toolchain), "{err}");
     assert!(missing.iter().all(|m| m.other_hash.is_some()));
     assert!(err.to_string().contains("another toolchain"), "{err}");
 }
