@@ -174,6 +174,8 @@ pub fn build_cells(options: &BuildOptions) -> Result<BuildReport> {
             signature: None,
             crates: Vec::new(),
             crate_info: None,
+            dependency_upgrade: None,
+            rebuilt_for: None,
         });
     }
 
@@ -197,6 +199,10 @@ pub fn build_cells(options: &BuildOptions) -> Result<BuildReport> {
         Some(LiveCell {
             exports: entry.exports.clone(),
             rlib: artifacts.rlibs.get(&cell.id)?.clone(),
+            dep_units: dependency_cells::closure_of(
+                crate_units.get(&(cell.kind, name.to_owned()))?,
+                &dep_cells,
+            ),
         })
     };
     let built = build_upgrades(&ws, &live, options.quiet)?;
@@ -219,6 +225,8 @@ pub fn build_cells(options: &BuildOptions) -> Result<BuildReport> {
             signature: None,
             crates: Vec::new(),
             crate_info: None,
+            dependency_upgrade: upgrade.dependency_upgrade,
+            rebuilt_for: upgrade.rebuilt_for,
         });
         crate_units.insert(
             (CellKind::Upgrades, upgrade.name.clone()),
@@ -298,8 +306,21 @@ fn write_dep_cells(
         manifest.cells.push(entry);
     }
     for entry in &mut manifest.cells {
+        // A dependency upgrade names the releases that move by key, as `crates` does.
+        if let Some(upgrade) = &mut entry.dependency_upgrade {
+            for (from, to) in &mut upgrade.bumped {
+                for unit in [from, to] {
+                    if let Some(key) = key_of.get(unit.as_str()) {
+                        *unit = key.clone();
+                    }
+                }
+            }
+        }
         if let Some(units) = crate_units.get(&(entry.kind, entry.name.clone())) {
-            let mut crates: Vec<String> = units.iter().filter_map(|u| key_of.get(u).cloned()).collect();
+            let mut crates: Vec<String> = units
+                .iter()
+                .filter_map(|u| key_of.get(u).cloned())
+                .collect();
             crates.sort();
             crates.dedup();
             entry.crates = crates;

@@ -52,8 +52,14 @@ impl CrateGraph {
     pub fn load(root: &Path, target_dir: Option<&Path>) -> Result<CrateGraph> {
         let host = host_triple(root)?;
         let mut cmd = Command::new(cargo_binary());
-        cmd.args(["metadata", "--format-version", "1", "--filter-platform", &host])
-            .current_dir(root);
+        cmd.args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--filter-platform",
+            &host,
+        ])
+        .current_dir(root);
         if let Some(dir) = target_dir {
             cmd.env("CARGO_TARGET_DIR", dir);
         }
@@ -120,11 +126,7 @@ impl CrateGraph {
     /// Every package the packages `roots` depend on through normal library dependencies,
     /// directly or not, without descending into `cells` (which are cells of their own). For each:
     /// its direct dependencies among them. Sorted by package id.
-    pub fn closure(
-        &self,
-        roots: &[&str],
-        cells: &HashSet<&str>,
-    ) -> BTreeMap<String, Vec<String>> {
+    pub fn closure(&self, roots: &[&str], cells: &HashSet<&str>) -> BTreeMap<String, Vec<String>> {
         let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut todo: Vec<&str> = roots
             .iter()
@@ -141,7 +143,10 @@ impl CrateGraph {
                 .filter(|d| !cells.contains(d))
                 .collect();
             todo.extend(&deps);
-            out.insert(id.to_owned(), deps.iter().map(|d| (*d).to_owned()).collect());
+            out.insert(
+                id.to_owned(),
+                deps.iter().map(|d| (*d).to_owned()).collect(),
+            );
         }
         out
     }
@@ -158,6 +163,22 @@ impl CrateGraph {
         deps.dedup();
         deps
     }
+}
+
+/// The unit ids of the dependency cells reachable from `direct` through `cells`' dependencies,
+/// `direct` included.
+pub fn closure_of(direct: &[String], cells: &[DepCell]) -> BTreeSet<String> {
+    let by_unit: HashMap<String, &DepCell> = cells.iter().map(|c| (c.unit_id(), c)).collect();
+    let mut seen = BTreeSet::new();
+    let mut todo: Vec<&String> = direct.iter().collect();
+    while let Some(unit) = todo.pop() {
+        if seen.insert(unit.clone()) {
+            if let Some(cell) = by_unit.get(unit) {
+                todo.extend(&cell.deps);
+            }
+        }
+    }
+    seen
 }
 
 /// A dependency crate's unit, with its object.
@@ -245,7 +266,10 @@ pub fn collect(
         })?;
         let object = extract_single_object(&archive, crate_name)?;
         let exports = exported_symbols(&object).with_context(|| {
-            format!("cannot read the object of crate `{}` {}", info.name, info.version)
+            format!(
+                "cannot read the object of crate `{}` {}",
+                info.name, info.version
+            )
         })?;
         let rlib = hashed_rlib(&unit.rlib).unwrap_or_else(|| unit.rlib.clone());
         let metadata_hash = rlib_hash(&rlib).unwrap_or_default().to_owned();
@@ -311,7 +335,13 @@ fn pick_unit<'a>(
                 .collect();
             let matching: Vec<&&LibUnit> = many
                 .iter()
-                .filter(|u| u.features.iter().map(String::as_str).collect::<BTreeSet<_>>() == wanted)
+                .filter(|u| {
+                    u.features
+                        .iter()
+                        .map(String::as_str)
+                        .collect::<BTreeSet<_>>()
+                        == wanted
+                })
                 .collect();
             match matching.as_slice() {
                 [one] => Ok(one),
@@ -338,7 +368,10 @@ pub fn assign_keys(cells: &[DepCell]) -> Vec<String> {
         .map(|c| {
             let base = format!("{}-{}", c.name, c.version);
             if count[&(c.name.as_str(), c.version.as_str())] > 1 {
-                format!("{base}-{}", c.metadata_hash.get(..8).unwrap_or(&c.metadata_hash))
+                format!(
+                    "{base}-{}",
+                    c.metadata_hash.get(..8).unwrap_or(&c.metadata_hash)
+                )
             } else {
                 base
             }
@@ -380,6 +413,8 @@ pub fn manifest_entry(
             metadata_hash: cell.metadata_hash.clone(),
             in_base_image,
         }),
+        dependency_upgrade: None,
+        rebuilt_for: None,
     }
 }
 

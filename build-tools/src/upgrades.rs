@@ -27,11 +27,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
-use crate_metadata::CellKind;
+use crate_metadata::{CellKind, DependencyUpgrade};
 
 use crate::build::write_if_changed;
 use crate::cargo_build::{run_cargo, CargoRun};
 use crate::dependency_cells::{self, CrateGraph, DepCell};
+use crate::dependency_upgrade::{self, check_renames, closure_change, ClosureChange};
 use crate::objects::{exported_symbols, extract_single_object};
 use crate::workspace::{cargo_binary, CellPackage, Workspace};
 
@@ -50,6 +51,10 @@ pub struct Upgrade {
     pub package: String,
     /// The live cell it is a new version of.
     pub live: CellPackage,
+    /// Whether its dependency tables differ from the live cell's: a dependency upgrade, built in a
+    /// shadow of its own with every cell compiled against what moved (see
+    /// [`crate::dependency_upgrade`]).
+    pub moves_dependencies: bool,
 }
 
 impl Upgrade {
@@ -153,7 +158,10 @@ pub fn find_upgrades(ws: &Workspace) -> Result<Vec<Upgrade>> {
                 rel.display()
             );
         }
+        let live_manifest = fs::read_to_string(live.dir.join("Cargo.toml"))
+            .with_context(|| format!("cannot read the Cargo.toml of `{}`", live.name))?;
         upgrades.push(Upgrade {
+            moves_dependencies: dependency_upgrade::moves_dependencies(&live_manifest, &text),
             dir,
             package,
             live: live.clone(),
@@ -201,8 +209,11 @@ pub fn plan_groups(ws: &Workspace, upgrades: &[Upgrade]) -> Vec<ShadowGroup> {
         .iter()
         .map(|u| (u.live.name.as_str(), dependency_closure(ws, &u.live.name)))
         .collect();
+    // A dependency upgrade changes the resolution of everything in its shadow: it gets its own.
     let conflict = |a: &Upgrade, b: &Upgrade| {
-        closures[a.live.name.as_str()].contains(&b.live.name)
+        a.moves_dependencies
+            || b.moves_dependencies
+            || closures[a.live.name.as_str()].contains(&b.live.name)
             || closures[b.live.name.as_str()].contains(&a.live.name)
     };
     let mut groups: Vec<ShadowGroup> = Vec::new();
@@ -449,6 +460,8 @@ pub struct LiveCell {
     pub exports: Vec<String>,
     /// Its rlib, as cargo reported it (see [`hashed_rlib`]).
     pub rlib: PathBuf,
+    /// The unit ids of its dependency cells, direct and indirect.
+    pub dep_units: BTreeSet<String>,
 }
 
 /// The hash cargo puts in an rlib's file name (`libfoo-0123abcd.rlib` gives `0123abcd`): it is
@@ -514,6 +527,11 @@ pub struct BuiltUpgrade {
     pub crate_units: Vec<String>,
     /// The dependency cells of its shadow build (its own and those of the other upgrades there).
     pub dep_cells: Vec<DepCell>,
+    /// For a dependency upgrade: what moved, what was rebuilt, which renames the sources vouch for
+    /// (`bumped` as unit ids; the manifest names them by key).
+    pub dependency_upgrade: Option<DependencyUpgrade>,
+    /// For a cell rebuilt unchanged against a dependency upgrade: that upgrade's cell.
+    pub rebuilt_for: Option<String>,
 }
 
 /// Builds every upgrade of `ws` in its shadow workspace and checks that it keeps the crate identity
@@ -604,9 +622,23 @@ fn build_group(
             .find(|(u, _)| u.package == name)
             .map_or_else(|| name.to_owned(), |(u, _)| u.label())
     };
+    // A dependency upgrade: every other cell is built too, to find those compiled against what
+    // moved.
+    let moving = group.upgrades.iter().any(|u| u.moves_dependencies);
+    let others: Vec<&CellPackage> = if moving {
+        shadow
+            .cells
+            .iter()
+            .filter(|c| c.kind != CellKind::Upgrades && !packages.iter().any(|(_, p)| p.id == c.id))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut targets: Vec<&str> = packages.iter().map(|(_, p)| p.id.as_str()).collect();
+    targets.extend(others.iter().map(|c| c.id.as_str()));
     let artifacts = run_cargo(&CargoRun {
         ws: &shadow,
-        packages: packages.iter().map(|(_, p)| p.id.as_str()).collect(),
+        packages: targets.clone(),
         target_dir: Some(&group.target_dir),
         quiet,
         crate_label: &label,
@@ -619,24 +651,44 @@ fn build_group(
         )
     })?;
     let cell_ids: HashSet<&str> = shadow.cells.iter().map(|c| c.id.as_str()).collect();
-    let roots: Vec<&str> = packages.iter().map(|(_, p)| p.id.as_str()).collect();
-    let deps = dependency_cells::collect(&graph, &artifacts, &roots, &cell_ids)?;
-    let mut built = Vec::with_capacity(packages.len());
+    let deps = dependency_cells::collect(&graph, &artifacts, &targets, &cell_ids)?;
+    let unit_hash = |rlib: &Path| hashed_rlib(rlib).and_then(|r| rlib_hash(&r).map(str::to_owned));
+    let mut rebuilt: Vec<(&CellPackage, LiveCell)> = Vec::new();
+    for cell in others {
+        let live_cell = live(&cell.name)
+            .with_context(|| format!("the build made nothing of `{}`", cell.name))?;
+        let rlib = artifacts
+            .rlibs
+            .get(&cell.id)
+            .with_context(|| format!("cargo reported no rlib for `{}`", cell.name))?;
+        if unit_hash(rlib) != unit_hash(&live_cell.rlib) {
+            rebuilt.push((cell, live_cell));
+        }
+    }
+    let mut built = Vec::with_capacity(packages.len() + rebuilt.len());
     for (upgrade, package) in packages {
         let label = upgrade.label();
         let rlib = artifacts
             .rlibs
             .get(&package.id)
             .with_context(|| format!("cargo reported no rlib for {label}"))?;
-        let archive =
-            fs::read(rlib).with_context(|| format!("cannot read {} ({label})", rlib.display()))?;
-        let object = extract_single_object(&archive, &package.name)?;
-        let exports = exported_symbols(&object)
-            .with_context(|| format!("cannot read the object of {label}"))?;
+        let (object, exports) = read_object(rlib, &package.name, &label)?;
         let live_cell = live(&upgrade.live.name)
             .with_context(|| format!("the build made nothing of `{}`", upgrade.live.name))?;
         let symbols = compare_exports(&live_cell.exports, &exports);
-        check_identity(ws, &upgrade, &live_cell, rlib, &exports)?;
+        let crate_units = deps.direct(&graph, &package.id);
+        let change = closure_change(
+            &live_cell.dep_units,
+            &dependency_cells::closure_of(&crate_units, &deps.cells),
+        );
+        let dependency_upgrade = if upgrade.moves_dependencies && !change.is_empty() {
+            Some(describe_dependency_upgrade(
+                ws, &upgrade, &live_cell, &exports, &change, &rebuilt, &artifacts,
+            )?)
+        } else {
+            check_identity(ws, &upgrade, &live_cell, rlib, &exports)?;
+            None
+        };
         built.push(BuiltUpgrade {
             name: package.name.clone(),
             version: package.version.clone(),
@@ -645,12 +697,101 @@ fn build_group(
             depends_on: package.depends_on.clone(),
             brings: package.brings.clone(),
             symbols,
-            upgrade,
-            crate_units: deps.direct(&graph, &package.id),
+            crate_units,
             dep_cells: deps.cells.clone(),
+            rebuilt_for: None,
+            dependency_upgrade,
+            upgrade,
+        });
+    }
+    let owner = built
+        .iter()
+        .find(|b| b.dependency_upgrade.is_some())
+        .map(|b| b.name.clone());
+    for (cell, live_cell) in &rebuilt {
+        let Some(owner) = &owner else {
+            bail!(
+                "`{}` was rebuilt in the shadow of {} although no dependency moved",
+                cell.name,
+                group.name
+            );
+        };
+        let label = format!("`{}` (rebuilt for {owner})", cell.name);
+        let rlib = &artifacts.rlibs[&cell.id];
+        let (object, exports) = read_object(rlib, &cell.name, &label)?;
+        let upgrade = Upgrade {
+            dir: cell.dir.clone(),
+            package: cell.package.clone(),
+            live: (*cell).clone(),
+            moves_dependencies: false,
+        };
+        built.push(BuiltUpgrade {
+            name: cell.name.clone(),
+            version: cell.version.clone(),
+            symbols: compare_exports(&live_cell.exports, &exports),
+            object,
+            exports,
+            depends_on: cell.depends_on.clone(),
+            brings: cell.brings.clone(),
+            crate_units: deps.direct(&graph, &cell.id),
+            dep_cells: deps.cells.clone(),
+            rebuilt_for: Some(owner.clone()),
+            dependency_upgrade: None,
+            upgrade,
         });
     }
     Ok(built)
+}
+
+/// The object in `rlib` and its exports.
+fn read_object(rlib: &Path, crate_name: &str, label: &str) -> Result<(Vec<u8>, Vec<String>)> {
+    let archive =
+        fs::read(rlib).with_context(|| format!("cannot read {} ({label})", rlib.display()))?;
+    let object = extract_single_object(&archive, crate_name)?;
+    let exports =
+        exported_symbols(&object).with_context(|| format!("cannot read the object of {label}"))?;
+    Ok((object, exports))
+}
+
+/// What a dependency upgrade moves and rebuilds, and the renames both versions' sources vouch for
+/// (its own and those of every rebuilt cell).
+fn describe_dependency_upgrade(
+    ws: &Workspace,
+    upgrade: &Upgrade,
+    live_cell: &LiveCell,
+    exports: &[String],
+    change: &ClosureChange,
+    rebuilt: &[(&CellPackage, LiveCell)],
+    artifacts: &crate::cargo_build::CargoArtifacts,
+) -> Result<DependencyUpgrade> {
+    let lib = |dir: &Path| dir.join("src").join("lib.rs");
+    let (mut renames, mut unverified) = check_renames(
+        &upgrade.live.name,
+        &lib(&upgrade.live.dir),
+        &lib(&upgrade.dir),
+        &live_cell.exports,
+        exports,
+    )
+    .with_context(|| format!("cannot compare the sources of {}", upgrade.label()))?;
+    for (cell, live) in rebuilt {
+        let archive = fs::read(&artifacts.rlibs[&cell.id])?;
+        let object = extract_single_object(&archive, &cell.name)?;
+        let new_exports = exported_symbols(&object)?;
+        let source = lib(&cell.dir);
+        let (r, u) = check_renames(&cell.name, &source, &source, &live.exports, &new_exports)
+            .with_context(|| format!("cannot read the source of `{}`", cell.name))?;
+        renames.extend(r);
+        unverified.extend(u);
+    }
+    let _ = ws;
+    let mut rebuilt: Vec<String> = rebuilt.iter().map(|(c, _)| c.name.clone()).collect();
+    rebuilt.sort();
+    Ok(DependencyUpgrade {
+        bumped: change.moved.clone(),
+        rebuilt,
+        renames,
+        unverified,
+    })
 }
 
 /// Fails when cargo built the upgrade with another crate identity than the live cell (the hashes

@@ -50,5 +50,7 @@ mod registry;
 pub use cell::{Cell, CellState, LoadStats, Origin, Section, SectionKind, Symbol, SymbolKind};
 pub use edge::{Edge, SlotKind};
 pub use ids::{CellId, EdgeId, NamespaceId, SectionId, SymbolId};
-pub use manifest::{CellKind, CrateInfo, Manifest, ManifestEntry, PlanError};
+pub use manifest::{
+    CellKind, CrateInfo, DependencyUpgrade, Manifest, ManifestEntry, PlanError, Rename, Unverified,
+};
 pub use registry::{Checkpoint, Registry};

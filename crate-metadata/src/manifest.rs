@@ -95,6 +95,60 @@ pub struct ManifestEntry {
     /// For a dependency cell ([`CellKind::Deps`]): which build of which crate it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crate_info: Option<CrateInfo>,
+    /// For a new version ([`CellKind::Upgrades`]) that moves dependency crates to other releases:
+    /// what moved, what was rebuilt with it, and which renamed symbols the build verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dependency_upgrade: Option<DependencyUpgrade>,
+    /// For a cell the build recompiled, unchanged, against another cell's dependency upgrade
+    /// ([`CellKind::Upgrades`]): the name of the cell whose upgrade it belongs to. It is swapped in
+    /// the same transaction as that upgrade.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebuilt_for: Option<String>,
+}
+
+/// A new version that moves dependency crates to other releases (issue "every crate a cell").
+///
+/// A new release of a crate changes its crate hash, and cargo folds every dependency's identity
+/// into its dependents': every mangled name in the bumped crate and in every crate compiled
+/// against it changes. So the upgrade is a set: the new releases of the bumped crates, the cell,
+/// and every cell rebuilt against them ([`ManifestEntry::rebuilt_for`]), swapped in one
+/// transaction. The compiler checked the rebuilt cells against each other; what is not rebuilt
+/// (the host's handles) binds through [`DependencyUpgrade::renames`], which the build verified
+/// from both versions' sources.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DependencyUpgrade {
+    /// The dependency cells that move: `(old key, new key)`, sorted.
+    pub bumped: Vec<(String, String)>,
+    /// The cells rebuilt unchanged against the new releases (their new objects are
+    /// [`CellKind::Upgrades`] entries with `rebuilt_for` set), sorted.
+    pub rebuilt: Vec<String>,
+    /// Symbols of the cells in the set whose mangled name changed and whose signature the build
+    /// found equal in both versions' sources, with only `core`/`alloc`/`std` types in it: a caller
+    /// outside the set may be moved from `from` to `to`.
+    pub renames: Vec<Rename>,
+    /// Exported symbols whose new name the build could not vouch for, with the reason: a caller
+    /// outside the set that binds to one makes the swap refuse, naming it.
+    pub unverified: Vec<Unverified>,
+}
+
+/// A symbol renamed by a dependency upgrade, checked by the build.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rename {
+    /// The old mangled name.
+    pub from: String,
+    /// The new mangled name.
+    pub to: String,
+    /// The signature (or a static's type) both versions declare, as the build read it.
+    pub signature: String,
+}
+
+/// A renamed symbol the build could not vouch for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unverified {
+    /// The old mangled name.
+    pub from: String,
+    /// Why (`its signature mentions `Store`, which is not a core/alloc/std type`).
+    pub reason: String,
 }
 
 /// Which build of a crate a dependency cell is.
@@ -156,22 +210,21 @@ impl Manifest {
                 .filter_map(|d| index.get(d.as_str()).copied())
                 .collect::<Vec<usize>>()
         });
-        topological(&cells, edges.collect()).map_err(|stuck| {
-            stuck.iter().map(|i| cells[*i].name.clone()).collect()
-        })
+        topological(&cells, edges.collect())
+            .map_err(|stuck| stuck.iter().map(|i| cells[*i].name.clone()).collect())
     }
 
     /// Every dependency cell `root` needs, directly or not, each after the dependency cells it
     /// needs itself (and so in an order they can be loaded in). `root` itself is not included.
-    pub fn dependency_closure(&self, root: &ManifestEntry) -> Result<Vec<&ManifestEntry>, PlanError> {
+    pub fn dependency_closure(
+        &self,
+        root: &ManifestEntry,
+    ) -> Result<Vec<&ManifestEntry>, PlanError> {
         // Collect the closure breadth first, then order it.
         let mut found: Vec<&ManifestEntry> = Vec::new();
         let mut index: BTreeMap<&str, usize> = BTreeMap::new();
-        let mut todo: Vec<(&ManifestEntry, &str)> = root
-            .crates
-            .iter()
-            .map(|k| (root, k.as_str()))
-            .collect();
+        let mut todo: Vec<(&ManifestEntry, &str)> =
+            root.crates.iter().map(|k| (root, k.as_str())).collect();
         while let Some((from, key)) = todo.pop() {
             if index.contains_key(key) {
                 continue;

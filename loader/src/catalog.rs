@@ -19,7 +19,11 @@ impl ManifestCatalog {
     /// The catalog of `manifest`.
     pub fn new(manifest: &Manifest) -> ManifestCatalog {
         let mut exporters = HashMap::new();
-        for entry in manifest.cells.iter().filter(|e| e.kind != CellKind::Upgrades) {
+        for entry in manifest
+            .cells
+            .iter()
+            .filter(|e| e.kind != CellKind::Upgrades)
+        {
             let label = format!("{} {}", entry.name, entry.version);
             for symbol in &entry.exports {
                 exporters

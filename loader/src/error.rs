@@ -10,14 +10,12 @@ use crate_metadata::demangle;
 use namespace::NamespaceError;
 
 /// Why symbols that a cell needs are missing, when the loader can tell.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MissingCause {
     /// The crates that define them are known (a dependency cell the build made, say) but not
-    /// loaded where the cell can see them: `<crate> <version>` of each.
-    NotLoaded {
-        /// The crates, sorted.
-        crates: Vec<String>,
-    },
+    /// loaded where the cell can see them: each missing symbol's
+    /// [`defined_by`](MissingSymbol::defined_by) names its crate.
+    NotLoaded,
     /// Functions of the toolchain's own crates (`core`, `alloc`, `std`: v0-mangled symbols) exist
     /// in the base image under other hashes: the cell was built by another rustc.
     Toolchain,
@@ -276,8 +274,15 @@ impl fmt::Display for LoadError {
                         )?;
                     }
                 }
+                let mut crates: Vec<&str> = missing
+                    .iter()
+                    .filter(|m| m.hidden_in.is_none())
+                    .filter_map(|m| m.defined_by.as_deref())
+                    .collect();
+                crates.sort_unstable();
+                crates.dedup();
                 match cause {
-                    Some(MissingCause::NotLoaded { crates }) => write!(
+                    Some(MissingCause::NotLoaded) => write!(
                         f,
                         "\n  likely cause: the crates that define them are not loaded: {} (load \
                          their dependency cells first; the manifest lists what each cell needs)",
@@ -346,5 +351,15 @@ fn machine_name(machine: u16) -> &'static str {
         183 => "AArch64",
         243 => "RISC-V",
         _ => "unknown",
+    }
+}
+
+impl core::error::Error for LoadError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            LoadError::Namespace { error, .. } => Some(error),
+            LoadError::Platform { error, .. } => Some(error),
+            _ => None,
+        }
     }
 }

@@ -52,13 +52,13 @@ mod system;
 #[cfg(feature = "hosted")]
 pub mod hosted;
 
-pub use error::{LoadError, MissingCause, MissingSymbol};
 pub use catalog::ManifestCatalog;
-pub use resolve::Catalog;
+pub use error::{LoadError, MissingCause, MissingSymbol};
 pub use handle::{Handle, HandleSlot};
 pub use image::ImageSymbols;
 pub use quiesce::{Epochs, ThreadRegistration};
 pub use reclaim::{ReclaimError, Reclaimed};
+pub use resolve::Catalog;
 pub use resolve::{Provider, Resolution, Resolved, Resolver};
 pub use swap::{
     MissingExport, NewVersion, PhaseTimes, StaticOutcome, StaticReport, SwapError, SwapOptions,

@@ -208,3 +208,5 @@ pub trait Process {
         Ok(())
     }
 }
+
+impl core::error::Error for PlatformError {}

@@ -209,15 +209,11 @@ impl Resolver<'_> {
 /// them under another hash. A legacy-mangled `alloc::sync::Arc<T>::drop_slow` is a generic
 /// instance some user crate made, and the image's other instances say nothing about the toolchain.
 fn missing_cause(list: &[MissingSymbol]) -> Option<MissingCause> {
-    let mut crates: Vec<String> = list
+    if list
         .iter()
-        .filter(|m| m.hidden_in.is_none())
-        .filter_map(|m| m.defined_by.clone())
-        .collect();
-    if !crates.is_empty() {
-        crates.sort();
-        crates.dedup();
-        return Some(MissingCause::NotLoaded { crates });
+        .any(|m| m.hidden_in.is_none() && m.defined_by.is_some())
+    {
+        return Some(MissingCause::NotLoaded);
     }
     let toolchain = |m: &MissingSymbol| {
         m.mangled.starts_with("_R")

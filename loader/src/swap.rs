@@ -62,6 +62,26 @@ pub struct SwapOptions {
     pub fresh_all: bool,
     /// Start these statics fresh, by path (`frame_alloc::ALLOCATOR`).
     pub fresh: Vec<String>,
+    /// Symbols whose mangled name changed on purpose and that the caller vouches for, as
+    /// `(old, new)` mangled names: a dependency upgrade moves crates to new releases, which renames
+    /// every symbol of the cells compiled against them, and the build tool checked that each of
+    /// these keeps its signature. A dependent outside the swap that binds to `old` is moved to
+    /// `new`; a static named `old` is rebound to `new` (size and alignment still checked).
+    pub renames: Vec<(String, String)>,
+    /// Cells (by name) whose crate identity changes in this swap and whose source the caller could
+    /// not compare (third-party crates moved to another release): their statics are matched by
+    /// demangled path, with size and alignment checked, as the state to keep.
+    pub match_statics_by_path: Vec<String>,
+}
+
+impl SwapOptions {
+    /// The new name `old` is renamed to, if the caller vouched for one.
+    fn renamed(&self, old: &str) -> Option<&str> {
+        self.renames
+            .iter()
+            .find(|(from, _)| from == old)
+            .map(|(_, to)| to.as_str())
+    }
 }
 
 /// What happened to one static of a new version.
@@ -250,6 +270,17 @@ pub enum SwapError {
         /// What failed.
         error: PlatformError,
     },
+}
+
+impl core::error::Error for SwapError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            SwapError::Stage(error) => Some(error),
+            SwapError::Platform { error, .. } => Some(error),
+            SwapError::Namespace { error, .. } => Some(error),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for SwapError {
@@ -446,7 +477,7 @@ impl<P: Platform> System<P> {
         let olds: BTreeSet<CellId> = pairs.iter().map(|p| p.old).collect();
         let mut writes = Vec::new();
         for p in &pairs {
-            writes.extend(self.verify(p, &olds)?);
+            writes.extend(self.verify(p, &olds, options)?);
         }
         self.check_namespace(ns, &pairs)?;
         let verified = self.platform.now_nanos();
@@ -586,7 +617,12 @@ impl<P: Platform> System<P> {
 
     /// Checks that the new version exports every symbol any dependent of the old version binds
     /// to, and returns the slot writes that will move those dependents.
-    fn verify(&self, p: &Pair, olds: &BTreeSet<CellId>) -> Result<Vec<SlotWrite>, SwapError> {
+    fn verify(
+        &self,
+        p: &Pair,
+        olds: &BTreeSet<CellId>,
+        options: &SwapOptions,
+    ) -> Result<Vec<SlotWrite>, SwapError> {
         let (Some(old), Some(new)) = (self.registry.cell(p.old), self.registry.cell(p.new)) else {
             return Err(SwapError::NoSuchCell(p.old));
         };
@@ -617,7 +653,11 @@ impl<P: Platform> System<P> {
                 direct.insert(dependent.clone());
                 continue;
             }
-            match by_name.get(sym.name.as_str()) {
+            let found = by_name.get(sym.name.as_str()).or_else(|| {
+                let to = options.renamed(&sym.name)?;
+                by_name.get(to)
+            });
+            match found {
                 Some(new_sym) => {
                     let addr = new.symbols[new_sym.index()].addr;
                     writes.push(SlotWrite {
@@ -726,7 +766,12 @@ impl<P: Platform> System<P> {
                 });
                 continue;
             };
-            let same = old_name == s.name && old_size == s.size && old_align == align;
+            // The same static: the same mangled name, one the caller vouched for, or (for a crate
+            // whose identity changes and whose source could not be compared) the same path.
+            let same_static = old_name == s.name
+                || options.renamed(old_name) == Some(s.name.as_str())
+                || options.match_statics_by_path.contains(&cell);
+            let same = same_static && old_size == s.size && old_align == align;
             let outcome = if fresh {
                 StaticOutcome::Fresh
             } else if same {
@@ -743,7 +788,7 @@ impl<P: Platform> System<P> {
                     name: path,
                     old: (old_size, old_align),
                     new: (s.size, align),
-                    type_changed: old_name != s.name,
+                    type_changed: !same_static,
                 });
             };
             reports.push(StaticReport {

@@ -405,3 +405,5 @@ impl Namespaces {
 
 #[cfg(test)]
 mod tests;
+
+impl core::error::Error for NamespaceError {}

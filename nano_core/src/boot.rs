@@ -9,7 +9,9 @@ use crate_metadata::{CellId, CellKind, CellState, Manifest, ManifestEntry, Names
 use ed25519_dalek::{Signature, VerifyingKey};
 use loader::hosted::Hosted;
 use loader::platform::SymbolSource;
-use loader::{CellSpec, ManifestCatalog, Handle, NewVersion, SwapOptions, SwapReport, SwapRequest, System};
+use loader::{
+    CellSpec, Handle, ManifestCatalog, NewVersion, SwapOptions, SwapReport, SwapRequest, System,
+};
 use namespace::Namespaces;
 use sha2::{Digest, Sha256};
 
@@ -43,6 +45,19 @@ pub struct Kernel {
     pub(crate) apps: crate::apps::Apps,
     trusted: Vec<VerifyingKey>,
     failed: Vec<BootFailure>,
+    load_provided: bool,
+}
+
+/// Choices for [`Kernel::boot_with`].
+#[derive(Clone, Debug, Default)]
+pub struct BootOptions {
+    /// Ed25519 public keys: when any is given, every cell must be signed by one of them.
+    pub trusted: Vec<[u8; 32]>,
+    /// Load every dependency cell, even those the running image already links (whose symbols
+    /// it defines): the cells then bind to the dependency cells first (the namespace comes before
+    /// the image), and the dependency cells' statics are bound to the image's. For comparing a
+    /// crate linked statically with the same crate as a cell.
+    pub load_provided_dependencies: bool,
 }
 
 /// A library cell the boot left out because it (or a dependency cell loaded for it) failed.
@@ -68,7 +83,19 @@ impl Kernel {
     /// not signed by one of the `trusted` Ed25519 public keys when any is given (see
     /// `build_tools::sign`). With no key, signatures are not checked.
     pub fn boot_trusting(cells_dir: &Path, trusted: &[[u8; 32]]) -> Result<Kernel> {
-        let trusted = trusted
+        Kernel::boot_with(
+            cells_dir,
+            &BootOptions {
+                trusted: trusted.to_vec(),
+                ..BootOptions::default()
+            },
+        )
+    }
+
+    /// Boots as [`Kernel::boot_trusting`] does, with the choices of `options`.
+    pub fn boot_with(cells_dir: &Path, options: &BootOptions) -> Result<Kernel> {
+        let trusted = options
+            .trusted
             .iter()
             .map(|k| {
                 VerifyingKey::from_bytes(k)
@@ -107,6 +134,7 @@ impl Kernel {
             apps: Default::default(),
             trusted,
             failed: Vec::new(),
+            load_provided: options.load_provided_dependencies,
         };
         for kind in [CellKind::Kernel, CellKind::Libs] {
             let order = kernel.manifest.load_order(kind).map_err(|cycle| {
@@ -178,9 +206,10 @@ impl Kernel {
             .filter_map(|c| c.sha256.as_deref())
             .collect();
         let platform = self.system.platform();
+        let load_provided = self.load_provided;
         let plan = self.manifest.dependency_plan(entry, &mut |dep| {
             visible.contains(&dep.sha256.as_str())
-                || dep.provided_by(&mut |s| platform.image_symbol(s).is_some())
+                || (!load_provided && dep.provided_by(&mut |s| platform.image_symbol(s).is_some()))
         })?;
         Ok(plan.into_iter().cloned().collect())
     }
@@ -412,6 +441,18 @@ impl Kernel {
             .cell_id(cell)
             .with_context(|| format!("no live cell `{cell}` in {KERNEL_NAMESPACE}"))?;
         let sha = hex(&Sha256::digest(bytes));
+        // A dependency upgrade (or the way back from one) is a transaction of several cells.
+        let target = self
+            .manifest
+            .cells
+            .iter()
+            .find(|e| e.name == cell && e.sha256 == sha)
+            .cloned();
+        if let Some(target) = target {
+            if let Some((upgrade, backwards)) = self.dependency_upgrade_of(cell, &target) {
+                return self.swap_dependency_upgrade(cell, &target, &upgrade, backwards, options);
+            }
+        }
         if !self.trusted.is_empty() {
             let entry = self
                 .manifest

@@ -23,9 +23,10 @@ pub mod control;
 pub mod live;
 pub mod logger;
 pub mod report;
+pub mod upgrade_set;
 pub mod workload;
 
-pub use boot::{Kernel, KERNEL_NAMESPACE};
+pub use boot::{BootFailure, BootOptions, Kernel, KERNEL_NAMESPACE};
 
 // A kernel may be handed to another thread (behind a lock, for concurrent swaps and loads).
 const _: fn() = || {

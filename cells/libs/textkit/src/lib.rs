@@ -13,6 +13,8 @@
 //! - `captures(pattern: &str, text: &str) -> Result<Vec<Option<String>>, String>`: the groups
 //!   of the first match.
 //! - `word_count(text: &str) -> usize`: through one compiled, shared `Regex`.
+//! - `line_checksums(text: &str) -> Vec<u32>`: the CRC-32 of each line, with `crc32fast`, a
+//!   dependency cell the kernel cell `kvstore` uses too (one cell serves both).
 #![deny(missing_docs)]
 
 use std::sync::LazyLock;
@@ -55,4 +57,12 @@ pub fn captures(pattern: &str, text: &str) -> Result<Vec<Option<String>>, String
 #[inline(never)]
 pub fn word_count(text: &str) -> usize {
     WORD.find_iter(text).count()
+}
+
+/// The CRC-32 of each line of `text`.
+#[inline(never)]
+pub fn line_checksums(text: &str) -> Vec<u32> {
+    text.lines()
+        .map(|l| crc32fast::hash(l.as_bytes()))
+        .collect()
 }
