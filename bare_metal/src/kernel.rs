@@ -1,15 +1,20 @@
 //! What the kernel does once the machine is set up: read the boot module, link the kernel cells
-//! into `_kernel` with the loader, run a workload across them, swap two of them live for their
+//! into `_kernel` with the loader (each after the dependency cells it needs: `log`, `spin`, and
+//! `kvstore`'s crates.io crates), run a workload across them, swap three of them live for their
 //! new versions, and check that the state survived. Every check that fails is an error, which
 //! `kernel_main` reports before powering off with the failure code.
 
+use alloc::collections::BTreeSet;
 use alloc::format;
 use alloc::string::{String, ToString};
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use crate_metadata::{CellKind, Manifest, NamespaceId};
+use crate_metadata::{CellKind, CellState, Manifest, ManifestEntry, NamespaceId};
+use loader::platform::SymbolSource;
 use loader::{
-    CellSpec, Handle, ImageSymbols, NewVersion, StaticOutcome, SwapOptions, SwapRequest, System,
+    CellSpec, Handle, ImageSymbols, ManifestCatalog, NewVersion, StaticOutcome, SwapOptions,
+    SwapRequest, System,
 };
 
 use crate::modules::{Modules, KERNEL_ELF, MANIFEST};
@@ -32,11 +37,27 @@ type List = fn(&str) -> Result<Vec<String>, String>;
 type Stat = fn(&str) -> Result<String, String>;
 type Frames = fn() -> Vec<u64>;
 type Blocks = fn() -> Vec<usize>;
+type KvPut = fn(&str, &[u8]) -> Result<u32, String>;
+type KvGet = fn(&str) -> Option<Vec<u8>>;
+type KvChecksum = fn(&str) -> Option<u32>;
+type KvFlags = fn(&str) -> Option<u8>;
+type KvSetFlags = fn(&str, u8) -> Result<u8, String>;
+type KvRemove = fn(&str) -> bool;
+type KvTag = fn(&str, &str) -> Result<usize, String>;
+type KvStrings = fn(&str) -> Vec<String>;
+type KvCrc = fn(&[u8]) -> u32;
 
 /// The loader's system on this machine, with the `_kernel` namespace.
 struct Kernel {
     system: System<BarePlatform>,
     ns: NamespaceId,
+    /// Dependency cells the kernel cells need that were not loaded because they have nothing to
+    /// link (they export no symbol: macros and traits only): `<name> <version>`.
+    deps_empty: BTreeSet<String>,
+    /// Dependency cells not loaded because the kernel image defines every symbol they export.
+    deps_in_image: BTreeSet<String>,
+    /// The dependency cells loaded, in load order: `<name> <version>`.
+    deps_loaded: Vec<String>,
 }
 
 impl Kernel {
@@ -49,7 +70,21 @@ impl Kernel {
         unsafe { self.system.handle::<F>(self.ns, path) }.map_err(|e| e.to_string())
     }
 
-    fn load(&mut self, spec: CellSpec<'_>, bytes: &[u8]) -> Result<(), String> {
+    /// Loads the manifest's cell `entry` from `bytes` into `_kernel` (the loader checks the
+    /// SHA-256 against the manifest's before it maps anything) and prints what it mapped.
+    /// `needed_by` names the cell a dependency cell is loaded for.
+    fn load(
+        &mut self,
+        entry: &ManifestEntry,
+        bytes: &[u8],
+        needed_by: Option<&str>,
+    ) -> Result<(), String> {
+        let spec = CellSpec {
+            name: &entry.name,
+            version: &entry.version,
+            kind: Some(entry.kind),
+            sha256: Some(&entry.sha256),
+        };
         let id = self
             .system
             .load(self.ns, spec, bytes)
@@ -59,17 +94,80 @@ impl Kernel {
             .registry()
             .cell(id)
             .ok_or("the loaded cell vanished")?;
+        let what = match needed_by {
+            Some(_) => "loaded dependency cell",
+            None => "loaded cell",
+        };
         println!(
-            "loaded cell {:<14} {:<6} object {:>6} B, mapped {:>6} B at {:#x}, {:>3} sections, {:>4} relocations, {:>3} GOT slots",
-            format!("`{}`", cell.name),
-            if cell.version.is_empty() { "-" } else { &cell.version },
+            "{:<46} object {:>6} B, mapped {:>6} B at {:#x}, {:>3} sections, {:>4} relocations, {:>3} GOT slots{}",
+            format!("{what} `{}` {}", cell.name, cell.version),
             cell.object_size,
             cell.stats.mapped_bytes,
             cell.base_addr,
             cell.sections.len(),
             cell.stats.relocations,
-            cell.stats.got_slots
+            cell.stats.got_slots,
+            needed_by.map(|n| format!(" (for `{n}`)")).unwrap_or_default()
         );
+        Ok(())
+    }
+
+    /// The SHA-256 of every live cell in `_kernel` (which has no parent namespace).
+    fn loaded_hashes(&self) -> Vec<String> {
+        let Some(ns) = self.system.namespaces().get(self.ns) else {
+            return Vec::new();
+        };
+        ns.cells
+            .iter()
+            .filter_map(|id| self.system.registry().cell(*id))
+            .filter(|c| c.state == CellState::Live)
+            .filter_map(|c| c.sha256.clone())
+            .collect()
+    }
+
+    /// Loads the dependency cells `entry` needs into `_kernel`, by the hosted `nano_core`'s rule
+    /// ([`Manifest::dependency_plan`]): every one in its closure, in load order, except those
+    /// already loaded there (same SHA-256) and those the kernel image provides (it defines every
+    /// symbol the object exports). The kernel's own crates are built with `panic = "abort"`, so
+    /// their symbols carry other hashes than the cells' builds: normally only dependency cells
+    /// that export nothing are provided. An error names the dependency cell and `entry`.
+    fn load_dependencies(
+        &mut self,
+        manifest: &Manifest,
+        modules: &Modules,
+        entry: &ManifestEntry,
+    ) -> Result<(), String> {
+        let loaded = self.loaded_hashes();
+        let platform = self.system.platform();
+        let mut in_image: Vec<(String, bool)> = Vec::new();
+        let plan = manifest
+            .dependency_plan(entry, &mut |dep| {
+                if loaded.contains(&dep.sha256) {
+                    return true;
+                }
+                let provided = dep.provided_by(&mut |s| platform.image_symbol(s).is_some());
+                if provided {
+                    let label = format!("{} {}", dep.name, dep.version);
+                    in_image.push((label, dep.exports.is_empty()));
+                }
+                provided
+            })
+            .map_err(|e| e.to_string())?;
+        for (label, exports_nothing) in in_image {
+            if exports_nothing {
+                self.deps_empty.insert(label);
+            } else {
+                self.deps_in_image.insert(label);
+            }
+        }
+        for dep in plan {
+            let label = format!("{} {}", dep.name, dep.version);
+            modules
+                .get(&dep.object)
+                .and_then(|bytes| self.load(dep, bytes, Some(&entry.name)))
+                .map_err(|e| format!("dependency cell `{}` {}: {e}", dep.name, dep.version))?;
+            self.deps_loaded.push(label);
+        }
         Ok(())
     }
 }
@@ -122,15 +220,21 @@ pub fn run(boot: &BootInfo, map: KernelMap) -> Result<(), String> {
         tsc_per_us,
     };
     let mut system = System::new(platform, "nano_core_bare");
+    // A symbol no loaded cell or the kernel defines is named with the cell that exports it.
+    system.set_catalog(Arc::new(ManifestCatalog::new(&manifest)));
     let ns = system
         .create_namespace(crate::KERNEL_NAMESPACE, None)
         .map_err(|e| e.to_string())?;
-    let mut k = Kernel { system, ns };
+    let mut k = Kernel {
+        system,
+        ns,
+        deps_empty: BTreeSet::new(),
+        deps_in_image: BTreeSet::new(),
+        deps_loaded: Vec::new(),
+    };
 
-    // `log` first: the cells were built for the hosted image, which links the same build of
-    // `log` as they do. This kernel's own `log` is another build (panic = "abort" gives it other
-    // symbol hashes), so the cells get theirs as a cell.
-    k.load(CellSpec::named("log"), modules.get("deps/log.o")?)?;
+    // The kernel cells in dependency order, each after the dependency cells it needs (`log`,
+    // `spin`, `heapless`, ...) that `_kernel` does not have yet, as the hosted nano_core does.
     let order = manifest.load_order(CellKind::Kernel).map_err(|cycle| {
         format!(
             "the kernel cells depend on each other in a cycle: {}",
@@ -138,24 +242,34 @@ pub fn run(boot: &BootInfo, map: KernelMap) -> Result<(), String> {
         )
     })?;
     for entry in order {
-        let spec = CellSpec {
-            name: &entry.name,
-            version: &entry.version,
-            kind: Some(entry.kind),
-            sha256: Some(&entry.sha256),
-        };
-        k.load(spec, modules.get(&entry.object)?)?;
+        k.load_dependencies(&manifest, &modules, entry)
+            .and_then(|()| k.load(entry, modules.get(&entry.object)?, None))
+            .map_err(|e| {
+                format!(
+                    "kernel cell `{}` {} failed to load, so the boot stops: {e}",
+                    entry.name, entry.version
+                )
+            })?;
         let path = format!("{}::init", entry.name);
         // SAFETY: the init convention's signature is `fn() -> Result<(), String>`.
         if let Ok(init) = unsafe { k.handle::<InitFn>(&path) } {
             (init.get())().map_err(|e| format!("cell `{}`: init failed: {e}", entry.name))?;
         }
     }
+    println!(
+        "dependency cells: {} loaded into `_kernel` ({}); not loaded, having no symbol to link: {}; provided by the kernel image: {}",
+        k.deps_loaded.len(),
+        k.deps_loaded.join(", "),
+        list_or_none(&k.deps_empty),
+        list_or_none(&k.deps_in_image)
+    );
     check_w_xor_x(&k)?;
 
     // SAFETY (every handle below): the types are the exact signatures of the cells' functions,
     // as declared in cells/kernel and cells/upgrades.
     let (notes, tasks_before) = unsafe { workload(&mut k)? };
+    // SAFETY: as above (cells/kernel/kvstore).
+    unsafe { kvstore_workload(&mut k)? };
 
     if wx_test {
         return write_to_cell_text(&k, "memfs");
@@ -362,6 +476,185 @@ unsafe fn workload(k: &mut Kernel) -> Result<(String, Vec<String>), String> {
     }
 }
 
+/// `items` joined with `, `, or `none`.
+fn list_or_none(items: &BTreeSet<String>) -> String {
+    if items.is_empty() {
+        return "none".into();
+    }
+    items.iter().cloned().collect::<Vec<_>>().join(", ")
+}
+
+/// Calls `kvstore` through handles and checks every answer, so that its crates.io dependency
+/// cells run in ring 0: `heapless` (the index map, its capacity limits), `crc32fast` (against the
+/// CRC-32 check value and the kernel's own bitwise CRC-32), `bitflags`, `hashbrown` with its
+/// default hasher `foldhash` (the tag index, grown past its first allocation), and `smallvec`
+/// (inline and spilled to the heap).
+///
+/// # Safety
+/// The kernel cell `kvstore` is the one in cells/kernel/kvstore (the handles' types are its
+/// functions' signatures).
+unsafe fn kvstore_workload(k: &mut Kernel) -> Result<(), String> {
+    // SAFETY: per this function's contract.
+    unsafe {
+        let put = k.handle::<KvPut>("kvstore::put")?;
+        let get = k.handle::<KvGet>("kvstore::get")?;
+        let len = k.handle::<Count>("kvstore::len")?;
+        let checksum = k.handle::<KvChecksum>("kvstore::checksum")?;
+        let flags = k.handle::<KvFlags>("kvstore::flags")?;
+        let set_flags = k.handle::<KvSetFlags>("kvstore::set_flags")?;
+        let remove = k.handle::<KvRemove>("kvstore::remove")?;
+        let tag = k.handle::<KvTag>("kvstore::tag")?;
+        let tagged = k.handle::<KvStrings>("kvstore::tagged")?;
+        let split_path = k.handle::<KvStrings>("kvstore::split_path")?;
+        let crc32 = k.handle::<KvCrc>("kvstore::crc32")?;
+        let revision = (k.handle::<Text>("kvstore::revision")?.get())();
+
+        // init stored `motd` in the heapless index map.
+        let motd = (get.get())("motd").ok_or("kvstore: init stored no `motd`")?;
+        if motd != b"kvstore ready" {
+            return Err(format!("kvstore: motd is {motd:?}"));
+        }
+
+        // crc32fast: the CRC-32 check value, and the kernel's own bitwise CRC-32 of other data.
+        let check = (put.get())("check", b"123456789")?;
+        let greeting: &[u8] = b"cells linked at run time, in ring 0";
+        let greeting_crc = (put.get())("greeting", greeting)?;
+        let page: Vec<u8> = (0..4096u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        let page_crc = (crc32.get())(&page);
+        println!(
+            "workload: kvstore {revision:?}: crc32fast: put(\"check\", \"123456789\") = {check:#010x}, put(\"greeting\", ...) = {greeting_crc:#010x}, crc32(4096 bytes) = {page_crc:#010x}"
+        );
+        if check != 0xcbf4_3926 {
+            return Err(format!(
+                "kvstore: the CRC-32 of \"123456789\" is {check:#010x}, not 0xcbf43926"
+            ));
+        }
+        if greeting_crc != crc32_bitwise(greeting) || page_crc != crc32_bitwise(&page) {
+            return Err(format!(
+                "kvstore: crc32fast disagrees with the kernel's CRC-32: {greeting_crc:#010x} / {:#010x}, {page_crc:#010x} / {:#010x}",
+                crc32_bitwise(greeting),
+                crc32_bitwise(&page)
+            ));
+        }
+        if (get.get())("greeting").as_deref() != Some(greeting) {
+            return Err("kvstore: `greeting` reads back other bytes".into());
+        }
+
+        // bitflags: DIRTY | TEXT after put, TEXT after checksum; unknown bits dropped; PINNED.
+        let dirty = (flags.get())("greeting");
+        let sum = (checksum.get())("greeting");
+        let clean = (flags.get())("greeting");
+        let pinned = (set_flags.get())("greeting", 0xff)?;
+        let removed = (remove.get())("greeting");
+        println!(
+            "workload: kvstore: bitflags: flags(\"greeting\") = {} until checksum(\"greeting\") = {}, then {}; set_flags(0xff) = {} (unknown bits dropped); remove refused while PINNED: {}",
+            flag_names(dirty),
+            sum.map_or("None".into(), |c| format!("{c:#010x}")),
+            flag_names(clean),
+            flag_names(Some(pinned)),
+            !removed
+        );
+        if dirty != Some(0b110) || sum != Some(greeting_crc) || clean != Some(0b100) {
+            return Err(format!(
+                "kvstore: flags/checksum of `greeting`: {dirty:?}, {sum:x?}, {clean:?}"
+            ));
+        }
+        if pinned != 0b111 || removed {
+            return Err(format!(
+                "kvstore: set_flags(0xff) = {pinned:#x}, pinned entry removed: {removed}"
+            ));
+        }
+
+        // heapless: fixed capacities, refused with an error rather than a panic.
+        let long_key = (put.get())(&"k".repeat(33), b"x").err().unwrap_or_default();
+        let long_value = (put.get())("big", &[0u8; 129]).err().unwrap_or_default();
+        println!("workload: kvstore: heapless: {long_key:?}; {long_value:?}");
+        if !long_key.contains("longer than 32 bytes") || !long_value.contains("over 128 bytes") {
+            return Err(format!(
+                "kvstore: heapless limits not enforced: {long_key:?}, {long_value:?}"
+            ));
+        }
+
+        // hashbrown + foldhash: 20 more keys with 4 tags, enough for the tag map to grow.
+        for i in 0..20 {
+            let key = format!("node{i}");
+            (put.get())(&key, key.as_bytes())?;
+            (tag.get())(&key, &format!("t{}", i % 4))?;
+        }
+        for key in ["motd", "check", "greeting"] {
+            (tag.get())(key, "boot")?;
+        }
+        let entries = (len.get())();
+        let t1 = (tagged.get())("t1");
+        let boot = (tagged.get())("boot");
+        let missing = (tag.get())("nosuch", "t1").err().unwrap_or_default();
+        let mut expected_t1: Vec<String> = (0..20)
+            .filter(|i| i % 4 == 1)
+            .map(|i| format!("node{i}"))
+            .collect();
+        expected_t1.sort();
+        println!(
+            "workload: kvstore: hashbrown/foldhash: {entries} entries; tagged(\"t1\") = {t1:?}; tagged(\"boot\") = {boot:?}; {missing:?}"
+        );
+        if entries != 23 || t1 != expected_t1 || boot != ["check", "greeting", "motd"] {
+            return Err(format!(
+                "kvstore: {entries} entries (want 23), tagged(\"t1\") = {t1:?} (want {expected_t1:?}), tagged(\"boot\") = {boot:?}"
+            ));
+        }
+        if !missing.contains("no key `nosuch`") {
+            return Err(format!("kvstore: tagging a missing key: {missing:?}"));
+        }
+
+        // smallvec: 8 components inline, more spill to the heap.
+        let short = (split_path.get())("/usr//local/bin/");
+        let deep_path: String = (0..12).map(|i| format!("/d{i}")).collect();
+        let deep = (split_path.get())(&deep_path);
+        println!(
+            "workload: kvstore: smallvec: split_path(\"/usr//local/bin/\") = {short:?}; split_path(\"/d0/.../d11\") = {} components",
+            deep.len()
+        );
+        let expected_deep: Vec<String> = (0..12).map(|i| format!("d{i}")).collect();
+        if short != ["usr", "local", "bin"] || deep != expected_deep {
+            return Err(format!("kvstore: split_path gave {short:?} and {deep:?}"));
+        }
+        Ok(())
+    }
+}
+
+/// `kvstore`'s flag bits by name (`DIRTY|TEXT`), or `None`.
+fn flag_names(bits: Option<u8>) -> String {
+    let Some(bits) = bits else {
+        return "None".into();
+    };
+    let names: Vec<&str> = [(1, "PINNED"), (2, "DIRTY"), (4, "TEXT")]
+        .into_iter()
+        .filter(|(bit, _)| bits & bit != 0)
+        .map(|(_, name)| name)
+        .collect();
+    if names.is_empty() {
+        format!("{bits:#x}")
+    } else {
+        names.join("|")
+    }
+}
+
+/// CRC-32 (IEEE, reflected, polynomial 0xEDB88320) one bit at a time: what `crc32fast` must
+/// agree with.
+fn crc32_bitwise(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
 /// Swaps the live cell `name` for its new version in the boot module (`upgrades/<name>.o`),
 /// printing the report. Returns each new static's path and what happened to it.
 fn swap(
@@ -378,6 +671,10 @@ fn swap(
         .system
         .cell_in(k.ns, name)
         .ok_or_else(|| format!("no live cell `{name}`"))?;
+    // A new version may need dependency cells the old one did not (another release of a crate):
+    // they are loaded first, by the same rule as at boot.
+    k.load_dependencies(manifest, modules, entry)
+        .map_err(|e| format!("the new version of `{name}`: {e}"))?;
     let spec = CellSpec {
         name,
         version: &entry.version,

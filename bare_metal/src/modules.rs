@@ -1,6 +1,7 @@
 //! The boot module: one `ar` archive (written by `cargo cell qemu`) holding the kernel's own ELF
-//! file, the cells' `manifest.json`, and every object named in it, under the manifest's paths
-//! (`kernel/klog.o`, `upgrades/memfs.o`), plus `deps/log.o`.
+//! file, a `manifest.json` with the kernel cells, their new versions and the dependency cells
+//! they need, and every object named in it, under the manifest's paths (`kernel/klog.o`,
+//! `upgrades/memfs.o`, `deps/log-0.4.35.o`).
 
 use alloc::format;
 use alloc::string::String;

@@ -2,9 +2,12 @@
 //!
 //! 1. [`build_cells`](crate::build_cells) as for the hosted system; the kernel cells and their
 //!    new versions are loaded on bare metal as the very same object files.
-//! 2. The object of `log`, which the cells share with the hosted base image and which the
-//!    bare-metal kernel cannot provide under the same symbol hashes (its `panic = "abort"`
-//!    profile gives every crate it builds other hashes): it becomes a cell, `deps/log.o`.
+//! 2. The dependency cells those objects need, transitively (the manifest's
+//!    [`dependency_closure`](crate_metadata::Manifest::dependency_closure) of each: `log`, `spin`,
+//!    `heapless`, ...), under their manifest paths (`deps/<crate>-<version>.o`). The kernel loads
+//!    them by the same rule as the hosted `nano_core`; since its own crates are built with
+//!    `panic = "abort"` and so carry other symbol hashes, it normally loads every one that exports
+//!    anything. Dependency cells only library and application cells use stay out of the module.
 //! 3. The *keep list*: every symbol the cells need from the image (`core`, `alloc`, the
 //!    allocator shim, `memcpy`, ...), written as `EXTERN(...)` to `<target>/bare/keep.ld`, which
 //!    the kernel's build script hands to the linker so that `--gc-sections` keeps those symbols.
@@ -13,8 +16,8 @@
 //! 4. The kernel, `cargo build --release` in `bare_metal/` (its own workspace: `panic = "abort"`,
 //!    static relocation model, `link.ld`).
 //! 5. The boot module: one `ar` archive with the kernel's own ELF file (its symbol table, which
-//!    QEMU does not load), `manifest.json`, the objects under their manifest paths, and
-//!    `deps/log.o`.
+//!    QEMU does not load), the objects under their manifest paths, and `manifest.json`: the cell
+//!    build's manifest cut down to the entries of those objects.
 //! 6. `qemu-system-x86_64 -kernel <kernel> -initrd <module>` (PVH boot), the serial console on
 //!    stdout, and the kernel's verdict from the `isa-debug-exit` device.
 
@@ -26,11 +29,10 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use crate_metadata::CellKind;
+use crate_metadata::{CellKind, Manifest, ManifestEntry};
 use goblin::elf::{sym, Elf};
 
 use crate::build::BuildReport;
-use crate::objects::extract_single_object;
 use crate::workspace::cargo_binary;
 
 /// The directory of the bare-metal kernel's crate, relative to the workspace root.
@@ -65,26 +67,24 @@ pub fn build_image(report: &BuildReport, quiet: bool) -> Result<BareImage> {
     let out = report.target_dir.join("bare");
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
 
-    // The kernel cells and their new versions, under their manifest paths.
-    let kernel_cells: BTreeSet<&str> = report
-        .manifest
-        .cells
+    // The kernel cells, their new versions and their dependency cells, under their manifest paths,
+    // and a manifest of just those: every entry the kernel reads has its object in the module.
+    let entries = module_objects(report)?;
+    let mut members: Vec<(String, Vec<u8>)> = entries
         .iter()
-        .filter(|e| e.kind == CellKind::Kernel)
-        .map(|e| e.name.as_str())
-        .collect();
-    let mut members: Vec<(String, Vec<u8>)> = Vec::new();
-    for entry in &report.manifest.cells {
-        let wanted = entry.kind == CellKind::Kernel
-            || (entry.kind == CellKind::Upgrades && kernel_cells.contains(entry.name.as_str()));
-        if wanted {
+        .map(|entry| {
             let path = report.cells_dir.join(&entry.object);
-            let bytes =
-                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-            members.push((entry.object.clone(), bytes));
-        }
-    }
-    members.push(("deps/log.o".into(), log_object(report)?));
+            std::fs::read(&path)
+                .with_context(|| format!("cannot read {} (cell `{}`)", path.display(), entry.name))
+                .map(|bytes| (entry.object.clone(), bytes))
+        })
+        .collect::<Result<_>>()?;
+    let manifest = Manifest {
+        rustc: report.manifest.rustc.clone(),
+        cells: entries.into_iter().cloned().collect(),
+    };
+    let manifest =
+        serde_json::to_vec(&manifest).context("cannot write the boot module's manifest")?;
 
     let keep = keep_list(members.iter().map(|(n, b)| (n.as_str(), b.as_slice())))?;
     let keep_path = out.join("keep.ld");
@@ -99,8 +99,6 @@ pub fn build_image(report: &BuildReport, quiet: bool) -> Result<BareImage> {
     let kernel = build_kernel(&bare_dir, &out, &keep_path, quiet)?;
     let kernel_bytes =
         std::fs::read(&kernel).with_context(|| format!("cannot read {}", kernel.display()))?;
-    let manifest = std::fs::read(&report.manifest_path)
-        .with_context(|| format!("cannot read {}", report.manifest_path.display()))?;
     members.insert(0, ("manifest.json".into(), manifest));
     members.insert(0, ("nano_core_bare".into(), kernel_bytes));
 
@@ -115,17 +113,42 @@ pub fn build_image(report: &BuildReport, quiet: bool) -> Result<BareImage> {
     })
 }
 
-/// The single object of the `log` build the cells link against: the rlib of package `log` from
-/// the same `cargo build` as the cells.
-fn log_object(report: &BuildReport) -> Result<Vec<u8>> {
-    let rlib = report
-        .rlibs
+/// The manifest entries whose objects go into the boot module, in manifest order: the kernel
+/// cells, their new versions (`cells/upgrades` entries named like a kernel cell), and every
+/// dependency cell any of those needs, directly or not. Dependency cells that only library or
+/// application cells use are left out, which keeps the module small.
+pub fn module_objects(report: &BuildReport) -> Result<Vec<&ManifestEntry>> {
+    let manifest = &report.manifest;
+    let kernel_cells: BTreeSet<&str> = manifest
+        .cells
         .iter()
-        .find(|(id, _)| id.contains("#log@"))
-        .map(|(_, path)| path)
-        .context("the cell build produced no rlib of the `log` crate")?;
-    let archive = std::fs::read(rlib).with_context(|| format!("cannot read {}", rlib.display()))?;
-    extract_single_object(&archive, "log")
+        .filter(|e| e.kind == CellKind::Kernel)
+        .map(|e| e.name.as_str())
+        .collect();
+    let roots: Vec<&ManifestEntry> = manifest
+        .cells
+        .iter()
+        .filter(|e| {
+            e.kind == CellKind::Kernel
+                || (e.kind == CellKind::Upgrades && kernel_cells.contains(e.name.as_str()))
+        })
+        .collect();
+    let mut wanted: BTreeSet<&str> = roots.iter().map(|e| e.object.as_str()).collect();
+    for root in &roots {
+        let closure = manifest.dependency_closure(root).map_err(|e| {
+            anyhow::anyhow!(
+                "the dependency cells of {} `{}`: {e}",
+                root.kind.dir(),
+                root.name
+            )
+        })?;
+        wanted.extend(closure.iter().map(|e| e.object.as_str()));
+    }
+    Ok(manifest
+        .cells
+        .iter()
+        .filter(|e| wanted.contains(e.object.as_str()))
+        .collect())
 }
 
 /// Every global symbol the objects use but none of them defines, sorted.
