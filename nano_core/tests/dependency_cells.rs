@@ -310,13 +310,25 @@ fn a_dependency_upgrade_moves_the_crate_under_load_and_keeps_the_state() {
         info.bumped,
         [("heapless-0.9.3".to_owned(), "heapless-0.9.4".to_owned())]
     );
+    // kvquery is compiled against kvstore: rebuilt unchanged, swapped in the same transaction.
+    assert_eq!(info.rebuilt, ["kvquery"]);
+    let rebuilt = manifest
+        .cells
+        .iter()
+        .find(|e| e.name == "kvquery" && e.rebuilt_for.as_deref() == Some("kvstore"))
+        .expect("the rebuilt kvquery");
+    assert_ne!(
+        Some(&rebuilt.sha256),
+        manifest.get(CellKind::Libs, "kvquery").map(|e| &e.sha256)
+    );
     // SAFETY: kvstore's signatures.
-    let (put, get, len, revision) = unsafe {
+    let (put, get, len, revision, summary) = unsafe {
         (
             kernel.handle::<Put>("kvstore::put").unwrap(),
             kernel.handle::<Get>("kvstore::get").unwrap(),
             kernel.handle::<Len>("kvstore::len").unwrap(),
             kernel.handle::<Text>("kvstore::revision").unwrap(),
+            kernel.handle::<Text>("kvquery::summary").unwrap(),
         )
     };
     for i in 0..20 {
@@ -360,6 +372,8 @@ fn a_dependency_upgrade_moves_the_crate_under_load_and_keeps_the_state() {
             .unwrap_or_else(|e| panic!("round {round}: {e:#}"));
         let expected = if round % 2 == 0 { "v2" } else { "v1" };
         assert!((revision.get())().contains(expected), "round {round}");
+        // The rebuilt kvquery calls the kvstore of its own build.
+        assert!((summary.get())().contains(expected), "round {round}");
         reports.push(report);
     }
     std::thread::sleep(std::time::Duration::from_millis(20));
@@ -464,4 +478,83 @@ fn a_dependency_upgrade_that_cannot_be_verified_changes_nothing() {
         .swap_cell("kvstore", &path, &SwapOptions::default())
         .unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(live(&kernel, "heapless")[0].1, "0.9.4");
+}
+
+/// A copy of the built cells in a directory of its own, with `damage` applied to the object of
+/// the dependency cell named `crate_name`.
+fn cells_with_damaged(crate_name: &str, tag: &str) -> std::path::PathBuf {
+    let from = common::cells_dir();
+    let to = std::env::temp_dir().join(format!("cells-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&to);
+    for entry in walk(from) {
+        let rel = entry.strip_prefix(from).unwrap();
+        let dest = to.join(rel);
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(&entry, &dest).unwrap();
+    }
+    let manifest = common::manifest();
+    let dep = manifest
+        .cells
+        .iter()
+        .find(|e| e.kind == CellKind::Deps && e.name == crate_name)
+        .unwrap_or_else(|| panic!("no dependency cell {crate_name}"));
+    let path = to.join(&dep.object);
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    to
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else if path.extension().is_some_and(|e| e == "o" || e == "json") {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_library_whose_dependency_fails_is_left_out_and_the_rest_boots() {
+    let dir = cells_with_damaged("regex_syntax", "lib");
+    let kernel = Kernel::boot(&dir).expect("the kernel boots without textkit");
+    let failures = kernel.boot_failures();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].cell, "textkit");
+    assert!(
+        failures[0].error.contains("regex_syntax") && failures[0].error.contains("SHA-256"),
+        "{}",
+        failures[0].error
+    );
+    // Nothing loaded for it stayed: no regex cell, no textkit; the rest is there.
+    for gone in [
+        "textkit",
+        "regex",
+        "regex_automata",
+        "regex_syntax",
+        "aho_corasick",
+    ] {
+        assert!(live(&kernel, gone).is_empty(), "{gone} stayed loaded");
+    }
+    for here in ["kvstore", "memfs", "columns", "kvquery", "crc32fast"] {
+        assert_eq!(live(&kernel, here).len(), 1, "{here}");
+    }
+    drop(kernel);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_kernel_cell_whose_dependency_fails_stops_the_boot_naming_both() {
+    let dir = cells_with_damaged("heapless", "kernel");
+    let err = match Kernel::boot(&dir) {
+        Ok(_) => panic!("the boot must stop"),
+        Err(e) => format!("{e:#}"),
+    };
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(err.contains("kernel cell `kvstore`"), "{err}");
+    assert!(err.contains("dependency cell `heapless` 0.9.3"), "{err}");
+    assert!(err.contains("SHA-256"), "{err}");
 }
