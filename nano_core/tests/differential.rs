@@ -11,6 +11,15 @@ mod common;
 
 use nano_core::{BootOptions, Kernel};
 
+type FindAll = fn(&str, &str) -> Result<Vec<String>, String>;
+type ReplaceAll = fn(&str, &str, &str) -> Result<String, String>;
+type Captures = fn(&str, &str) -> Result<Vec<Option<String>>, String>;
+type Count = fn(&str) -> usize;
+type Sums = fn(&str) -> Vec<u32>;
+type Crc = fn(&[u8]) -> u32;
+type Split = fn(&str) -> Vec<String>;
+type Pad = fn(&str, usize) -> String;
+
 /// A small deterministic generator (xorshift), so that failures reproduce.
 struct Rng(u64);
 
@@ -121,15 +130,15 @@ fn the_cells_compute_what_the_statically_linked_crates_compute() {
         )
     };
     let statics: (
-        fn(&str, &str) -> Result<Vec<String>, String>,
-        fn(&str, &str, &str) -> Result<String, String>,
-        fn(&str, &str) -> Result<Vec<Option<String>>, String>,
-        fn(&str) -> usize,
-        fn(&str) -> Vec<u32>,
-        fn(&[u8]) -> u32,
-        fn(&str) -> Vec<String>,
-        fn(&str) -> usize,
-        fn(&str, usize) -> String,
+        FindAll,
+        ReplaceAll,
+        Captures,
+        Count,
+        Sums,
+        Crc,
+        Split,
+        Count,
+        Pad,
     ) = (
         textkit::find_all,
         textkit::replace_all,
