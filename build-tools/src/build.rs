@@ -208,7 +208,12 @@ pub fn build_cells(options: &BuildOptions) -> Result<BuildReport> {
     let built = build_upgrades(&ws, &live, options.quiet)?;
     let mut upgrades = Vec::with_capacity(built.len());
     for upgrade in built {
-        let relative = format!("{}/{}.o", CellKind::Upgrades.dir(), upgrade.name);
+        // A cell rebuilt for another cell's dependency upgrade may have a new version of its own
+        // too: its rebuilt object goes under the upgrade it belongs to.
+        let relative = match &upgrade.rebuilt_for {
+            Some(owner) => format!("{}/{owner}/{}.o", CellKind::Upgrades.dir(), upgrade.name),
+            None => format!("{}/{}.o", CellKind::Upgrades.dir(), upgrade.name),
+        };
         if write_if_changed(&cells_dir.join(&relative), &upgrade.object)? {
             rewritten.push((CellKind::Upgrades, upgrade.name.clone()));
         }

@@ -57,13 +57,21 @@ fn module_manifest(image: &BareImage) -> Manifest {
     serde_json::from_slice(json).expect("the boot module's manifest parses")
 }
 
-/// The one dependency cell named `name` in `manifest`.
+/// The one dependency cell named `name` that the kernel cells use (a new version of a kernel
+/// cell may use another release: `cells/upgrades/kvstore` moves `heapless`).
 fn dep_cell<'m>(manifest: &'m Manifest, name: &str) -> &'m ManifestEntry {
-    let found: Vec<&ManifestEntry> = manifest
+    let used: Vec<&ManifestEntry> = manifest
         .cells
         .iter()
+        .filter(|e| e.kind == CellKind::Kernel)
+        .flat_map(|e| manifest.dependency_closure(e).expect("closure"))
+        .collect();
+    let mut found: Vec<&ManifestEntry> = used
+        .into_iter()
         .filter(|e| e.kind == CellKind::Deps && e.name == name)
         .collect();
+    found.sort_by(|a, b| a.key().cmp(b.key()));
+    found.dedup_by(|a, b| a.key() == b.key());
     assert_eq!(found.len(), 1, "dependency cells named `{name}`: {found:?}");
     found[0]
 }

@@ -377,12 +377,20 @@ impl Kernel {
             .and_then(|id| self.system.registry().cell(id))
             .and_then(|c| c.sha256.clone());
         let differs = |e: &&ManifestEntry| Some(&e.sha256) != live_sha.as_ref();
-        let upgrade = self.manifest.get(CellKind::Upgrades, cell).filter(differs);
+        let upgrade = self
+            .manifest
+            .cells
+            .iter()
+            .filter(|e| e.kind == CellKind::Upgrades && e.name == cell)
+            .filter(|e| e.rebuilt_for.is_none())
+            .find(differs);
+        // Not another release of a dependency cell: that moves with a dependency upgrade of
+        // the cells that use it.
         let own = self
             .manifest
             .cells
             .iter()
-            .filter(|e| e.name == cell && e.kind != CellKind::Upgrades)
+            .filter(|e| e.name == cell && !matches!(e.kind, CellKind::Upgrades | CellKind::Deps))
             .find(differs);
         upgrade.or(own).map(|e| self.cells_dir.join(&e.object))
     }

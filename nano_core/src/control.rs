@@ -940,10 +940,13 @@ impl Watch {
         };
         let mut plan: Vec<ManifestEntry> = Vec::new();
         for entry in manifest.cells.iter().filter(changed) {
+            // Dependency cells and cells rebuilt for a dependency upgrade move only with the
+            // upgrade that needs them (its entry changes too).
             if !matches!(
                 entry.kind,
                 CellKind::Kernel | CellKind::Libs | CellKind::Upgrades
-            ) {
+            ) || entry.rebuilt_for.is_some()
+            {
                 continue;
             }
             let Some(live) = kernel
