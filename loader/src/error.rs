@@ -5,6 +5,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
+pub use crate::malformation::{Malformation, Truncation};
 use crate::platform::PlatformError;
 use crate_metadata::demangle;
 use namespace::NamespaceError;
@@ -58,8 +59,8 @@ pub enum LoadError {
     Truncated {
         /// The cell.
         cell: String,
-        /// What is cut off (`ELF header`, `section .text.foo`, `symbol table`).
-        what: String,
+        /// What is cut off.
+        what: Truncation,
     },
     /// A 32-bit ELF object.
     WrongClass {
@@ -85,12 +86,12 @@ pub enum LoadError {
         /// Its `e_type`, named.
         e_type: &'static str,
     },
-    /// The ELF structure is inconsistent (the parser's message).
+    /// The ELF structure is inconsistent, or asks for something the loader refuses.
     Malformed {
         /// The cell.
         cell: String,
         /// What is wrong.
-        reason: String,
+        what: Malformation,
     },
     /// A relocation of a type the loader does not serve.
     UnknownRelocation {
@@ -191,10 +192,20 @@ pub enum LoadError {
 }
 
 /// A [`LoadError::Malformed`] for `cell`.
-pub(crate) fn malformed(cell: &str, reason: String) -> LoadError {
+#[cold]
+pub(crate) fn malformed(cell: &str, what: Malformation) -> LoadError {
     LoadError::Malformed {
         cell: cell.into(),
-        reason,
+        what,
+    }
+}
+
+/// A [`LoadError::Truncated`] for `cell`.
+#[cold]
+pub(crate) fn truncated(cell: &str, what: Truncation) -> LoadError {
+    LoadError::Truncated {
+        cell: cell.into(),
+        what,
     }
 }
 
@@ -221,7 +232,7 @@ impl fmt::Display for LoadError {
                 f,
                 "cell `{cell}`: an {e_type} file; a cell is a relocatable object (ET_REL)"
             ),
-            Malformed { cell, reason } => write!(f, "cell `{cell}`: malformed object: {reason}"),
+            Malformed { cell, what } => write!(f, "cell `{cell}`: malformed object: {what}"),
             UnknownRelocation {
                 cell,
                 section,
@@ -359,6 +370,7 @@ impl core::error::Error for LoadError {
         match self {
             LoadError::Namespace { error, .. } => Some(error),
             LoadError::Platform { error, .. } => Some(error),
+            LoadError::Malformed { what, .. } => Some(what),
             _ => None,
         }
     }

@@ -8,13 +8,15 @@
 //! |-----------|---------------------------------------------------------|------------|
 //! | text      | `.text.*`, then the call stubs                          | R X        |
 //! | read-only | `.rodata.*`, `.gcc_except_table.*`, `.eh_frame` + 4 zero bytes, the `.tdata` image | R |
-//! | relro     | `.data.rel.ro.*`, `.init_array`, then the GOT           | R (W only inside a commit) |
+//! | relro     | `.data.rel.ro.*`, `.init_array`, then the GOT           | R (W only inside a relro write window) |
 //! | data      | `.data.*`, `.bss.*`                                     | R W        |
 //!
 //! One mapping keeps every PC-relative reference inside the cell within ±2 GiB, whatever the
 //! distance to other cells: references out of the cell go through a slot.
+//!
+//! Every offset is computed with checked arithmetic: the sizes and alignments come from the
+//! object, and a sum that does not fit is [`Malformation::LayoutOverflow`].
 
-use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 use goblin::elf::section_header::{
@@ -22,7 +24,9 @@ use goblin::elf::section_header::{
 };
 use goblin::elf::sym::STT_TLS;
 
-use crate::error::LoadError;
+use crate::error::{malformed, LoadError};
+use crate::index::{IndexVec, SectionIndex, SymbolIndex};
+use crate::malformation::Malformation;
 use crate::parse::Object;
 use crate::reloc::{self, Formula};
 use crate_metadata::SectionKind;
@@ -32,18 +36,87 @@ pub(crate) const STUB_SIZE: usize = 8;
 /// Largest section alignment the loader honours (one page).
 const MAX_ALIGN: u64 = 4096;
 /// Largest loaded section (`.bss` included). With at most 65,535 sections, every sum of sizes and
-/// alignments in the layout stays far below `usize::MAX`, so none of it can overflow.
+/// alignments in the layout stays far below `usize::MAX`; the sums are checked all the same.
 const MAX_SECTION_SIZE: u64 = 1 << 30;
 /// Marks "no entry" in the per-symbol index vectors.
 pub(crate) const NONE: u32 = u32::MAX;
+/// The most symbols a cell may have: every GOT, pair and stub offset (at most 24 bytes per
+/// symbol) then fits a `u32` below [`NONE`]. A symbol table that large would be 4 GiB.
+const MAX_SYMBOLS: usize = (NONE as usize - 16) / 24;
 
-/// The four regions of a cell's mapping.
+/// The four regions of a cell's mapping, in address order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Region {
-    Text = 0,
-    ReadOnly = 1,
-    RelRo = 2,
-    Data = 3,
+    /// Code and call stubs: read and execute.
+    Text,
+    /// Read-only data, `.eh_frame`, the `.tdata` image: read only.
+    ReadOnly,
+    /// `.data.rel.ro`, `.init_array`, the GOT: read only but inside a relro write window.
+    RelRo,
+    /// `.data`, `.bss`: read and write.
+    Data,
+}
+
+impl Region {
+    /// Every region, in address order.
+    pub(crate) const ALL: [Region; 4] =
+        [Region::Text, Region::ReadOnly, Region::RelRo, Region::Data];
+}
+
+/// A range of a cell's mapping: an offset from its start and a length.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Span {
+    /// Offset from the start of the mapping.
+    pub(crate) offset: usize,
+    /// Length in bytes.
+    pub(crate) len: usize,
+}
+
+impl Span {
+    /// One past the last byte. The layout made it, so it does not overflow.
+    pub(crate) fn end(self) -> usize {
+        self.offset + self.len
+    }
+}
+
+/// Where each region of a cell's mapping is: page-aligned spans that follow each other from
+/// offset 0, in [`Region::ALL`] order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Regions {
+    /// Code and call stubs.
+    pub(crate) text: Span,
+    /// Read-only data.
+    pub(crate) read_only: Span,
+    /// Relocated read-only data and the GOT.
+    pub(crate) relro: Span,
+    /// Writable data.
+    pub(crate) data: Span,
+}
+
+impl Regions {
+    /// The span of region `r`.
+    pub(crate) fn get(&self, r: Region) -> Span {
+        match r {
+            Region::Text => self.text,
+            Region::ReadOnly => self.read_only,
+            Region::RelRo => self.relro,
+            Region::Data => self.data,
+        }
+    }
+
+    fn set(&mut self, r: Region, span: Span) {
+        match r {
+            Region::Text => self.text = span,
+            Region::ReadOnly => self.read_only = span,
+            Region::RelRo => self.relro = span,
+            Region::Data => self.data = span,
+        }
+    }
+
+    /// The length of the whole mapping: the end of the last region.
+    pub(crate) fn total(&self) -> usize {
+        self.data.end()
+    }
 }
 
 /// Where one section of the object went.
@@ -70,25 +143,24 @@ pub(crate) struct TlsLayout {
 /// The whole plan for one cell.
 #[derive(Debug)]
 pub(crate) struct Layout {
-    /// Indexed by section header index.
-    pub(crate) sections: Vec<Option<Placed>>,
-    /// Offset and length of each region, in [`Region`] order.
-    pub(crate) regions: [(usize, usize); 4],
-    pub(crate) total: usize,
+    /// Where each loaded section goes.
+    pub(crate) sections: IndexVec<SectionIndex, Option<Placed>>,
+    /// Where each region is.
+    pub(crate) regions: Regions,
     pub(crate) got_offset: usize,
     pub(crate) got_len: usize,
     /// Per symbol: offset of its single GOT slot from `got_offset`, or [`NONE`].
-    pub(crate) got: Vec<u32>,
+    pub(crate) got: IndexVec<SymbolIndex, u32>,
     /// Per symbol: offset of its `TLSGD` pair from `got_offset`, or [`NONE`].
-    pub(crate) tlsgd: Vec<u32>,
+    pub(crate) tlsgd: IndexVec<SymbolIndex, u32>,
     /// Offset of the cell's `TLSLD` pair from `got_offset`, or [`NONE`].
     pub(crate) tlsld: u32,
     pub(crate) stubs_offset: usize,
     /// Per symbol: offset of its call stub from `stubs_offset`, or [`NONE`].
-    pub(crate) stubs: Vec<u32>,
+    pub(crate) stubs: IndexVec<SymbolIndex, u32>,
     pub(crate) stub_count: usize,
-    /// Offset and length (with the zero terminator) of `.eh_frame`.
-    pub(crate) eh_frame: Option<(usize, usize)>,
+    /// Where `.eh_frame` is, with its zero terminator.
+    pub(crate) eh_frame: Option<Span>,
     pub(crate) tls: Option<TlsLayout>,
 }
 
@@ -136,16 +208,38 @@ fn region_of(kind: SectionKind) -> Region {
     }
 }
 
-fn align_up(value: usize, align: usize) -> usize {
-    value.next_multiple_of(align.max(1))
+/// A sum or rounding of the layout that does not fit a `usize`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Overflow;
+
+fn align_up(value: usize, align: usize) -> Result<usize, Overflow> {
+    value.checked_next_multiple_of(align.max(1)).ok_or(Overflow)
+}
+
+fn add(a: usize, b: usize) -> Result<usize, Overflow> {
+    a.checked_add(b).ok_or(Overflow)
+}
+
+/// A section's size or alignment as a `usize` (checked against the limits by [`plan`]).
+fn size(value: u64) -> Result<usize, Overflow> {
+    usize::try_from(value).map_err(|_| Overflow)
 }
 
 /// Plans the cell: sections, GOT, stubs, TLS, regions.
 pub(crate) fn plan(cell: &str, object: &Object<'_>, page: usize) -> Result<Layout, LoadError> {
-    let shnum = object.sections.len();
-    let nsyms = object.syms.len();
-    let mut kinds: Vec<Option<SectionKind>> = vec![None; shnum];
-    for (i, sh) in object.sections.iter().enumerate() {
+    let kinds = classify_all(cell, object)?;
+    count_slots(object, &kinds)
+        .and_then(|slots| place(object, &kinds, slots, page))
+        .map_err(|Overflow| malformed(cell, Malformation::LayoutOverflow))
+}
+
+/// Every section's kind (`None`: not loaded), with its size and alignment checked.
+fn classify_all(
+    cell: &str,
+    object: &Object<'_>,
+) -> Result<IndexVec<SectionIndex, Option<SectionKind>>, LoadError> {
+    let mut kinds = IndexVec::from_elem(None, object.sections.len());
+    for (i, sh) in object.sections.iter_enumerated() {
         // Only a loaded section's name matters (and only those are looked up ahead).
         let name = match sh.sh_flags & u64::from(SHF_ALLOC) {
             0 => &[][..],
@@ -155,31 +249,54 @@ pub(crate) fn plan(cell: &str, object: &Object<'_>, page: usize) -> Result<Layou
         if kinds[i].is_some() {
             let align = sh.sh_addralign.max(1);
             if sh.sh_size > MAX_SECTION_SIZE {
-                return Err(LoadError::Malformed {
-                    cell: cell.into(),
-                    reason: format!(
-                        "section {} is {} bytes; a loaded section is at most {MAX_SECTION_SIZE}",
-                        object.section_name(i),
-                        sh.sh_size
-                    ),
-                });
+                return Err(malformed(
+                    cell,
+                    Malformation::SectionTooLarge {
+                        section: object.section_name(i),
+                        sh_size: sh.sh_size,
+                        max: MAX_SECTION_SIZE,
+                    },
+                ));
             }
             if !align.is_power_of_two() || align > MAX_ALIGN {
-                return Err(LoadError::Malformed {
-                    cell: cell.into(),
-                    reason: format!(
-                        "section {} asks for alignment {align}",
-                        object.section_name(i)
-                    ),
-                });
+                return Err(malformed(
+                    cell,
+                    Malformation::BadAlignment {
+                        section: object.section_name(i),
+                        sh_addralign: align,
+                    },
+                ));
             }
         }
     }
+    Ok(kinds)
+}
 
-    // Slots the relocations need, counted before anything is placed.
-    let mut got = vec![NONE; nsyms];
-    let mut tlsgd = vec![NONE; nsyms];
-    let mut stubs = vec![NONE; nsyms];
+/// The GOT slots, TLS pairs and call stubs the relocations need, before anything is placed.
+struct Slots {
+    got: IndexVec<SymbolIndex, u32>,
+    tlsgd: IndexVec<SymbolIndex, u32>,
+    stubs: IndexVec<SymbolIndex, u32>,
+    tlsld: u32,
+    got_len: usize,
+    stub_count: usize,
+}
+
+/// Counts and numbers the slots: the GOT holds the TLS pairs first (16 bytes each), then the
+/// single slots; each stub is [`STUB_SIZE`] bytes. There is at most one slot, pair and stub per
+/// symbol (and one more pair), so refusing a table of [`MAX_SYMBOLS`] or more symbols keeps every
+/// count below `u32::MAX`; the offsets made from them are checked all the same.
+fn count_slots(
+    object: &Object<'_>,
+    kinds: &IndexVec<SectionIndex, Option<SectionKind>>,
+) -> Result<Slots, Overflow> {
+    let nsyms = object.syms.len();
+    if nsyms >= MAX_SYMBOLS {
+        return Err(Overflow);
+    }
+    let mut got = IndexVec::from_elem(NONE, nsyms);
+    let mut tlsgd = IndexVec::from_elem(NONE, nsyms);
+    let mut stubs = IndexVec::from_elem(NONE, nsyms);
     let mut tlsld = NONE;
     let (mut singles, mut pairs, mut stub_count) = (0u32, 0u32, 0u32);
     let mut want_pair_ld = false;
@@ -197,7 +314,7 @@ pub(crate) fn plan(cell: &str, object: &Object<'_>, page: usize) -> Result<Layou
                     got[sym] = singles;
                     singles += 1;
                 }
-                Formula::Plt32 if object.syms[sym].st_shndx == 0 && stubs[sym] == NONE => {
+                Formula::Plt32 if object.syms[sym].is_undefined() && stubs[sym] == NONE => {
                     stubs[sym] = stub_count;
                     stub_count += 1;
                     if got[sym] == NONE {
@@ -218,22 +335,42 @@ pub(crate) fn plan(cell: &str, object: &Object<'_>, page: usize) -> Result<Layou
         tlsld = pairs;
         pairs += 1;
     }
-    // GOT: pairs first (16 bytes each), then single slots.
-    let pair_bytes = pairs as usize * 16;
-    for t in tlsgd.iter_mut().filter(|t| **t != NONE) {
-        *t *= 16;
+    let mul = |a: u32, b: u32| a.checked_mul(b).ok_or(Overflow);
+    let pair_bytes = mul(pairs, 16)?;
+    for t in tlsgd.items_mut().filter(|t| **t != NONE) {
+        *t = mul(*t, 16)?;
     }
     if tlsld != NONE {
-        tlsld *= 16;
+        tlsld = mul(tlsld, 16)?;
     }
-    for g in got.iter_mut().filter(|g| **g != NONE) {
-        *g = pair_bytes as u32 + *g * 8;
+    for g in got.items_mut().filter(|g| **g != NONE) {
+        *g = pair_bytes.checked_add(mul(*g, 8)?).ok_or(Overflow)?;
     }
-    for s in stubs.iter_mut().filter(|s| **s != NONE) {
-        *s *= STUB_SIZE as u32;
+    for s in stubs.items_mut().filter(|s| **s != NONE) {
+        *s = mul(*s, STUB_SIZE as u32)?;
     }
-    let got_len = pair_bytes + singles as usize * 8;
+    let got_len = add(
+        pair_bytes as usize,
+        (singles as usize).checked_mul(8).ok_or(Overflow)?,
+    )?;
+    Ok(Slots {
+        got,
+        tlsgd,
+        stubs,
+        tlsld,
+        got_len,
+        stub_count: stub_count as usize,
+    })
+}
 
+/// Places the sections region by region, in file order within each, then the stubs after the
+/// text, the TLS image after the read-only data and the GOT after the relro data.
+fn place(
+    object: &Object<'_>,
+    kinds: &IndexVec<SectionIndex, Option<SectionKind>>,
+    slots: Slots,
+    page: usize,
+) -> Result<Layout, Overflow> {
     // The loaded sections but the thread-local ones (placed by `place_tls`), grouped by region and
     // in file order within each (a counting sort: two passes over the headers instead of one per
     // region).
@@ -248,73 +385,77 @@ pub(crate) fn plan(cell: &str, object: &Object<'_>, page: usize) -> Result<Layou
     for r in 1..bounds.len() {
         bounds[r] += bounds[r - 1];
     }
-    let mut by_region = vec![(0usize, SectionKind::Text); bounds[4]];
+    let mut by_region = vec![(SectionIndex(0), SectionKind::Text); bounds[4]];
     let mut next = bounds;
-    for (i, kind) in kinds.iter().enumerate() {
+    for (i, kind) in kinds.iter_enumerated() {
         if let Some((region, kind)) = regional(kind) {
             by_region[next[region]] = (i, kind);
             next[region] += 1;
         }
     }
 
-    // Place sections region by region, in file order.
-    let mut sections: Vec<Option<Placed>> = vec![None; shnum];
-    let mut regions = [(0usize, 0usize); 4];
+    let mut sections: IndexVec<SectionIndex, Option<Placed>> =
+        IndexVec::from_elem(None, kinds.len());
+    let mut regions = Regions::default();
     let mut cursor = 0usize;
     let mut eh_frame = None;
     let mut tls = None;
     let (mut got_offset, mut stubs_offset) = (0, 0);
-    for region in [Region::Text, Region::ReadOnly, Region::RelRo, Region::Data] {
+    for region in Region::ALL {
         let start = cursor;
-        let mut place = |i: usize, kind: SectionKind, cursor: &mut usize| {
+        let r = region as usize;
+        for &(i, kind) in &by_region[bounds[r]..bounds[r + 1]] {
             let sh = &object.sections[i];
-            let offset = align_up(*cursor, sh.sh_addralign as usize);
-            *cursor = offset + sh.sh_size as usize;
+            let offset = align_up(cursor, size(sh.sh_addralign)?)?;
+            cursor = add(offset, size(sh.sh_size)?)?;
             sections[i] = Some(Placed {
                 kind,
                 offset,
-                size: sh.sh_size as usize,
+                size: size(sh.sh_size)?,
                 tls_offset: 0,
             });
-            offset
-        };
-        let r = region as usize;
-        for &(i, kind) in &by_region[bounds[r]..bounds[r + 1]] {
-            let offset = place(i, kind, &mut cursor);
             if kind == SectionKind::EhFrame {
                 // libgcc walks `.eh_frame` until a zero length word: add one.
-                cursor += 4;
-                eh_frame = Some((offset, cursor - offset));
+                cursor = add(cursor, 4)?;
+                eh_frame = Some(Span {
+                    offset,
+                    len: cursor - offset,
+                });
             }
         }
         match region {
             Region::Text => {
-                stubs_offset = align_up(cursor, 16);
-                cursor = stubs_offset + stub_count as usize * STUB_SIZE;
+                stubs_offset = align_up(cursor, 16)?;
+                cursor = add(stubs_offset, slots.stub_count * STUB_SIZE)?;
             }
-            Region::ReadOnly => tls = place_tls(object, &kinds, &mut sections, &mut cursor),
+            Region::ReadOnly => tls = place_tls(object, kinds, &mut sections, &mut cursor)?,
             Region::RelRo => {
-                got_offset = align_up(cursor, 8);
-                cursor = got_offset + got_len;
+                got_offset = align_up(cursor, 8)?;
+                cursor = add(got_offset, slots.got_len)?;
             }
             Region::Data => {}
         }
-        let end = align_up(cursor, page);
-        regions[region as usize] = (start, end - start);
+        let end = align_up(cursor, page)?;
+        regions.set(
+            region,
+            Span {
+                offset: start,
+                len: end - start,
+            },
+        );
         cursor = end;
     }
     Ok(Layout {
         sections,
         regions,
-        total: cursor,
         got_offset,
-        got_len,
-        got,
-        tlsgd,
-        tlsld,
+        got_len: slots.got_len,
+        got: slots.got,
+        tlsgd: slots.tlsgd,
+        tlsld: slots.tlsld,
         stubs_offset,
-        stubs,
-        stub_count: stub_count as usize,
+        stubs: slots.stubs,
+        stub_count: slots.stub_count,
         eh_frame,
         tls,
     })
@@ -324,50 +465,54 @@ pub(crate) fn plan(cell: &str, object: &Object<'_>, page: usize) -> Result<Layou
 /// TLS block (`.tdata` then `.tbss`).
 fn place_tls(
     object: &Object<'_>,
-    kinds: &[Option<SectionKind>],
-    sections: &mut [Option<Placed>],
+    kinds: &IndexVec<SectionIndex, Option<SectionKind>>,
+    sections: &mut IndexVec<SectionIndex, Option<Placed>>,
     cursor: &mut usize,
-) -> Option<TlsLayout> {
+) -> Result<Option<TlsLayout>, Overflow> {
     let headers = &object.sections;
-    let tls: Vec<usize> = (0..kinds.len())
-        .filter(|i| matches!(kinds[*i], Some(SectionKind::TlsData)))
-        .chain((0..kinds.len()).filter(|i| matches!(kinds[*i], Some(SectionKind::TlsBss))))
+    let of_kind = |kind: SectionKind| {
+        kinds
+            .iter_enumerated()
+            .filter(move |(_, k)| **k == Some(kind))
+            .map(|(i, _)| i)
+    };
+    let tls: Vec<SectionIndex> = of_kind(SectionKind::TlsData)
+        .chain(of_kind(SectionKind::TlsBss))
         .collect();
     if tls.is_empty() {
-        return None;
+        return Ok(None);
     }
-    let align = tls
-        .iter()
-        .map(|i| headers[*i].sh_addralign.max(1) as usize)
-        .max()
-        .unwrap_or(1);
-    let image_offset = align_up(*cursor, align);
+    let mut align = 1;
+    for i in &tls {
+        align = align.max(size(headers[*i].sh_addralign.max(1))?);
+    }
+    let image_offset = align_up(*cursor, align)?;
     let (mut block, mut init_len) = (0usize, 0usize);
     for i in tls {
         let sh = &headers[i];
         let kind = kinds[i].unwrap_or(SectionKind::TlsBss);
-        let tls_offset = align_up(block, sh.sh_addralign as usize);
-        block = tls_offset + sh.sh_size as usize;
+        let tls_offset = align_up(block, size(sh.sh_addralign)?)?;
+        block = add(tls_offset, size(sh.sh_size)?)?;
         let offset = if kind == SectionKind::TlsData {
             init_len = block;
-            image_offset + tls_offset
+            add(image_offset, tls_offset)?
         } else {
             0
         };
         sections[i] = Some(Placed {
             kind,
             offset,
-            size: sh.sh_size as usize,
+            size: size(sh.sh_size)?,
             tls_offset,
         });
     }
-    *cursor = image_offset + init_len;
-    Some(TlsLayout {
+    *cursor = add(image_offset, init_len)?;
+    Ok(Some(TlsLayout {
         image_offset,
         init_len,
         size: block.max(1),
         align,
-    })
+    }))
 }
 
 impl Layout {
@@ -453,9 +598,10 @@ mod tests {
 
     #[test]
     fn align_up_rounds() {
-        assert_eq!(align_up(0, 16), 0);
-        assert_eq!(align_up(1, 16), 16);
-        assert_eq!(align_up(17, 1), 17);
-        assert_eq!(align_up(4097, 4096), 8192);
+        assert_eq!(align_up(0, 16), Ok(0));
+        assert_eq!(align_up(1, 16), Ok(16));
+        assert_eq!(align_up(17, 1), Ok(17));
+        assert_eq!(align_up(4097, 4096), Ok(8192));
+        assert_eq!(align_up(usize::MAX, 4096), Err(Overflow));
     }
 }

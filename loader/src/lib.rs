@@ -5,13 +5,20 @@
 //!
 //! | phase | file | what it does |
 //! |-------|------|--------------|
-//! | parse | `parse.rs` | checks the header (class, endianness, machine, type) and that every table and section lies inside the file |
-//! | layout | `layout.rs` | places sections into four page-aligned regions of one mapping; counts GOT slots, TLS pairs and call stubs |
-//! | resolve | `resolve.rs` | binds each undefined symbol: the cell, its namespace and parents, the base image, the platform |
+//! | parse | `parse.rs`, `index.rs` | checks the header (class, endianness, machine, type) and that every table and section lies inside the file; typed section and symbol indices |
+//! | layout | `layout.rs` | places sections into four page-aligned regions of one mapping; counts GOT slots, TLS pairs and call stubs (checked arithmetic) |
+//! | resolve | `resolve.rs`, `system/load.rs` | binds each undefined symbol: the cell, its namespace and parents, the base image, the platform |
 //! | link | `link.rs`, `reloc.rs` | copies sections, fills the GOT and stubs, applies relocations from the table through one checked writer |
-//! | publish | `system.rs` | protects the regions (text RX, read-only R, relro and GOT R, data RW), registers `.eh_frame` and TLS, adds the cell to its namespace and its edges to the registry, runs `.init_array` |
-//! | swap | `swap.rs` | stage, verify, rebind statics / transfer state, commit (slot stores), retire — all or nothing |
+//! | describe | `system/describe.rs` | the cell's metadata (sections, exported symbols) and its namespace exports |
+//! | rebind | `swap/rebind.rs` | statics shared with the base image bound to its memory on load; statics rebound to the old version's memory, or state transferred, on swap |
+//! | publish | `system/publish.rs`, `mapping/permissions.rs` | protects the regions (text RX, read-only R, relro and GOT R, data RW), registers `.eh_frame` and TLS, adds the cell to its namespace and its edges to the registry, runs `.init_array` |
+//! | swap | `swap/` (`stage.rs`, `verify.rs`, `rebind.rs`, `commit.rs`, `undo.rs`) | stage, verify, rebind statics / transfer state, commit (slot stores through relro write windows), retire — all or nothing |
+//! | unload | `system/unload.rs` | removes a cell or a namespace with nothing bound to it; releases TLS, unwind information and memory |
 //! | reclaim | `reclaim.rs`, `quiesce.rs` | frees a retired cell once no edge points into it and every registered thread passed a quiescent point |
+//!
+//! Around the phases: `system/mod.rs` (the [`System`] and what it keeps per cell), `system/handles.rs`
+//! (host handles), `mapping/` (the only raw memory access, and the one permission API),
+//! `platform.rs` (what a platform provides), `error.rs` and `malformation.rs` (typed errors).
 //!
 //! # Invariants
 //!
@@ -23,7 +30,11 @@
 //!   registered, the namespaces and the registry unchanged.
 //! - **The platform is a trait.** The core is `#![no_std]` + `alloc`; [`platform`] says what a
 //!   platform provides, and the `hosted` feature implements it for a Linux process.
-//! - **Raw memory is touched in one module** (`mapping.rs`), through bounds-checked offsets.
+//! - **Raw memory is touched in one module** (`mapping/`), through bounds-checked offsets, and
+//!   permissions change only through its two operations: publish a layout, or open a relro write
+//!   window that checks every slot store and closes itself.
+//! - **Checked arithmetic**: every address and offset computed from object data or the registry
+//!   is a checked sum, and a value that does not fit is a typed error.
 
 #![no_std]
 #![deny(missing_docs)]
@@ -37,8 +48,10 @@ mod catalog;
 mod error;
 mod handle;
 mod image;
+mod index;
 mod layout;
 mod link;
+mod malformation;
 mod mapping;
 mod parse;
 pub mod platform;
@@ -56,6 +69,8 @@ pub use catalog::ManifestCatalog;
 pub use error::{LoadError, MissingCause, MissingSymbol};
 pub use handle::{Handle, HandleSlot};
 pub use image::ImageSymbols;
+pub use index::{SectionIndex, SymbolIndex};
+pub use malformation::{Malformation, Truncation};
 pub use quiesce::{Epochs, ThreadRegistration};
 pub use reclaim::{ReclaimError, Reclaimed};
 pub use resolve::Catalog;
@@ -64,4 +79,6 @@ pub use swap::{
     MissingExport, NewVersion, PhaseTimes, StaticOutcome, StaticReport, SwapError, SwapOptions,
     SwapReport, SwapRequest, SwappedCell, TransferFn,
 };
-pub use system::{sha256_hex, CellSpec, System, UnloadError};
+pub use system::load::sha256_hex;
+pub use system::unload::UnloadError;
+pub use system::{CellSpec, System};

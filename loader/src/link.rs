@@ -1,14 +1,20 @@
 //! Linking: writing the sections into the mapping, filling the GOT and the call stubs, and
 //! applying every relocation through the table in [`crate::reloc`]. Every reference that leaves
 //! the cell is collected as a pending edge.
+//!
+//! Every offset into the mapping is a checked sum of the layout's offsets and the object's values,
+//! and every write goes through the mapping's bounds check, so a value that does not fit is an
+//! error that names the cell, the section, the offset and the symbol.
 
 use alloc::borrow::Cow;
 use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::error::{malformed, LoadError};
+use crate::index::{IndexVec, SectionIndex, SymbolIndex};
 use crate::layout::{Layout, NONE};
-use crate::mapping::Mapping;
+use crate::malformation::Malformation;
+use crate::mapping::{Mapping, OutOfBounds};
 use crate::parse::{Object, Rela};
 use crate::reloc::{self, Formula, WriteError};
 use crate::resolve::{Provider, Resolved};
@@ -32,8 +38,8 @@ pub(crate) enum Target {
 pub(crate) enum SlotSection {
     /// The cell's GOT.
     Got,
-    /// A section of the object, by header index.
-    Section(usize),
+    /// A section of the object.
+    Section(SectionIndex),
 }
 
 /// An edge found while linking, before the cell has an id.
@@ -52,7 +58,7 @@ pub(crate) struct PendingEdge<'a> {
 /// The names of the symbols resolved outside the cell, by symbol index (ascending): read once
 /// while resolving, and reused for their edges instead of being scanned again.
 #[derive(Debug)]
-pub(crate) struct ExternalNames<'a>(Vec<(usize, &'a str)>);
+pub(crate) struct ExternalNames<'a>(Vec<(SymbolIndex, &'a str)>);
 
 impl<'a> ExternalNames<'a> {
     /// Room for `n` names.
@@ -61,13 +67,13 @@ impl<'a> ExternalNames<'a> {
     }
 
     /// Records the name of symbol `sym`, which must be greater than every symbol recorded before.
-    pub(crate) fn push(&mut self, sym: usize, name: &'a str) {
+    pub(crate) fn push(&mut self, sym: SymbolIndex, name: &'a str) {
         debug_assert!(self.0.last().is_none_or(|(last, _)| *last < sym));
         self.0.push((sym, name));
     }
 
     /// The name of symbol `sym`, read from the object when it was not recorded.
-    fn get(&self, cell: &str, object: &Object<'a>, sym: usize) -> Result<&'a str, LoadError> {
+    fn get(&self, cell: &str, object: &Object<'a>, sym: SymbolIndex) -> Result<&'a str, LoadError> {
         match self.0.binary_search_by_key(&sym, |(s, _)| *s) {
             Ok(i) => Ok(self.0[i].1),
             Err(_) => object.symbol_name(cell, sym),
@@ -75,15 +81,46 @@ impl<'a> ExternalNames<'a> {
     }
 }
 
+/// What every symbol of the object binds to: its target, and the names of those resolved outside
+/// the cell.
+#[derive(Debug)]
+pub(crate) struct Bindings<'a> {
+    /// Per symbol: its target (`None`: no target, the null symbol or one in a section that is not
+    /// loaded).
+    pub(crate) targets: IndexVec<SymbolIndex, Option<Target>>,
+    /// The names of the external ones.
+    pub(crate) names: ExternalNames<'a>,
+}
+
+/// A GOT slot that holds the address of one of the cell's own symbols: a swap rebinds a static by
+/// rewriting these. `S` is the symbol's object index while linking, its metadata id afterwards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct OwnSlot<S> {
+    /// The symbol.
+    pub(crate) symbol: S,
+    /// The slot's absolute address.
+    pub(crate) slot: u64,
+}
+
 /// What linking produced.
 pub(crate) struct Linked<'a> {
     pub(crate) edges: Vec<PendingEdge<'a>>,
     pub(crate) relocations: u32,
-    /// GOT slots that hold the address of a symbol the cell defines: (symbol index, slot). A swap
-    /// rebinds a static by rewriting these.
-    pub(crate) own_slots: Vec<(usize, u64)>,
+    /// GOT slots that hold the address of a symbol the cell defines.
+    pub(crate) own_slots: Vec<OwnSlot<SymbolIndex>>,
     /// Symbols the cell defines and reaches without a slot (PC-relative or absolute fields).
-    pub(crate) direct_refs: Vec<usize>,
+    pub(crate) direct_refs: Vec<SymbolIndex>,
+}
+
+/// What linking reads: the cell's object, its layout and what each symbol binds to.
+pub(crate) struct LinkInput<'l, 'a> {
+    /// The cell's name, for errors.
+    pub(crate) cell: &'l str,
+    pub(crate) object: &'l Object<'a>,
+    pub(crate) layout: &'l Layout,
+    pub(crate) bindings: &'l Bindings<'a>,
+    /// The cell's own TLS module id (0 when it has none).
+    pub(crate) tls_module: u64,
 }
 
 /// Copies every loaded section's bytes into the mapping (`.bss` and `.tbss` stay zero).
@@ -93,87 +130,85 @@ pub(crate) fn copy_sections(
     layout: &Layout,
     mapping: &mut Mapping,
 ) -> Result<(), LoadError> {
-    for (i, placed) in layout.sections.iter().enumerate() {
+    for (i, placed) in layout.sections.iter_enumerated() {
         let Some(p) = placed else { continue };
         let bytes = object.section_bytes(i);
         if bytes.is_empty() {
             continue;
         }
-        mapping
-            .write(p.offset, bytes)
-            .map_err(|_| LoadError::Malformed {
-                cell: cell.into(),
-                reason: alloc::format!("section {} does not fit its place", object.section_name(i)),
-            })?;
+        mapping.write(p.offset, bytes).map_err(|_| {
+            malformed(
+                cell,
+                Malformation::SectionOutsideMapping {
+                    section: object.section_name(i),
+                },
+            )
+        })?;
     }
     Ok(())
 }
 
 /// Fills the GOT (slots and TLS pairs) and the call stubs, and applies the relocations.
 pub(crate) fn link<'a>(
-    cell: &str,
-    object: &Object<'a>,
-    layout: &Layout,
+    input: &LinkInput<'_, 'a>,
     mapping: &mut Mapping,
-    targets: &[Option<Target>],
-    names: &ExternalNames<'a>,
-    tls_module: u64,
 ) -> Result<Linked<'a>, LoadError> {
     let mut linked = Linked {
         // At least one edge per GOT slot or pair that leaves the cell (most of them do).
-        edges: Vec::with_capacity(layout.got_len / 8),
+        edges: Vec::with_capacity(input.layout.got_len / 8),
         relocations: 0,
         own_slots: Vec::new(),
         direct_refs: Vec::new(),
     };
-    // Which symbols are reached without a slot, by index (a mark per symbol instead of a list
-    // with one entry per relocation to sort).
-    let mut direct = alloc::vec![false; targets.len()];
-    fill_got(
-        cell,
-        object,
-        layout,
-        mapping,
-        targets,
-        names,
-        tls_module,
-        &mut linked,
-    )?;
-    relocate(
-        cell,
-        object,
-        layout,
-        mapping,
-        targets,
-        names,
-        &mut linked,
-        &mut direct,
-    )?;
-    linked.direct_refs = (0..direct.len()).filter(|s| direct[*s]).collect();
+    fill_got(input, mapping, &mut linked)?;
+    relocate(input, mapping, &mut linked)?;
     Ok(linked)
 }
 
-#[allow(clippy::too_many_arguments)]
+impl LinkInput<'_, '_> {
+    /// The mapping offset of the GOT entry `rel` bytes into the GOT.
+    fn got_entry(&self, rel: u32) -> Result<usize, LoadError> {
+        self.layout
+            .got_offset
+            .checked_add(rel as usize)
+            .ok_or_else(|| malformed(self.cell, Malformation::GotOutsideMapping))
+    }
+
+    /// The mapping offset of the call stub `rel` bytes into the stubs.
+    fn stub_entry(&self, rel: u32) -> Result<usize, LoadError> {
+        self.layout
+            .stubs_offset
+            .checked_add(rel as usize)
+            .ok_or_else(|| malformed(self.cell, Malformation::GotOutsideMapping))
+    }
+
+    /// A symbol's name as an error shows it: demangled.
+    fn demangled(&self, sym: SymbolIndex) -> String {
+        demangle::demangle(&self.object.symbol_label(sym))
+    }
+}
+
 fn fill_got<'a>(
-    cell: &str,
-    object: &Object<'a>,
-    layout: &Layout,
+    input: &LinkInput<'_, 'a>,
     mapping: &mut Mapping,
-    targets: &[Option<Target>],
-    names: &ExternalNames<'a>,
-    tls_module: u64,
     linked: &mut Linked<'a>,
 ) -> Result<(), LoadError> {
+    let LinkInput {
+        cell,
+        object,
+        layout,
+        bindings,
+        tls_module,
+    } = *input;
     let edges = &mut linked.edges;
-    let got = layout.got_offset;
-    let oob = |_| malformed(cell, "GOT outside the mapping".into());
+    let oob = |_: OutOfBounds| malformed(cell, Malformation::GotOutsideMapping);
     if layout.tlsld != NONE {
-        let at = got + layout.tlsld as usize;
+        let at = input.got_entry(layout.tlsld)?;
         mapping.write(at, &tls_module.to_le_bytes()).map_err(oob)?;
     }
-    for (sym, target) in targets.iter().enumerate() {
+    for (sym, target) in bindings.targets.iter_enumerated() {
         if layout.tlsgd[sym] != NONE {
-            let at = got + layout.tlsgd[sym] as usize;
+            let at = input.got_entry(layout.tlsgd[sym])?;
             let (module, offset) = match *target {
                 Some(Target::LocalTls(off)) => (tls_module, off),
                 Some(Target::External(Resolved {
@@ -187,21 +222,28 @@ fn fill_got<'a>(
                         kind: SlotKind::TlsPair,
                         addend: 0,
                         provider,
-                        name: Cow::Borrowed(names.get(cell, object, sym)?),
+                        name: Cow::Borrowed(bindings.names.get(cell, object, sym)?),
                         addr: t.offset,
                     });
                     (t.module, t.offset)
                 }
-                _ => return Err(not_tls(cell, &object.symbol_label(sym))),
+                _ => {
+                    let symbol = input.demangled(sym);
+                    return Err(malformed(cell, Malformation::TlsGdAgainstNonTls { symbol }));
+                }
             };
             mapping.write(at, &module.to_le_bytes()).map_err(oob)?;
-            mapping.write(at + 8, &offset.to_le_bytes()).map_err(oob)?;
+            let second = at.checked_add(8).ok_or(OutOfBounds).map_err(oob)?;
+            mapping.write(second, &offset.to_le_bytes()).map_err(oob)?;
         }
         if layout.got[sym] != NONE {
-            let at = got + layout.got[sym] as usize;
+            let at = input.got_entry(layout.got[sym])?;
             let value = match *target {
                 Some(Target::Local(addr)) => {
-                    linked.own_slots.push((sym, mapping.addr(at)));
+                    linked.own_slots.push(OwnSlot {
+                        symbol: sym,
+                        slot: mapping.addr(at),
+                    });
                     addr
                 }
                 Some(Target::WeakMissing) => 0,
@@ -212,30 +254,30 @@ fn fill_got<'a>(
                         kind: SlotKind::Got,
                         addend: 0,
                         provider: r.provider,
-                        name: Cow::Borrowed(names.get(cell, object, sym)?),
+                        name: Cow::Borrowed(bindings.names.get(cell, object, sym)?),
                         addr: r.addr,
                     });
                     r.addr
                 }
                 _ => {
+                    let symbol = input.demangled(sym);
                     return Err(malformed(
                         cell,
-                        alloc::format!(
-                            "a GOT slot for thread-local `{}`",
-                            demangle::demangle(&object.symbol_label(sym))
-                        ),
-                    ))
+                        Malformation::GotSlotForThreadLocal { symbol },
+                    ));
                 }
             };
             mapping.write(at, &value.to_le_bytes()).map_err(oob)?;
         }
         if layout.stubs[sym] != NONE {
             // jmp *slot(%rip): ff 25 <disp32>, disp from the end of the 6-byte instruction.
-            let at = layout.stubs_offset + layout.stubs[sym] as usize;
-            let slot = got + layout.got[sym] as usize;
+            let at = input.stub_entry(layout.stubs[sym])?;
+            let slot = input.got_entry(layout.got[sym])?;
             let disp = slot as i128 - (at as i128 + 6);
-            let disp =
-                i32::try_from(disp).map_err(|_| malformed(cell, "stub too far from GOT".into()))?;
+            let disp = i32::try_from(disp).map_err(|_| {
+                let symbol = input.demangled(sym);
+                malformed(cell, Malformation::StubOutOfRange { symbol })
+            })?;
             let mut stub = [0xcc_u8; 8];
             stub[0] = 0xff;
             stub[1] = 0x25;
@@ -244,16 +286,6 @@ fn fill_got<'a>(
         }
     }
     Ok(())
-}
-
-fn not_tls(cell: &str, name: &str) -> LoadError {
-    malformed(
-        cell,
-        alloc::format!(
-            "TLSGD against `{}`, which is not thread-local",
-            demangle::demangle(name)
-        ),
-    )
 }
 
 /// What [`relocate`] needs of a symbol's target for every relocation, in 16 bytes instead of an
@@ -275,6 +307,11 @@ enum Class {
 }
 
 impl Value {
+    const ZERO: Value = Value {
+        s: 0,
+        class: Class::Zero,
+    };
+
     fn of(target: &Option<Target>) -> Value {
         match *target {
             Some(Target::Local(s)) => Value {
@@ -289,91 +326,95 @@ impl Value {
                 s: r.addr,
                 class: Class::External,
             },
-            Some(Target::WeakMissing) | None => Value {
-                s: 0,
-                class: Class::Zero,
-            },
+            Some(Target::WeakMissing) | None => Value::ZERO,
         }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn relocate<'a>(
-    cell: &str,
-    object: &Object<'a>,
-    layout: &Layout,
+    input: &LinkInput<'_, 'a>,
     mapping: &mut Mapping,
-    targets: &[Option<Target>],
-    names: &ExternalNames<'a>,
     linked: &mut Linked<'a>,
-    direct: &mut [bool],
 ) -> Result<(), LoadError> {
-    let values: Vec<Value> = targets.iter().map(Value::of).collect();
+    let LinkInput {
+        cell,
+        object,
+        layout,
+        bindings,
+        ..
+    } = *input;
+    let values: Vec<Value> = bindings.targets.iter().map(Value::of).collect();
+    let values: IndexVec<SymbolIndex, Value> = IndexVec::from_vec(values);
+    // Which symbols are reached without a slot, by index (a mark per symbol instead of a list
+    // with one entry per relocation to sort).
+    let mut direct: IndexVec<SymbolIndex, bool> = IndexVec::from_elem(false, values.len());
     for rela_section in &object.rela_sections {
-        let target_index = rela_section.target;
-        let Some(placed) = layout.sections.get(target_index).copied().flatten() else {
+        let section = rela_section.target;
+        let Some(placed) = layout.sections.get(section).copied().flatten() else {
             continue;
         };
         for r in object.relas(rela_section) {
             let Some(ty) = reloc::lookup(r.r_type) else {
                 return Err(LoadError::UnknownRelocation {
                     cell: cell.into(),
-                    section: object.section_name(target_index),
+                    section: object.section_name(section),
                     offset: r.r_offset,
                     r_type: r.r_type,
                 });
             };
             let width = ty.field.width() as u64;
-            if r.r_offset
+            let offset = r
+                .r_offset
                 .checked_add(width)
-                .is_none_or(|end| end > placed.size as u64)
-            {
+                .filter(|end| *end <= placed.size as u64)
+                // The field ends inside the section, so its start fits a `usize` too.
+                .and_then(|_| placed.offset.checked_add(r.r_offset as usize));
+            let Some(offset) = offset else {
                 let value = r.r_offset as i128;
-                return Err(overflow(cell, object, target_index, &r, ty.name, value));
-            }
-            let offset = placed.offset + r.r_offset as usize;
+                return Err(overflow(cell, object, section, &r, ty.name, value));
+            };
             let p = i128::from(mapping.addr(offset));
             let a = i128::from(r.r_addend);
-            // `parse` checked `r_sym` against the symbol table, which `targets` follows.
-            let Value { s, class } = values.get(r.r_sym).copied().unwrap_or(Value {
-                s: 0,
-                class: Class::Zero,
-            });
+            // `parse` checked `r_sym` against the symbol table, which `values` follows.
+            let Value { s, class } = values.get(r.r_sym).copied().unwrap_or(Value::ZERO);
             let s = i128::from(s);
-            let got_at = |rel: u32| i128::from(mapping.addr(layout.got_offset + rel as usize));
+            let got_at = |rel: u32| -> Result<i128, LoadError> {
+                Ok(i128::from(mapping.addr(input.got_entry(rel)?)))
+            };
+            // S, A and P are at most 64 bits each: no sum or difference of them overflows i128.
             let value = match ty.formula {
                 Formula::Abs64 | Formula::Pc32 if class == Class::LocalTls => {
+                    let symbol = input.demangled(r.r_sym);
                     return Err(malformed(
                         cell,
-                        alloc::format!(
-                            "{} against thread-local `{}`",
-                            ty.name,
-                            demangle::demangle(&object.symbol_label(r.r_sym))
-                        ),
+                        Malformation::PlainReferenceToThreadLocal {
+                            r_type: ty.name,
+                            symbol,
+                        },
                     ));
                 }
                 Formula::Abs64 => s + a,
                 Formula::Pc32 => s + a - p,
                 Formula::Plt32 if layout.stubs[r.r_sym] != NONE => {
-                    let stub = layout.stubs[r.r_sym];
-                    i128::from(mapping.addr(layout.stubs_offset + stub as usize)) + a - p
+                    let stub = input.stub_entry(layout.stubs[r.r_sym])?;
+                    i128::from(mapping.addr(stub)) + a - p
                 }
                 Formula::Plt32 => s + a - p,
-                Formula::GotPcRel => got_at(layout.got[r.r_sym]) + a - p,
-                Formula::TlsGd => got_at(layout.tlsgd[r.r_sym]) + a - p,
-                Formula::TlsLd => got_at(layout.tlsld) + a - p,
+                Formula::GotPcRel => got_at(layout.got[r.r_sym])? + a - p,
+                Formula::TlsGd => got_at(layout.tlsgd[r.r_sym])? + a - p,
+                Formula::TlsLd => got_at(layout.tlsld)? + a - p,
                 Formula::DtpOff32 if class == Class::LocalTls => s + a,
                 Formula::DtpOff32 => {
                     return Err(LoadError::UnsupportedTls {
                         cell: cell.into(),
-                        symbol: demangle::demangle(&object.symbol_label(r.r_sym)),
+                        symbol: input.demangled(r.r_sym),
                     })
                 }
             };
             if let Err(WriteError::Overflow | WriteError::OutOfBounds) =
                 reloc::write(mapping, offset, ty.field, value)
             {
-                return Err(overflow(cell, object, target_index, &r, ty.name, value));
+                return Err(overflow(cell, object, section, &r, ty.name, value));
             }
             linked.relocations += 1;
             let slotless = matches!(ty.formula, Formula::Abs64 | Formula::Pc32);
@@ -383,7 +424,7 @@ fn relocate<'a>(
             match class {
                 Class::Local => direct[r.r_sym] = true,
                 Class::External => {
-                    let Some(Some(Target::External(res))) = targets.get(r.r_sym) else {
+                    let Some(Some(Target::External(res))) = bindings.targets.get(r.r_sym) else {
                         continue;
                     };
                     let kind = match ty.formula {
@@ -391,12 +432,12 @@ fn relocate<'a>(
                         _ => SlotKind::Direct,
                     };
                     linked.edges.push(PendingEdge {
-                        section: SlotSection::Section(target_index),
+                        section: SlotSection::Section(section),
                         slot: p as u64,
                         kind,
-                        addend: a as i64,
+                        addend: r.r_addend,
                         provider: res.provider,
-                        name: Cow::Borrowed(names.get(cell, object, r.r_sym)?),
+                        name: Cow::Borrowed(bindings.names.get(cell, object, r.r_sym)?),
                         addr: res.addr,
                     });
                 }
@@ -404,6 +445,11 @@ fn relocate<'a>(
             }
         }
     }
+    linked.direct_refs = direct
+        .iter_enumerated()
+        .filter(|(_, d)| **d)
+        .map(|(s, _)| s)
+        .collect();
     Ok(())
 }
 
@@ -413,7 +459,7 @@ fn relocate<'a>(
 fn overflow(
     cell: &str,
     object: &Object<'_>,
-    section: usize,
+    section: SectionIndex,
     r: &Rela,
     r_type: &'static str,
     value: i128,
@@ -429,7 +475,7 @@ fn overflow(
 }
 
 /// A symbol as an error names it: demangled, or the section for a section symbol.
-fn symbol_label(object: &Object<'_>, sym: usize) -> String {
+fn symbol_label(object: &Object<'_>, sym: SymbolIndex) -> String {
     let name = object.symbol_label(sym);
     if !name.is_empty() {
         return demangle::demangle(&name);
@@ -437,6 +483,6 @@ fn symbol_label(object: &Object<'_>, sym: usize) -> String {
     object
         .syms
         .get(sym)
-        .map(|s| object.section_name(s.st_shndx))
+        .map(|s| object.section_name(SectionIndex(s.st_shndx)))
         .unwrap_or_default()
 }

@@ -12,7 +12,6 @@
 //! messages show any other name lossily.
 
 use alloc::borrow::Cow;
-use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::ffi::CStr;
@@ -23,7 +22,9 @@ use goblin::elf::section_header::{SHF_ALLOC, SHT_NOBITS, SHT_REL, SHT_RELA, SHT_
 use goblin::elf::sym;
 use goblin::elf64::section_header::{SectionHeader, SIZEOF_SHDR};
 
-use crate::error::{malformed, LoadError};
+use crate::error::{malformed, truncated, LoadError};
+use crate::index::{IndexVec, SectionIndex, SymbolIndex};
+use crate::malformation::{Malformation, Truncation};
 
 /// `e_machine` of x86_64.
 const EM_X86_64: u16 = 62;
@@ -69,6 +70,19 @@ impl Sym {
     fn is_special(&self) -> bool {
         self.st_shndx == 0 || self.st_shndx >= 0xff00
     }
+
+    /// Whether the symbol is undefined (`SHN_UNDEF`).
+    #[inline]
+    pub(crate) fn is_undefined(&self) -> bool {
+        self.st_shndx == 0
+    }
+
+    /// The section the symbol is defined in: `None` for undefined, absolute and common symbols.
+    /// [`parse`] checked it is in range.
+    #[inline]
+    pub(crate) fn section(&self) -> Option<SectionIndex> {
+        (!self.is_special()).then_some(SectionIndex(self.st_shndx))
+    }
 }
 
 /// One relocation (`Elf64_Rela`), decoded. [`parse`] checked `r_sym` against the symbol table.
@@ -76,7 +90,7 @@ impl Sym {
 pub(crate) struct Rela {
     pub(crate) r_offset: u64,
     pub(crate) r_addend: i64,
-    pub(crate) r_sym: usize,
+    pub(crate) r_sym: SymbolIndex,
     pub(crate) r_type: u32,
 }
 
@@ -84,8 +98,8 @@ pub(crate) struct Rela {
 /// [`Object::relas`]).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct RelaSection<'a> {
-    /// The header index of the section it relocates (`sh_info`, checked in range).
-    pub(crate) target: usize,
+    /// The section it relocates (`sh_info`, checked in range).
+    pub(crate) target: SectionIndex,
     /// The raw entries (a trailing partial entry is ignored).
     entries: &'a [[u8; RELA_SIZE]],
 }
@@ -94,14 +108,14 @@ pub(crate) struct RelaSection<'a> {
 pub(crate) struct Object<'a> {
     pub(crate) bytes: &'a [u8],
     /// Every section header, by index.
-    pub(crate) sections: Vec<SectionHeader>,
+    pub(crate) sections: IndexVec<SectionIndex, SectionHeader>,
     /// Every loaded (`SHF_ALLOC`) section's raw name, by index, found once: layout, metadata and
     /// `.init_array` all look at them. Empty for the other sections.
-    section_names: Vec<Name<'a>>,
+    section_names: IndexVec<SectionIndex, Name<'a>>,
     /// The section-name string table (empty when the object has none).
     shstrtab: &'a [u8],
     /// Every symbol, by index (entry 0 is the null symbol).
-    pub(crate) syms: Vec<Sym>,
+    pub(crate) syms: IndexVec<SymbolIndex, Sym>,
     /// Every `SHT_RELA` section, in header order.
     pub(crate) rela_sections: Vec<RelaSection<'a>>,
     /// The symbol string table (empty when the object has none).
@@ -116,14 +130,14 @@ impl<'a> Object<'a> {
             Rela {
                 r_offset: u64_at(e, 0),
                 r_addend: u64_at(e, 16) as i64,
-                r_sym: (r_info >> 32) as usize,
+                r_sym: SymbolIndex((r_info >> 32) as usize),
                 r_type: r_info as u32,
             }
         })
     }
 
     /// The raw name of section `index` (empty when it has none).
-    pub(crate) fn section_name_bytes(&self, index: usize) -> &'a [u8] {
+    pub(crate) fn section_name_bytes(&self, index: SectionIndex) -> &'a [u8] {
         match self.sections.get(index) {
             Some(sh) if is_alloc(sh) => self.section_names[index].bytes,
             Some(sh) => c_str(self.shstrtab, sh.sh_name as usize),
@@ -133,23 +147,23 @@ impl<'a> Object<'a> {
 
     /// The name of section `index` (or `section#N` when it has none), for messages; a name that
     /// is not UTF-8 is shown lossily.
-    pub(crate) fn section_name(&self, index: usize) -> String {
+    pub(crate) fn section_name(&self, index: SectionIndex) -> String {
         let name = self.section_name_bytes(index);
         if name.is_empty() {
-            return format!("section#{index}");
+            return index.to_string();
         }
         String::from_utf8_lossy(name).into_owned()
     }
 
     /// The name of loaded section `index` as a `str`: `None` when it is not UTF-8 (or the section
     /// is not loaded, whose name is empty here).
-    pub(crate) fn section_name_str(&self, index: usize) -> Option<&'a str> {
+    pub(crate) fn section_name_str(&self, index: SectionIndex) -> Option<&'a str> {
         self.section_names.get(index).and_then(|n| n.as_str())
     }
 
     /// The file bytes of section `index` (empty for `SHT_NOBITS`). Bounds were checked by
     /// [`parse`].
-    pub(crate) fn section_bytes(&self, index: usize) -> &'a [u8] {
+    pub(crate) fn section_bytes(&self, index: SectionIndex) -> &'a [u8] {
         match self.sections.get(index) {
             Some(sh) => section_bytes(self.bytes, sh),
             None => &[],
@@ -157,7 +171,7 @@ impl<'a> Object<'a> {
     }
 
     /// The raw name of symbol `index` (empty when it has none).
-    pub(crate) fn symbol_name_bytes(&self, index: usize) -> &'a [u8] {
+    pub(crate) fn symbol_name_bytes(&self, index: SymbolIndex) -> &'a [u8] {
         self.syms
             .get(index)
             .map_or(&[], |s| name_at(self.strtab, s.st_name).bytes)
@@ -165,19 +179,17 @@ impl<'a> Object<'a> {
 
     /// The name of symbol `index`, which must be UTF-8 since it is used as a name (looked up,
     /// exported, recorded on an edge).
-    pub(crate) fn symbol_name(&self, cell: &str, index: usize) -> Result<&'a str, LoadError> {
+    pub(crate) fn symbol_name(&self, cell: &str, index: SymbolIndex) -> Result<&'a str, LoadError> {
         let name = self
             .syms
             .get(index)
             .map_or(Name::EMPTY, |s| name_at(self.strtab, s.st_name));
-        name.as_str().ok_or_else(|| LoadError::Malformed {
-            cell: cell.into(),
-            reason: format!("the name of symbol #{index} is not UTF-8"),
-        })
+        name.as_str()
+            .ok_or_else(|| malformed(cell, Malformation::SymbolNameNotUtf8 { symbol: index }))
     }
 
     /// The name of symbol `index` for a message (lossy when it is not UTF-8).
-    pub(crate) fn symbol_label(&self, index: usize) -> Cow<'a, str> {
+    pub(crate) fn symbol_label(&self, index: SymbolIndex) -> Cow<'a, str> {
         String::from_utf8_lossy(self.symbol_name_bytes(index))
     }
 }
@@ -307,10 +319,7 @@ pub(crate) fn parse<'a>(cell: &str, bytes: &'a [u8]) -> Result<Object<'a>, LoadE
         return Err(LoadError::NotElf { cell: cell_s() });
     }
     if bytes.len() <= EI_DATA {
-        return Err(LoadError::Truncated {
-            cell: cell_s(),
-            what: "ELF header".into(),
-        });
+        return Err(truncated(cell, Truncation::ElfHeader));
     }
     match bytes[EI_CLASS] {
         ELFCLASS64 => {}
@@ -321,10 +330,7 @@ pub(crate) fn parse<'a>(cell: &str, bytes: &'a [u8]) -> Result<Object<'a>, LoadE
         return Err(LoadError::WrongEndian { cell: cell_s() });
     }
     if bytes.len() < EHDR_SIZE {
-        return Err(LoadError::Truncated {
-            cell: cell_s(),
-            what: "ELF header".into(),
-        });
+        return Err(truncated(cell, Truncation::ElfHeader));
     }
     let e_type = u16_at(bytes, 16);
     let e_machine = u16_at(bytes, 18);
@@ -342,23 +348,25 @@ pub(crate) fn parse<'a>(cell: &str, bytes: &'a [u8]) -> Result<Object<'a>, LoadE
     }
     let (shoff, shnum) = check_section_table(cell, bytes)?;
     let sections = read_section_headers(cell, &bytes[shoff..], shnum)?;
-    let shstrndx = usize::from(u16_at(bytes, 62));
+    let shstrndx = SectionIndex(usize::from(u16_at(bytes, 62)));
     let shstrtab = sections
         .get(shstrndx)
         .map_or(&[][..], |sh| section_bytes(bytes, sh));
-    let section_names = sections
-        .iter()
-        .map(|sh| match is_alloc(sh) {
-            true => name_at(shstrtab, sh.sh_name as usize),
-            false => Name::EMPTY,
-        })
-        .collect();
+    let section_names = IndexVec::from_vec(
+        sections
+            .iter()
+            .map(|sh| match is_alloc(sh) {
+                true => name_at(shstrtab, sh.sh_name as usize),
+                false => Name::EMPTY,
+            })
+            .collect(),
+    );
     let mut object = Object {
         bytes,
         sections,
         section_names,
         shstrtab,
-        syms: Vec::new(),
+        syms: IndexVec::from_vec(Vec::new()),
         rela_sections: Vec::new(),
         strtab: &[],
     };
@@ -371,26 +379,23 @@ pub(crate) fn parse<'a>(cell: &str, bytes: &'a [u8]) -> Result<Object<'a>, LoadE
 /// The section header table itself must lie inside the file. Returns its offset and length.
 fn check_section_table(cell: &str, bytes: &[u8]) -> Result<(usize, usize), LoadError> {
     let shoff = u64_at(bytes, 40);
-    let shentsize = u64::from(u16_at(bytes, 58));
+    let e_shentsize = u16_at(bytes, 58);
     let shnum = u64::from(u16_at(bytes, 60));
     // (goblin reads an `e_shoff` of 0 as "no section headers" too.)
     if shnum == 0 || shoff == 0 {
-        return Err(malformed(cell, "no section headers".into()));
+        return Err(malformed(cell, Malformation::NoSectionHeaders));
     }
-    if shentsize != 64 {
+    if usize::from(e_shentsize) != SIZEOF_SHDR {
         return Err(malformed(
             cell,
-            format!("section header size {shentsize}, expected 64"),
+            Malformation::SectionHeaderSize { e_shentsize },
         ));
     }
     let end = shnum
-        .checked_mul(shentsize)
+        .checked_mul(u64::from(e_shentsize))
         .and_then(|n| n.checked_add(shoff));
     if end.is_none_or(|e| e > bytes.len() as u64) {
-        return Err(LoadError::Truncated {
-            cell: cell.into(),
-            what: "section header table".into(),
-        });
+        return Err(truncated(cell, Truncation::SectionHeaderTable));
     }
     // Both fit the file, so they fit a `usize`.
     Ok((shoff as usize, shnum as usize))
@@ -404,44 +409,48 @@ fn read_section_headers(
     cell: &str,
     table: &[u8],
     shnum: usize,
-) -> Result<Vec<SectionHeader>, LoadError> {
-    let Some(table) = table.get(..shnum * SIZEOF_SHDR) else {
-        return Err(LoadError::Truncated {
-            cell: cell.into(),
-            what: "section header table".into(),
-        });
+) -> Result<IndexVec<SectionIndex, SectionHeader>, LoadError> {
+    let Some(table) = shnum
+        .checked_mul(SIZEOF_SHDR)
+        .and_then(|len| table.get(..len))
+    else {
+        return Err(truncated(cell, Truncation::SectionHeaderTable));
     };
-    Ok(table
-        .as_chunks::<SIZEOF_SHDR>()
-        .0
-        .iter()
-        .map(|e| SectionHeader {
-            sh_name: u32_at(e, 0),
-            sh_type: u32_at(e, 4),
-            sh_flags: u64_at(e, 8),
-            sh_addr: u64_at(e, 16),
-            sh_offset: u64_at(e, 24),
-            sh_size: u64_at(e, 32),
-            sh_link: u32_at(e, 40),
-            sh_info: u32_at(e, 44),
-            sh_addralign: u64_at(e, 48),
-            sh_entsize: u64_at(e, 56),
-        })
-        .collect())
+    Ok(IndexVec::from_vec(
+        table
+            .as_chunks::<SIZEOF_SHDR>()
+            .0
+            .iter()
+            .map(|e| SectionHeader {
+                sh_name: u32_at(e, 0),
+                sh_type: u32_at(e, 4),
+                sh_flags: u64_at(e, 8),
+                sh_addr: u64_at(e, 16),
+                sh_offset: u64_at(e, 24),
+                sh_size: u64_at(e, 32),
+                sh_link: u32_at(e, 40),
+                sh_info: u32_at(e, 44),
+                sh_addralign: u64_at(e, 48),
+                sh_entsize: u64_at(e, 56),
+            })
+            .collect(),
+    ))
 }
 
 /// Every section's bytes must lie inside the file, so later phases can slice without checking.
 fn check_sections(cell: &str, object: &Object<'_>) -> Result<(), LoadError> {
-    for (i, sh) in object.sections.iter().enumerate() {
+    for (i, sh) in object.sections.iter_enumerated() {
         if sh.sh_type == SHT_NOBITS || sh.sh_size == 0 {
             continue;
         }
         let end = sh.sh_offset.checked_add(sh.sh_size);
         if end.is_none_or(|e| e > object.bytes.len() as u64) {
-            return Err(LoadError::Truncated {
-                cell: cell.into(),
-                what: format!("section {}", object.section_name(i)),
-            });
+            return Err(truncated(
+                cell,
+                Truncation::Section {
+                    section: object.section_name(i),
+                },
+            ));
         }
     }
     Ok(())
@@ -451,7 +460,7 @@ fn check_sections(cell: &str, object: &Object<'_>) -> Result<(), LoadError> {
 /// table. Every symbol's section index must be in range and its value inside its section (its end
 /// at most), so `section + st_value` cannot overflow later.
 fn read_symbols(cell: &str, object: &mut Object<'_>) -> Result<(), LoadError> {
-    let no_table = || malformed(cell, "no symbol table".into());
+    let no_table = || malformed(cell, Malformation::NoSymbolTable);
     let symtab = object
         .sections
         .iter()
@@ -463,10 +472,9 @@ fn read_symbols(cell: &str, object: &mut Object<'_>) -> Result<(), LoadError> {
     if symtab.sh_entsize != SYM_SIZE as u64 {
         return Err(malformed(
             cell,
-            format!(
-                "symbol table entry size {}, expected {SYM_SIZE}",
-                symtab.sh_entsize
-            ),
+            Malformation::SymbolEntrySize {
+                sh_entsize: symtab.sh_entsize,
+            },
         ));
     }
     let table = section_bytes(object.bytes, symtab);
@@ -475,7 +483,7 @@ fn read_symbols(cell: &str, object: &mut Object<'_>) -> Result<(), LoadError> {
     }
     object.strtab = object
         .sections
-        .get(symtab.sh_link as usize)
+        .get(SectionIndex(symtab.sh_link as usize))
         .map_or(&[], |sh| section_bytes(object.bytes, sh));
     let mut syms = Vec::with_capacity(table.len() / SYM_SIZE);
     for e in table.as_chunks::<SYM_SIZE>().0 {
@@ -488,39 +496,38 @@ fn read_symbols(cell: &str, object: &mut Object<'_>) -> Result<(), LoadError> {
             st_size: u64_at(e, 16),
         });
     }
-    object.syms = syms;
+    object.syms = IndexVec::from_vec(syms);
     let shnum = object.sections.len();
-    for (i, sym) in object.syms.iter().enumerate() {
-        if sym.is_special() {
+    for (i, sym) in object.syms.iter_enumerated() {
+        let Some(shndx) = sym.section() else {
             continue;
-        }
-        let shndx = sym.st_shndx;
+        };
         let Some(section) = object.sections.get(shndx) else {
             return Err(malformed(
                 cell,
-                format!(
-                    "symbol `{}` is in section {shndx}, but there are {shnum} sections",
-                    label_or_unknown(object, i)
-                ),
+                Malformation::SymbolSectionOutOfRange {
+                    symbol: label_or_unknown(object, i).into_owned(),
+                    st_shndx: sym.st_shndx,
+                    sections: shnum,
+                },
             ));
         };
-        let size = section.sh_size;
-        if sym.st_value > size {
+        if sym.st_value > section.sh_size {
             return Err(malformed(
                 cell,
-                format!(
-                    "symbol `{}` has value {:#x}, past the end of section {} ({size} bytes)",
-                    label_or_unknown(object, i),
-                    sym.st_value,
-                    object.section_name(shndx)
-                ),
+                Malformation::SymbolPastSection {
+                    symbol: label_or_unknown(object, i).into_owned(),
+                    st_value: sym.st_value,
+                    section: object.section_name(shndx),
+                    sh_size: section.sh_size,
+                },
             ));
         }
     }
     Ok(())
 }
 
-fn label_or_unknown<'a>(object: &Object<'a>, sym: usize) -> Cow<'a, str> {
+fn label_or_unknown<'a>(object: &Object<'a>, sym: SymbolIndex) -> Cow<'a, str> {
     let label = object.symbol_label(sym);
     if label.is_empty() {
         Cow::Borrowed("?")
@@ -541,14 +548,13 @@ fn read_relocations<'a>(cell: &str, object: &mut Object<'a>) -> Result<(), LoadE
         .filter(|sh| sh.sh_type == SHT_RELA)
         .count();
     let mut rela_sections = Vec::with_capacity(count);
-    for (index, sh) in object.sections.iter().enumerate() {
+    for (index, sh) in object.sections.iter_enumerated() {
         if sh.sh_type == SHT_REL {
             return Err(malformed(
                 cell,
-                format!(
-                    "{} is a REL section; x86_64 objects use RELA",
-                    object.section_name(index)
-                ),
+                Malformation::RelSection {
+                    section: object.section_name(index),
+                },
             ));
         }
         if sh.sh_type != SHT_RELA {
@@ -557,30 +563,31 @@ fn read_relocations<'a>(cell: &str, object: &mut Object<'a>) -> Result<(), LoadE
         if sh.sh_info as usize >= shnum {
             return Err(malformed(
                 cell,
-                format!(
-                    "{} applies to section {}, but there are {shnum} sections",
-                    object.section_name(index),
-                    sh.sh_info
-                ),
+                Malformation::RelocationTargetOutOfRange {
+                    section: object.section_name(index),
+                    sh_info: sh.sh_info,
+                    sections: shnum,
+                },
             ));
         }
         let (entries, _) = section_bytes(bytes, sh).as_chunks::<RELA_SIZE>();
         // `r_sym` is the high half of `r_info` (bytes 12..16 of the entry).
         if let Some(r_sym) = entries
             .iter()
-            .map(|e| u32_at(e, 12) as usize)
-            .find(|r_sym| *r_sym >= nsyms)
+            .map(|e| u32_at(e, 12))
+            .find(|r_sym| *r_sym as usize >= nsyms)
         {
             return Err(malformed(
                 cell,
-                format!(
-                    "a relocation in {} names symbol {r_sym} of {nsyms}",
-                    object.section_name(index),
-                ),
+                Malformation::RelocationSymbolOutOfRange {
+                    section: object.section_name(index),
+                    r_sym,
+                    symbols: nsyms,
+                },
             ));
         }
         rela_sections.push(RelaSection {
-            target: sh.sh_info as usize,
+            target: SectionIndex(sh.sh_info as usize),
             entries,
         });
     }

@@ -6,6 +6,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::layout::Region;
+use crate::mapping::AddrRange;
 use crate::platform::Platform;
 use crate::system::System;
 use crate_metadata::{demangle, CellId, CellState, Origin, SymbolKind};
@@ -81,6 +82,23 @@ impl fmt::Display for ReclaimError {
     }
 }
 
+/// Statics of a retired cell that other versions (or the base image) share.
+struct SharedState {
+    /// The statics, by path.
+    statics: Vec<String>,
+    /// Who shares them.
+    with: Vec<String>,
+}
+
+/// A data range of a freed cell that another cell's statics live in, and that cell.
+#[derive(Clone, Copy, Debug)]
+struct Heir {
+    range: AddrRange,
+    cell: CellId,
+}
+
+impl core::error::Error for ReclaimError {}
+
 /// What a reclaim freed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Reclaimed {
@@ -97,15 +115,15 @@ impl<P: Platform> System<P> {
     /// bound to them.
     pub fn reclaim(&mut self, id: CellId) -> Result<Reclaimed, ReclaimError> {
         self.check_reclaim(id)?;
-        if let Some((statics, with)) = self.shared_state(id) {
+        if let Some(shared) = self.shared_state(id) {
             return Err(ReclaimError::SharesState {
                 cell: self
                     .registry
                     .cell(id)
                     .map(|c| c.name.clone())
                     .unwrap_or_default(),
-                statics,
-                with,
+                statics: shared.statics,
+                with: shared.with,
             });
         }
         Ok(self.free_cell(id))
@@ -123,7 +141,7 @@ impl<P: Platform> System<P> {
     }
 
     /// The statics of `id` that other mapped cells share (same address), and those cells.
-    fn shared_state(&self, id: CellId) -> Option<(Vec<String>, Vec<String>)> {
+    fn shared_state(&self, id: CellId) -> Option<SharedState> {
         let cell = self.registry.cell(id)?;
         let mine: Vec<(u64, &str)> = cell
             .symbols
@@ -160,7 +178,7 @@ impl<P: Platform> System<P> {
                 }
             }
         }
-        (!statics.is_empty()).then_some((statics, with))
+        (!statics.is_empty()).then_some(SharedState { statics, with })
     }
 
     fn check_reclaim(&self, id: CellId) -> Result<(), ReclaimError> {
@@ -204,55 +222,53 @@ impl<P: Platform> System<P> {
         let Some(mapped) = self.mapped.remove(&id) else {
             return Reclaimed::default();
         };
-        let mut ranges: Vec<(usize, usize)> = mapped.adopted.clone();
-        let (data, data_len) = mapped.region(Region::Data);
-        if data_len > 0 {
-            ranges.push((data as usize, data_len));
+        let mut ranges: Vec<AddrRange> = mapped.adopted.clone();
+        let data = mapped.mapping.region(Region::Data);
+        if data.len > 0 {
+            ranges.push(data);
         }
         // Only a cell a swap rebound statics into can hold another cell's state: the others are
         // freed without a look at every mapped cell's symbols.
-        let heirs: Vec<((usize, usize), CellId)> = if mapped.lent {
+        let heirs: Vec<Heir> = if mapped.lent {
             ranges
                 .iter()
-                .filter_map(|r| self.static_owner(r.0, r.1).map(|c| (*r, c)))
+                .filter_map(|r| self.static_owner(*r).map(|cell| Heir { range: *r, cell }))
                 .collect()
         } else {
             Vec::new()
         };
+        // Lengths of memory that is mapped: no sum of them overflows a `u64`.
         let total =
-            mapped.mapping.len() as u64 + mapped.adopted.iter().map(|r| r.1 as u64).sum::<u64>();
+            mapped.mapping.len() as u64 + mapped.adopted.iter().map(|r| r.len as u64).sum::<u64>();
         // SAFETY: nothing points into the cell any more (no edges: checked by the callers) and
         // no registered thread runs it; the ranges kept are exactly those other cells' statics
         // live in.
         unsafe {
-            self.release_keeping(mapped, &mut |addr, len| {
-                heirs.iter().any(|(r, _)| *r == (addr, len))
-            });
+            self.release_keeping(mapped, &mut |range| heirs.iter().any(|h| h.range == range));
         }
-        let kept: u64 = heirs.iter().map(|(r, _)| r.1 as u64).sum();
-        for (range, heir) in &heirs {
-            if let Some(m) = self.mapped.get_mut(heir) {
-                m.adopted.push(*range);
+        let kept: u64 = heirs.iter().map(|h| h.range.len as u64).sum();
+        for heir in &heirs {
+            if let Some(m) = self.mapped.get_mut(&heir.cell) {
+                m.adopted.push(heir.range);
             }
         }
         Reclaimed {
-            unmapped: total - kept,
-            handed_over: heirs.first().map(|(_, c)| (*c, kept)),
+            unmapped: total.saturating_sub(kept),
+            handed_over: heirs.first().map(|h| (h.cell, kept)),
         }
     }
 
     /// A mapped cell one of whose statics lies in `addr..addr+len`. Walks the mapped cells only:
     /// the registry keeps a hole for every cell ever removed, so walking all of its cells would
     /// cost more with every load and unload done before.
-    fn static_owner(&self, addr: usize, len: usize) -> Option<CellId> {
-        let (lo, hi) = (addr as u64, (addr + len) as u64);
+    fn static_owner(&self, range: AddrRange) -> Option<CellId> {
         self.mapped
             .keys()
             .filter_map(|id| self.registry.cell(*id))
             .find(|c| {
                 c.symbols
                     .iter()
-                    .any(|s| s.kind == SymbolKind::Object && s.addr >= lo && s.addr < hi)
+                    .any(|s| s.kind == SymbolKind::Object && range.contains(s.addr))
             })
             .map(|c| c.id)
     }

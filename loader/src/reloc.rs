@@ -147,14 +147,23 @@ impl From<OutOfBounds> for WriteError {
     }
 }
 
+/// `value` as a 64-bit word, if it fits: any value from `i64::MIN` to `u64::MAX` (a negative one
+/// in two's complement). What an `R_X86_64_64` field, and a data slot a swap rewrites, hold.
+#[inline]
+pub(crate) fn word64(value: i128) -> Option<u64> {
+    if value < i128::from(i64::MIN) || value > i128::from(u64::MAX) {
+        return None;
+    }
+    // In range: the low 64 bits are the word (two's complement for a negative value).
+    Some(value as u64)
+}
+
 /// The little-endian bytes of `value` in `field`, if it fits.
 pub(crate) fn encode(field: Field, value: i128) -> Result<([u8; 8], usize), WriteError> {
     match field {
         Field::Word64 => {
-            if value < i128::from(i64::MIN) || value > i128::from(u64::MAX) {
-                return Err(WriteError::Overflow);
-            }
-            Ok(((value as u64).to_le_bytes(), 8))
+            let word = word64(value).ok_or(WriteError::Overflow)?;
+            Ok((word.to_le_bytes(), 8))
         }
         Field::Signed32 => {
             let v = i32::try_from(value).map_err(|_| WriteError::Overflow)?;

@@ -1,0 +1,156 @@
+//! Commit and retire: every slot a dependent binds through is rewritten, then the edges, the
+//! namespace entries and the cells' states follow.
+//!
+//! Where each slot goes is decided first (a relro slot through a write window on its cell, a data
+//! slot directly, a host handle through its slot), then the windows are opened — the only step
+//! that can fail, and it fails before anything is written — then each slot gets one aligned
+//! atomic store, then the windows close. Text is never patched.
+
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use super::undo::Undo;
+use super::{Pair, SlotWrite, SwapError, SwapReport};
+use crate::handle::HandleSlot;
+use crate::layout::Region;
+use crate::mapping::RelroWindow;
+use crate::platform::Platform;
+use crate::system::System;
+use crate_metadata::{CellId, CellState, EdgeId, NamespaceId, SlotKind};
+
+impl<P: Platform> System<P> {
+    /// Writes every slot, moves the edges, the namespace entries and the cells' states. Only
+    /// opening the relro write windows can fail, and that comes first.
+    pub(super) fn commit(
+        &mut self,
+        ns: NamespaceId,
+        pairs: &[Pair],
+        writes: &[SlotWrite],
+        undo: &mut Undo,
+        report: &mut SwapReport,
+    ) -> Result<(), SwapError> {
+        let window = self.platform.now_nanos();
+        report.warnings.extend(self.write_slots(writes)?);
+        report.times.commit = self.platform.now_nanos().saturating_sub(window);
+        let mut dependents = BTreeSet::new();
+        for w in writes {
+            self.registry
+                .retarget_edge(w.edge, w.new_cell, w.new_symbol);
+            dependents.insert(self.name_of(w.dependent));
+        }
+        report.slots_rewritten = writes.len();
+        report.dependents = dependents.into_iter().collect();
+        self.retire(ns, pairs, undo);
+        Ok(())
+    }
+
+    /// Opens a relro write window on every dependent with a relro slot to write, stores every
+    /// slot, and closes the windows. Returns a warning for each window that could not be closed
+    /// (its region stays writable, never executable).
+    fn write_slots(&self, writes: &[SlotWrite]) -> Result<Vec<String>, SwapError> {
+        // Where each slot goes, checked before anything is opened or written.
+        let mut relro: BTreeSet<CellId> = BTreeSet::new();
+        for w in writes.iter().filter(|w| w.kind != SlotKind::Handle) {
+            let m = self
+                .mapped
+                .get(&w.dependent)
+                .ok_or(SwapError::NoSuchCell(w.dependent))?;
+            match m.mapping.slot_region(w.slot) {
+                Some(Region::RelRo) => {
+                    relro.insert(w.dependent);
+                }
+                Some(_) => {} // the data region: always writable
+                None => {
+                    return Err(SwapError::UnwritableSlot {
+                        cell: self.name_of(w.dependent),
+                        slot: w.slot,
+                    })
+                }
+            }
+        }
+        let mut windows: BTreeMap<CellId, RelroWindow<'_>> = BTreeMap::new();
+        for c in relro {
+            match self.mapped[&c].mapping.open_relro(&self.platform) {
+                Ok(window) => {
+                    windows.insert(c, window);
+                }
+                // The windows opened so far close as they are dropped.
+                Err(error) => {
+                    return Err(SwapError::Platform {
+                        cell: self.name_of(c),
+                        error,
+                    })
+                }
+            }
+        }
+        // The point of no return: nothing below fails.
+        let handles: BTreeMap<EdgeId, &HandleSlot> =
+            self.handles.iter().map(|h| (h.edge, &*h.slot)).collect();
+        let mut warnings = Vec::new();
+        for w in writes {
+            let stored = match (w.kind, windows.get(&w.dependent)) {
+                (SlotKind::Handle, _) => {
+                    if let Some(slot) = handles.get(&w.edge) {
+                        slot.set(w.value);
+                    }
+                    Ok(())
+                }
+                (_, Some(window)) if window.contains(w.slot) => window.store(w.slot, w.value),
+                (_, _) => self.mapped[&w.dependent]
+                    .mapping
+                    .store_data_slot(w.slot, w.value),
+            };
+            // Each slot's region was checked above, so this never happens; if it did, the slot
+            // keeps its old value and the report says so.
+            if let Err(outside) = stored {
+                warnings.push(format!(
+                    "{}: slot {:#x} was not written",
+                    self.name_of(w.dependent),
+                    outside.slot
+                ));
+            }
+        }
+        for (c, window) in windows {
+            if let Err(e) = window.close() {
+                warnings.push(format!("{}: relro stays writable: {e}", self.name_of(c)));
+            }
+        }
+        Ok(warnings)
+    }
+
+    /// After the slots are written: the new versions take the old ones' places in the namespace
+    /// and become live, the old ones are retired in a new epoch, the staging namespace goes.
+    fn retire(&mut self, ns: NamespaceId, pairs: &[Pair], undo: &mut Undo) {
+        let staging = undo.staging.take();
+        let epoch = self.epochs.advance();
+        for p in pairs {
+            if let Some(s) = staging {
+                let _ = self.namespaces.remove_cell(s, p.new);
+            }
+            let exports = self.exports_of(p.new);
+            // Checked on a copy by `check_namespace`; cannot fail here.
+            let _ = self.namespaces.replace_cell(ns, p.old, p.new, &exports);
+            if let Some(c) = self.registry.cell_mut(p.old) {
+                c.state = CellState::Retired;
+            }
+            if let Some(c) = self.registry.cell_mut(p.new) {
+                c.state = CellState::Live;
+                c.namespace = Some(ns);
+            }
+            if let Some(m) = self.mapped.get_mut(&p.old) {
+                m.retired_epoch = Some(epoch);
+            }
+            if let Some(m) = self.mapped.get_mut(&p.new) {
+                m.retired_epoch = None;
+            }
+        }
+        if let Some(s) = staging {
+            let _ = self.namespaces.remove(s);
+        }
+        self.prune_handles();
+        undo.loaded.clear();
+        undo.reused.clear();
+    }
+}

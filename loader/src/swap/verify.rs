@@ -1,0 +1,131 @@
+//! Verify: every symbol any dependent binds to (in any namespace, and the host's handles) must
+//! exist in the new version under the exact same mangled name (or one the caller vouched for),
+//! and the namespace must accept the new versions' exports. Produces the slot writes of the
+//! commit; changes nothing.
+
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use super::{MissingExport, Pair, SlotWrite, SwapError, SwapOptions};
+use crate::platform::Platform;
+use crate::reloc;
+use crate::system::System;
+use crate_metadata::{demangle, CellId, NamespaceId, SlotKind, SymbolId};
+
+impl<P: Platform> System<P> {
+    /// Checks that the new version exports every symbol any dependent of the old version binds
+    /// to, and returns the slot writes that will move those dependents.
+    pub(super) fn verify(
+        &self,
+        p: &Pair,
+        olds: &BTreeSet<CellId>,
+        options: &SwapOptions,
+    ) -> Result<Vec<SlotWrite>, SwapError> {
+        let (Some(old), Some(new)) = (self.registry.cell(p.old), self.registry.cell(p.new)) else {
+            return Err(SwapError::NoSuchCell(p.old));
+        };
+        let by_name: BTreeMap<&str, SymbolId> = new
+            .symbols
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.as_str(), SymbolId(i as u32)))
+            .collect();
+        let mut missing: BTreeMap<String, MissingExport> = BTreeMap::new();
+        let mut direct = BTreeSet::new();
+        let mut writes = Vec::new();
+        for e in &old.used_by {
+            let Some(edge) = self.registry.edge(*e) else {
+                continue;
+            };
+            if olds.contains(&edge.dependent) {
+                continue; // it is replaced too: its slots stay with the retired version
+            }
+            if edge.kind == SlotKind::Handle && !self.handle_alive(*e) {
+                continue; // a handle the host dropped binds nothing; the commit forgets it
+            }
+            let Some(sym) = old.symbol(edge.symbol) else {
+                continue;
+            };
+            let dependent = self.name_of(edge.dependent);
+            if !edge.kind.is_rewritable() {
+                direct.insert(dependent.clone());
+                continue;
+            }
+            let found = by_name.get(sym.name.as_str()).or_else(|| {
+                let to = options.renamed(&sym.name)?;
+                by_name.get(to)
+            });
+            match found {
+                Some(new_sym) => {
+                    let addr = new.symbols[new_sym.index()].addr;
+                    // The slot holds S + A as the link wrote it: a 64-bit word, checked as the
+                    // relocation writer checks it.
+                    let Some(value) = reloc::word64(i128::from(addr) + i128::from(edge.addend))
+                    else {
+                        return Err(SwapError::SlotValueOverflow {
+                            cell: dependent,
+                            symbol: demangle::demangle(&sym.name),
+                            addend: edge.addend,
+                        });
+                    };
+                    writes.push(SlotWrite {
+                        edge: *e,
+                        slot: edge.slot,
+                        kind: edge.kind,
+                        dependent: edge.dependent,
+                        new_cell: p.new,
+                        new_symbol: *new_sym,
+                        value,
+                    });
+                }
+                None => {
+                    let entry = missing.entry(sym.name.clone()).or_insert_with(|| {
+                        let path = demangle::path(&sym.name);
+                        MissingExport {
+                            symbol: demangle::demangle(&sym.name),
+                            mangled: sym.name.clone(),
+                            changed_to: new
+                                .symbols
+                                .iter()
+                                .find(|s| demangle::path(&s.name) == path)
+                                .map(|s| s.name.clone()),
+                            dependents: Vec::new(),
+                        }
+                    });
+                    if !entry.dependents.contains(&dependent) {
+                        entry.dependents.push(dependent);
+                    }
+                }
+            }
+        }
+        if !missing.is_empty() {
+            return Err(SwapError::MissingSymbols {
+                cell: old.name.clone(),
+                missing: missing.into_values().collect(),
+            });
+        }
+        if !direct.is_empty() {
+            return Err(SwapError::DirectReferences {
+                cell: old.name.clone(),
+                dependents: direct.into_iter().collect(),
+            });
+        }
+        Ok(writes)
+    }
+
+    /// Tries the namespace change on a copy, so that commit cannot meet a refusal.
+    pub(super) fn check_namespace(&self, ns: NamespaceId, pairs: &[Pair]) -> Result<(), SwapError> {
+        let replaced: Vec<CellId> = pairs.iter().map(|p| p.old).collect();
+        for p in pairs {
+            let exports = self.exports_of(p.new);
+            self.namespaces
+                .check_replace(ns, &replaced, &exports)
+                .map_err(|error| SwapError::Namespace {
+                    cell: self.name_of(p.old),
+                    error,
+                })?;
+        }
+        Ok(())
+    }
+}

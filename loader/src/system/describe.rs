@@ -1,0 +1,251 @@
+//! Describing a cell: its metadata for the registry (sections, exported symbols with their
+//! addresses) and the exports it adds to its namespace.
+
+use alloc::borrow::ToOwned;
+use alloc::string::ToString;
+use alloc::vec::Vec;
+
+use goblin::elf::sym::{
+    STB_GLOBAL, STB_WEAK, STT_FILE, STT_FUNC, STT_OBJECT, STT_SECTION, STV_HIDDEN, STV_INTERNAL,
+};
+
+use super::{CellSpec, System};
+use crate::error::{malformed, LoadError};
+use crate::index::{IndexVec, SectionIndex, SymbolIndex};
+use crate::layout::{self, Layout, Placed, TLS_SYMBOL};
+use crate::malformation::Malformation;
+use crate::mapping::Mapping;
+use crate::parse::{Object, Sym};
+use crate::platform::Platform;
+use crate_metadata::{
+    demangle, Cell, CellId, Origin, Section, SectionId, SectionKind, Symbol, SymbolId, SymbolKind,
+};
+use namespace::{Export, SymbolRef};
+
+/// The address of a symbol at `st_value` in the section placed at `placed`: its absolute address
+/// in the mapping, or, `in_tls_block`, its offset in the cell's TLS block. `None` when the sum does
+/// not fit (`parse` checked the value lies inside its section, so it always does for a sane
+/// object).
+pub(crate) fn symbol_address(
+    mapping: &Mapping,
+    placed: &Placed,
+    st_value: u64,
+    in_tls_block: bool,
+) -> Option<u64> {
+    if in_tls_block {
+        return (placed.tls_offset as u64).checked_add(st_value);
+    }
+    let offset = placed.offset.checked_add(usize::try_from(st_value).ok()?)?;
+    mapping.checked_addr(offset)
+}
+
+/// One symbol the cell exports, before the cell has an id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct NewExport<'a> {
+    /// The mangled name, borrowed from the object.
+    pub(crate) name: &'a str,
+    /// Its id in the cell's metadata.
+    pub(crate) symbol: SymbolId,
+    /// Its address (its offset in the TLS block for a thread-local).
+    pub(crate) addr: u64,
+    /// Whether it is a weak definition.
+    pub(crate) weak: bool,
+}
+
+/// Ids of the cell's metadata, by object section and symbol index.
+#[derive(Debug)]
+pub(crate) struct SectionIds {
+    /// The metadata section of each loaded object section.
+    pub(crate) by_index: IndexVec<SectionIndex, Option<SectionId>>,
+    /// The metadata section of the GOT, when the cell has one.
+    pub(crate) got: Option<SectionId>,
+    /// The metadata symbol of each exported object symbol.
+    pub(crate) symbols: IndexVec<SymbolIndex, Option<SymbolId>>,
+}
+
+/// A cell described: its metadata, its exports (one per symbol of the metadata, in the same
+/// order) and the ids that map the object's indices to the metadata's.
+#[derive(Debug)]
+pub(crate) struct Described<'a> {
+    /// The metadata.
+    pub(crate) cell: Cell,
+    /// What the cell adds to its namespace.
+    pub(crate) exports: Vec<NewExport<'a>>,
+    /// Object indices to metadata ids.
+    pub(crate) ids: SectionIds,
+}
+
+/// Whether symbol `sym` is exported: defined, global or weak, visible, not a section or file
+/// symbol, in a loaded section.
+fn is_exported(sym: &Sym, by_index: &IndexVec<SectionIndex, Option<SectionId>>) -> bool {
+    let (bind, vis, ty) = (sym.st_bind(), sym.st_visibility(), sym.st_type());
+    (bind == STB_GLOBAL || bind == STB_WEAK)
+        && vis != STV_HIDDEN
+        && vis != STV_INTERNAL
+        && ty != STT_SECTION
+        && ty != STT_FILE
+        && sym
+            .section()
+            .and_then(|s| by_index.get(s).copied().flatten())
+            .is_some()
+}
+
+/// The cell's metadata (sections and exported symbols) and its namespace exports.
+pub(crate) fn describe<'a>(
+    spec: CellSpec<'_>,
+    object: &Object<'a>,
+    layout: &Layout,
+    mapping: &Mapping,
+) -> Result<Described<'a>, LoadError> {
+    let mut cell = Cell::new(spec.name, spec.version, Origin::Object);
+    cell.kind = spec.kind;
+    cell.sha256 = spec.sha256.map(ToString::to_string);
+    cell.object_size = object.bytes.len() as u64;
+    cell.base_addr = mapping.addr(0);
+    let by_index = describe_sections(spec.name, object, layout, mapping, &mut cell)?;
+    let got = add_loader_sections(layout, mapping, &mut cell);
+    // Found first, so the vectors are allocated once at their size.
+    let exported: Vec<SymbolIndex> = object
+        .syms
+        .iter_enumerated()
+        .filter(|(_, sym)| is_exported(sym, &by_index))
+        .map(|(i, _)| i)
+        .collect();
+    let mut exports = Vec::with_capacity(exported.len());
+    cell.symbols.reserve_exact(exported.len());
+    let mut symbols = IndexVec::from_elem(None, object.syms.len());
+    for i in exported {
+        let sym = &object.syms[i];
+        let Some(shndx) = sym.section() else { continue };
+        let (Some(section), Some(p)) = (by_index[shndx], layout.sections[shndx]) else {
+            continue;
+        };
+        let kind = match sym.st_type() {
+            STT_FUNC => SymbolKind::Function,
+            STT_OBJECT => SymbolKind::Object,
+            TLS_SYMBOL => SymbolKind::Tls,
+            _ => SymbolKind::Other,
+        };
+        let tls = kind == SymbolKind::Tls;
+        let Some(addr) = symbol_address(mapping, &p, sym.st_value, tls) else {
+            let symbol = demangle::demangle(&object.symbol_label(i));
+            return Err(malformed(
+                spec.name,
+                Malformation::AddressOverflow { symbol },
+            ));
+        };
+        let name = object.symbol_name(spec.name, i)?;
+        let id = SymbolId(cell.symbols.len() as u32);
+        cell.symbols.push(Symbol {
+            name: name.into(),
+            section: Some(section),
+            addr,
+            size: sym.st_size,
+            kind,
+        });
+        exports.push(NewExport {
+            name,
+            symbol: id,
+            addr,
+            weak: sym.st_bind() == STB_WEAK,
+        });
+        symbols[i] = Some(id);
+    }
+    Ok(Described {
+        cell,
+        exports,
+        ids: SectionIds {
+            by_index,
+            got,
+            symbols,
+        },
+    })
+}
+
+/// Adds a metadata section for every loaded section of the object; returns their ids by index.
+fn describe_sections(
+    cell_name: &str,
+    object: &Object<'_>,
+    layout: &Layout,
+    mapping: &Mapping,
+    cell: &mut Cell,
+) -> Result<IndexVec<SectionIndex, Option<SectionId>>, LoadError> {
+    let placed = layout.sections.iter().flatten().count();
+    cell.sections.reserve_exact(placed + 2);
+    let mut by_index = IndexVec::from_elem(None, layout.sections.len());
+    for (i, placed) in layout.sections.iter_enumerated() {
+        let Some(p) = placed else { continue };
+        by_index[i] = Some(SectionId(cell.sections.len() as u32));
+        let addr = if p.kind == SectionKind::TlsBss {
+            0
+        } else {
+            mapping.addr(p.offset)
+        };
+        // A loaded section's name goes into the metadata as a `String`: it must be UTF-8.
+        let name = match object.section_name_str(i) {
+            Some("") => i.to_string(),
+            Some(name) => name.to_owned(),
+            None => {
+                return Err(malformed(
+                    cell_name,
+                    Malformation::SectionNameNotUtf8 { section: i },
+                ))
+            }
+        };
+        cell.sections.push(Section {
+            name,
+            kind: p.kind,
+            addr,
+            size: p.size as u64,
+            align: object.sections[i].sh_addralign.max(1),
+        });
+    }
+    Ok(by_index)
+}
+
+/// Adds the sections the loader made (the GOT, the call stubs); returns the GOT's id.
+fn add_loader_sections(layout: &Layout, mapping: &Mapping, cell: &mut Cell) -> Option<SectionId> {
+    let mut got = None;
+    if layout.got_len > 0 {
+        got = Some(SectionId(cell.sections.len() as u32));
+        cell.sections.push(Section {
+            name: ".got".into(),
+            kind: SectionKind::Got,
+            addr: mapping.addr(layout.got_offset),
+            size: layout.got_len as u64,
+            align: 8,
+        });
+    }
+    if layout.stub_count > 0 {
+        cell.sections.push(Section {
+            name: ".stubs".into(),
+            kind: SectionKind::Stubs,
+            addr: mapping.addr(layout.stubs_offset),
+            size: (layout.stub_count * layout::STUB_SIZE) as u64,
+            align: 16,
+        });
+    }
+    got
+}
+
+impl<P: Platform> System<P> {
+    /// The namespace exports of a loaded cell, from its metadata.
+    pub(crate) fn exports_of(&self, id: CellId) -> Vec<Export> {
+        let Some(c) = self.registry.cell(id) else {
+            return Vec::new();
+        };
+        c.symbols
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Export {
+                name: s.name.clone(),
+                target: SymbolRef {
+                    cell: id,
+                    symbol: SymbolId(i as u32),
+                    addr: s.addr,
+                    weak: false,
+                },
+            })
+            .collect()
+    }
+}
