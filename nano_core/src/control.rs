@@ -749,13 +749,16 @@ impl Load {
     /// the system's epochs and quiescent between calls.
     pub fn start(kernel: &mut Kernel, threads: usize) -> Result<Load> {
         let mut probes = Vec::new();
-        // SAFETY (every handle here): the types are the exact signatures of these functions in
+        // Every handle here: the types are the exact signatures of these functions in
         // cells/kernel/memfs, cells/kernel/frame_alloc and cells/libs/counter.
+        // SAFETY: `ReadFn` is the signature of `memfs::read` (cells/kernel/memfs).
         if let Ok(handle) = unsafe { kernel.handle::<ReadFn>("memfs::read") } {
             if let Ok(expect) = (handle.get())("/etc/motd") {
                 probes.push(Probe::Read { handle, expect });
             }
         }
+        // SAFETY: `CountFn` is the signature of `frame_alloc::free_count` and of
+        // `frame_alloc::total_frames` (cells/kernel/frame_alloc).
         if let (Ok(handle), Ok(total)) = unsafe {
             (
                 kernel.handle::<CountFn>("frame_alloc::free_count"),
@@ -765,6 +768,7 @@ impl Load {
             let total = (total.get())();
             probes.push(Probe::FreeCount { handle, total });
         }
+        // SAFETY: `BumpFn` is the signature of `counter::bump` (cells/libs/counter).
         if let Ok(handle) = unsafe { kernel.handle::<BumpFn>("counter::bump") } {
             probes.push(Probe::Bump { handle });
         }

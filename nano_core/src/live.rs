@@ -71,23 +71,25 @@ struct Load {
 }
 
 fn view(kernel: &mut Kernel) -> Result<StateView> {
-    // SAFETY (all handles in this module): each type is the exact signature of the named cell
-    // function (cells/kernel/*, cells/libs/counter, and their new versions in cells/upgrades,
-    // which keep every signature).
-    unsafe {
-        let list = kernel.handle::<fn(&str) -> Result<Vec<String>, String>>("memfs::list")?;
-        let read = kernel.handle::<Read>("memfs::read")?;
-        let frames = kernel.handle::<Frames>("frame_alloc::allocated_frames")?;
-        let count = kernel.handle::<Bump>("counter::count")?;
-        Ok(StateView {
-            home: (list.get())("/home").unwrap_or_default(),
-            notes_len: (read.get())("/home/notes.txt")
-                .map(|v| v.len())
-                .unwrap_or(0),
-            frames: (frames.get())(),
-            counter: (count.get())(),
-        })
-    }
+    // Every handle in this module: its type is the exact signature of the named cell function
+    // (cells/kernel/*, cells/libs/counter, and their new versions in cells/upgrades, which keep
+    // every signature).
+    // SAFETY: `memfs::list` is `fn(&str) -> Result<Vec<String>, String>`.
+    let list = unsafe { kernel.handle::<fn(&str) -> Result<Vec<String>, String>>("memfs::list") }?;
+    // SAFETY: `Read` is the signature of `memfs::read`.
+    let read = unsafe { kernel.handle::<Read>("memfs::read") }?;
+    // SAFETY: `Frames` is the signature of `frame_alloc::allocated_frames`.
+    let frames = unsafe { kernel.handle::<Frames>("frame_alloc::allocated_frames") }?;
+    // SAFETY: `Bump` (`fn() -> u64`) is also the signature of `counter::count`.
+    let count = unsafe { kernel.handle::<Bump>("counter::count") }?;
+    Ok(StateView {
+        home: (list.get())("/home").unwrap_or_default(),
+        notes_len: (read.get())("/home/notes.txt")
+            .map(|v| v.len())
+            .unwrap_or(0),
+        frames: (frames.get())(),
+        counter: (count.get())(),
+    })
 }
 
 fn start_load(kernel: &mut Kernel, threads: usize) -> Result<Load> {
@@ -95,14 +97,12 @@ fn start_load(kernel: &mut Kernel, threads: usize) -> Result<Load> {
     let calls = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let bumps = Arc::new(AtomicU64::new(0));
-    // SAFETY: see `view`.
-    let (read, free, bump) = unsafe {
-        (
-            kernel.handle::<Read>("memfs::read")?,
-            kernel.handle::<Count>("frame_alloc::free_count")?,
-            kernel.handle::<Bump>("counter::bump")?,
-        )
-    };
+    // SAFETY: `Read` is the signature of `memfs::read`.
+    let read = unsafe { kernel.handle::<Read>("memfs::read") }?;
+    // SAFETY: `Count` is the signature of `frame_alloc::free_count`.
+    let free = unsafe { kernel.handle::<Count>("frame_alloc::free_count") }?;
+    // SAFETY: `Bump` is the signature of `counter::bump`.
+    let bump = unsafe { kernel.handle::<Bump>("counter::bump") }?;
     let motd = (read.get())("/etc/motd").map_err(|e| anyhow!("memfs: {e}"))?;
     let mut handles = Vec::new();
     for _ in 0..threads {
@@ -139,7 +139,8 @@ fn start_load(kernel: &mut Kernel, threads: usize) -> Result<Load> {
 }
 
 fn revision(kernel: &mut Kernel, cell: &str) -> String {
-    // SAFETY: see `view`.
+    // SAFETY: `Revision` (`fn() -> String`) is the signature of every cell's `revision`
+    // (cells/kernel/*, cells/libs/counter and greet, and their new versions).
     unsafe { kernel.handle::<Revision>(&format!("{cell}::revision")) }
         .map(|h| (h.get())())
         .unwrap_or_else(|_| "(no revision)".into())

@@ -59,87 +59,98 @@ pub struct WorkloadReport {
 /// Runs the workload.
 pub fn run(kernel: &mut Kernel) -> Result<WorkloadReport> {
     let mut r = WorkloadReport::default();
-    // SAFETY (for every handle below): each type is the exact signature of the cell function it
-    // names, as declared in the cell's source under cells/.
-    unsafe {
-        let total = kernel.handle::<Count>("frame_alloc::total_frames")?;
-        let free_count = kernel.handle::<Count>("frame_alloc::free_count")?;
-        let alloc = kernel.handle::<AllocFrame>("frame_alloc::alloc_frame")?;
-        let free = kernel.handle::<FreeFrame>("frame_alloc::free_frame")?;
-        r.frames_total = (total.get())();
-        r.frames_free_before = (free_count.get())();
-        for _ in 0..4 {
-            let frame = (alloc.get())().ok_or_else(|| anyhow!("frame_alloc is out of frames"))?;
-            r.frames_allocated.push(frame);
+    // Each handle's type is the exact signature of the cell function it names, as declared in the
+    // cell's source under cells/: that is what every `SAFETY` comment below refers to.
+    // SAFETY: `Count` is `fn() -> usize`, the signature of `frame_alloc::total_frames`.
+    let total = unsafe { kernel.handle::<Count>("frame_alloc::total_frames") }?;
+    // SAFETY: `Count` is `fn() -> usize`, the signature of `frame_alloc::free_count`.
+    let free_count = unsafe { kernel.handle::<Count>("frame_alloc::free_count") }?;
+    // SAFETY: `AllocFrame` is the signature of `frame_alloc::alloc_frame`.
+    let alloc = unsafe { kernel.handle::<AllocFrame>("frame_alloc::alloc_frame") }?;
+    // SAFETY: `FreeFrame` is the signature of `frame_alloc::free_frame`.
+    let free = unsafe { kernel.handle::<FreeFrame>("frame_alloc::free_frame") }?;
+    r.frames_total = (total.get())();
+    r.frames_free_before = (free_count.get())();
+    for _ in 0..4 {
+        let frame = (alloc.get())().ok_or_else(|| anyhow!("frame_alloc is out of frames"))?;
+        r.frames_allocated.push(frame);
+    }
+    let last = *r.frames_allocated.last().unwrap_or(&0);
+    (free.get())(last).map_err(|e| anyhow!("freeing frame {last:#x}: {e}"))?;
+    r.double_free_error = match (free.get())(last) {
+        Ok(()) => String::from("(no error: double free accepted)"),
+        Err(e) => e,
+    };
+
+    // SAFETY: `Spawn` is the signature of `sched::spawn`.
+    let spawn = unsafe { kernel.handle::<Spawn>("sched::spawn") }?;
+    // SAFETY: `Schedule` is the signature of `sched::schedule`.
+    let schedule = unsafe { kernel.handle::<Schedule>("sched::schedule") }?;
+    // SAFETY: `Strings` is `fn() -> Vec<String>`, the signature of `sched::tasks`.
+    let tasks = unsafe { kernel.handle::<Strings>("sched::tasks") }?;
+    for (name, prio) in [("shell", 2), ("netd", 1), ("fsd", 3)] {
+        r.spawned
+            .push((spawn.get())(name, prio).map_err(|e| anyhow!("spawning {name}: {e}"))?);
+    }
+    for _ in 0..8 {
+        if let Some(t) = (schedule.get())() {
+            r.schedule_order.push(t);
         }
-        let last = *r.frames_allocated.last().unwrap_or(&0);
-        (free.get())(last).map_err(|e| anyhow!("freeing frame {last:#x}: {e}"))?;
-        r.double_free_error = match (free.get())(last) {
-            Ok(()) => String::from("(no error: double free accepted)"),
-            Err(e) => e,
-        };
+    }
+    r.tasks = (tasks.get())();
 
-        let spawn = kernel.handle::<Spawn>("sched::spawn")?;
-        let schedule = kernel.handle::<Schedule>("sched::schedule")?;
-        let tasks = kernel.handle::<Strings>("sched::tasks")?;
-        for (name, prio) in [("shell", 2), ("netd", 1), ("fsd", 3)] {
-            r.spawned
-                .push((spawn.get())(name, prio).map_err(|e| anyhow!("spawning {name}: {e}"))?);
+    // SAFETY: `Create` is the signature of `memfs::create`.
+    let create = unsafe { kernel.handle::<Create>("memfs::create") }?;
+    // SAFETY: `Read` is the signature of `memfs::read`.
+    let read = unsafe { kernel.handle::<Read>("memfs::read") }?;
+    // SAFETY: `List` is the signature of `memfs::list`.
+    let list = unsafe { kernel.handle::<List>("memfs::list") }?;
+    // SAFETY: `ReadOrPanic` is the signature of `memfs::read_or_panic`.
+    let read_or_panic = unsafe { kernel.handle::<ReadOrPanic>("memfs::read_or_panic") }?;
+    let notes = "cells are linked at run time\n".repeat(200);
+    (create.get())("/home/notes.txt", notes.as_bytes())
+        .map_err(|e| anyhow!("memfs::create: {e}"))?;
+    r.notes = String::from_utf8_lossy(
+        &(read.get())("/home/notes.txt").map_err(|e| anyhow!("memfs::read: {e}"))?,
+    )
+    .into_owned();
+    r.root_listing = (list.get())("/").map_err(|e| anyhow!("memfs::list: {e}"))?;
+    r.missing_file_error = (read.get())("/no/such/file").err().unwrap_or_default();
+    r.frames_free_after = (free_count.get())();
+
+    let f = read_or_panic.get();
+    // The panic is expected: keep the default hook from printing it as if it were a crash.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let caught = catch_unwind(AssertUnwindSafe(|| f("/no/such/file")));
+    std::panic::set_hook(hook);
+    r.panic_caught = caught.err().map(|p| panic_message(&*p));
+    r.fs_works_after_panic = (read.get())("/home/notes.txt").is_ok();
+
+    // SAFETY: `Strings` is `fn() -> Vec<String>`, the signature of `klog::dump`.
+    let dump = unsafe { kernel.handle::<Strings>("klog::dump") }?;
+    let lines = (dump.get())();
+    r.klog_lines = lines.len();
+    r.klog_tail = lines.iter().rev().take(5).rev().cloned().collect();
+
+    // SAFETY: `Record` is the signature of `tls_stats::record`.
+    if let Ok(record) = unsafe { kernel.handle::<Record>("tls_stats::record") } {
+        let mut threads = Vec::new();
+        for t in 0..3u64 {
+            let record = record.clone();
+            threads.push(std::thread::spawn(move || {
+                let mut last = 0;
+                for _ in 0..=t {
+                    last = (record.get())(10);
+                }
+                last
+            }));
         }
-        for _ in 0..8 {
-            if let Some(t) = (schedule.get())() {
-                r.schedule_order.push(t);
-            }
-        }
-        r.tasks = (tasks.get())();
-
-        let create = kernel.handle::<Create>("memfs::create")?;
-        let read = kernel.handle::<Read>("memfs::read")?;
-        let list = kernel.handle::<List>("memfs::list")?;
-        let read_or_panic = kernel.handle::<ReadOrPanic>("memfs::read_or_panic")?;
-        let notes = "cells are linked at run time\n".repeat(200);
-        (create.get())("/home/notes.txt", notes.as_bytes())
-            .map_err(|e| anyhow!("memfs::create: {e}"))?;
-        r.notes = String::from_utf8_lossy(
-            &(read.get())("/home/notes.txt").map_err(|e| anyhow!("memfs::read: {e}"))?,
-        )
-        .into_owned();
-        r.root_listing = (list.get())("/").map_err(|e| anyhow!("memfs::list: {e}"))?;
-        r.missing_file_error = (read.get())("/no/such/file").err().unwrap_or_default();
-        r.frames_free_after = (free_count.get())();
-
-        let f = read_or_panic.get();
-        // The panic is expected: keep the default hook from printing it as if it were a crash.
-        let hook = std::panic::take_hook();
-        std::panic::set_hook(Box::new(|_| {}));
-        let caught = catch_unwind(AssertUnwindSafe(|| f("/no/such/file")));
-        std::panic::set_hook(hook);
-        r.panic_caught = caught.err().map(|p| panic_message(&*p));
-        r.fs_works_after_panic = (read.get())("/home/notes.txt").is_ok();
-
-        let dump = kernel.handle::<Strings>("klog::dump")?;
-        let lines = (dump.get())();
-        r.klog_lines = lines.len();
-        r.klog_tail = lines.iter().rev().take(5).rev().cloned().collect();
-
-        if let Ok(record) = kernel.handle::<Record>("tls_stats::record") {
-            let mut threads = Vec::new();
-            for t in 0..3u64 {
-                let record = record.clone();
-                threads.push(std::thread::spawn(move || {
-                    let mut last = 0;
-                    for _ in 0..=t {
-                        last = (record.get())(10);
-                    }
-                    last
-                }));
-            }
-            for t in threads {
-                r.tls_per_thread.push(
-                    t.join()
-                        .map_err(|_| anyhow!("a tls_stats thread panicked"))?,
-                );
-            }
+        for t in threads {
+            r.tls_per_thread.push(
+                t.join()
+                    .map_err(|_| anyhow!("a tls_stats thread panicked"))?,
+            );
         }
     }
     log::info!(target: "nano_core", "workload finished");

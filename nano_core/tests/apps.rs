@@ -29,7 +29,8 @@ type Greeted = fn() -> u64;
 fn two_applications_use_two_versions_of_one_library_at_once() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut kernel = boot();
-    // SAFETY (all handles): the signatures of cells/libs/greet and cells/apps/*.
+    // Every handle here has the signature of its function in cells/libs/greet or cells/apps/*.
+    // SAFETY: `Greeted` is the signature of `greet::greeted` (cells/libs/greet).
     let kernel_greeted = unsafe { kernel.handle::<Greeted>("greet::greeted") }.unwrap();
     let before = (kernel_greeted.get())();
     let hello = kernel.start_app("hello").unwrap();
@@ -41,6 +42,7 @@ fn two_applications_use_two_versions_of_one_library_at_once() {
     assert_eq!(kernel.wait_app(hola).unwrap(), Outcome::Exited(0));
     let output = |k: &mut Kernel, id: u64, app: &str| {
         let ns = k.app_namespace(id).unwrap();
+        // SAFETY: `Output` is the signature of `hello::output` and of `hola::output`.
         let h = unsafe {
             k.system_mut()
                 .handle::<Output>(ns, &format!("{app}::output"))
@@ -106,6 +108,7 @@ fn nothing_outside_an_application_can_bind_to_its_cells() {
         );
     }
     // The host cannot reach it from the kernel's namespace either.
+    // SAFETY: `Greeting` is the signature of `greet::greeting` (and the lookup fails anyway).
     let err = unsafe { system.handle::<Greeting>(kernel, "greet::greeting") }.unwrap_err();
     assert!(
         matches!(err, LoadError::NoSuchSymbol { ref namespace, .. } if namespace == "_kernel"),
@@ -146,6 +149,7 @@ fn a_panicking_application_takes_nothing_else_down() {
     );
     kernel.end_app(hello).unwrap();
     // The kernel's cells work.
+    // SAFETY: the signature of `memfs::read` (cells/kernel/memfs).
     let read =
         unsafe { kernel.handle::<fn(&str) -> Result<Vec<u8>, String>>("memfs::read") }.unwrap();
     assert!((read.get())("/etc/motd").is_ok());
@@ -165,6 +169,7 @@ fn teardown_frees_everything_and_refuses_while_used_from_outside() {
     let ns = kernel.app_namespace(id).unwrap();
     assert!(kernel.system().platform().live_mappings().0 > before.0);
     // A handle the host keeps into the application is a user outside its namespace.
+    // SAFETY: `Output` is the signature of `hola::output` (cells/apps/hola).
     let kept = unsafe { kernel.system_mut().handle::<Output>(ns, "hola::output") }.unwrap();
     let err = kernel.end_app(id).unwrap_err().to_string();
     assert!(err.contains("nano_core") && err.contains("hola"), "{err}");
@@ -200,6 +205,7 @@ fn swapping_a_kernel_library_moves_the_applications_that_use_it() {
         Outcome::Exited(0)
     );
     let ns = kernel.app_namespace(hello).unwrap();
+    // SAFETY: `Output` is the signature of `hello::output` (cells/apps/hello).
     let out = unsafe { kernel.system_mut().handle::<Output>(ns, "hello::output") }.unwrap();
     assert_eq!(
         (out.get())(),

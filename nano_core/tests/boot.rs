@@ -197,8 +197,9 @@ fn a_panic_in_a_cell_unwinds_to_the_host() {
 fn thread_local_blocks_are_per_thread_and_freed_at_thread_exit() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut kernel = boot();
-    // SAFETY: the signatures of cells/libs/tls_stats.
+    // SAFETY: the signature of `tls_stats::record` (cells/libs/tls_stats).
     let record = unsafe { kernel.handle::<fn(u64) -> u64>("tls_stats::record") }.unwrap();
+    // SAFETY: the signature of `tls_stats::note` (cells/libs/tls_stats).
     let note = unsafe { kernel.handle::<fn(&str) -> usize>("tls_stats::note") }.unwrap();
     let before = loader::hosted::live_tls_blocks();
     let threads: Vec<_> = (1..=4u64)

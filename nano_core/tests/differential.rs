@@ -96,7 +96,7 @@ fn the_cells_compute_what_the_statically_linked_crates_compute() {
     ] {
         assert!(kernel.cell_id(cell).is_some(), "{cell} is loaded as a cell");
     }
-    // SAFETY (all handles): the functions' signatures, which the static calls below also use, so
+    // SAFETY: each type is its function's signature, which the static calls below also use, so
     // the compiler checks them against the crates.
     let h = unsafe {
         (

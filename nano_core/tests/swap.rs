@@ -420,7 +420,8 @@ fn every_memory_failure_during_a_swap_leaves_the_system_as_it_was() {
                         &SwapOptions::default(),
                     )
                     .unwrap();
-                // SAFETY: as above.
+                // SAFETY: frame_alloc's state (this very object, swapped for itself) is a
+                // bitmap: no pointer into the code of the version reclaimed.
                 unsafe { s.system.reclaim_unchecked(new) }.unwrap();
             }
         }

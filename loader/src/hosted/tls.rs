@@ -391,8 +391,10 @@ mod tests {
                     assert_eq!(get(module, 20), block.wrapping_add(20));
                     // SAFETY: byte 20 of this thread's own block.
                     unsafe { *block.add(20) = i + 1 };
-                    barrier.wait(); // every thread has written its byte
-                                    // SAFETY: as above.
+                    // Every thread has written its byte after this.
+                    barrier.wait();
+                    // SAFETY: byte 20 of this thread's own block (a 64-byte block, see
+                    // `template`), which only this thread writes.
                     assert_eq!(unsafe { *get(module, 20) }, i + 1);
                     assert_eq!(module_tls_blocks(module), 4);
                     barrier.wait(); // nobody exits before every thread has counted

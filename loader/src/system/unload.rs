@@ -201,11 +201,13 @@ impl<P: Platform> System<P> {
         }
         let data = mapped.mapping.region(Region::Data);
         if data.len > 0 && keep(data) {
-            // SAFETY: as above; everything before the data region (code, read-only data, GOT)
-            // is used by no one, and the data region stays mapped.
+            // SAFETY: the caller promises nothing runs or reads the cell but through the kept
+            // ranges; everything before the data region (code, read-only data, GOT) is outside
+            // them, and the data region stays mapped.
             unsafe { mapped.mapping.unmap_all_but_data(&self.platform) };
         } else {
-            // SAFETY: as above; the mapping is exactly what `Mapping::new` made.
+            // SAFETY: the caller promises nothing runs or reads the cell, and no range of it is
+            // kept; the mapping is exactly what `Mapping::new` made.
             unsafe { mapped.mapping.unmap(&self.platform) };
         }
     }

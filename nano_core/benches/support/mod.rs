@@ -195,9 +195,16 @@ pub fn dlopen(path: &Path, flags: i32) -> *mut c_void {
     // SAFETY: a valid C string; the libraries opened here have no initialisers that matter.
     let h = unsafe { libc::dlopen(c.as_ptr(), flags) };
     if h.is_null() {
-        // SAFETY: dlerror returns a C string or null.
-        let e = unsafe { std::ffi::CStr::from_ptr(libc::dlerror()) };
-        panic!("dlopen {}: {}", path.display(), e.to_string_lossy());
+        // SAFETY: dlerror has no preconditions; it returns the last error as a C string, or null.
+        let e = unsafe { libc::dlerror() };
+        let message = if e.is_null() {
+            "(no dlerror message)".into()
+        } else {
+            // SAFETY: `e` is not null (checked), so it is a NUL-terminated string that glibc
+            // keeps valid until the next dl* call on this thread; it is copied out at once.
+            unsafe { std::ffi::CStr::from_ptr(e) }.to_string_lossy()
+        };
+        panic!("dlopen {}: {message}", path.display());
     }
     h
 }
