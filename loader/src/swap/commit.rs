@@ -17,8 +17,9 @@ use crate::handle::HandleSlot;
 use crate::layout::Region;
 use crate::mapping::RelroWindow;
 use crate::platform::Platform;
+use crate::reloc;
 use crate::system::System;
-use crate_metadata::{CellId, CellState, EdgeId, NamespaceId, SlotKind};
+use crate_metadata::{demangle, CellId, CellState, EdgeId, NamespaceId, SlotKind};
 
 impl<P: Platform> System<P> {
     /// Writes every slot, moves the edges, the namespace entries and the cells' states. Only
@@ -50,7 +51,11 @@ impl<P: Platform> System<P> {
     /// slot, and closes the windows. Returns a warning for each window that could not be closed
     /// (its region stays writable, never executable).
     fn write_slots(&self, writes: &[SlotWrite]) -> Result<Vec<String>, SwapError> {
-        // Where each slot goes, checked before anything is opened or written.
+        // What each slot gets and where it goes, checked before anything is opened or written.
+        let values = writes
+            .iter()
+            .map(|w| self.slot_value(w))
+            .collect::<Result<Vec<u64>, SwapError>>()?;
         let mut relro: BTreeSet<CellId> = BTreeSet::new();
         for w in writes.iter().filter(|w| w.kind != SlotKind::Handle) {
             let m = self
@@ -89,18 +94,18 @@ impl<P: Platform> System<P> {
         let handles: BTreeMap<EdgeId, &HandleSlot> =
             self.handles.iter().map(|h| (h.edge, &*h.slot)).collect();
         let mut warnings = Vec::new();
-        for w in writes {
+        for (w, value) in writes.iter().zip(values) {
             let stored = match (w.kind, windows.get(&w.dependent)) {
                 (SlotKind::Handle, _) => {
                     if let Some(slot) = handles.get(&w.edge) {
-                        slot.set(w.value);
+                        slot.set(value);
                     }
                     Ok(())
                 }
-                (_, Some(window)) if window.contains(w.slot) => window.store(w.slot, w.value),
+                (_, Some(window)) if window.contains(w.slot) => window.store(w.slot, value),
                 (_, _) => self.mapped[&w.dependent]
                     .mapping
-                    .store_data_slot(w.slot, w.value),
+                    .store_data_slot(w.slot, value),
             };
             // Each slot's region was checked above, so this never happens; if it did, the slot
             // keeps its old value and the report says so.
@@ -118,6 +123,23 @@ impl<P: Platform> System<P> {
             }
         }
         Ok(warnings)
+    }
+
+    /// What slot write `w` stores: the new symbol's address now (after rebinding) plus the edge's
+    /// addend, a 64-bit word checked as the relocation writer checks it.
+    fn slot_value(&self, w: &SlotWrite) -> Result<u64, SwapError> {
+        let symbol = self
+            .registry
+            .cell(w.new_cell)
+            .and_then(|c| c.symbol(w.new_symbol))
+            .ok_or(SwapError::NoSuchCell(w.new_cell))?;
+        reloc::word64(i128::from(symbol.addr) + i128::from(w.addend)).ok_or_else(|| {
+            SwapError::SlotValueOverflow {
+                cell: self.name_of(w.dependent),
+                symbol: demangle::demangle(&symbol.name),
+                addend: w.addend,
+            }
+        })
     }
 
     /// After the slots are written: the new versions take the old ones' places in the namespace

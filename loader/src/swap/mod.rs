@@ -196,8 +196,10 @@ pub(crate) struct SlotWrite {
     pub(crate) new_cell: CellId,
     /// The symbol of the new provider the edge moves to.
     pub(crate) new_symbol: SymbolId,
-    /// What the slot gets: the new symbol's address plus the edge's addend.
-    pub(crate) value: u64,
+    /// The edge's addend: the slot gets the new symbol's address plus it. The address is read
+    /// when the commit writes, after rebinding may have moved the symbol (a static bound to the
+    /// old version's memory), so dependents and the new version share one copy.
+    pub(crate) addend: i64,
 }
 
 impl<P: Platform> System<P> {

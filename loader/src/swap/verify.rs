@@ -9,7 +9,6 @@ use alloc::vec::Vec;
 
 use super::{MissingExport, Pair, SlotWrite, SwapError, SwapOptions};
 use crate::platform::Platform;
-use crate::reloc;
 use crate::system::System;
 use crate_metadata::{demangle, CellId, NamespaceId, SlotKind, SymbolId};
 
@@ -57,28 +56,15 @@ impl<P: Platform> System<P> {
                 by_name.get(to)
             });
             match found {
-                Some(new_sym) => {
-                    let addr = new.symbols[new_sym.index()].addr;
-                    // The slot holds S + A as the link wrote it: a 64-bit word, checked as the
-                    // relocation writer checks it.
-                    let Some(value) = reloc::word64(i128::from(addr) + i128::from(edge.addend))
-                    else {
-                        return Err(SwapError::SlotValueOverflow {
-                            cell: dependent,
-                            symbol: demangle::demangle(&sym.name),
-                            addend: edge.addend,
-                        });
-                    };
-                    writes.push(SlotWrite {
-                        edge: *e,
-                        slot: edge.slot,
-                        kind: edge.kind,
-                        dependent: edge.dependent,
-                        new_cell: p.new,
-                        new_symbol: *new_sym,
-                        value,
-                    });
-                }
+                Some(new_sym) => writes.push(SlotWrite {
+                    edge: *e,
+                    slot: edge.slot,
+                    kind: edge.kind,
+                    dependent: edge.dependent,
+                    new_cell: p.new,
+                    new_symbol: *new_sym,
+                    addend: edge.addend,
+                }),
                 None => {
                     let entry = missing.entry(sym.name.clone()).or_insert_with(|| {
                         let path = demangle::path(&sym.name);
