@@ -41,7 +41,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 extern crate alloc;
-#[cfg(feature = "std")]
+#[cfg(any(feature = "std", test))]
 extern crate std;
 
 mod catalog;
@@ -64,6 +64,11 @@ mod system;
 
 #[cfg(feature = "hosted")]
 pub mod hosted;
+
+#[cfg(test)]
+mod testing;
+#[cfg(test)]
+mod tests;
 
 pub use catalog::ManifestCatalog;
 pub use error::{LoadError, MissingCause, MissingSymbol};

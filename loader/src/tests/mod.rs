@@ -1,0 +1,11 @@
+//! The loader's unit tests by phase, on the heap platform and objects written by the tests
+//! themselves (`crate::testing`). Small tests of one table or function stay next to it.
+
+mod layout;
+mod link;
+mod parse;
+mod permissions;
+mod reclaim;
+mod resolve;
+mod swap;
+mod system;
