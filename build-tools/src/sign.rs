@@ -84,7 +84,7 @@ pub fn sign_manifest(cells_dir: &Path, key: &Path) -> Result<usize> {
     if signed > 0 {
         let mut json = serde_json::to_string_pretty(&manifest)?;
         json.push('\n');
-        crate::build::write_if_changed(&path, json.as_bytes())?;
+        crate::files::write_if_changed(&path, json.as_bytes())?;
     }
     Ok(signed)
 }
