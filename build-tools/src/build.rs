@@ -144,6 +144,7 @@ pub fn build_cells(options: &BuildOptions) -> Result<BuildReport> {
     let cells_dir = ws.target_dir.join("cells");
     let mut manifest = Manifest {
         rustc,
+        serial: None,
         cells: Vec::with_capacity(ws.cells.len()),
     };
     let mut rewritten = Vec::new();
@@ -252,7 +253,10 @@ pub fn build_cells(options: &BuildOptions) -> Result<BuildReport> {
     manifest
         .cells
         .sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
-    crate::sign::carry_signatures(&cells_dir.join("manifest.json"), &mut manifest);
+    // A build writes an unsigned manifest: signatures come from `cargo cell sign` (or
+    // `build --sign`) afterwards, over the new manifest's serial. Carrying the old ones over
+    // would leave a manifest that claims to be signed while a plain build meant to go back to
+    // unsigned cells.
     rewritten.sort();
 
     let manifest_path = cells_dir.join("manifest.json");

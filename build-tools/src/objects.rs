@@ -100,10 +100,7 @@ pub fn exported_symbols(object: &[u8]) -> Result<Vec<String>> {
 
 /// SHA-256 of `bytes` as lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate_metadata::hex::encode(&Sha256::digest(bytes))
 }
 
 /// The hash cargo puts in an rlib's file name (`libfoo-0123abcd.rlib` gives `0123abcd`): it is

@@ -81,6 +81,7 @@ pub fn build_image(report: &BuildReport, quiet: bool) -> Result<BareImage> {
         .collect::<Result<_>>()?;
     let manifest = Manifest {
         rustc: report.manifest.rustc.clone(),
+        serial: report.manifest.serial,
         cells: entries.into_iter().cloned().collect(),
     };
     let manifest =
