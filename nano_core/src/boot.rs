@@ -106,7 +106,7 @@ impl Kernel {
             })
             .collect::<Result<Vec<_>>>()?;
         let manifest_path = cells_dir.join("manifest.json");
-        let text = std::fs::read_to_string(&manifest_path).with_context(|| {
+        let text = crate::files::read_manifest_text(&manifest_path).with_context(|| {
             format!(
                 "reading {} (run `cargo cell build` first)",
                 manifest_path.display()
@@ -180,7 +180,10 @@ impl Kernel {
     /// before anything is mapped.
     pub(crate) fn load_entry(&mut self, ns: NamespaceId, entry: &ManifestEntry) -> Result<CellId> {
         let path = self.cells_dir.join(&entry.object);
-        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        // Never more than the manifest says the object is: a FIFO, a device or a growing file
+        // in its place is refused before anything is allocated.
+        let bytes = crate::files::read_regular(&path, entry.size)
+            .with_context(|| format!("cell `{}`", entry.name))?;
         self.check_signature(entry, &bytes)?;
         let spec = CellSpec {
             name: &entry.name,
@@ -363,8 +366,7 @@ impl Kernel {
     /// and the running one kept.
     pub fn reload_manifest(&mut self) -> Result<&Manifest> {
         let path = self.cells_dir.join("manifest.json");
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text = crate::files::read_manifest_text(&path)?;
         let manifest: Manifest =
             serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         if !self.trusted.is_empty() {
@@ -416,8 +418,8 @@ impl Kernel {
         object: &Path,
         options: &SwapOptions,
     ) -> Result<SwapReport> {
-        let bytes =
-            std::fs::read(object).with_context(|| format!("reading {}", object.display()))?;
+        let bytes = crate::files::read_regular(object, crate::files::MAX_OBJECT)
+            .with_context(|| format!("swapping `{cell}`"))?;
         self.swap_bytes(cell, &bytes, options)
     }
 

@@ -991,13 +991,12 @@ fn swap_entry(kernel: &mut Kernel, entry: &ManifestEntry) -> Vec<String> {
         entry.name,
         path.display()
     )];
-    let bytes = match std::fs::read(&path) {
+    let bytes = match crate::files::read_regular(&path, entry.size) {
         Ok(b) => b,
         Err(e) => {
             out.push(format!(
-                "nano_core: watch: swapping {} failed: reading {}: {e}",
-                entry.name,
-                path.display()
+                "nano_core: watch: swapping {} failed: {e}",
+                entry.name
             ));
             return out;
         }
