@@ -526,10 +526,26 @@ impl Kernel {
     }
 }
 
+/// How long dropping a kernel waits for each application still running on its thread.
+const DROP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Drop for Kernel {
     fn drop(&mut self) {
-        let ids: Vec<u64> = self.apps().iter().map(|a| a.0).collect();
+        let ids: Vec<u64> = self.apps().iter().map(|a| a.id).collect();
         for id in ids {
+            // An application still running after the deadline keeps its cells: its thread may
+            // still be in them (the system leaves mapped what a live handle can reach).
+            if self.wait_app_within(id, DROP_DEADLINE).is_err() && self.app_namespace(id).is_some()
+            {
+                let running = self
+                    .apps()
+                    .iter()
+                    .any(|a| a.id == id && a.state == crate::apps::AppState::Running);
+                if running {
+                    log::warn!(target: "nano_core", "application #{id} still runs; its cells stay mapped");
+                    continue;
+                }
+            }
             let _ = self.end_app(id);
         }
         if let Some(token) = self.log_token.take() {
