@@ -4,5 +4,8 @@
 fn main() {
     println!("cargo:rustc-link-arg-bins=-Wl,--export-dynamic");
     println!("cargo:rustc-link-arg-tests=-Wl,--export-dynamic");
+    // The benchmarks host cells too, and `dlopen` shared libraries that bind to the allocator
+    // shim the executable defines.
+    println!("cargo:rustc-link-arg-benches=-Wl,--export-dynamic");
     println!("cargo:rerun-if-changed=build.rs");
 }

@@ -3,14 +3,14 @@
 //!
 //! Run with `cargo bench -p build-tools --bench deps`; the numbers are in BENCHMARKS.md.
 
-use build_tools::inspect::model::{self, Index};
+use build_tools::inspect::model::{self, Index, Model};
 use build_tools::inspect::synth::{generate, SynthOptions};
 use build_tools::inspect::{render, view, Format, Options, Query};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 fn deps(c: &mut Criterion) {
-    let snapshot = generate(&SynthOptions::default());
-    let json = serde_json::to_string(&snapshot).expect("serializable");
+    let snapshot = Model::from(generate(&SynthOptions::default()));
+    let json = serde_json::to_string(&snapshot.snapshot).expect("serializable");
     let queries = [
         ("tree", Query::Tree),
         ("invert", Query::Invert("cell_000".into())),

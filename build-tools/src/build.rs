@@ -18,6 +18,7 @@ use crate_metadata::{CellKind, Manifest, ManifestEntry};
 
 use crate::cargo_build::run_cargo_build;
 use crate::dependency_cells::{self, CrateGraph, DepCell};
+use crate::files::write_if_changed;
 use crate::objects::{exported_symbols, extract_single_object, sha256_hex};
 use crate::upgrades::{build_upgrades, LiveCell, SymbolComparison};
 use crate::workspace::{find_workspace_root, Workspace};
@@ -143,6 +144,7 @@ pub fn build_cells(options: &BuildOptions) -> Result<BuildReport> {
     let cells_dir = ws.target_dir.join("cells");
     let mut manifest = Manifest {
         rustc,
+        serial: None,
         cells: Vec::with_capacity(ws.cells.len()),
     };
     let mut rewritten = Vec::new();
@@ -251,7 +253,10 @@ pub fn build_cells(options: &BuildOptions) -> Result<BuildReport> {
     manifest
         .cells
         .sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
-    crate::sign::carry_signatures(&cells_dir.join("manifest.json"), &mut manifest);
+    // A build writes an unsigned manifest: signatures come from `cargo cell sign` (or
+    // `build --sign`) afterwards, over the new manifest's serial. Carrying the old ones over
+    // would leave a manifest that claims to be signed while a plain build meant to go back to
+    // unsigned cells.
     rewritten.sort();
 
     let manifest_path = cells_dir.join("manifest.json");
@@ -378,24 +383,4 @@ pub fn rustc_version(dir: &Path) -> Result<String> {
     }
     let version = String::from_utf8(output.stdout).context("`rustc -V` printed non-UTF-8")?;
     Ok(version.trim().to_owned())
-}
-
-/// Writes `bytes` to `path` unless the file already holds exactly these bytes; returns whether it
-/// wrote. Writes a temporary file and renames it, so readers never see a half-written file.
-pub fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool> {
-    match std::fs::read(path) {
-        Ok(existing) if existing == bytes => return Ok(false),
-        _ => {}
-    }
-    let dir = path
-        .parent()
-        .with_context(|| format!("{} has no parent directory", path.display()))?;
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
-    Ok(true)
 }

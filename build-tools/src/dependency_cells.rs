@@ -24,8 +24,7 @@ use crate_metadata::{CellKind, CrateInfo, ManifestEntry};
 use serde::Deserialize;
 
 use crate::cargo_build::{CargoArtifacts, LibUnit};
-use crate::objects::{exported_symbols, extract_single_object, sha256_hex};
-use crate::upgrades::{hashed_rlib, rlib_hash};
+use crate::objects::{exported_symbols, extract_single_object, hashed_rlib, rlib_hash, sha256_hex};
 use crate::workspace::cargo_binary;
 
 /// The resolved package graph of a workspace, as far as dependency cells need it.

@@ -23,8 +23,8 @@ use std::path::Path;
 use anyhow::Result;
 use crate_metadata::{Rename, Unverified};
 
+use crate::objects::mangled_path;
 use crate::signatures::{declared_items, Declared};
-use crate::upgrades::legacy_path;
 
 /// Whether the dependency tables of two `Cargo.toml` texts differ (`[dependencies]`,
 /// `[target.*.dependencies]` and `[features]`, compared line by line without comments and blank
@@ -120,7 +120,7 @@ pub fn check_renames(
     let kept: BTreeSet<&str> = new_exports.iter().map(String::as_str).collect();
     let mut by_path: BTreeMap<String, Vec<&String>> = BTreeMap::new();
     for n in new_exports {
-        if let Some(path) = legacy_path(n) {
+        if let Some(path) = mangled_path(n) {
             by_path.entry(path).or_default().push(n);
         }
     }
@@ -131,7 +131,7 @@ pub fn check_renames(
         if kept.contains(old.as_str()) {
             continue;
         }
-        let Some(path) = legacy_path(old) else {
+        let Some(path) = mangled_path(old) else {
             continue;
         };
         let new = match by_path.get(&path).map(Vec::as_slice) {

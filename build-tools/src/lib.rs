@@ -17,6 +17,7 @@ pub mod control;
 pub mod demo;
 pub mod dependency_cells;
 pub mod dependency_upgrade;
+pub mod files;
 pub mod inspect;
 pub mod objects;
 pub mod qemu;

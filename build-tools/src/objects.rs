@@ -3,6 +3,9 @@
 //! A cell is built with one codegen unit (DESIGN §3), so its rlib is an `ar` archive with the
 //! crate metadata (`lib.rmeta`) and exactly one `*.rcgu.o` member. That member is the cell.
 
+use std::fs;
+use std::path::{Path, PathBuf};
+
 use anyhow::{bail, Context, Result};
 use goblin::archive::Archive;
 use goblin::elf::header::ET_REL;
@@ -97,10 +100,54 @@ pub fn exported_symbols(object: &[u8]) -> Result<Vec<String>> {
 
 /// SHA-256 of `bytes` as lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate_metadata::hex::encode(&Sha256::digest(bytes))
+}
+
+/// The hash cargo puts in an rlib's file name (`libfoo-0123abcd.rlib` gives `0123abcd`): it is
+/// derived from what makes the crate's identity (package, version, features, dependencies,
+/// profile), so two builds with the same one share the symbol hashes.
+pub fn rlib_hash(rlib: &Path) -> Option<&str> {
+    let stem = rlib.file_stem()?.to_str()?;
+    Some(stem.rsplit_once('-')?.1)
+}
+
+/// The rlib with the hash in its file name that `rlib` is: itself, or for cargo's uplifted copy
+/// `<profile>/lib<crate>.rlib` (what cargo reports for workspace members), the file in
+/// `<profile>/deps/` that it is a hard link to (or, failing that, the only one with its bytes).
+pub fn hashed_rlib(rlib: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    if rlib_hash(rlib).is_some() {
+        return Some(rlib.to_path_buf());
+    }
+    let prefix = format!("{}-", rlib.file_stem()?.to_str()?);
+    let meta = fs::metadata(rlib).ok()?;
+    let mut candidates = Vec::new();
+    for entry in fs::read_dir(rlib.parent()?.join("deps")).ok()?.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(&prefix) && name.ends_with(".rlib") {
+            let other = entry.metadata().ok()?;
+            if (other.dev(), other.ino()) == (meta.dev(), meta.ino()) {
+                return Some(entry.path());
+            }
+            candidates.push(entry.path());
+        }
+    }
+    let bytes = fs::read(rlib).ok()?;
+    let mut same = candidates
+        .into_iter()
+        .filter(|c| fs::read(c).is_ok_and(|b| b == bytes));
+    match (same.next(), same.next()) {
+        (Some(one), None) => Some(one),
+        _ => None,
+    }
+}
+
+/// The path of a mangled Rust symbol without its hash (`frame_alloc::alloc_frame`), as the loader
+/// compares them (`crate_metadata::demangle::path`), or `None` for a name that is not mangled.
+pub fn mangled_path(name: &str) -> Option<String> {
+    (name.starts_with("_ZN") || name.starts_with("_R"))
+        .then(|| crate_metadata::demangle::path(name))
 }
 
 #[cfg(test)]
@@ -215,5 +262,54 @@ mod tests {
             sha256_hex(b""),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
+    }
+
+    #[test]
+    fn rlib_hashes_and_uplifted_copies() {
+        assert_eq!(
+            rlib_hash(Path::new("x/libfoo_bar-0a1b2c.rlib")),
+            Some("0a1b2c")
+        );
+        assert_eq!(rlib_hash(Path::new("x/libfoo_bar.rlib")), None);
+        let dir = std::env::temp_dir().join(format!("upgrades-rlib-{}", std::process::id()));
+        let deps = dir.join("deps");
+        fs::create_dir_all(&deps).unwrap();
+        fs::write(deps.join("libfoo-1111.rlib"), b"old").unwrap();
+        fs::write(deps.join("libfoo-2222.rlib"), b"new").unwrap();
+        fs::write(deps.join("libfoobar-3333.rlib"), b"new").unwrap();
+        // A hard link, as cargo uplifts.
+        fs::hard_link(deps.join("libfoo-2222.rlib"), dir.join("libfoo.rlib")).unwrap();
+        assert_eq!(
+            hashed_rlib(&dir.join("libfoo.rlib")),
+            Some(deps.join("libfoo-2222.rlib"))
+        );
+        // A copy: found by its bytes.
+        fs::remove_file(dir.join("libfoo.rlib")).unwrap();
+        fs::write(dir.join("libfoo.rlib"), b"old").unwrap();
+        assert_eq!(
+            hashed_rlib(&dir.join("libfoo.rlib")),
+            Some(deps.join("libfoo-1111.rlib"))
+        );
+        fs::write(dir.join("libfoo.rlib"), b"neither").unwrap();
+        assert_eq!(hashed_rlib(&dir.join("libfoo.rlib")), None);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn mangled_paths_are_the_loaders() {
+        assert_eq!(
+            mangled_path("_ZN11frame_alloc11alloc_frame17h0123456789abcdefE").as_deref(),
+            Some("frame_alloc::alloc_frame")
+        );
+        assert_eq!(
+            mangled_path("_ZN5memfs2FS17hfedcba9876543210E").as_deref(),
+            Some("memfs::FS")
+        );
+        assert_eq!(
+            mangled_path("_RNvNtCslNYArtu3iFV_5alloc3fmt6format").as_deref(),
+            Some("alloc::fmt::format")
+        );
+        assert_eq!(mangled_path("rust_begin_unwind"), None);
+        assert_eq!(mangled_path("memcpy"), None);
     }
 }

@@ -81,6 +81,7 @@ pub fn build_image(report: &BuildReport, quiet: bool) -> Result<BareImage> {
         .collect::<Result<_>>()?;
     let manifest = Manifest {
         rustc: report.manifest.rustc.clone(),
+        serial: report.manifest.serial,
         cells: entries.into_iter().cloned().collect(),
     };
     let manifest =
@@ -94,7 +95,7 @@ pub fn build_image(report: &BuildReport, quiet: bool) -> Result<BareImage> {
     for name in &keep {
         script.push_str(&format!("EXTERN(\"{name}\")\n"));
     }
-    crate::build::write_if_changed(&keep_path, script.as_bytes())?;
+    crate::files::write_if_changed(&keep_path, script.as_bytes())?;
 
     let kernel = build_kernel(&bare_dir, &out, &keep_path, quiet)?;
     let kernel_bytes =
@@ -104,7 +105,7 @@ pub fn build_image(report: &BuildReport, quiet: bool) -> Result<BareImage> {
 
     let module = out.join("cells.a");
     let archive = write_archive(&members)?;
-    crate::build::write_if_changed(&module, &archive)?;
+    crate::files::write_if_changed(&module, &archive)?;
     Ok(BareImage {
         kernel,
         module,

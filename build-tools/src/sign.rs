@@ -2,67 +2,83 @@
 //! (or `cargo cell sign KEY`) signs every object the manifest lists, and `nano_core --trust PUB`
 //! refuses cells that are unsigned or whose signature does not verify with a trusted key.
 //!
-//! A signature covers the object's bytes exactly; it is stored in the manifest entry
-//! (`signature`, lowercase hex). Keys are files holding 64 hex digits (32 bytes): the secret key
-//! (`cell-signing.key`, keep it private) and the public key (`cell-signing.pub`).
+//! A signature covers what the entry says the object is — the cell's name, kind, version and
+//! dependency key, the object's SHA-256 — and the manifest's serial
+//! ([`ManifestEntry::signed_statement`]); it is stored in the entry (`signature`, lowercase hex).
+//! So a signed object cannot be presented as another cell or another version, entries of two
+//! signings cannot be mixed, and a verifier that remembers the highest serial it accepted refuses
+//! a manifest rolled back to an older signing. A plain `cargo cell build` writes an unsigned
+//! manifest. Keys are files holding 64 hex digits (32 bytes): the secret key
+//! (`cell-signing.key`, created 0600, keep it private and outside the repository) and the public
+//! key (`cell-signing.pub`).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use crate_metadata::Manifest;
+use crate_metadata::{Manifest, ManifestEntry};
 use ed25519_dalek::{Signer, SigningKey};
 
-/// Lowercase hex of `bytes`.
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use crate_metadata::hex::encode as hex;
 
 /// The 32 bytes a key file holds as 64 hex digits.
 pub fn read_key(path: &Path) -> Result<[u8; 32]> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading key {}", path.display()))?;
-    let text = text.trim();
-    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        bail!("{} does not hold a key (64 hex digits)", path.display());
-    }
-    let mut key = [0u8; 32];
-    for (i, k) in key.iter_mut().enumerate() {
-        *k = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)?;
-    }
-    Ok(key)
+    crate_metadata::hex::decode::<32>(&text)
+        .with_context(|| format!("{} does not hold a key (64 hex digits)", path.display()))
 }
 
 /// Makes a key pair in `dir`: `cell-signing.key` (secret) and `cell-signing.pub`. Returns their
-/// paths. Refuses to overwrite an existing key.
+/// paths. The secret key is created with mode 0600 from the start and with `O_EXCL` (`create_new`),
+/// which refuses an existing file and a symbolic link, dangling or not, so it never overwrites a
+/// key and never writes through a link someone planted.
 pub fn keygen(dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let (secret_path, public_path) = (dir.join("cell-signing.key"), dir.join("cell-signing.pub"));
-    if secret_path.exists() {
-        bail!(
-            "{} exists already; not overwriting a key",
-            secret_path.display()
-        );
-    }
     let mut seed = [0u8; 32];
-    use std::io::Read;
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut seed))
         .context("reading /dev/urandom")?;
     let key = SigningKey::from_bytes(&seed);
-    std::fs::write(&secret_path, hex(&seed) + "\n")
+    let create = |path: &Path, mode: u32| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .with_context(|| {
+                format!(
+                    "creating {} (an existing file or link is never overwritten)",
+                    path.display()
+                )
+            })
+    };
+    let mut secret = create(&secret_path, 0o600)?;
+    secret
+        .write_all((hex(&seed) + "\n").as_bytes())
         .with_context(|| format!("writing {}", secret_path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&secret_path, std::fs::Permissions::from_mode(0o600));
-    }
-    std::fs::write(&public_path, hex(key.verifying_key().as_bytes()) + "\n")
+    let mut public = match create(&public_path, 0o644) {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = std::fs::remove_file(&secret_path);
+            return Err(e);
+        }
+    };
+    public
+        .write_all((hex(key.verifying_key().as_bytes()) + "\n").as_bytes())
         .with_context(|| format!("writing {}", public_path.display()))?;
     Ok((secret_path, public_path))
 }
 
-/// Signs every object the manifest in `cells_dir` lists with the secret key at `key`, and
-/// rewrites the manifest when a signature changed. Returns how many entries it signed anew.
+/// Signs every entry of the manifest in `cells_dir` with the secret key at `key`: each signature
+/// covers the entry's identity, its object's SHA-256 (checked against the object on disk) and the
+/// manifest's serial ([`ManifestEntry::signed_statement`]). When every entry already carries a
+/// valid signature by this key over the manifest's serial, nothing is written and 0 is returned;
+/// otherwise the manifest gets a new serial (larger than the previous one and than the time in
+/// seconds, so it only grows) and every entry is signed anew. Returns how many entries it signed.
 pub fn sign_manifest(cells_dir: &Path, key: &Path) -> Result<usize> {
     let key = SigningKey::from_bytes(&read_key(key)?);
     let path = cells_dir.join("manifest.json");
@@ -70,41 +86,56 @@ pub fn sign_manifest(cells_dir: &Path, key: &Path) -> Result<usize> {
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let mut manifest: Manifest =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let mut signed = 0;
-    for entry in &mut manifest.cells {
+    for entry in &manifest.cells {
         let object = cells_dir.join(&entry.object);
         let bytes =
             std::fs::read(&object).with_context(|| format!("reading {}", object.display()))?;
-        let signature = hex(&key.sign(&bytes).to_bytes());
-        if entry.signature.as_deref() != Some(signature.as_str()) {
-            entry.signature = Some(signature);
-            signed += 1;
+        if crate::objects::sha256_hex(&bytes) != entry.sha256 {
+            bail!(
+                "{} is not the object the manifest lists for `{}` (its SHA-256 differs): rebuild \
+                 before signing",
+                object.display(),
+                entry.name
+            );
         }
     }
-    if signed > 0 {
-        let mut json = serde_json::to_string_pretty(&manifest)?;
-        json.push('\n');
-        crate::build::write_if_changed(&path, json.as_bytes())?;
+    let verifying = key.verifying_key();
+    let valid = |serial: u64, entry: &ManifestEntry| {
+        entry
+            .signature
+            .as_deref()
+            .and_then(parse_signature)
+            .is_some_and(|sig| {
+                verifying
+                    .verify_strict(entry.signed_statement(serial).as_bytes(), &sig)
+                    .is_ok()
+            })
+    };
+    if let Some(serial) = manifest.serial {
+        if manifest.cells.iter().all(|e| valid(serial, e)) {
+            return Ok(0);
+        }
     }
-    Ok(signed)
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let serial = manifest
+        .serial
+        .map_or(now, |s| s.saturating_add(1).max(now));
+    manifest.serial = Some(serial);
+    for entry in &mut manifest.cells {
+        let statement = entry.signed_statement(serial);
+        entry.signature = Some(hex(&key.sign(statement.as_bytes()).to_bytes()));
+    }
+    let mut json = serde_json::to_string_pretty(&manifest)?;
+    json.push('\n');
+    crate::files::write_if_changed(&path, json.as_bytes())?;
+    Ok(manifest.cells.len())
 }
 
-/// Keeps the signatures of the manifest on disk for entries whose object did not change, so a
-/// rebuild with nothing changed rewrites nothing and keeps the objects signed.
-pub fn carry_signatures(old_manifest: &Path, manifest: &mut Manifest) {
-    let Ok(text) = std::fs::read_to_string(old_manifest) else {
-        return;
-    };
-    let Ok(old) = serde_json::from_str::<Manifest>(&text) else {
-        return;
-    };
-    for entry in &mut manifest.cells {
-        if let Some(prev) = old
-            .cells
-            .iter()
-            .find(|o| o.kind == entry.kind && o.name == entry.name && o.sha256 == entry.sha256)
-        {
-            entry.signature = prev.signature.clone();
-        }
-    }
+/// A signature as the manifest stores it (128 hex digits).
+pub fn parse_signature(text: &str) -> Option<ed25519_dalek::Signature> {
+    let bytes = crate_metadata::hex::decode::<64>(text)?;
+    Some(ed25519_dalek::Signature::from_bytes(&bytes))
 }

@@ -47,8 +47,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::build::write_if_changed;
 use crate::cargo_build::{run_cargo, CargoRun};
+use crate::files::write_if_changed;
 use crate::objects::extract_single_object;
 use crate::workspace::{CellPackage, Workspace};
 

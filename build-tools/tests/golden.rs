@@ -1,4 +1,5 @@
-//! Golden outputs of the text, JSON and DOT views of the real cells (offline snapshot).
+//! Golden outputs of the text, JSON and DOT views of the real cells (offline snapshot with the
+//! manifest), dependency crates included.
 //!
 //! The expected files live in `build-tools/tests/golden/`. When a cell changes on purpose,
 //! regenerate them with
@@ -18,7 +19,7 @@ mod inspect_support;
 use std::path::PathBuf;
 
 use build_tools::inspect::{show, Format, Options, Query};
-use inspect_support::snapshot;
+use inspect_support::model;
 
 fn golden_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
@@ -106,7 +107,7 @@ fn normalise(text: &str, format: Format) -> String {
 
 fn check(name: &str, query: Query, format: Format, mut options: Options) {
     options.format = format;
-    let output = show(snapshot(), &query, &options).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+    let output = show(model(), &query, &options).unwrap_or_else(|e| panic!("{name}: {e:#}"));
     let actual = normalise(&output, format);
     let ext = match format {
         Format::Text => "txt",
@@ -155,6 +156,8 @@ fn kernel() -> Options {
 fn ls() {
     check("ls", Query::Ls, Format::Text, kernel());
     check("ls", Query::Ls, Format::Json, kernel());
+    check("ls-crates", Query::Crates, Format::Text, Options::default());
+    check("ls-crates", Query::Crates, Format::Json, Options::default());
 }
 
 #[test]
@@ -176,6 +179,19 @@ fn invert() {
         check(
             "invert-klog",
             Query::Invert("klog".into()),
+            format,
+            Options::default(),
+        );
+    }
+}
+
+#[test]
+fn invert_crate() {
+    // byteorder is used only through hash32 and heapless: a bump reaches kvstore three steps up.
+    for format in [Format::Text, Format::Json, Format::Dot] {
+        check(
+            "invert-byteorder",
+            Query::Invert("byteorder".into()),
             format,
             Options::default(),
         );
@@ -216,6 +232,14 @@ fn info() {
         Format::Json,
         Options::default(),
     );
+    for format in [Format::Text, Format::Json] {
+        check(
+            "info-heapless",
+            Query::Info("heapless".into()),
+            format,
+            Options::default(),
+        );
+    }
 }
 
 #[test]

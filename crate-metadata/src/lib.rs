@@ -43,6 +43,7 @@ extern crate alloc;
 mod cell;
 pub mod demangle;
 mod edge;
+pub mod hex;
 mod ids;
 pub mod manifest;
 mod registry;

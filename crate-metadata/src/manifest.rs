@@ -177,6 +177,12 @@ pub struct CrateInfo {
 pub struct Manifest {
     /// The rustc that built the cells (`rustc -V`); the base image must come from the same one.
     pub rustc: String,
+    /// For a signed manifest: the signing's serial number, which only grows (`cargo cell sign`
+    /// takes the larger of the previous serial + 1 and the time in seconds). Every signature
+    /// covers it, so entries of two signings cannot be mixed, and a verifier that remembers the
+    /// highest serial it accepted refuses an older manifest (a rollback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<u64>,
     /// The cells, sorted by kind and name.
     pub cells: Vec<ManifestEntry>,
 }
@@ -274,6 +280,22 @@ impl Manifest {
 }
 
 impl ManifestEntry {
+    /// What a signature of this entry covers in a manifest with serial number `serial`: the
+    /// cell's identity (name, kind, version, dependency key) and its object's SHA-256, so that a
+    /// signed object cannot be presented as another cell, another kind or another version, and the
+    /// serial, so that it cannot be carried into another signing's manifest. Signing the object's
+    /// bytes alone bound none of that.
+    pub fn signed_statement(&self, serial: u64) -> String {
+        alloc::format!(
+            "cells-signature v1\nname {}\nkind {}\nversion {}\nkey {}\nsha256 {}\nserial {serial}\n",
+            self.name,
+            self.kind.dir(),
+            self.version,
+            self.key(),
+            self.sha256
+        )
+    }
+
     /// The key other entries name this one by in [`ManifestEntry::crates`] (dependency cells), or
     /// its name.
     pub fn key(&self) -> &str {

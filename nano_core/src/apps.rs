@@ -36,6 +36,47 @@ pub enum Outcome {
     Panicked(String),
 }
 
+/// How a thread for an application is made.
+#[derive(Clone, Debug, Default)]
+pub struct LaunchOptions {
+    /// The thread's stack size in bytes (the platform's default when `None`).
+    pub stack_size: Option<usize>,
+}
+
+/// Where a started application is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppState {
+    /// Loaded; `main` has not run on a thread of its own.
+    Started,
+    /// `main` runs on its thread.
+    Running,
+    /// `main` returned (or panicked) on its thread; the application waits to be ended.
+    Finished,
+}
+
+impl std::fmt::Display for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AppState::Started => "started",
+            AppState::Running => "running",
+            AppState::Finished => "finished",
+        })
+    }
+}
+
+/// One started application, as [`Kernel::apps`] lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppInfo {
+    /// Its id.
+    pub id: u64,
+    /// The application's cell name.
+    pub name: String,
+    /// Its namespace's name (`app:hello#1`).
+    pub namespace: String,
+    /// Where it is.
+    pub state: AppState,
+}
+
 /// A started application.
 pub struct App {
     /// Its id, unique for the kernel's life.
@@ -137,17 +178,75 @@ impl Kernel {
 
     /// Runs a started application's `main` on a thread of its own.
     pub fn spawn_app(&mut self, id: u64, args: Vec<String>) -> Result<()> {
+        self.spawn_app_with(id, args, &LaunchOptions::default())
+    }
+
+    /// [`Kernel::spawn_app`] with the thread's options.
+    pub fn spawn_app_with(
+        &mut self,
+        id: u64,
+        args: Vec<String>,
+        options: &LaunchOptions,
+    ) -> Result<()> {
         let app = self.app(id)?;
         if app.running.is_some() {
             bail!("application #{id} is already running");
         }
         let main = app.main.clone();
-        let thread = std::thread::Builder::new()
-            .name(app.namespace_name.clone())
+        let mut builder = std::thread::Builder::new().name(app.namespace_name.clone());
+        if let Some(size) = options.stack_size {
+            builder = builder.stack_size(size);
+        }
+        let thread = builder
             .spawn(move || call_main(&main, &args))
-            .context("spawning the application's thread")?;
+            .with_context(|| format!("spawning the thread of application #{id}"))?;
         app.running = Some(thread);
         Ok(())
+    }
+
+    /// Starts application `name` and runs its `main` on a thread of its own: `run` at the prompt
+    /// and on the control channel. When the thread cannot be spawned, the application is ended
+    /// again (its namespace torn down), so nothing of it stays loaded.
+    pub fn launch_app(
+        &mut self,
+        name: &str,
+        args: Vec<String>,
+        options: &LaunchOptions,
+    ) -> Result<u64> {
+        let id = self.start_app(name)?;
+        if let Err(e) = self.spawn_app_with(id, args, options) {
+            return match self.end_app(id) {
+                Ok(_) => Err(e.context(format!("`{name}` did not run; its namespace is gone"))),
+                Err(end) => Err(e.context(format!(
+                    "`{name}` did not run, and ending it failed too: {end:#}"
+                ))),
+            };
+        }
+        Ok(id)
+    }
+
+    /// Waits as [`Kernel::wait_app`] does, but at most `deadline`: an application still running
+    /// then is refused (a thread cannot be stopped from outside; it keeps running and can be
+    /// waited for again) instead of freezing the caller.
+    pub fn wait_app_within(&mut self, id: u64, deadline: std::time::Duration) -> Result<Outcome> {
+        let start = std::time::Instant::now();
+        loop {
+            let app = self.app(id)?;
+            match &app.running {
+                Some(thread) if !thread.is_finished() => {
+                    if start.elapsed() >= deadline {
+                        bail!(
+                            "application #{id} `{}` is still running after {:.1} s: not ended \
+                             (it keeps running; end it again later)",
+                            app.name,
+                            deadline.as_secs_f64()
+                        );
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                _ => return self.wait_app(id),
+            }
+        }
     }
 
     /// Waits for an application spawned with [`Kernel::spawn_app`] and returns how it ended.
@@ -203,18 +302,20 @@ impl Kernel {
         Ok(outcome)
     }
 
-    /// The applications started and not ended: (id, name, namespace name, running on a thread).
-    pub fn apps(&self) -> Vec<(u64, String, String, bool)> {
+    /// The applications started and not ended.
+    pub fn apps(&self) -> Vec<AppInfo> {
         self.apps
             .list
             .iter()
-            .map(|a| {
-                (
-                    a.id,
-                    a.name.clone(),
-                    a.namespace_name.clone(),
-                    a.running.is_some(),
-                )
+            .map(|a| AppInfo {
+                id: a.id,
+                name: a.name.clone(),
+                namespace: a.namespace_name.clone(),
+                state: match &a.running {
+                    None => AppState::Started,
+                    Some(t) if t.is_finished() => AppState::Finished,
+                    Some(_) => AppState::Running,
+                },
             })
             .collect()
     }

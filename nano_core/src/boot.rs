@@ -53,6 +53,9 @@ pub struct Kernel {
 pub struct BootOptions {
     /// Ed25519 public keys: when any is given, every cell must be signed by one of them.
     pub trusted: Vec<[u8; 32]>,
+    /// With trusted keys: the lowest manifest serial to accept (the highest one accepted before),
+    /// so that a manifest rolled back to an older signing is refused.
+    pub min_serial: u64,
     /// Load every dependency cell, even those the running image already links (whose symbols
     /// it defines): the cells then bind to the dependency cells first (the namespace comes before
     /// the image), and the dependency cells' statics are bound to the image's. For comparing a
@@ -103,7 +106,7 @@ impl Kernel {
             })
             .collect::<Result<Vec<_>>>()?;
         let manifest_path = cells_dir.join("manifest.json");
-        let text = std::fs::read_to_string(&manifest_path).with_context(|| {
+        let text = crate::files::read_manifest_text(&manifest_path).with_context(|| {
             format!(
                 "reading {} (run `cargo cell build` first)",
                 manifest_path.display()
@@ -111,6 +114,9 @@ impl Kernel {
         })?;
         let manifest: Manifest = serde_json::from_str(&text)
             .with_context(|| format!("parsing {}", manifest_path.display()))?;
+        if !trusted.is_empty() {
+            check_serial(&manifest, options.min_serial)?;
+        }
         // The base image links klog statically: this lands in the same ring the klog cell will
         // use once loaded, because the loader binds the cell's statics to the base image's.
         klog::push(
@@ -174,7 +180,10 @@ impl Kernel {
     /// before anything is mapped.
     pub(crate) fn load_entry(&mut self, ns: NamespaceId, entry: &ManifestEntry) -> Result<CellId> {
         let path = self.cells_dir.join(&entry.object);
-        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        // Never more than the manifest says the object is: a FIFO, a device or a growing file
+        // in its place is refused before anything is allocated.
+        let bytes = crate::files::read_regular(&path, entry.size)
+            .with_context(|| format!("cell `{}`", entry.name))?;
         self.check_signature(entry, &bytes)?;
         let spec = CellSpec {
             name: &entry.name,
@@ -352,13 +361,18 @@ impl Kernel {
         &self.cells_dir
     }
 
-    /// Reads the manifest again (after `cargo cell build` rewrote it) and returns it.
+    /// Reads the manifest again (after `cargo cell build` rewrote it) and returns it. With
+    /// trusted keys, a manifest older than the one running (a lower serial: a rollback) is refused
+    /// and the running one kept.
     pub fn reload_manifest(&mut self) -> Result<&Manifest> {
         let path = self.cells_dir.join("manifest.json");
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        self.manifest =
+        let text = crate::files::read_manifest_text(&path)?;
+        let manifest: Manifest =
             serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        if !self.trusted.is_empty() {
+            check_serial(&manifest, self.manifest.serial.unwrap_or(0))?;
+        }
+        self.manifest = manifest;
         Ok(&self.manifest)
     }
 
@@ -404,38 +418,55 @@ impl Kernel {
         object: &Path,
         options: &SwapOptions,
     ) -> Result<SwapReport> {
-        let bytes =
-            std::fs::read(object).with_context(|| format!("reading {}", object.display()))?;
+        let bytes = crate::files::read_regular(object, crate::files::MAX_OBJECT)
+            .with_context(|| format!("swapping `{cell}`"))?;
         self.swap_bytes(cell, &bytes, options)
     }
 
-    /// With trusted keys: refuses `bytes` unless `entry` carries a signature of them by one of the
-    /// keys. Without: accepts everything.
+    /// With trusted keys: refuses `bytes` unless they are the object `entry` describes (its
+    /// SHA-256) and `entry` carries a signature, by one of the keys, of what it says the object is
+    /// (name, kind, version, dependency key, SHA-256) in this manifest (its serial). Without
+    /// trusted keys: accepts everything (the loader still checks the SHA-256).
     pub fn check_signature(&self, entry: &ManifestEntry, bytes: &[u8]) -> Result<()> {
         if self.trusted.is_empty() {
             return Ok(());
         }
-        let Some(hex_sig) = &entry.signature else {
-            bail!(
-                "cell `{}` is not signed, and nano_core only runs signed cells",
-                entry.name
-            );
+        let who = format!(
+            "cell `{}` ({} {})",
+            entry.name,
+            entry.kind.dir(),
+            entry.version
+        );
+        let Some(serial) = self.manifest.serial else {
+            bail!("{who}: the manifest is not signed (no serial), and nano_core only runs signed cells");
         };
-        let sig = parse_hex::<64>(hex_sig)
+        let Some(hex_sig) = &entry.signature else {
+            bail!("{who} is not signed, and nano_core only runs signed cells");
+        };
+        let sig = crate_metadata::hex::decode::<64>(hex_sig)
             .map(|b| Signature::from_bytes(&b))
-            .with_context(|| format!("cell `{}`: its signature is not 64 hex bytes", entry.name))?;
+            .with_context(|| format!("{who}: its signature is not 64 hex bytes"))?;
+        if hex(&Sha256::digest(bytes)) != entry.sha256 {
+            bail!("{who}: the object is not the one the manifest lists (its SHA-256 differs)");
+        }
+        let statement = entry.signed_statement(serial);
         if self
             .trusted
             .iter()
-            .any(|k| k.verify_strict(bytes, &sig).is_ok())
+            .any(|k| k.verify_strict(statement.as_bytes(), &sig).is_ok())
         {
             return Ok(());
         }
         bail!(
-            "cell `{}`: its signature does not verify with any trusted key (a changed object, or \
-             signed by another key)",
-            entry.name
+            "{who}: its signature does not verify with any trusted key for what this manifest \
+             (serial {serial}) says it is: signed by another key, for another cell, kind or \
+             version, or carried over from another signing"
         )
+    }
+
+    /// The serial of the manifest the kernel runs (a signed manifest's).
+    pub fn manifest_serial(&self) -> Option<u64> {
+        self.manifest.serial
     }
 
     /// [`Kernel::swap_cell`] with the object's bytes.
@@ -495,10 +526,26 @@ impl Kernel {
     }
 }
 
+/// How long dropping a kernel waits for each application still running on its thread.
+const DROP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Drop for Kernel {
     fn drop(&mut self) {
-        let ids: Vec<u64> = self.apps().iter().map(|a| a.0).collect();
+        let ids: Vec<u64> = self.apps().iter().map(|a| a.id).collect();
         for id in ids {
+            // An application still running after the deadline keeps its cells: its thread may
+            // still be in them (the system leaves mapped what a live handle can reach).
+            if self.wait_app_within(id, DROP_DEADLINE).is_err() && self.app_namespace(id).is_some()
+            {
+                let running = self
+                    .apps()
+                    .iter()
+                    .any(|a| a.id == id && a.state == crate::apps::AppState::Running);
+                if running {
+                    log::warn!(target: "nano_core", "application #{id} still runs; its cells stay mapped");
+                    continue;
+                }
+            }
             let _ = self.end_app(id);
         }
         if let Some(token) = self.log_token.take() {
@@ -507,20 +554,23 @@ impl Drop for Kernel {
     }
 }
 
-/// The `N` bytes of a hex string of exactly `2 * N` digits.
-fn parse_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
-    let text = text.trim();
-    if text.len() != 2 * N || !text.is_ascii() {
-        return None;
+/// Refuses a manifest that is not signed, or whose serial is below `min`: one rolled back to an
+/// older signing.
+fn check_serial(manifest: &Manifest, min: u64) -> Result<()> {
+    match manifest.serial {
+        None => bail!(
+            "the manifest is not signed (no serial; sign it with `cargo cell sign KEY`), and \
+             nano_core only runs signed cells"
+        ),
+        Some(serial) if serial < min => bail!(
+            "the manifest's serial {serial} is older than {min}, which was accepted before: a \
+             manifest rolled back to an older signing is refused"
+        ),
+        Some(_) => Ok(()),
     }
-    let mut out = [0u8; N];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(out)
 }
 
 /// Lowercase hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate_metadata::hex::encode(bytes)
 }

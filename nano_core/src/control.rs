@@ -287,14 +287,7 @@ fn handle(kernel: &mut Kernel, load: Option<&Load>, request: &str) -> Reply {
             kernel
                 .apps()
                 .into_iter()
-                .map(|(id, name, ns, running)| {
-                    let state = if running {
-                        "running"
-                    } else {
-                        "ended, not torn down"
-                    };
-                    format!("#{id} {name} in {ns}: {state}")
-                })
+                .map(|a| format!("#{} {} in {}: {}", a.id, a.name, a.namespace, a.state))
                 .collect(),
         )),
         "end" => end_app(kernel, rest),
@@ -331,16 +324,13 @@ fn run_app(kernel: &mut Kernel, rest: &str) -> Reply {
         return Reply::error("usage: run <app> [args...]");
     };
     let args: Vec<String> = words.map(str::to_string).collect();
-    let started = kernel
-        .start_app(app)
-        .and_then(|id| kernel.spawn_app(id, args).map(|()| id));
-    match started {
+    match kernel.launch_app(app, args, &crate::apps::LaunchOptions::default()) {
         Ok(id) => {
             let ns = kernel
                 .apps()
                 .into_iter()
-                .find(|a| a.0 == id)
-                .map(|a| a.2)
+                .find(|a| a.id == id)
+                .map(|a| a.namespace)
                 .unwrap_or_default();
             Reply::ok(vec![format!(
                 "started #{id} {app} in namespace {ns} (`end {id}` to end it)"
@@ -350,13 +340,20 @@ fn run_app(kernel: &mut Kernel, rest: &str) -> Reply {
     }
 }
 
-/// `end <id>`: waits for the application and tears its namespace down.
+/// How long `end` waits for an application's thread before it refuses.
+const END_DEADLINE: Duration = Duration::from_secs(5);
+
+/// `end <id>`: waits (at most [`END_DEADLINE`]) for the application and tears its namespace down.
 fn end_app(kernel: &mut Kernel, rest: &str) -> Reply {
     let Ok(id) = rest.trim().trim_start_matches('#').parse::<u64>() else {
         return Reply::error("usage: end <id> (see `apps`)");
     };
-    let outcome = if kernel.apps().iter().any(|a| a.0 == id && a.3) {
-        match kernel.wait_app(id) {
+    let on_thread = kernel
+        .apps()
+        .iter()
+        .any(|a| a.id == id && a.state != crate::apps::AppState::Started);
+    let outcome = if on_thread {
+        match kernel.wait_app_within(id, END_DEADLINE) {
             Ok(o) => format!("{o:?}"),
             Err(e) => return Reply::error(format!("{e:#}")),
         }
@@ -995,13 +992,12 @@ fn swap_entry(kernel: &mut Kernel, entry: &ManifestEntry) -> Vec<String> {
         entry.name,
         path.display()
     )];
-    let bytes = match std::fs::read(&path) {
+    let bytes = match crate::files::read_regular(&path, entry.size) {
         Ok(b) => b,
         Err(e) => {
             out.push(format!(
-                "nano_core: watch: swapping {} failed: reading {}: {e}",
-                entry.name,
-                path.display()
+                "nano_core: watch: swapping {} failed: {e}",
+                entry.name
             ));
             return out;
         }

@@ -58,16 +58,13 @@ fn main() -> ExitCode {
     if serve.is_none() && (watch || load.is_some()) {
         return usage("--watch and --load go with --serve SOCKET");
     }
-    let mut keys = Vec::new();
-    for path in &trusted {
-        match read_public_key(path) {
-            Ok(key) => keys.push(key),
-            Err(e) => {
-                eprintln!("nano_core: {e:#}");
-                return ExitCode::FAILURE;
-            }
+    let keys = match Trust::read(&trusted) {
+        Ok(trust) => trust,
+        Err(e) => {
+            eprintln!("nano_core: {e:#}");
+            return ExitCode::FAILURE;
         }
-    }
+    };
     logger::install(if verbose {
         LevelFilter::Info
     } else {
@@ -97,24 +94,70 @@ fn main() -> ExitCode {
 const USAGE: &str = "usage: nano_core [--cells DIR] [--verbose] [--trust PUBLIC_KEY]... \
      [--prompt | --serve SOCKET [--watch] [--load N]]";
 
-/// A public key file: 64 hex digits.
-fn read_public_key(path: &std::path::Path) -> anyhow::Result<[u8; 32]> {
-    use anyhow::Context;
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading trusted key {}", path.display()))?;
-    let text = text.trim();
-    let mut key = [0u8; 32];
-    if text.len() != 64 || !text.is_ascii() {
-        anyhow::bail!(
-            "{} does not hold a public key (64 hex digits)",
-            path.display()
-        );
+/// The trusted public keys (`--trust FILE`), and the highest manifest serial accepted with them
+/// before, kept next to each key in `FILE.serial` (where the cells' directory cannot reach it), so
+/// that a manifest rolled back to an older signing is refused across restarts too.
+struct Trust {
+    keys: Vec<[u8; 32]>,
+    files: Vec<std::path::PathBuf>,
+}
+
+impl Trust {
+    fn read(paths: &[std::path::PathBuf]) -> anyhow::Result<Trust> {
+        use anyhow::Context;
+        let mut keys = Vec::with_capacity(paths.len());
+        for path in paths {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading trusted key {}", path.display()))?;
+            keys.push(crate_metadata::hex::decode::<32>(&text).with_context(|| {
+                format!(
+                    "{} does not hold a public key (64 hex digits)",
+                    path.display()
+                )
+            })?);
+        }
+        Ok(Trust {
+            keys,
+            files: paths.to_vec(),
+        })
     }
-    for (i, b) in key.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
-            .with_context(|| format!("{} does not hold a public key", path.display()))?;
+
+    fn serial_file(key: &std::path::Path) -> std::path::PathBuf {
+        let mut name = key.as_os_str().to_owned();
+        name.push(".serial");
+        name.into()
     }
-    Ok(key)
+
+    /// The boot's options: the keys, and the highest serial accepted before.
+    fn options(&self) -> nano_core::BootOptions {
+        let min_serial = self
+            .files
+            .iter()
+            .filter_map(|k| std::fs::read_to_string(Self::serial_file(k)).ok())
+            .filter_map(|t| t.trim().parse::<u64>().ok())
+            .max()
+            .unwrap_or(0);
+        nano_core::BootOptions {
+            trusted: self.keys.clone(),
+            min_serial,
+            ..Default::default()
+        }
+    }
+
+    /// Remembers `serial` as accepted (best effort: a key directory that cannot be written keeps
+    /// the check to this process).
+    fn accepted(&self, serial: Option<u64>) {
+        let Some(serial) = serial else { return };
+        for key in &self.files {
+            let path = Self::serial_file(key);
+            if let Err(e) = std::fs::write(&path, format!("{serial}\n")) {
+                eprintln!(
+                    "nano_core: cannot record the accepted serial in {}: {e}",
+                    path.display()
+                );
+            }
+        }
+    }
 }
 
 /// The process is about to exit: like any program's statics, the cells' statics stay in place
@@ -136,7 +179,7 @@ fn usage(msg: &str) -> ExitCode {
 /// Boots, prints the boot report, and reads commands at a prompt (the control channel's
 /// commands: `ls`, `ns`, `swap`, `run`, `apps`, `end`, `help`, `quit`) until `quit` or the end of
 /// input.
-fn run_prompt(cells: &std::path::Path, keys: &[[u8; 32]]) -> anyhow::Result<()> {
+fn run_prompt(cells: &std::path::Path, keys: &Trust) -> anyhow::Result<()> {
     use std::io::{BufRead, Write};
     let mut kernel = boot(cells, keys)?;
     let stdin = std::io::stdin();
@@ -163,7 +206,7 @@ fn run_prompt(cells: &std::path::Path, keys: &[[u8; 32]]) -> anyhow::Result<()> 
 /// Boots, prints the boot report, and serves the control channel until told to quit.
 fn run_server(
     cells: &std::path::Path,
-    keys: &[[u8; 32]],
+    keys: &Trust,
     options: &control::ServeOptions,
 ) -> anyhow::Result<()> {
     let mut kernel = boot(cells, keys)?;
@@ -171,7 +214,7 @@ fn run_server(
     exit(kernel)
 }
 
-fn run(cells: &std::path::Path, keys: &[[u8; 32]]) -> anyhow::Result<()> {
+fn run(cells: &std::path::Path, keys: &Trust) -> anyhow::Result<()> {
     let mut kernel = boot(cells, keys)?;
     println!();
     println!("== workload across the cells");
@@ -191,9 +234,12 @@ fn run(cells: &std::path::Path, keys: &[[u8; 32]]) -> anyhow::Result<()> {
 }
 
 /// Boots the kernel cells and prints the boot report: the cells loaded and the namespaces.
-fn boot(cells: &std::path::Path, keys: &[[u8; 32]]) -> anyhow::Result<Kernel> {
+fn boot(cells: &std::path::Path, trust: &Trust) -> anyhow::Result<Kernel> {
     let start = Instant::now();
-    let kernel = Kernel::boot_trusting(cells, keys)?;
+    let kernel = Kernel::boot_with(cells, &trust.options())?;
+    if !trust.keys.is_empty() {
+        trust.accepted(kernel.manifest_serial());
+    }
     let boot = start.elapsed();
     println!(
         "== nano_core booted {} cells in {:.2} ms",

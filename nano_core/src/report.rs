@@ -195,7 +195,13 @@ pub fn applications(kernel: &mut Kernel) -> anyhow::Result<String> {
     let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let hello = kernel.start_app("hello")?;
     let hola = kernel.start_app("hola")?;
-    for (id, name, ns, _) in kernel.apps() {
+    for crate::apps::AppInfo {
+        id,
+        name,
+        namespace: ns,
+        ..
+    } in kernel.apps()
+    {
         let cells: Vec<String> = kernel
             .app_namespace(id)
             .and_then(|n| kernel.namespaces().get(n))

@@ -187,7 +187,8 @@ impl Kernel {
     /// of the live cell `old`.
     fn step(&self, old: CellId, entry: &ManifestEntry) -> Result<Step> {
         let path = self.cells_dir().join(&entry.object);
-        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let bytes = crate::files::read_regular(&path, entry.size)
+            .with_context(|| format!("cell `{}`", entry.name))?;
         self.check_signature(entry, &bytes)?;
         Ok(Step {
             old,

@@ -166,7 +166,12 @@ fn each_application_gets_its_own_release_of_a_crate() {
         .call_app(app, &["a\nb".into(), "\r\n".into(), "abc".into()])
         .unwrap();
     assert_eq!(outcome, nano_core::apps::Outcome::Exited(0));
-    let ns = kernel.apps().iter().find(|a| a.0 == app).unwrap().2.clone();
+    let ns = kernel
+        .apps()
+        .into_iter()
+        .find(|a| a.id == app)
+        .unwrap()
+        .namespace;
     // SAFETY: banner's `widths` signature (cells/apps/banner).
     let widths = unsafe {
         let ns_id = kernel

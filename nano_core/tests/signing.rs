@@ -94,11 +94,150 @@ fn only_cells_signed_by_a_trusted_key_run() {
     std::fs::write(&object, &bytes).unwrap();
     let err = boot_error(&cells.0, &[public(&keys)]);
     assert!(
-        err.contains("memfs") && err.contains("does not verify"),
+        err.contains("memfs") && err.contains("SHA-256 differs"),
         "{err}"
     );
 
     // Without trusted keys the signature is not checked, but the loader's hash check still is.
     let err = boot_error(&cells.0, &[]);
     assert!(err.contains("memfs") && err.contains("SHA-256"), "{err}");
+}
+
+/// The manifest of a copy, and a function that writes it back.
+fn manifest_of(cells: &Path) -> crate_metadata::Manifest {
+    serde_json::from_str(&std::fs::read_to_string(cells.join("manifest.json")).unwrap()).unwrap()
+}
+
+fn write_manifest(cells: &Path, manifest: &crate_metadata::Manifest) {
+    std::fs::write(
+        cells.join("manifest.json"),
+        serde_json::to_string_pretty(manifest).unwrap(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_signature_binds_the_cell_it_names_and_its_signing() {
+    use crate_metadata::CellKind;
+    nano_core::logger::install(log::LevelFilter::Off);
+    let cells = Copy::new("identity");
+    let keys = cells.0.join("keys");
+    sign::keygen(&keys).unwrap();
+    sign::sign_manifest(&cells.0, &keys.join("cell-signing.key")).unwrap();
+    let signed = manifest_of(&cells.0);
+    let trusted = [public(&keys)];
+    Kernel::boot_trusting(&cells.0, &trusted).unwrap_or_else(|e| panic!("{e:#}"));
+
+    // The new version of greet, signed by the same key, presented as the library cell greet: its
+    // object, hash and signature copied into the libs entry.
+    let mut swapped = signed.clone();
+    let upgrade = swapped.get(CellKind::Upgrades, "greet").unwrap().clone();
+    let lib = swapped
+        .cells
+        .iter_mut()
+        .find(|e| e.kind == CellKind::Libs && e.name == "greet")
+        .unwrap();
+    lib.object = upgrade.object.clone();
+    lib.sha256 = upgrade.sha256.clone();
+    lib.signature = upgrade.signature.clone();
+    write_manifest(&cells.0, &swapped);
+    // A library that fails is left out, named, and the rest boots.
+    let kernel = Kernel::boot_trusting(&cells.0, &trusted).unwrap_or_else(|e| panic!("{e:#}"));
+    let failures = kernel.boot_failures();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    let err = &failures[0].error;
+    assert!(
+        failures[0].cell == "greet"
+            && err.contains("cell `greet` (libs 0.1.0)")
+            && err.contains("does not verify"),
+        "{err}"
+    );
+    assert!(
+        kernel.cell_id("greet").is_none(),
+        "the substituted greet is not loaded"
+    );
+    drop(kernel);
+
+    // An entry carried over from another signing (the same cell, the same object): the serial
+    // it was signed with is not this manifest's.
+    // Signing again after a change (here: the signatures dropped, as a plain build leaves them)
+    // takes a new, larger serial.
+    let mut unsigned = signed.clone();
+    for e in &mut unsigned.cells {
+        e.signature = None;
+    }
+    write_manifest(&cells.0, &unsigned);
+    std::thread::sleep(std::time::Duration::from_millis(10));
+    sign::sign_manifest(&cells.0, &keys.join("cell-signing.key")).unwrap();
+    let resigned = manifest_of(&cells.0);
+    assert!(resigned.serial > signed.serial, "the serial only grows");
+    let mut mixed = resigned.clone();
+    let memfs = mixed
+        .cells
+        .iter_mut()
+        .find(|e| e.kind == CellKind::Kernel && e.name == "memfs")
+        .unwrap();
+    memfs.signature = signed
+        .get(CellKind::Kernel, "memfs")
+        .unwrap()
+        .signature
+        .clone();
+    write_manifest(&cells.0, &mixed);
+    let err = boot_error(&cells.0, &trusted);
+    assert!(
+        err.contains("cell `memfs` (kernel 0.1.0)") && err.contains("another signing"),
+        "{err}"
+    );
+
+    // A whole older signed manifest, once a newer one was accepted: a rollback.
+    write_manifest(&cells.0, &signed);
+    let options = nano_core::BootOptions {
+        trusted: trusted.to_vec(),
+        min_serial: resigned.serial.unwrap(),
+        ..Default::default()
+    };
+    let err = match Kernel::boot_with(&cells.0, &options) {
+        Ok(_) => panic!("a rolled-back manifest must be refused"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("rolled back"), "{err}");
+    write_manifest(&cells.0, &resigned);
+    Kernel::boot_with(&cells.0, &options).unwrap_or_else(|e| panic!("{e:#}"));
+
+    // An unsigned manifest (a plain build) is refused under trust, by what it lacks.
+    let mut plain = resigned.clone();
+    plain.serial = None;
+    for e in &mut plain.cells {
+        e.signature = None;
+    }
+    write_manifest(&cells.0, &plain);
+    let err = boot_error(&cells.0, &trusted);
+    assert!(err.contains("not signed"), "{err}");
+}
+
+#[test]
+fn keygen_creates_the_secret_key_private_and_never_through_a_link() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = std::env::temp_dir().join(format!("keygen-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // A dangling link where the secret key goes: keygen must not write through it.
+    let target = dir.join("elsewhere");
+    std::os::unix::fs::symlink(&target, dir.join("cell-signing.key")).unwrap();
+    let err = format!("{:#}", sign::keygen(&dir).unwrap_err());
+    assert!(err.contains("never overwritten"), "{err}");
+    assert!(!target.exists(), "the key was written through the link");
+    std::fs::remove_file(dir.join("cell-signing.key")).unwrap();
+    // Under a permissive umask the secret key is still 0600, from its creation on.
+    // SAFETY: umask only changes this process's file-creation mask; restored below.
+    let old = unsafe { libc::umask(0) };
+    let made = sign::keygen(&dir);
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    let (secret, public) = made.unwrap();
+    let mode = std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "secret key mode {mode:o}");
+    assert_eq!(std::fs::metadata(&secret).unwrap().nlink(), 1);
+    assert!(sign::read_key(&public).is_ok());
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -25,7 +25,8 @@ COMMANDS:
     sign <KEY>
              Build, then sign every object listed in the manifest with KEY
     keygen [DIR]
-             Make an Ed25519 key pair in DIR: cell-signing.key (secret), cell-signing.pub
+             Make an Ed25519 key pair in DIR (default ~/.config/cells): cell-signing.key
+             (secret, 0600), cell-signing.pub
              (for `nano_core --trust`)
     demo     Build what is stale, boot nano_core on the cells and run its workload
     qemu     Build the cells and the bare-metal nano_core (bare_metal/), boot it under
@@ -214,7 +215,17 @@ fn parse(mut args: Vec<String>) -> Result<Cli> {
             Ok(Cli::Upgrades(options, cargo_args))
         }
         "keygen" => {
-            let dir = args.next().unwrap_or_else(|| ".".into());
+            // By default outside any repository: a secret key must never be committed.
+            let dir = match args.next() {
+                Some(dir) => dir,
+                None => std::env::var("XDG_CONFIG_HOME")
+                    .map(PathBuf::from)
+                    .or_else(|_| std::env::var("HOME").map(|h| PathBuf::from(h).join(".config")))
+                    .context("no DIR given, and neither XDG_CONFIG_HOME nor HOME is set")?
+                    .join("cells")
+                    .to_string_lossy()
+                    .into_owned(),
+            };
             if let Some(extra) = args.next() {
                 bail!("unexpected argument `{extra}` for `cargo cell keygen [DIR]`");
             }

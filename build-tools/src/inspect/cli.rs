@@ -1,11 +1,12 @@
 //! The command line of `cargo cell ls`, `info`, `deps` and `snapshot`: parsing, finding the
 //! snapshot (offline, live or from a file), and writing the output.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use crate_metadata::Manifest;
 
-use super::model::{self, Names, Snapshot};
+use super::model::{self, Model, Names};
 use super::query::parse_addr;
 use super::{live, offline, show, Format, Options, Query};
 use crate::build::{build_cells, BuildOptions};
@@ -17,15 +18,19 @@ pub const USAGE: &str = "\
 cargo cell ls|info|deps|snapshot: inspect the dependency graph, offline or on the running system
 
 USAGE:
-    cargo cell ls [OPTIONS]              every cell: namespace, version, size, dependents, state
-    cargo cell info <CELL> [OPTIONS]     identity, sections, exports and their users, imports
-                                         and their providers
+    cargo cell ls [OPTIONS]              every cell: kind, namespace, version, size, dependents
+    cargo cell ls --crates [OPTIONS]     every dependency crate: source, features, where it is
+                                         (loaded, or linked by the base image), what uses it
+    cargo cell info <CELL> [OPTIONS]     identity, crates, sections, exports and their users,
+                                         imports and their providers
     cargo cell deps [VIEW] [OPTIONS]     the dependency graph
     cargo cell snapshot [-o FILE]        the whole model as JSON (to read back with --snapshot)
 
 VIEWS (deps):
     (none)                   the crate graph as a tree with sizes; --depth N limits it
     --invert <CELL>          every cell a swap or removal of CELL touches, with their slots
+    --invert <CRATE>         every crate and cell a bump of dependency crate CRATE touches
+                             (compiled against it, transitively), with their slots
     --why <A> <B>            the symbols through which A depends on B
     --symbols <CELL>         CELL's slots and the slots bound to it: section, offset, kind, symbol
     --unresolved             what would fail to link, and why
@@ -47,7 +52,10 @@ OPTIONS:
     --mangled                mangled symbol names instead of demangled ones
     --depth <N>              (tree) show N levels below the roots
 
-A CELL is a name (`klog`), a name in a namespace (`klog@_kernel`) or an id (`#3`).
+A CELL is a name (`klog`), a name in a namespace (`klog@_kernel`), a release
+(`unicode_width@0.2.3`) or an id (`#3`). A CRATE is a dependency crate's name (`regex`), a
+release (`unicode_width@0.2.3`) or its manifest key; `--invert '#N'` is the cell view of a
+dependency cell.
 ";
 
 /// Where the snapshot comes from.
@@ -96,6 +104,7 @@ pub fn parse(command: &str, args: impl IntoIterator<Item = String>) -> Result<Ar
     let mut live = false;
     let mut positional = Vec::new();
     let mut view = None;
+    let mut crates = false;
     while let Some(arg) = args.next() {
         let mut value = |what: &str| args.next().with_context(|| format!("{arg} needs {what}"));
         match arg.as_str() {
@@ -111,6 +120,7 @@ pub fn parse(command: &str, args: impl IntoIterator<Item = String>) -> Result<Ar
             "-o" | "--output" => out.output = Some(PathBuf::from(value("a file")?)),
             "--namespace" => out.options.namespace = Some(value("a namespace")?),
             "--all" => out.options.all = true,
+            "--crates" => crates = true,
             "--mangled" => out.options.names = Names { mangled: true },
             "--depth" => {
                 let n = value("a number")?;
@@ -154,6 +164,12 @@ pub fn parse(command: &str, args: impl IntoIterator<Item = String>) -> Result<Ar
     if out.help {
         return Ok(out);
     }
+    if crates {
+        if command != "ls" {
+            bail!("--crates belongs to `cargo cell ls`");
+        }
+        out.query = Some(Query::Crates);
+    }
     match (command, view, positional.as_slice()) {
         ("deps", Some(v), []) => out.query = Some(v),
         ("deps", None, []) | ("ls", None, []) | ("snapshot", None, []) => {}
@@ -176,8 +192,9 @@ fn set_view(view: &mut Option<Query>, arg: &str, q: Query) -> Result<()> {
     Ok(())
 }
 
-/// Gets the snapshot `source` names.
-pub fn snapshot(source: &Source, build: &BuildOptions) -> Result<Snapshot> {
+/// Gets the model `source` names. A live snapshot comes with the workspace's manifest (what
+/// `nano_core` booted from, unless it was started elsewhere) when one can be read.
+pub fn snapshot(source: &Source, build: &BuildOptions) -> Result<Model> {
     match source {
         Source::Offline => {
             let report = build_cells(build).context("building the cells for a dry link")?;
@@ -185,16 +202,23 @@ pub fn snapshot(source: &Source, build: &BuildOptions) -> Result<Snapshot> {
         }
         Source::File(path) => model::read(path),
         Source::Live(socket) => {
-            let socket = match socket {
-                Some(s) => s.clone(),
-                None => default_socket(build)?,
+            let workspace = workspace(build);
+            let socket = match (socket, &workspace) {
+                (Some(s), _) => s.clone(),
+                (None, Ok(ws)) => control::default_socket(&ws.target_dir),
+                (None, Err(e)) => bail!("{e:#}"),
             };
-            live::fetch(&socket)
+            let snapshot = live::fetch(&socket)?;
+            let manifest = match workspace {
+                Ok(ws) => read_manifest(&ws.target_dir.join("cells").join("manifest.json"))?,
+                Err(_) => None,
+            };
+            Ok(Model { snapshot, manifest })
         }
     }
 }
 
-fn default_socket(build: &BuildOptions) -> Result<PathBuf> {
+fn workspace(build: &BuildOptions) -> Result<Workspace> {
     let root = match &build.workspace_root {
         Some(root) => root.clone(),
         None => {
@@ -203,9 +227,20 @@ fn default_socket(build: &BuildOptions) -> Result<PathBuf> {
                 .context("finding the workspace whose target directory holds the socket (or pass --socket PATH)")?
         }
     };
-    let ws = Workspace::load(&root, build.target_dir.as_deref())
-        .with_context(|| format!("cannot read the workspace at {}", root.display()))?;
-    Ok(control::default_socket(&ws.target_dir))
+    Workspace::load(&root, build.target_dir.as_deref())
+        .with_context(|| format!("cannot read the workspace at {}", root.display()))
+}
+
+/// The manifest at `path`, or `None` when there is none.
+fn read_manifest(path: &Path) -> Result<Option<Manifest>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let manifest = serde_json::from_str(&text)
+        .with_context(|| format!("parsing the build manifest {}", path.display()))?;
+    Ok(Some(manifest))
 }
 
 /// Runs a parsed inspection command: prints (or writes) what it shows.
@@ -272,6 +307,9 @@ mod tests {
         assert_eq!((a.query, a.options.depth), (Some(Query::Tree), Some(2)));
         assert!(a.options.all);
         assert_eq!(p("snapshot", &["-o", "x.json"]).unwrap().query, None);
+        assert_eq!(p("ls", &["--crates"]).unwrap().query, Some(Query::Crates));
+        let a = p("deps", &["--invert", "unicode_width@0.2.3"]).unwrap();
+        assert_eq!(a.query, Some(Query::Invert("unicode_width@0.2.3".into())));
     }
 
     #[test]
@@ -286,5 +324,6 @@ mod tests {
         assert!(err("deps", &["--live", "--snapshot", "f"]).contains("pick one"));
         assert!(err("deps", &["--addr", "xyz"]).contains("hexadecimal"));
         assert!(err("deps", &["--bogus"]).contains("unknown option"));
+        assert!(err("deps", &["--crates"]).contains("belongs to `cargo cell ls`"));
     }
 }

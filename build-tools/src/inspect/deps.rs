@@ -4,21 +4,30 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate_metadata::{Cell, CellId, EdgeId, Origin, Registry};
+use loader::{Catalog, ManifestCatalog};
 
 use super::model::Index;
-use super::views::{CellRef, Dependent, EdgeRow, Hop, SymbolUse, TreeNode, View};
+use super::views::{
+    CellRef, Dependent, EdgeRow, Hop, MissingRow, SymbolUse, TreeNode, UnresolvedRow, View,
+};
 
 /// The crate graph as a tree (`cargo tree` style): every object cell that no other object cell
-/// uses is a root, its dependencies below it. A cell shown in full once is marked `repeated`
-/// where it occurs again. The base image and the platform appear only as leaves; with `all`,
-/// each such leaf lists the symbols its parent binds there.
+/// shown (with `namespace`, of that namespace) uses is a root, its dependencies below it: the cells it binds to, and the dependency cells it
+/// is compiled against (the manifest's `crates`) even when it binds to nothing in them (`slots`
+/// 0). A cell shown in full once is marked `repeated` where it occurs again. The base image and
+/// the platform appear only as leaves; the base image's leaf names the parent's dependency
+/// crates it links; with `all`, each such leaf lists the symbols its parent binds there.
 pub fn tree(index: &Index<'_>, namespace: Option<&str>, depth: Option<usize>, all: bool) -> View {
     let cells = index.object_cells(namespace);
-    let is_object = |c: CellId| index.cell(c).is_some_and(|c| c.origin == Origin::Object);
+    // A cell is below another when one of the cells shown binds to it or is compiled against it.
+    let shown: BTreeSet<CellId> = cells.iter().map(|c| c.id).collect();
+    let crate_children: BTreeSet<CellId> =
+        cells.iter().flat_map(|c| index.crate_cells(c)).collect();
     let mut roots: Vec<&Cell> = cells
         .iter()
         .copied()
-        .filter(|c| index.dependents(c.id).all(|(d, _)| !is_object(d)))
+        .filter(|c| index.dependents(c.id).all(|(d, _)| !shown.contains(&d)))
+        .filter(|c| !crate_children.contains(&c.id))
         .collect();
     roots.sort_by(|a, b| (&a.name, a.id).cmp(&(&b.name, b.id)));
     let mut builder = TreeBuilder {
@@ -28,11 +37,14 @@ pub fn tree(index: &Index<'_>, namespace: Option<&str>, depth: Option<usize>, al
         expanded: BTreeSet::new(),
         shown: BTreeSet::new(),
     };
-    let mut nodes: Vec<TreeNode> = roots.iter().map(|c| builder.node(c, &[], 0)).collect();
+    let mut nodes: Vec<TreeNode> = roots
+        .iter()
+        .map(|c| builder.node(c, None, &[], 0))
+        .collect();
     // Cells only reachable through a cycle have no root above them: show them as roots too.
     for c in &cells {
         if !builder.shown.contains(&c.id) {
-            nodes.push(builder.node(c, &[], 0));
+            nodes.push(builder.node(c, None, &[], 0));
         }
     }
     View::Tree {
@@ -52,7 +64,13 @@ struct TreeBuilder<'i, 'a> {
 }
 
 impl TreeBuilder<'_, '_> {
-    fn node(&mut self, cell: &Cell, edges: &[EdgeId], level: usize) -> TreeNode {
+    fn node(
+        &mut self,
+        cell: &Cell,
+        parent: Option<CellId>,
+        edges: &[EdgeId],
+        level: usize,
+    ) -> TreeNode {
         let index = self.index;
         let mut node = TreeNode {
             cell: CellRef::of(index, cell),
@@ -61,8 +79,12 @@ impl TreeBuilder<'_, '_> {
             repeated: false,
             children: Vec::new(),
             symbols: Vec::new(),
+            crates: Vec::new(),
         };
         if cell.origin != Origin::Object {
+            if let (Registry::BASE, Some(parent)) = (cell.id, parent) {
+                node.crates = image_crates(index, parent);
+            }
             if self.all {
                 let names: BTreeSet<String> = edges
                     .iter()
@@ -78,13 +100,20 @@ impl TreeBuilder<'_, '_> {
         if self.depth.is_some_and(|d| level >= d) {
             return node;
         }
+        let crate_cells: Vec<&Cell> = index
+            .crate_cells(cell)
+            .into_iter()
+            .filter(|c| index.providers(cell.id).all(|(p, _)| p != *c))
+            .filter_map(|c| index.cell(c))
+            .collect();
         if !self.expanded.insert(cell.id) {
-            node.repeated = index.providers(cell.id).next().is_some();
+            node.repeated = index.providers(cell.id).next().is_some() || !crate_cells.is_empty();
             return node;
         }
         let mut children: Vec<(&Cell, &[EdgeId])> = index
             .providers(cell.id)
             .filter_map(|(p, e)| Some((index.cell(p)?, e)))
+            .chain(crate_cells.into_iter().map(|c| (c, &[] as &[EdgeId])))
             .collect();
         // Object cells by name, then the base image, then the platform.
         children.sort_by_key(|(c, _)| {
@@ -93,10 +122,29 @@ impl TreeBuilder<'_, '_> {
         });
         node.children = children
             .into_iter()
-            .map(|(c, e)| self.node(c, e, level + 1))
+            .map(|(c, e)| self.node(c, Some(cell.id), e, level + 1))
             .collect();
         node
     }
+}
+
+/// The dependency crates of `cell` that the base image provides and `cell` binds to there, as
+/// `name version`.
+fn image_crates(index: &Index<'_>, cell: CellId) -> Vec<String> {
+    let Some(entry) = index.crates.entry_of(cell) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = index
+        .crates
+        .uses(entry)
+        .iter()
+        .filter(|d| index.crates.in_base_image(**d) && index.crates.loaded(**d).is_empty())
+        .filter(|d| !index.slots_into(cell, **d).is_empty())
+        .filter_map(|d| index.crates.entry(*d))
+        .map(|e| format!("{} {}", e.name, e.version))
+        .collect();
+    out.sort();
+    out
 }
 
 /// Every cell a swap or removal of `cell` touches, transitively, nearest first, with the slots
@@ -223,17 +271,31 @@ fn hop(index: &Index<'_>, from: CellId, to: CellId) -> Option<Hop> {
     })
 }
 
-/// The cells that failed to link (offline: nothing is loaded; live: always none).
+/// The cells that failed to link (offline: nothing is loaded; live: always none). Each missing
+/// symbol names the cell of the manifest that exports it, as the loader's catalog does.
 pub fn unresolved(index: &Index<'_>, namespace: Option<&str>) -> View {
-    View::Unresolved {
-        cells: index
-            .snapshot
-            .unresolved
-            .iter()
-            .filter(|u| namespace.is_none_or(|ns| u.namespace == ns))
-            .cloned()
-            .collect(),
-    }
+    let catalog = index.crates.manifest().map(ManifestCatalog::new);
+    let cells = index
+        .snapshot
+        .unresolved
+        .iter()
+        .filter(|u| namespace.is_none_or(|ns| u.namespace == ns))
+        .map(|u| UnresolvedRow {
+            name: u.name.clone(),
+            version: u.version.clone(),
+            namespace: u.namespace.clone(),
+            message: u.message.clone(),
+            missing: u
+                .missing
+                .iter()
+                .map(|m| MissingRow {
+                    defined_by: catalog.as_ref().and_then(|c| c.defined_by(&m.name)),
+                    symbol: m.clone(),
+                })
+                .collect(),
+        })
+        .collect();
+    View::Unresolved { cells }
 }
 
 /// The strongly connected components of more than one object cell (Tarjan's algorithm), each

@@ -1,8 +1,10 @@
 //! The DOT format, for Graphviz (`cargo cell deps --format dot | dot -Tsvg > deps.svg`).
 //!
-//! Every view is drawn as cells (boxes; the base image and the platform as ellipses, cells that
-//! fail to link dashed red) and uses between them, labelled with the number of slots (and, for
-//! `--why`, the symbols). `--symbols <cell>` is drawn one level down: the cell's sections on one
+//! Every view is drawn as cells (boxes, green for dependency crates; the base image and the
+//! platform as ellipses, cells that fail to link dashed red), one cluster per namespace when
+//! there are several, and uses between them, labelled with the number of slots (and, for
+//! `--why`, the symbols); dashed where a cell is compiled against a crate but binds to nothing
+//! in it. `--symbols <cell>` is drawn one level down: the cell's sections on one
 //! side, each provider's symbols clustered by provider on the other, one arrow per slot.
 
 use std::collections::BTreeMap;
@@ -35,7 +37,14 @@ pub fn render(graph: &Graph, view: &View, names: Names) -> String {
                     let _ = write!(label, "\\nv{}", n.version);
                 }
                 let _ = write!(label, " · {}", bytes(n.size));
-                let fill = if focus { "#ffd966" } else { "#dde8f6" };
+                if n.dep {
+                    label.push_str("\\ndependency crate");
+                }
+                let fill = match (focus, n.dep) {
+                    (true, _) => "#ffd966",
+                    (false, true) => "#e2f0d9",
+                    (false, false) => "#dde8f6",
+                };
                 let style = if n.retired {
                     "rounded,filled,dashed"
                 } else {
@@ -86,6 +95,15 @@ pub fn render(graph: &Graph, view: &View, names: Names) -> String {
             if e.more > 0 {
                 let _ = write!(label, "\\n+{} more", e.more);
             }
+        }
+        if e.slots == 0 && e.symbols.is_empty() {
+            // Compiled against it, bound to nothing in it.
+            let _ = writeln!(
+                out,
+                "  n{} -> n{} [label=\"no slots\", style=dashed];",
+                e.from, e.to
+            );
+            continue;
         }
         let _ = writeln!(out, "  n{} -> n{} [label=\"{label}\"];", e.from, e.to);
     }

@@ -3,11 +3,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate_metadata::{CellId, CellState, Origin, Registry};
+use crate_metadata::{CellId, CellKind, CellState, NamespaceId, Origin, Registry};
 use serde::Serialize;
 
+use super::crates::source_label;
 use super::model::{source_name, Index, Names};
-use super::views::{TreeNode, View};
+use super::views::{TreeNode, UnresolvedRow, View};
 
 /// Ids of unresolved cells in a picture start here (they have no id in the registry).
 pub const UNRESOLVED_BASE: u32 = 1 << 30;
@@ -30,8 +31,23 @@ pub struct Node {
     pub size: u64,
     /// `object`, `base`, `platform` or `unresolved`.
     pub kind: &'static str,
+    /// A dependency crate's cell (`cells/` kind `deps`).
+    pub dep: bool,
     /// Replaced by a swap.
     pub retired: bool,
+    /// More to say in the page's side panel: a dependency crate's source, features and users;
+    /// the crates the base image provides.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// A namespace of the picture, for grouping its cells.
+#[derive(Clone, Debug, Serialize)]
+pub struct GraphNamespace {
+    /// Its name.
+    pub name: String,
+    /// Its parent's name.
+    pub parent: Option<String>,
 }
 
 /// An edge: one cell uses another.
@@ -62,6 +78,8 @@ pub struct Graph {
     pub edges: Vec<GraphEdge>,
     /// The cells the view is about (highlighted first).
     pub focus: Vec<u32>,
+    /// The namespaces of the nodes, parents before children.
+    pub namespaces: Vec<GraphNamespace>,
 }
 
 /// The picture of `view`.
@@ -101,6 +119,49 @@ pub fn of(index: &Index<'_>, view: &View, names: Names) -> Graph {
             title = format!("{addr:#x}");
             if let Some(h) = hit {
                 around(index, CellId(h.cell.id), &mut cells, &mut pairs, &mut focus);
+            }
+        }
+        View::Crates { crates } => {
+            title = "dependency crates".to_string();
+            for c in crates {
+                cells.extend(c.cells.iter().map(|r| CellId(r.id)));
+                cells.extend(c.bound_by.iter().map(|u| CellId(u.cell.id)));
+            }
+            pairs = all_pairs(index, &cells);
+        }
+        View::InvertCrate {
+            entry,
+            cells: loaded,
+            dependents,
+            ..
+        } => {
+            title = format!("what a bump of {} {} touches", entry.name, entry.version);
+            focus.extend(loaded.iter().map(|c| CellId(c.id)));
+            cells.extend(focus.iter().copied());
+            for d in dependents {
+                let via = index.crates.by_key(&d.via.key, d.via.kind);
+                for t in &d.cells {
+                    let id = CellId(t.cell.id);
+                    cells.insert(id);
+                    for s in &t.slots {
+                        let e = index.registry().edge(crate_metadata::EdgeId(s.edge));
+                        if let Some(e) = e {
+                            cells.insert(e.provider);
+                            pairs.insert((e.dependent, e.provider));
+                        }
+                    }
+                    // Compiled against it, bound to nothing in it: still a use of the crate.
+                    let compiled = via.zip(index.cell(id));
+                    if t.slots.is_empty() {
+                        for v in compiled
+                            .map(|(v, c)| index.visible_loaded(c, v))
+                            .unwrap_or_default()
+                        {
+                            cells.insert(v);
+                            pairs.insert((id, v));
+                        }
+                    }
+                }
             }
         }
         View::Invert { cell, dependents } => {
@@ -154,7 +215,9 @@ pub fn of(index: &Index<'_>, view: &View, names: Names) -> Graph {
                     Origin::BaseImage => "base",
                     Origin::Platform => "platform",
                 },
+                dep: c.kind == Some(CellKind::Deps),
                 retired: c.state == CellState::Retired,
+                notes: notes(index, c),
             })
             .collect(),
         edges: pairs
@@ -162,11 +225,77 @@ pub fn of(index: &Index<'_>, view: &View, names: Names) -> Graph {
             .map(|(from, to)| edge(index, *from, *to, names))
             .collect(),
         focus: focus.iter().map(|c| c.0).collect(),
+        namespaces: Vec::new(),
     };
     if let View::Unresolved { cells } = view {
         add_unresolved(&mut graph, cells, names);
     }
+    graph.namespaces = namespaces(index, &graph.nodes);
     graph
+}
+
+/// The namespaces `nodes` are in, with their ancestors, parents first.
+fn namespaces(index: &Index<'_>, nodes: &[Node]) -> Vec<GraphNamespace> {
+    let all = &index.snapshot.namespaces;
+    let mut wanted: BTreeSet<NamespaceId> = BTreeSet::new();
+    for n in nodes.iter().filter(|n| !n.namespace.is_empty()) {
+        if let Some(ns) = all.by_name(&n.namespace) {
+            wanted.extend(all.chain(ns.id));
+        }
+    }
+    let depth = |id: NamespaceId| all.chain(id).len();
+    let mut ids: Vec<NamespaceId> = wanted.into_iter().collect();
+    ids.sort_by_key(|id| (depth(*id), *id));
+    ids.into_iter()
+        .filter_map(|id| all.get(id))
+        .map(|ns| GraphNamespace {
+            name: ns.name.clone(),
+            parent: ns.parent.and_then(|p| all.get(p)).map(|p| p.name.clone()),
+        })
+        .collect()
+}
+
+/// What the page's side panel says about `cell` beyond its name: for a dependency crate, its
+/// source, features and the cells compiled against it; for the base image, the crates it links.
+fn notes(index: &Index<'_>, cell: &crate_metadata::Cell) -> Vec<String> {
+    let crates = &index.crates;
+    if cell.id == Registry::BASE {
+        let linked: Vec<String> = crates
+            .dependency_crates()
+            .into_iter()
+            .filter(|d| crates.in_base_image(*d))
+            .filter_map(|d| crates.entry(d))
+            .map(|e| format!("{} {}", e.name, e.version))
+            .collect();
+        if linked.is_empty() {
+            return Vec::new();
+        }
+        return vec![format!("links the crates {}", linked.join(", "))];
+    }
+    let Some(entry) = crates.entry_of(cell.id) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if let Some(info) = crates.entry(entry).and_then(|e| e.crate_info.as_ref()) {
+        out.push(format!(
+            "dependency crate {} from {}",
+            info.package,
+            source_label(&info.source)
+        ));
+        if !info.features.is_empty() {
+            out.push(format!("features: {}", info.features.join(", ")));
+        }
+    }
+    let users: Vec<String> = crates
+        .users(entry)
+        .iter()
+        .filter_map(|u| crates.entry(*u))
+        .map(|u| format!("{} {}", u.name, u.version))
+        .collect();
+    if !users.is_empty() {
+        out.push(format!("compiled into: {}", users.join(", ")));
+    }
+    out
 }
 
 /// Adds the base image and the platform when a cell of `cells` uses them.
@@ -256,7 +385,7 @@ fn edge(index: &Index<'_>, from: CellId, to: CellId, names: Names) -> GraphEdge 
     }
 }
 
-fn add_unresolved(graph: &mut Graph, cells: &[super::model::UnresolvedCell], names: Names) {
+fn add_unresolved(graph: &mut Graph, cells: &[UnresolvedRow], names: Names) {
     let mut ids: BTreeMap<&str, u32> = BTreeMap::new();
     for (i, u) in cells.iter().enumerate() {
         let id = UNRESOLVED_BASE + i as u32;
@@ -269,17 +398,19 @@ fn add_unresolved(graph: &mut Graph, cells: &[super::model::UnresolvedCell], nam
             namespace: u.namespace.clone(),
             size: 0,
             kind: "unresolved",
+            dep: false,
             retired: false,
+            notes: Vec::new(),
         });
     }
     for (i, u) in cells.iter().enumerate() {
         let mut by_provider: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for m in &u.missing {
-            if let Some(p) = &m.failed_provider {
+            if let Some(p) = &m.symbol.failed_provider {
                 by_provider
                     .entry(p)
                     .or_default()
-                    .push(names.symbol(&m.name));
+                    .push(names.symbol(&m.symbol.name));
             }
         }
         for (p, symbols) in by_provider {

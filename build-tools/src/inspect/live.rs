@@ -38,5 +38,5 @@ pub fn fetch(socket: &Path) -> Result<Snapshot> {
 /// Parses the body lines of a `snapshot` reply.
 pub fn from_reply_lines(lines: &[String]) -> Result<Snapshot> {
     // A body line that looks like the final line is sent with a leading space; JSON ignores it.
-    parse(&lines.join("\n"))
+    Ok(parse(&lines.join("\n"))?.snapshot)
 }

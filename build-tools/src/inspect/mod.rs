@@ -1,28 +1,35 @@
 //! Inspecting the dependency graph: `cargo cell ls`, `cargo cell info` and `cargo cell deps`.
 //!
-//! **One model, two sources.** Every view reads a [`Snapshot`](model::Snapshot): the loader's
-//! own [`Registry`](crate_metadata::Registry) and [`Namespaces`](namespace::Namespaces).
+//! **One model, two sources.** Every view reads a [`Model`](model::Model): a
+//! [`Snapshot`](model::Snapshot) (the loader's own [`Registry`](crate_metadata::Registry) and
+//! [`Namespaces`](namespace::Namespaces)) with the build [`Manifest`](crate_metadata::Manifest),
+//! which says which crate each dependency cell is and which cells use which crates.
 //!
 //! - *Offline* ([`offline`]): a dry link of the objects `cargo cell build` wrote, done by the
 //!   loader's own [`System::load`](loader::System::load) on a [`DryPlatform`](dry::DryPlatform)
 //!   that maps heap memory, reads the base image's symbols from the `nano_core` file, and never
-//!   runs cell code. Cells that would fail to link are recorded, not fatal.
+//!   runs cell code; each cell's dependency cells are linked before it, as `nano_core` loads
+//!   them. Cells that would fail to link are recorded, not fatal.
 //! - *Live* ([`live`]): the snapshot a running `nano_core` sends for the control request
-//!   `snapshot`, or one saved to a file (`cargo cell snapshot -o FILE`).
+//!   `snapshot` (with the workspace's manifest), or one saved to a file (`cargo cell snapshot -o
+//!   FILE`).
 //!
 //! | file | what |
 //! |------|------|
-//! | `model.rs` | the snapshot, the crate-level index over its edges, names as people read them |
+//! | `model.rs` | the model, the cell-level index over its edges, names as people read them |
+//! | `crates.rs` | the manifest's crate graph, matched to the cells |
 //! | `dry.rs`, `offline.rs` | the dry-link platform and the offline source |
 //! | `live.rs` | the live source |
 //! | `views.rs` | what each command shows, as data ([`views::View`]) |
-//! | `query.rs`, `deps.rs` | building the views: `ls`, `info`, `--symbols`, `--addr`; the tree, `--invert`, `--why`, `--unresolved`, `--cycles` |
+//! | `query.rs`, `deps.rs`, `crate_views.rs` | building the views: `ls`, `info`, `--symbols`, `--addr`; the tree, `--invert`, `--why`, `--unresolved`, `--cycles`; `ls --crates` and `--invert <crate>` |
 //! | `graph.rs` | the picture of a view for the graph formats |
 //! | `text/`, `json.rs`, `dot.rs`, `html.rs` (+ `page/`) | the formats (`json.rs` documents the JSON schema) |
 //! | `synth.rs` | generated systems for benchmarks and tests |
 //! | `cli.rs` | the command line |
 
 pub mod cli;
+pub mod crate_views;
+pub mod crates;
 pub mod deps;
 pub mod dot;
 pub mod dry;
@@ -39,7 +46,7 @@ pub mod views;
 
 use anyhow::{bail, Result};
 
-use model::{Index, Names, Snapshot};
+use model::{Index, Model, Names};
 use views::View;
 
 /// The output formats.
@@ -74,11 +81,14 @@ impl Format {
 pub enum Query {
     /// `ls`.
     Ls,
+    /// `ls --crates`.
+    Crates,
     /// `info <cell>`.
     Info(String),
     /// `deps`: the tree.
     Tree,
-    /// `deps --invert <cell>`.
+    /// `deps --invert <cell>`, or `deps --invert <crate>` when it names a dependency crate
+    /// (`regex`, `unicode_width@0.2.3`).
     Invert(String),
     /// `deps --why <a> <b>`.
     Why(String, String),
@@ -124,9 +134,13 @@ pub fn view(index: &Index<'_>, q: &Query, options: &Options) -> Result<View> {
     }
     Ok(match q {
         Query::Ls => query::ls(index, ns, options.all),
+        Query::Crates => crate_views::crates(index, ns)?,
         Query::Info(cell) => query::info(index, index.find(cell, ns)?),
         Query::Tree => deps::tree(index, ns, options.depth, options.all),
-        Query::Invert(cell) => deps::invert(index, index.find(cell, ns)?),
+        Query::Invert(spec) => match index.crates.find(spec)? {
+            Some(krate) => crate_views::invert(index, krate)?,
+            None => deps::invert(index, index.find(spec, ns)?),
+        },
         Query::Why(a, b) => {
             let a = index.find(a, ns)?;
             let uses = |c: &crate_metadata::Cell| index.providers(a.id).any(|(p, _)| p == c.id);
@@ -157,9 +171,9 @@ pub fn render(index: &Index<'_>, view: &View, options: &Options) -> Result<Strin
     })
 }
 
-/// Builds and renders: what `cargo cell ls|info|deps` prints for `snapshot`.
-pub fn show(snapshot: &Snapshot, q: &Query, options: &Options) -> Result<String> {
-    let index = Index::new(snapshot);
+/// Builds and renders: what `cargo cell ls|info|deps` prints for `model`.
+pub fn show(model: &Model, q: &Query, options: &Options) -> Result<String> {
+    let index = Index::new(model);
     let view = view(&index, q, options)?;
     render(&index, &view, options)
 }

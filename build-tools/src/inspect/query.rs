@@ -3,11 +3,13 @@
 use std::collections::BTreeMap;
 
 use anyhow::{bail, Result};
-use crate_metadata::{Cell, CellId, Origin, SlotKind};
+use crate_metadata::{Cell, CellId, CellKind, CrateInfo, Origin, SlotKind};
 
+use super::crates::EntryId;
 use super::model::{Index, SnapshotSource};
 use super::views::{
-    AddrHit, CellRef, EdgeRow, ExportRow, ImportRow, InfoView, LsRow, SectionRow, UseCount, View,
+    AddrHit, CellRef, CrateUse, EdgeRow, EntryRef, ExportRow, ImportRow, InfoView, LsRow,
+    SectionRow, UseCount, View,
 };
 
 /// `ls`: every object cell (with `all`, also the base image and the platform), in id order.
@@ -24,6 +26,7 @@ pub fn ls(index: &Index<'_>, namespace: Option<&str>, all: bool) -> View {
         .map(|c| LsRow {
             cell: CellRef::of(index, c),
             kind: c.kind,
+            crate_info: crate_info(index, c),
             size: c.size(),
             object_size: c.object_size,
             mapped_bytes: c.stats.mapped_bytes,
@@ -121,9 +124,32 @@ pub fn info(index: &Index<'_>, cell: &Cell) -> View {
     imports.sort_by(|a, b| {
         (a.provider.id, &a.demangled, &a.symbol).cmp(&(b.provider.id, &b.demangled, &b.symbol))
     });
+    let entry = index.crates.entry_of(cell.id);
+    let mut users: Vec<EntryRef> = entry
+        .map(|e| index.crates.users(e))
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|u| index.crates.entry(*u))
+        .map(EntryRef::of)
+        .collect();
+    users.sort_by(|a, b| (a.kind, &a.name, &a.version).cmp(&(b.kind, &b.name, &b.version)));
     View::Info(Box::new(InfoView {
         cell: CellRef::of(index, cell),
         kind: cell.kind,
+        crate_info: crate_info(index, cell),
+        crates: entry
+            .map(|e| crate_uses(index, cell, e))
+            .unwrap_or_default(),
+        users,
+        dependents: index
+            .dependents(cell.id)
+            .filter_map(|(d, edges)| {
+                Some(UseCount {
+                    cell: CellRef::of(index, index.cell(d)?),
+                    slots: edges.len(),
+                })
+            })
+            .collect(),
         sha256: cell.sha256.clone(),
         object_size: cell.object_size,
         size: cell.size(),
@@ -133,6 +159,37 @@ pub fn info(index: &Index<'_>, cell: &Cell) -> View {
         exports,
         imports,
     }))
+}
+
+/// For a dependency cell: which build of which crate it is, from the manifest.
+fn crate_info(index: &Index<'_>, cell: &Cell) -> Option<CrateInfo> {
+    let entry = index.crates.entry_of(cell.id)?;
+    index.crates.entry(entry)?.crate_info.clone()
+}
+
+/// The dependency crates `cell` (loaded from manifest entry `entry`) is compiled against: for
+/// each, the cells it is loaded as where `cell` can see them, and `cell`'s slots bound to it.
+fn crate_uses(index: &Index<'_>, cell: &Cell, entry: EntryId) -> Vec<CrateUse> {
+    let mut out: Vec<CrateUse> = index
+        .crates
+        .uses(entry)
+        .iter()
+        .filter_map(|u| Some((*u, index.crates.entry(*u)?)))
+        .filter(|(_, e)| e.kind == CellKind::Deps)
+        .map(|(u, e)| CrateUse {
+            entry: EntryRef::of(e),
+            cells: index
+                .visible_loaded(cell, u)
+                .into_iter()
+                .filter_map(|c| index.cell(c))
+                .map(|c| CellRef::of(index, c))
+                .collect(),
+            slots: index.slots_into(cell.id, u).len(),
+            exports: e.exports.len(),
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.entry.name, &a.entry.version).cmp(&(&b.entry.name, &b.entry.version)));
+    out
 }
 
 /// `deps --symbols <cell>`: the cell's slots and the slots that bind to it, by section and offset.

@@ -5,11 +5,12 @@
 //! JSON has both.
 
 use crate_metadata::{
-    Cell, CellKind, CellState, EdgeId, LoadStats, Origin, SectionKind, SlotKind, SymbolKind,
+    Cell, CellKind, CellState, CrateInfo, EdgeId, LoadStats, ManifestEntry, Origin, SectionKind,
+    SlotKind, SymbolKind,
 };
 use serde::Serialize;
 
-use super::model::{Index, UnresolvedCell};
+use super::model::{Index, UnresolvedSymbol};
 
 /// A cell as views name it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -24,6 +25,9 @@ pub struct CellRef {
     pub namespace: Option<String>,
     /// Object, base image or platform.
     pub origin: Origin,
+    /// Where in `cells/` it came from; `deps` for a dependency crate (`None` for the base image
+    /// and the platform).
+    pub kind: Option<CellKind>,
     /// Live or retired.
     pub state: CellState,
 }
@@ -37,7 +41,37 @@ impl CellRef {
             version: cell.version.clone(),
             namespace: index.namespace_name(cell).map(str::to_string),
             origin: cell.origin,
+            kind: cell.kind,
             state: cell.state,
+        }
+    }
+}
+
+/// A manifest entry as views name it: a cell's crate or a dependency crate, loaded or not.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct EntryRef {
+    /// The crate name.
+    pub name: String,
+    /// The version.
+    pub version: String,
+    /// Where in `cells/` it lives; `deps` for a dependency crate.
+    pub kind: CellKind,
+    /// How the manifest names it (`regex-1.13.2` for a dependency crate; a cell's name).
+    pub key: String,
+    /// A dependency crate that the base image links (the build found every symbol it exports in
+    /// `nano_core`), so that cells bind to the image instead of loading it.
+    pub base_image: bool,
+}
+
+impl EntryRef {
+    /// The reference to `entry`.
+    pub fn of(entry: &ManifestEntry) -> EntryRef {
+        EntryRef {
+            name: entry.name.clone(),
+            version: entry.version.clone(),
+            kind: entry.kind,
+            key: entry.key().to_string(),
+            base_image: entry.crate_info.as_ref().is_some_and(|c| c.in_base_image),
         }
     }
 }
@@ -101,8 +135,11 @@ impl EdgeRow {
 pub struct LsRow {
     /// The cell.
     pub cell: CellRef,
-    /// Where in `cells/` it came from.
+    /// Where in `cells/` it came from (`deps` for a dependency crate).
     pub kind: Option<CellKind>,
+    /// For a dependency crate: which build of which crate it is (from the manifest).
+    #[serde(rename = "crate")]
+    pub crate_info: Option<CrateInfo>,
     /// Total size of its sections in bytes.
     pub size: u64,
     /// Size of its object file.
@@ -175,6 +212,21 @@ pub struct ImportRow {
     pub kinds: Vec<SlotKind>,
 }
 
+/// A crate a cell is compiled against, for `info`.
+#[derive(Clone, Debug, Serialize)]
+pub struct CrateUse {
+    /// The crate.
+    #[serde(rename = "crate")]
+    pub entry: EntryRef,
+    /// The cells it is loaded as where the cell can see them (empty when the base image provides
+    /// it, or when it is not loaded).
+    pub cells: Vec<CellRef>,
+    /// The cell's slots bound to it (to those cells, or to the base image's copy).
+    pub slots: usize,
+    /// How many symbols its object exports (none: nothing to load).
+    pub exports: usize,
+}
+
 /// `cargo cell info <cell>`.
 #[derive(Clone, Debug, Serialize)]
 pub struct InfoView {
@@ -182,6 +234,15 @@ pub struct InfoView {
     pub cell: CellRef,
     /// Where in `cells/` it came from.
     pub kind: Option<CellKind>,
+    /// For a dependency crate: which build of which crate it is.
+    #[serde(rename = "crate")]
+    pub crate_info: Option<CrateInfo>,
+    /// The dependency crates it is compiled against (the manifest's `crates`), and where each is.
+    pub crates: Vec<CrateUse>,
+    /// The entries compiled against it (the manifest's crate graph), loaded or not.
+    pub users: Vec<EntryRef>,
+    /// The cells that hold slots bound to it, with how many.
+    pub dependents: Vec<UseCount>,
     /// SHA-256 of its object.
     pub sha256: Option<String>,
     /// Size of its object file.
@@ -216,6 +277,90 @@ pub struct TreeNode {
     /// With `--all`, for the base image and the platform: the symbols the parent binds there.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub symbols: Vec<String>,
+    /// For the base image: the parent's dependency crates it links, so the parent binds to it
+    /// instead of loading them (`log 0.4.35`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub crates: Vec<String>,
+}
+
+/// A dependency crate, for `ls --crates`.
+#[derive(Clone, Debug, Serialize)]
+pub struct CrateRow {
+    /// The crate name.
+    pub name: String,
+    /// The release.
+    pub version: String,
+    /// How many symbols its object exports (none: nothing to load, as for `cfg_if`).
+    pub exports: usize,
+    /// Which build it is: key, package, source, features, metadata hash, `in_base_image`.
+    #[serde(flatten)]
+    pub info: CrateInfo,
+    /// The cells it is loaded as.
+    pub cells: Vec<CellRef>,
+    /// The entries compiled against it directly (the manifest's `crates` lists).
+    pub users: Vec<EntryRef>,
+    /// The cells whose slots bind to it (to its cells, or to the base image's copy).
+    pub bound_by: Vec<UseCount>,
+}
+
+/// An entry that a bump of a dependency crate touches.
+#[derive(Clone, Debug, Serialize)]
+pub struct CrateDependent {
+    /// The entry.
+    #[serde(rename = "crate")]
+    pub entry: EntryRef,
+    /// 1 when it uses the crate directly, 2 when it uses one of those, ...
+    pub depth: usize,
+    /// The entry it is compiled against, one step nearer to the bumped crate.
+    pub via: EntryRef,
+    /// The cells it is loaded as, each with its slots bound to `via` (empty when not loaded).
+    pub cells: Vec<TouchedCell>,
+}
+
+/// A prepared dependency upgrade that moves a crate to another release.
+#[derive(Clone, Debug, Serialize)]
+pub struct PreparedBump {
+    /// The upgrade (a new version of a cell).
+    pub upgrade: EntryRef,
+    /// The key of the release it moves the crate to.
+    pub to: String,
+    /// The cells the build rebuilt with it (their symbols changed with the bump).
+    pub rebuilt: Vec<String>,
+}
+
+/// A loaded cell a bump touches, with its slots bound to the crate it is compiled against.
+#[derive(Clone, Debug, Serialize)]
+pub struct TouchedCell {
+    /// The cell.
+    pub cell: CellRef,
+    /// Its slots bound to the cells of `via` (or to the base image's copy of it).
+    pub slots: Vec<EdgeRow>,
+}
+
+/// A cell that would fail to link, for `--unresolved`.
+#[derive(Clone, Debug, Serialize)]
+pub struct UnresolvedRow {
+    /// The crate name.
+    pub name: String,
+    /// The crate version.
+    pub version: String,
+    /// The namespace it was to be loaded into.
+    pub namespace: String,
+    /// The loader's error.
+    pub message: String,
+    /// The symbols nothing visible defines.
+    pub missing: Vec<MissingRow>,
+}
+
+/// A symbol nothing visible defines.
+#[derive(Clone, Debug, Serialize)]
+pub struct MissingRow {
+    /// Its name and what the loader found out about it.
+    #[serde(flatten)]
+    pub symbol: UnresolvedSymbol,
+    /// The cell of the manifest that exports it (`unicode_width 0.1.14`), as the loader's catalog
+    /// names it.
+    pub defined_by: Option<String>,
 }
 
 /// A cell that a swap or removal touches.
@@ -292,12 +437,35 @@ pub enum View {
         /// The depth limit, if any.
         depth: Option<usize>,
     },
+    /// `ls --crates`.
+    Crates {
+        /// Every dependency crate of the manifest, loaded or not.
+        crates: Vec<CrateRow>,
+    },
     /// `deps --invert <cell>`.
     Invert {
         /// The cell swapped or removed.
         cell: CellRef,
         /// Everything that depends on it, nearest first.
         dependents: Vec<Dependent>,
+    },
+    /// `deps --invert <crate>`: what a bump of a dependency crate touches.
+    InvertCrate {
+        /// The crate bumped.
+        #[serde(rename = "crate")]
+        entry: EntryRef,
+        /// Which build it is.
+        info: CrateInfo,
+        /// How many symbols its object exports.
+        exports: usize,
+        /// The cells it is loaded as.
+        cells: Vec<CellRef>,
+        /// The other releases (or builds) of the crate in the manifest.
+        others: Vec<EntryRef>,
+        /// The prepared upgrades (`cells/upgrades`) that move it to another release.
+        prepared: Vec<PreparedBump>,
+        /// Every entry compiled against it, transitively, nearest first.
+        dependents: Vec<CrateDependent>,
     },
     /// `deps --why <a> <b>`.
     Why {
@@ -321,7 +489,7 @@ pub enum View {
     /// `deps --unresolved`.
     Unresolved {
         /// The cells that failed to link.
-        cells: Vec<UnresolvedCell>,
+        cells: Vec<UnresolvedRow>,
     },
     /// `deps --cycles`.
     Cycles {

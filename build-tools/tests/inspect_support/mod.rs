@@ -1,12 +1,14 @@
 //! Shared by the inspection tests: the real cells, built once per test binary by the project's
-//! own build tool, and their offline snapshot (a dry link through the loader).
+//! own build tool, and their offline model (a dry link through the loader, with the manifest).
 
 #![allow(dead_code)]
+
+pub mod expect;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use build_tools::inspect::model::Snapshot;
+use build_tools::inspect::model::Model;
 use build_tools::inspect::offline;
 use build_tools::{build_cells, BuildOptions, BuildReport};
 
@@ -31,10 +33,10 @@ pub fn report() -> &'static BuildReport {
     })
 }
 
-/// The offline snapshot of the real cells.
-pub fn snapshot() -> &'static Snapshot {
-    static SNAPSHOT: OnceLock<Snapshot> = OnceLock::new();
-    SNAPSHOT.get_or_init(|| {
+/// The offline model of the real cells.
+pub fn model() -> &'static Model {
+    static MODEL: OnceLock<Model> = OnceLock::new();
+    MODEL.get_or_init(|| {
         offline::from_build(report()).unwrap_or_else(|e| panic!("dry link failed: {e:#}"))
     })
 }

@@ -1,5 +1,6 @@
-// The interactive dependency graph of `cargo cell deps --format html`: a layered layout in
-// plain JS, drawn as inline SVG. Drag to pan, wheel to zoom, search by name, click a cell to
+// The interactive dependency graph of `cargo cell deps --format html`: one box per namespace
+// (applications above the kernel, the base image and the platform below), a layered layout
+// inside each, in plain JS, drawn as inline SVG. Drag to pan, wheel to zoom, search by name, click a cell to
 // highlight what it uses (blue) and what uses it (orange). No network, no libraries.
 (function () {
   "use strict";
@@ -34,13 +35,32 @@
   }
 
   function subtitle(n) {
-    if (n.kind === "object") { return (n.version ? "v" + n.version + " · " : "") + bytes(n.size); }
+    if (n.kind === "object") { return (n.dep ? "crate " : "") + (n.version ? "v" + n.version + " · " : "") + bytes(n.size); }
     return n.kind === "unresolved" ? "fails to link" : n.kind === "base" ? "base image" : n.kind;
   }
 
-  // Layers: users above what they use. Back edges of a depth-first search are ignored, so a
-  // cycle still gets layers; the base image and the platform go to the bottom.
-  function layout() {
+  // Groups: one per namespace, and one for the base image and the platform (the host). Deeper
+  // namespaces (applications) go above their parents (the kernel), the host at the bottom; the
+  // groups of one depth sit side by side. Inside a group, cells are laid out in layers.
+  var HOST = "";
+  var groups = new Map();
+  function group(name) {
+    if (!groups.has(name)) { groups.set(name, { name: name, nodes: [], depth: name === HOST ? 0 : 1 }); }
+    return groups.get(name);
+  }
+  data.namespaces.forEach(function (ns) {
+    var g = group(ns.name), parent = ns.parent !== null && groups.has(ns.parent) ? groups.get(ns.parent) : null;
+    g.depth = parent ? parent.depth + 1 : 1;
+  });
+  nodes.forEach(function (n) {
+    n.group = group(n.kind === "base" || n.kind === "platform" ? HOST : n.namespace);
+    n.group.nodes.push(n);
+  });
+
+  // Layers inside group `g`: users above what they use, counting only uses within the group.
+  // Back edges of a depth-first search are ignored, so a cycle still gets layers.
+  function layoutGroup(g) {
+    var inside = function (e) { return e.a.group === g && e.b.group === g; };
     var state = new Map(), order = [];
     function dfs(start) {
       var stack = [[start, 0]];
@@ -49,24 +69,21 @@
         var top = stack[stack.length - 1], n = top[0];
         if (top[1] < n.out.length) {
           var e = n.out[top[1]++], m = e.b;
+          if (!inside(e)) { continue; }
           if (!state.has(m)) { state.set(m, 1); stack.push([m, 0]); } else if (state.get(m) === 1) { e.back = true; }
         } else { state.set(n, 2); order.push(n); stack.pop(); }
       }
     }
-    nodes.slice().sort(function (a, b) { return a.inc.length - b.inc.length; }).forEach(function (n) {
+    g.nodes.slice().sort(function (a, b) { return a.inc.length - b.inc.length; }).forEach(function (n) {
       if (!state.has(n)) { dfs(n); }
     });
     order.reverse(); // users before what they use
-    var bottom = 0;
     order.forEach(function (n) { n.layer = 0; });
     order.forEach(function (n) {
-      if (n.kind !== "object" && n.kind !== "unresolved") { return; }
-      n.out.forEach(function (e) { if (!e.back && e.b.layer < n.layer + 1) { e.b.layer = n.layer + 1; } });
-      bottom = Math.max(bottom, n.layer + 1);
+      n.out.forEach(function (e) { if (inside(e) && !e.back && e.b.layer < n.layer + 1) { e.b.layer = n.layer + 1; } });
     });
-    nodes.forEach(function (n) { if (n.kind === "base" || n.kind === "platform") { n.layer = bottom; } });
     var layers = [];
-    nodes.forEach(function (n) { (layers[n.layer] = layers[n.layer] || []).push(n); });
+    g.nodes.forEach(function (n) { (layers[n.layer] = layers[n.layer] || []).push(n); });
     layers = layers.filter(Boolean);
     layers.forEach(function (l) {
       l.sort(function (a, b) { return a.name < b.name ? -1 : a.name > b.name ? 1 : a.id - b.id; });
@@ -75,7 +92,7 @@
     function sweep(ls, near) {
       ls.forEach(function (l) {
         l.forEach(function (n) {
-          var ns = near(n);
+          var ns = near(n).filter(function (m) { return m.group === g; });
           n.bary = ns.length ? ns.reduce(function (s, m) { return s + m.pos; }, 0) / ns.length : n.pos;
         });
         l.sort(function (a, b) { return a.bary - b.bary; });
@@ -86,14 +103,57 @@
       sweep(layers.slice(1), function (n) { return n.inc.map(function (e) { return e.a; }); });
       sweep(layers.slice(0, -1).reverse(), function (n) { return n.out.map(function (e) { return e.b; }); });
     }
+    var width = 0;
     layers.forEach(function (l, li) {
       var x = 0;
       l.forEach(function (n) {
         n.w = Math.max(60, 18 + 7.4 * n.name.length, 18 + 6.2 * subtitle(n).length);
         n.h = 34; n.x = x; x += n.w + 28;
+        n.y = li * 100;
       });
-      var shift = -(x - 28) / 2;
-      l.forEach(function (n) { n.x += shift; n.y = li * 120; });
+      l.width = x - 28;
+      width = Math.max(width, l.width);
+    });
+    layers.forEach(function (l) { l.forEach(function (n) { n.x += (width - l.width) / 2; }); });
+    g.w = Math.max(width, 7.4 * groupLabel(g).length) + 2 * PAD;
+    g.h = (layers.length - 1) * 100 + 34 + PAD + LABEL;
+  }
+
+  var PAD = 16, LABEL = 22, GAP = 48;
+
+  function groupLabel(g) { return g.name === HOST ? "base image and platform" : "namespace " + g.name; }
+
+  function layout() {
+    var rows = [];
+    groups.forEach(function (g) {
+      if (!g.nodes.length) { return; }
+      layoutGroup(g);
+      (rows[g.depth] = rows[g.depth] || []).push(g);
+    });
+    rows = rows.filter(Boolean).reverse(); // the deepest namespaces on top, the host at the bottom
+    var y = 0;
+    rows.forEach(function (row) {
+      row.sort(function (a, b) { return b.nodes.length - a.nodes.length || (a.name < b.name ? -1 : 1); });
+      var width = row.reduce(function (s, g) { return s + g.w; }, 0) + GAP * (row.length - 1);
+      var x = -width / 2, height = 0;
+      row.forEach(function (g) {
+        g.x = x; g.y = y;
+        g.nodes.forEach(function (n) { n.x += x + PAD; n.y += y + LABEL; });
+        x += g.w + GAP;
+        height = Math.max(height, g.h);
+      });
+      y += height + GAP + 40;
+    });
+  }
+
+  function drawGroups() {
+    var gg = document.getElementById("groups");
+    groups.forEach(function (g) {
+      if (!g.nodes.length) { return; }
+      var el0 = el("g", { "class": "ns" + (g.name === HOST ? " host" : ""), "data-ns": g.name }, gg);
+      el("rect", { "class": "ns-box", x: g.x, y: g.y, width: g.w, height: g.h, rx: 10, "data-ns": g.name }, el0);
+      var t = el("text", { "class": "ns-label", x: g.x + 10, y: g.y + 15 }, el0);
+      t.textContent = groupLabel(g);
     });
   }
 
@@ -103,13 +163,15 @@
       var x1 = e.a.x + e.a.w / 2, y1 = e.a.y + e.a.h, x2 = e.b.x + e.b.w / 2, y2 = e.b.y;
       if (y2 <= y1) { y1 = e.a.y; y2 = e.b.y + e.b.h; }
       var my = (y1 + y2) / 2;
-      e.el = el("path", { "class": "edge", d: "M" + x1 + "," + y1 + " C" + x1 + "," + my + " " + x2 + "," + my + " " + x2 + "," + y2 }, ge);
+      // Compiled against it, bound to nothing in it: dashed.
+      var none = e.slots === 0 && !e.symbols.length;
+      e.el = el("path", { "class": "edge" + (none ? " none" : ""), d: "M" + x1 + "," + y1 + " C" + x1 + "," + my + " " + x2 + "," + my + " " + x2 + "," + y2 }, ge);
       var t = el("title", {}, e.el);
-      t.textContent = e.a.name + " uses " + e.b.name + ": " + e.slots + " slots";
+      t.textContent = e.a.name + " uses " + e.b.name + ": " + (none ? "compiled against it, no slots" : e.slots + " slots");
     });
     nodes.forEach(function (n) {
-      var cls = "node kind-" + n.kind + (n.retired ? " retired" : "") + (data.focus.indexOf(n.id) >= 0 ? " focus" : "");
-      n.el = el("g", { "class": cls, transform: "translate(" + n.x + "," + n.y + ")", "data-id": String(n.id) }, gn);
+      var cls = "node kind-" + n.kind + (n.dep ? " dep" : "") + (n.retired ? " retired" : "") + (data.focus.indexOf(n.id) >= 0 ? " focus" : "");
+      n.el = el("g", { "class": cls, transform: "translate(" + n.x + "," + n.y + ")", "data-id": String(n.id), "data-ns": n.group.name }, gn);
       el("rect", { width: n.w, height: n.h, rx: 6 }, n.el);
       var t = el("text", { x: 8, y: 14 }, n.el);
       t.textContent = n.name;
@@ -124,7 +186,8 @@
     var ul = document.getElementById("cells");
     nodes.slice().sort(function (a, b) { return a.name < b.name ? -1 : a.name > b.name ? 1 : 0; }).forEach(function (n) {
       var li = document.createElement("li");
-      li.textContent = n.name + (n.version ? " " + n.version : "");
+      li.textContent = n.name + (n.version ? " " + n.version : "") + (n.namespace ? " [" + n.namespace + "]" : "");
+      if (n.dep) { li.className = "dep"; }
       li.addEventListener("click", function () { select(n); center(n); });
       ul.appendChild(li);
       n.li = li;
@@ -137,7 +200,10 @@
     var r = svg.getBoundingClientRect(), w = r.width || 800, h = r.height || 600;
     if (!nodes.length) { apply(); return; }
     var x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
-    nodes.forEach(function (n) { x0 = Math.min(x0, n.x); y0 = Math.min(y0, n.y); x1 = Math.max(x1, n.x + n.w); y1 = Math.max(y1, n.y + n.h); });
+    groups.forEach(function (g) {
+      if (!g.nodes.length) { return; }
+      x0 = Math.min(x0, g.x); y0 = Math.min(y0, g.y); x1 = Math.max(x1, g.x + g.w); y1 = Math.max(y1, g.y + g.h);
+    });
     view.k = Math.min(2, 0.92 * Math.min(w / (x1 - x0 + 1), h / (y1 - y0 + 1)));
     view.x = (w - (x1 - x0) * view.k) / 2 - x0 * view.k;
     view.y = (h - (y1 - y0) * view.k) / 2 - y0 * view.k;
@@ -188,8 +254,14 @@
     h.textContent = n.name + (n.version ? " " + n.version : "");
     d.appendChild(h);
     var p = document.createElement("p");
-    p.textContent = (n.namespace ? "namespace " + n.namespace + " · " : "") + n.kind + (n.size ? " · " + bytes(n.size) : "");
+    p.textContent = (n.namespace ? "namespace " + n.namespace + " · " : "") + (n.dep ? "dependency crate" : n.kind) + (n.size ? " · " + bytes(n.size) : "");
     d.appendChild(p);
+    (n.notes || []).forEach(function (note) {
+      var q = document.createElement("p");
+      q.className = "note";
+      q.textContent = note;
+      d.appendChild(q);
+    });
     [["Uses", n.out, "b"], ["Used by", n.inc, "a"]].forEach(function (part) {
       var t = document.createElement("strong");
       t.textContent = part[0] + " (" + part[1].length + ")";
@@ -252,6 +324,7 @@
   }
 
   layout();
+  drawGroups();
   draw();
   list();
   wire();

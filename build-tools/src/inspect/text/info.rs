@@ -2,8 +2,9 @@
 
 use std::fmt::Write as _;
 
-use super::util::{bytes, cols, count, dash, indent, kind, table};
+use super::util::{bytes, cols, count, dash, entry, indent, kind, label, list, table};
 use super::TextOptions;
+use crate::inspect::crates::source_label;
 use crate::inspect::model::state_name;
 use crate::inspect::views::InfoView;
 
@@ -19,6 +20,20 @@ pub(super) fn render(out: &mut String, i: &InfoView, o: &TextOptions) {
         i.cell.namespace.as_deref().unwrap_or("-"),
         state_name(i.cell.state)
     );
+    if let Some(c) = &i.crate_info {
+        let _ = writeln!(
+            out,
+            "  crate     package {} from {}{}",
+            c.package,
+            source_label(&c.source),
+            if c.in_base_image {
+                "; the base image links this build too"
+            } else {
+                ""
+            }
+        );
+        let _ = writeln!(out, "  features  {}", list(&c.features));
+    }
     if let Some(sha) = &i.sha256 {
         let _ = writeln!(out, "  sha256    {sha}");
     }
@@ -38,6 +53,36 @@ pub(super) fn render(out: &mut String, i: &InfoView, o: &TextOptions) {
     );
     if o.live && i.base_addr != 0 {
         let _ = writeln!(out, "  mapped at {:#x}", i.base_addr);
+    }
+    if !i.users.is_empty() {
+        let users: Vec<String> = i.users.iter().map(entry).collect();
+        let _ = writeln!(out, "  built into {}", users.join(", "));
+    }
+    let dependents: Vec<String> = i
+        .dependents
+        .iter()
+        .map(|u| format!("{} ({})", label(&u.cell, o), count(u.slots, "slot")))
+        .collect();
+    let _ = writeln!(out, "  bound by  {}", list(&dependents));
+    if !i.crates.is_empty() {
+        let _ = writeln!(out, "\ncrates ({}):", i.crates.len());
+        let mut rows = vec![cols(&["CRATE", "VERSION", "PROVIDED BY", "SLOTS"])];
+        for c in &i.crates {
+            let by: Vec<String> = c.cells.iter().map(|c| label(c, o)).collect();
+            let by = match (by.is_empty(), c.entry.base_image, c.exports) {
+                (false, _, _) => by.join(", "),
+                (true, true, _) => "the base image (linked by it)".into(),
+                (true, false, 0) => "nothing to load (no symbols)".into(),
+                (true, false, _) => "nothing: not loaded".into(),
+            };
+            rows.push(vec![
+                c.entry.name.clone(),
+                c.entry.version.clone(),
+                by,
+                c.slots.to_string(),
+            ]);
+        }
+        indent(out, &table(&rows));
     }
     let _ = writeln!(out, "\nsections ({}):", i.sections.len());
     let mut rows = vec![cols(&["KIND", "SIZE", "ALIGN", "NAME"])];

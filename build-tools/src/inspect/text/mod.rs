@@ -9,11 +9,12 @@ use crate_metadata::Origin;
 use super::model::{state_name, Names, SnapshotSource};
 use super::views::{EdgeRow, TreeNode, View};
 
+mod crates;
 mod info;
 mod util;
 
 pub use util::bytes;
-use util::{cols, count, dash, indent, kind, label, slot, table};
+use util::{cols, count, dash, indent, kind, label, short_kind, slot, table};
 
 /// How to render.
 #[derive(Clone, Copy, Debug)]
@@ -45,6 +46,7 @@ pub fn render(view: &View, o: &TextOptions) -> String {
             let mut rows = vec![cols(&[
                 "ID",
                 "NAME",
+                "KIND",
                 "NAMESPACE",
                 "VERSION",
                 "STATE",
@@ -60,6 +62,7 @@ pub fn render(view: &View, o: &TextOptions) -> String {
                 let mut row = vec![
                     format!("#{}", r.cell.id),
                     r.cell.name.clone(),
+                    short_kind(r.kind).into(),
                     r.cell.namespace.clone().unwrap_or_else(|| "-".into()),
                     dash(&r.cell.version),
                     state_name(r.cell.state).into(),
@@ -75,6 +78,26 @@ pub fn render(view: &View, o: &TextOptions) -> String {
             }
             out.push_str(&table(&rows));
             let _ = writeln!(out, "{} cells", cells.len());
+        }
+        View::Crates { crates: rows } => crates::list_crates(&mut out, rows, o),
+        View::InvertCrate {
+            entry,
+            info,
+            exports,
+            cells,
+            others,
+            prepared,
+            dependents,
+        } => {
+            let about = crates::Bumped {
+                entry,
+                info,
+                exports: *exports,
+                cells,
+                others,
+                prepared,
+            };
+            crates::invert(&mut out, &about, dependents, o)
         }
         View::Info(i) => info::render(&mut out, i, o),
         View::Tree { roots, .. } => {
@@ -195,15 +218,21 @@ pub fn render(view: &View, o: &TextOptions) -> String {
                     let _ = writeln!(out, "  {}", c.message);
                 }
                 for m in &c.missing {
-                    let _ = write!(out, "  {}", o.names.symbol(&m.name));
-                    if let Some(p) = &m.failed_provider {
+                    let sym = &m.symbol;
+                    let _ = write!(out, "  {}", o.names.symbol(&sym.name));
+                    if let Some(p) = &sym.failed_provider {
                         let _ = write!(out, "  (exported by `{p}`, which fails to link itself)");
-                    }
-                    if let Some(ns) = &m.hidden_in {
+                    } else if let Some(ns) = &sym.hidden_in {
                         let _ =
                             write!(out, "  (defined in namespace `{ns}`, which is not visible)");
+                    } else if let Some(cell) = &m.defined_by {
+                        let _ = write!(
+                            out,
+                            "  (exported by `{cell}`, which is not loaded where `{}` can see it)",
+                            c.namespace
+                        );
                     }
-                    if let Some(other) = &m.other_hash {
+                    if let Some(other) = &sym.other_hash {
                         let _ =
                             write!(out, "  (the base image has it under another hash: {other})");
                     }
@@ -259,6 +288,12 @@ fn tree_node(out: &mut String, n: &TreeNode, first: &str, rest: &str, o: &TextOp
     }
     if n.slots > 0 {
         let _ = write!(out, " [{}]", count(n.slots, "slot"));
+    } else if !first.is_empty() {
+        // Below a cell that is compiled against it but binds to none of its symbols.
+        out.push_str(" [no slots]");
+    }
+    if !n.crates.is_empty() {
+        let _ = write!(out, " (links {})", n.crates.join(", "));
     }
     if n.repeated {
         out.push_str(" (*)");

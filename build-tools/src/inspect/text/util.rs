@@ -2,10 +2,10 @@
 
 use std::fmt::Write as _;
 
-use crate_metadata::SlotKind;
+use crate_metadata::{CellKind, SlotKind};
 
 use super::TextOptions;
-use crate::inspect::views::{CellRef, EdgeRow};
+use crate::inspect::views::{CellRef, EdgeRow, EntryRef};
 
 /// A slot as people read it: section plus offset (and, live, the address).
 pub(super) fn slot(r: &EdgeRow, o: &TextOptions) -> String {
@@ -25,6 +25,9 @@ pub(super) fn label(c: &CellRef, o: &TextOptions) -> String {
     let mut s = c.name.clone();
     if !c.version.is_empty() {
         let _ = write!(s, " v{}", c.version);
+    }
+    if c.kind == Some(CellKind::Deps) {
+        s.push_str(" (dep)");
     }
     if let (true, Some(ns)) = (o.namespaces, &c.namespace) {
         let _ = write!(s, " [{ns}]");
@@ -106,4 +109,27 @@ pub(super) fn table(rows: &[Vec<String>]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// A manifest entry: `regex 1.13.2 (dep)`, `textkit 0.1.0 (libs)`.
+pub(super) fn entry(e: &EntryRef) -> String {
+    format!("{} {} ({})", e.name, e.version, short_kind(Some(e.kind)))
+}
+
+/// A cell kind as the tables show it: `kernel`, `libs`, `apps`, `upgrades`, `dep`; `-`.
+pub(super) fn short_kind(k: Option<CellKind>) -> &'static str {
+    match k {
+        Some(CellKind::Deps) => "dep",
+        Some(k) => k.dir(),
+        None => "-",
+    }
+}
+
+/// A list, or `-` when empty.
+pub(super) fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "-".into()
+    } else {
+        items.join(", ")
+    }
 }
