@@ -232,7 +232,7 @@ fn keygen_creates_the_secret_key_private_and_never_through_a_link() {
     // SAFETY: umask only changes this process's file-creation mask; restored below.
     let old = unsafe { libc::umask(0) };
     let made = sign::keygen(&dir);
-    // SAFETY: as above.
+    // SAFETY: umask has no preconditions; this puts back the process's previous mask.
     unsafe { libc::umask(old) };
     let (secret, public) = made.unwrap();
     let mode = std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777;
