@@ -17,8 +17,13 @@
 //! | reclaim | `reclaim.rs`, `quiesce.rs` | frees a retired cell once no edge points into it and every registered thread passed a quiescent point |
 //!
 //! Around the phases: `system/mod.rs` (the [`System`] and what it keeps per cell), `system/handles.rs`
-//! (host handles), `mapping/` (the only raw memory access, and the one permission API),
-//! `platform.rs` (what a platform provides), `error.rs` and `malformation.rs` (typed errors).
+//! (host handles), `region.rs` (the four regions of a mapping), `mapping/` (the only raw memory
+//! access; `mapping/permissions.rs` is the one permission API), `platform.rs` (what a platform
+//! provides), `error.rs` and `malformation.rs` (typed errors).
+//!
+//! Tests: `tests/`, one file per phase, load objects that `testing/elf.rs` writes (with
+//! `object::write`) on `testing/`'s heap platform; `nano_core/tests/differential_link.rs` compares
+//! every word the loader relocates with what the system linker and `ld.so` make of the same cells.
 //!
 //! # Invariants
 //!
@@ -57,6 +62,7 @@ mod parse;
 pub mod platform;
 mod quiesce;
 mod reclaim;
+mod region;
 mod reloc;
 mod resolve;
 mod swap;

@@ -5,9 +5,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::layout::Region;
 use crate::mapping::AddrRange;
 use crate::platform::Platform;
+use crate::region::Region;
 use crate::system::System;
 use crate_metadata::{demangle, CellId, CellState, Origin, SymbolKind};
 

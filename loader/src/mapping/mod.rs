@@ -4,16 +4,14 @@
 //! A [`Mapping`] knows its four [`Regions`]. Before the cell is published the loader writes it
 //! through [`Mapping::write`]; after that, permissions change only through the two operations of
 //! [`permissions`] (publish the layout, or open a relro write window), and a slot is stored only
-//! where it is writable: through an open [`RelroWindow`], or in the data region.
+//! where it is writable: through an open [`permissions::RelroWindow`], or in the data region.
 
-mod permissions;
+pub(crate) mod permissions;
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-pub(crate) use permissions::{RelroWindow, SlotOutside};
-
-use crate::layout::{Region, Regions, Span};
 use crate::platform::{Memory, PlatformError, Protection};
+use crate::region::{Region, Regions, Span};
 
 /// An offset and length that do not lie inside the mapping.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -18,8 +18,8 @@
 use core::sync::atomic::Ordering;
 
 use super::Mapping;
-use crate::layout::{Region, Span};
 use crate::platform::{Memory, PlatformError, Protection};
+use crate::region::{Region, Span};
 
 /// A slot store or load refused: the address is not an aligned word inside the region that is
 /// writable for it.

@@ -24,7 +24,7 @@ use super::{Pair, StaticOutcome, StaticReport, SwapError, SwapOptions, TransferF
 use crate::error::{malformed, LoadError};
 use crate::link::{PendingEdge, SlotSection};
 use crate::malformation::Malformation;
-use crate::mapping::SlotOutside;
+use crate::mapping::permissions::SlotOutside;
 use crate::platform::Platform;
 use crate::resolve::Provider;
 use crate::system::describe::Described;

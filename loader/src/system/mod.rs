@@ -22,11 +22,11 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use crate::handle::HandleSlot;
-use crate::layout::Region;
 use crate::link::OwnSlot;
 use crate::mapping::{AddrRange, Mapping};
 use crate::platform::Platform;
 use crate::quiesce::Epochs;
+use crate::region::Region;
 use crate::resolve::{Catalog, Resolver};
 use crate_metadata::{
     CellId, CellKind, CellState, EdgeId, NamespaceId, Registry, Section, SectionKind, SlotKind,

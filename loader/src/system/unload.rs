@@ -5,9 +5,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::{Mapped, System};
-use crate::layout::Region;
 use crate::mapping::AddrRange;
 use crate::platform::Platform;
+use crate::region::Region;
 use crate_metadata::{CellId, NamespaceId, Origin};
 
 /// Why a cell could not be unloaded. Nothing was changed.

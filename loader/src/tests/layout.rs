@@ -4,9 +4,10 @@
 use object::SymbolKind;
 
 use crate::error::LoadError;
-use crate::layout::{plan, Region, NONE, STUB_SIZE};
+use crate::layout::{plan, NONE, STUB_SIZE};
 use crate::malformation::Malformation;
 use crate::parse::parse;
+use crate::region::Region;
 use crate::testing::cells::user;
 use crate::testing::elf::{Cell, Kind, Patch, R_DTPOFF32, R_TLSGD, R_TLSLD};
 use crate::testing::PAGE;

@@ -1,9 +1,10 @@
 //! The one permission API: publish, and relro write windows that check every store and close
 //! themselves.
 
-use crate::layout::{Region, Regions, Span};
-use crate::mapping::{Mapping, SlotOutside};
+use crate::mapping::permissions::SlotOutside;
+use crate::mapping::Mapping;
 use crate::platform::{PlatformError, Protection};
+use crate::region::{Region, Regions, Span};
 use crate::testing::{HeapPlatform, PAGE};
 
 /// One page per region.

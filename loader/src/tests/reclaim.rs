@@ -3,7 +3,7 @@
 
 use alloc::vec;
 
-use crate::layout::Region;
+use crate::region::Region;
 use crate::swap::{NewVersion, SwapOptions, SwapRequest};
 use crate::system::System;
 use crate::testing::cells::{provider, user, Provider};

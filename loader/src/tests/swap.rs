@@ -5,8 +5,8 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use crate::layout::Region;
 use crate::platform::Protection;
+use crate::region::Region;
 use crate::swap::{NewVersion, StaticOutcome, SwapError, SwapOptions, SwapReport, SwapRequest};
 use crate::system::System;
 use crate::testing::cells::{p_f, p_h, p_state, provider, u_layout, user, Provider};

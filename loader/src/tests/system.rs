@@ -4,8 +4,8 @@ use alloc::string::ToString;
 use alloc::vec;
 
 use crate::error::LoadError;
-use crate::layout::Region;
 use crate::platform::{PlatformError, Protection};
+use crate::region::Region;
 use crate::testing::cells::{p_f, p_state, provider, user};
 use crate::testing::{system, SystemState};
 use crate::{CellSpec, UnloadError};
