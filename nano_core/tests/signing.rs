@@ -138,6 +138,7 @@ fn a_signature_binds_the_cell_it_names_and_its_signing() {
         .find(|e| e.kind == CellKind::Libs && e.name == "greet")
         .unwrap();
     lib.object = upgrade.object.clone();
+    lib.size = upgrade.size;
     lib.sha256 = upgrade.sha256.clone();
     lib.signature = upgrade.signature.clone();
     write_manifest(&cells.0, &swapped);
