@@ -38,6 +38,8 @@ pub(super) struct Undo {
     pub(super) slots: Vec<SlotValue>,
     /// Symbols moved by rebinding, in order.
     pub(super) symbols: Vec<MovedSymbol>,
+    /// The gate, while it is closed.
+    pub(super) gate: Option<super::drain::GateUndo>,
 }
 
 impl Undo {
@@ -50,6 +52,7 @@ impl Undo {
             reused: Vec::new(),
             slots: Vec::new(),
             symbols: Vec::new(),
+            gate: None,
         }
     }
 }
@@ -57,7 +60,10 @@ impl Undo {
 impl<P: Platform> System<P> {
     /// Undoes a failed swap: restores slots and symbol addresses, unloads the staged cells, removes
     /// the staging namespace.
-    pub(super) fn undo(&mut self, undo: Undo) {
+    pub(super) fn undo(&mut self, mut undo: Undo) {
+        // First the callers held at the gate: their slots get the old addresses back and they go
+        // on into the old version.
+        self.open_gate_on_undo(&mut undo);
         for moved in undo.symbols.iter().rev() {
             if let Some(s) = self
                 .registry

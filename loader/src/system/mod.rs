@@ -79,6 +79,9 @@ pub(crate) struct Mapped {
     /// Whether a swap rebound a newer version's statics to this cell's (so that its data, or a
     /// range it adopted, may hold another cell's state when it is freed).
     pub(crate) lent: bool,
+    /// The memory of swap gates this cell keeps (stubs a caller may still be leaving), freed with
+    /// the cell.
+    pub(crate) gates: Vec<Mapping>,
 }
 
 impl Mapped {
@@ -93,6 +96,7 @@ impl Mapped {
             retired_epoch: None,
             adopted: Vec::new(),
             lent: false,
+            gates: Vec::new(),
         }
     }
 }
