@@ -156,6 +156,30 @@ pub trait ThreadLocals {
     /// The address of the `__tls_get_addr` that cells must call: it serves the modules of
     /// [`ThreadLocals::create_module`] and forwards every other module to the platform's.
     fn tls_get_addr(&self) -> usize;
+
+    /// Gives `module` another template: the blocks threads already have stay as they are, a
+    /// thread that gets its block later gets this template's initial values. A swap uses it when
+    /// the new version of a cell takes over the old version's module (the thread-locals keep
+    /// their values); it returns the template the module had.
+    ///
+    /// # Safety
+    /// `template.init` stays valid until the module is destroyed or given another template.
+    unsafe fn replace_template(
+        &self,
+        module: u64,
+        template: TlsTemplate,
+    ) -> Result<TlsTemplate, PlatformError> {
+        let _ = (module, template);
+        Err(PlatformError::Unsupported(
+            "carrying thread-locals across a swap",
+        ))
+    }
+
+    /// How many threads have a block of `module` now.
+    fn module_blocks(&self, module: u64) -> usize {
+        let _ = module;
+        0
+    }
 }
 
 /// Everything the loader needs from its platform.

@@ -160,6 +160,16 @@ pub enum SwapError {
         /// Where on the calling thread's stack (`frame_alloc::alloc_frame+0x1f`).
         at: String,
     },
+    /// The new version's thread-local storage has another layout than the old one's, and fresh
+    /// thread-locals were not asked for.
+    ThreadLocalsChanged {
+        /// The cell.
+        cell: String,
+        /// The old block's (size, alignment).
+        old: (u64, u64),
+        /// The new block's (size, alignment).
+        new: (u64, u64),
+    },
     /// The state moves, and a dependent outside the swap binds to one of the old version's
     /// statics (not a function): its accesses could not be held at the gate.
     StateReachedFromOutside {
@@ -303,6 +313,13 @@ impl fmt::Display for SwapError {
                 }
                 Ok(())
             }
+            ThreadLocalsChanged { cell, old, new } => write!(
+                f,
+                "cell `{cell}`: its thread-locals changed layout (a block of {} bytes aligned to \
+                 {} before, {} aligned to {} now, or other variables): ask for fresh \
+                 thread-locals to swap it",
+                old.0, old.1, new.0, new.1
+            ),
             FromInside { cell, at } => write!(
                 f,
                 "cell `{cell}`: the swap was asked for from inside it ({at} is on the calling \

@@ -31,6 +31,7 @@ mod error;
 pub(crate) mod gate;
 pub(crate) mod rebind;
 mod stage;
+mod thread_locals;
 mod undo;
 mod verify;
 
@@ -40,6 +41,7 @@ use alloc::vec::Vec;
 
 pub use error::{MissingExport, SwapError, ThreadInside};
 pub use gate::GateReport;
+pub use thread_locals::TlsOutcome;
 use undo::Undo;
 
 use crate::platform::Platform;
@@ -90,6 +92,9 @@ pub struct SwapOptions {
     /// How long a swap whose state moves waits for the old versions to drain, in nanoseconds
     /// (0: [`DRAIN_DEADLINE`]). Past it, the swap is undone ([`SwapError::StillInside`]).
     pub drain_deadline: u64,
+    /// Starts every thread's thread-locals of the new versions from their initial values, instead
+    /// of carrying them over (which needs the same thread-local layout).
+    pub fresh_thread_locals: bool,
     /// Transfers state without the gate: calls into the old version keep running during the
     /// transfer and their updates are lost. Only for the test that shows what the gate prevents.
     #[doc(hidden)]
@@ -181,6 +186,8 @@ pub struct SwapReport {
     /// When the state moved: how the gate held the callers (`None` for a swap that only rebinds,
     /// which never waits).
     pub gate: Option<GateReport>,
+    /// The cells with thread-locals, and what happened to them.
+    pub thread_locals: Vec<(String, TlsOutcome)>,
 }
 
 /// The signature of the state-transfer convention.
@@ -268,14 +275,28 @@ impl<P: Platform> System<P> {
             self.close_gate(&pairs, &writes, undo)?;
             self.drain(&pairs, options, undo)?;
         }
+        let tls_plans = pairs
+            .iter()
+            .map(|p| self.plan_thread_locals(p, options))
+            .collect::<Result<Vec<_>, SwapError>>()?;
         for (p, plan) in pairs.iter().zip(plans) {
             report.statics.extend(self.apply_statics(p, plan, undo)?);
         }
+        let tls_plans = pairs
+            .iter()
+            .zip(tls_plans)
+            .map(|(p, plan)| self.apply_thread_locals(p, plan, undo))
+            .collect::<Result<Vec<_>, SwapError>>()?;
         let rebound = self.platform.now_nanos();
         report.times.rebind = rebound.saturating_sub(verified);
 
         self.commit(ns, &pairs, &writes, undo, &mut report)?;
         report.gate = self.open_gate_after_commit(undo);
+        for (p, plan) in pairs.iter().zip(tls_plans) {
+            if let Some(outcome) = self.finish_thread_locals(p, plan) {
+                report.thread_locals.push((self.name_of(p.new), outcome));
+            }
+        }
         let end = self.platform.now_nanos();
         report.times.retire = end.saturating_sub(rebound.saturating_add(report.times.commit));
         report.times.total = end.saturating_sub(start);
