@@ -30,6 +30,8 @@ pub struct UartCell {
     pub on_interrupt: CellFn<fn(u16) -> usize>,
     /// `uart::read`.
     pub read: CellFn<fn(&mut [u8]) -> usize>,
+    /// `uart::throttled`.
+    pub throttled: CellFn<fn() -> bool>,
     /// `uart::stats`.
     pub stats: CellFn<fn() -> String>,
     /// `uart::revision`.
@@ -111,9 +113,21 @@ pub fn resume() {
 }
 
 /// Bytes received and not read yet, moved into `buf` (task context; waits at a closed gate).
+/// When the driver left bytes in the UART for want of room, the handler runs again now that
+/// there is some (the input is edge-triggered: the UART raises no new edge while it still holds
+/// bytes).
 pub fn read(buf: &mut [u8]) -> usize {
-    UART.get().map_or(0, |c| c.read.call(|read| read(buf)))
+    let Some(cell) = UART.get() else { return 0 };
+    let n = cell.read.call(|read| read(buf));
+    if n > 0 && cell.throttled.call(|throttled| throttled()) {
+        THROTTLE_RESUMES.fetch_add(1, Ordering::Relaxed);
+        apic::send_ipi(TARGET_APIC.load(Ordering::Relaxed), interrupts::UART);
+    }
+    n
 }
+
+/// Times a read made room after the driver had left bytes in the UART.
+pub static THROTTLE_RESUMES: AtomicU64 = AtomicU64::new(0);
 
 /// The driver cell's counters and revision.
 pub fn describe() -> String {

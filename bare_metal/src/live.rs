@@ -216,6 +216,7 @@ pub fn start(mut b: Booted, boot: &BootInfo) -> Result<(), String> {
                 attach: cell_fn(&mut b, "uart::attach")?,
                 on_interrupt: cell_fn(&mut b, "uart::on_interrupt")?,
                 read: cell_fn(&mut b, "uart::read")?,
+                throttled: cell_fn(&mut b, "uart::throttled")?,
                 stats: cell_fn(&mut b, "uart::stats")?,
                 revision: cell_fn(&mut b, "uart::revision")?,
             }
@@ -457,7 +458,7 @@ pub fn swap(name: &str, object: Option<&str>) -> Result<SwapRecord, String> {
     let tsc_per_us = crate::tsc_per_us();
     SWAP_WINDOWS.fetch_add(1, Ordering::SeqCst);
     SWAP_NAMES.lock().push(String::from(name));
-    let switches_before = quiesce::sum(|c| c.switches.load(Ordering::Relaxed));
+    let switches = || quiesce::sum(|c| c.switches.load(Ordering::Relaxed));
     let gate = if gate_cells.is_empty() {
         None
     } else {
@@ -469,7 +470,11 @@ pub fn swap(name: &str, object: Option<&str>) -> Result<SwapRecord, String> {
             }
         }
     };
+    // Task switches made between the end of the drain and the gate's opening (none while
+    // `sched` is behind the gate: its policy is the only way a CPU switches).
+    let drained_switches = switches();
     let result = b.k.system.swap(&[request], &SwapOptions::default());
+    let switches_while_closed = switches() - drained_switches;
     let (closed_us, drain) = match gate {
         Some((gate, drain)) => {
             let closed_at = gate.closed_at;
@@ -477,11 +482,6 @@ pub fn swap(name: &str, object: Option<&str>) -> Result<SwapRecord, String> {
             (us(cpu::rdtsc() - closed_at), drain)
         }
         None => (0, quiesce::Drain::default()),
-    };
-    let switches_while_closed = if !gate_cells.is_empty() {
-        quiesce::sum(|c| c.switches.load(Ordering::Relaxed)) - switches_before
-    } else {
-        0
     };
     SWAP_WINDOWS.fetch_add(1, Ordering::SeqCst);
     if name == "uart" && result.is_ok() {
@@ -560,7 +560,7 @@ pub fn print_swap(r: &SwapRecord) {
     let [stage, verify, rebind, commit, retire, total] = r.phases;
     if r.gated {
         println!(
-            "swapped `{}` for {} behind the gate ({}): drained in {} us ({} quiesce IPIs), gate closed {} us; stage {stage} us, verify {verify} us, rebind/transfer {rebind} us, commit {commit} us, retire {retire} us, total {total} us; {} slots rewritten in {} dependents; {} context switches while closed",
+            "swapped `{}` for {} behind the gate ({}): drained in {} us ({} quiesce IPIs), gate closed {} us; stage {stage} us, verify {verify} us, rebind/transfer {rebind} us, commit {commit} us, retire {retire} us, total {total} us; {} slots rewritten in {} dependents; {} task switches while the swap ran behind the gate",
             r.cell,
             r.object,
             r.gate_cells.join(", "),
@@ -615,9 +615,10 @@ pub fn reclaim_retired() -> Result<Vec<String>, String> {
     let mut freed = 0;
     for (id, name, kind) in retired {
         let result = match b.k.system.reclaim(id) {
-            Err(ReclaimError::SharesState { .. }) if name == "counter" => {
-                // SAFETY: counter's statics are an `AtomicU64` and a `#[repr(C)]` record of
-                // atomics: nothing in them points into the retired version's code or data.
+            Err(ReclaimError::SharesState { .. }) if name == "counter" || name == "uart" => {
+                // SAFETY: the statics these cells share between versions are atomics
+                // (counter's `COUNTER`, uart's `THROTTLED`): nothing in them points into the
+                // retired version's code or data.
                 unsafe { b.k.system.reclaim_unchecked(id) }.map(|r| {
                     (
                         r,
@@ -845,7 +846,10 @@ pub fn stop_and_check() -> Result<Vec<String>, String> {
         .any(|(n, s)| n.starts_with("worker") && !matches!(s, task::State::Exited))
     {
         if cpu::rdtsc() - start > 10_000_000 * crate::tsc_per_us() {
-            return Err("the workers did not end within 10 s".into());
+            return Err(format!(
+                "the workers did not end within 10 s: {:?}",
+                task::describe()
+            ));
         }
         task::sleep_us(1_000);
     }
@@ -1257,10 +1261,11 @@ fn uart_scenario() -> Result<(), String> {
     let result = READER_RESULT.lock().clone();
     println!("uart-test: {}", result.as_deref().unwrap_or("no result"));
     println!(
-        "uart-test: {swaps} swaps while input arrived; {} interrupts handled by the driver cell, {} found the gate closed (input masked until the swap ended), {} bytes taken by the new version right after a swap",
+        "uart-test: {swaps} swaps while input arrived; {} interrupts handled by the driver cell, {} found the gate closed (input masked until the swap ended), {} bytes taken by the new version right after a swap; the ring was full {} times (the bytes waited in the UART)",
         driver::HANDLED.load(Ordering::Relaxed),
         driver::DEFERRED.load(Ordering::Relaxed),
-        driver::DRAINED_AFTER_SWAP.load(Ordering::Relaxed)
+        driver::DRAINED_AFTER_SWAP.load(Ordering::Relaxed),
+        driver::THROTTLE_RESUMES.load(Ordering::Relaxed)
     );
     println!("uart-test: {}", driver::describe());
     for line in reclaim_retired()? {

@@ -338,6 +338,9 @@ impl BootOptions {
 /// thread of their own (so that a large write never holds up reading the console).
 pub type Input = mpsc::Sender<Vec<u8>>;
 
+/// What [`boot_with`] calls with every console line, with the serial port's [`Input`].
+pub type OnLine<'a> = &'a mut dyn FnMut(&str, &Input);
+
 /// Boots `image` under QEMU (software emulation, [`DEFAULT_CPUS`] CPUs) with the kernel command
 /// line `cmdline` and waits up to `timeout` for the kernel to power off. With `echo`, the serial
 /// console is copied to stdout as it arrives.
@@ -355,7 +358,7 @@ pub fn boot(image: &BareImage, cmdline: &str, timeout: Duration, echo: bool) -> 
 pub fn boot_with(
     image: &BareImage,
     options: &BootOptions,
-    mut on_line: Option<&mut dyn FnMut(&str, &Input)>,
+    mut on_line: Option<OnLine<'_>>,
 ) -> Result<QemuRun> {
     let qemu = qemu_binary()?;
     let start = Instant::now();
@@ -440,7 +443,6 @@ pub fn boot_with(
     for line in received.try_iter() {
         take(&line, &mut output);
     }
-    drop(take);
     drop(input);
     if let Some(writer) = writer {
         let _ = writer.join();

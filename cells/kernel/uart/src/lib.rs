@@ -18,6 +18,7 @@
 //! - `attach(port: u16) -> Result<(), String>`: turn the UART's receive interrupt on.
 //! - `on_interrupt(port: u16) -> usize`: the interrupt handler; returns the bytes it took.
 //! - `read(buf: &mut [u8]) -> usize`: bytes received, oldest first.
+//! - `throttled() -> bool`: the handler left bytes in the UART (ring full).
 //! - `pending() -> usize`, `received() -> u64`, `dropped() -> u64`.
 //! - `stats() -> String`, `revision() -> String`.
 //! - `transfer_state(old: &dyn Fn(&str) -> Option<usize>) -> Result<(), String>`: from v2.
@@ -108,6 +109,11 @@ impl Default for Rx {
 #[doc(hidden)]
 pub static RX: Rx = Rx::new();
 
+/// Set while the handler leaves bytes in the UART for want of room. A static of its own, with
+/// the same type in every version, so a swap binds the new version to it (no transfer needed).
+#[doc(hidden)]
+pub static THROTTLED: AtomicBool = AtomicBool::new(false);
+
 /// Reads a byte from an I/O port.
 fn inb(port: u16) -> u8 {
     let value: u8;
@@ -145,18 +151,33 @@ pub fn attach(port: u16) -> Result<(), String> {
     Ok(())
 }
 
-/// The interrupt handler: moves every byte the UART at `port` holds into the ring. Returns how
-/// many it took.
+/// The interrupt handler: moves the bytes the UART at `port` holds into the ring, as many as
+/// fit. When the ring is full it stops and leaves the rest in the UART (whose FIFO, and behind it
+/// the line, holds them: no byte is dropped), and says so in [`THROTTLED`]; the kernel runs the
+/// handler again once a reader made room. Returns how many bytes it took.
 #[inline(never)]
 pub fn on_interrupt(port: u16) -> usize {
     let mut n = 0;
+    let mut full = false;
     // Line status bit 0: a byte is waiting in the receive buffer.
     while inb(port + 5) & 1 != 0 {
+        if RX.pending() >= CAPACITY {
+            full = true;
+            break;
+        }
         RX.push(inb(port));
         n += 1;
     }
+    THROTTLED.store(full, Ordering::Release);
     RX.interrupts.fetch_add(1, Ordering::Relaxed);
     n
+}
+
+/// Whether the handler left bytes in the UART because the ring was full (the kernel then runs
+/// it again after a read).
+#[inline(never)]
+pub fn throttled() -> bool {
+    THROTTLED.load(Ordering::Acquire)
 }
 
 /// Moves received bytes into `buf`, oldest first; returns how many.

@@ -6,7 +6,7 @@
 //! bytes and counters with [`transfer_state`]; v1's own `transfer_state` takes them back. As in
 //! v1, the ring is lock-free with one producer (the interrupt handler) and one reader at a time.
 //!
-//! Interface: v1's (`init`, `attach`, `on_interrupt`, `read`, `pending`, `received`, `dropped`,
+//! Interface: v1's (`init`, `attach`, `on_interrupt`, `throttled`, `read`, `pending`, `received`, `dropped`,
 //! `stats`, `revision`, `transfer_state`) plus `lines() -> u64` and `generation() -> u64`.
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
@@ -104,6 +104,10 @@ impl Default for Rx {
 #[doc(hidden)]
 pub static RX: Rx = Rx::new();
 
+/// Set while the handler leaves bytes in the UART for want of room (v1's, rebound).
+#[doc(hidden)]
+pub static THROTTLED: AtomicBool = AtomicBool::new(false);
+
 fn inb(port: u16) -> u8 {
     let value: u8;
     // SAFETY: only called with the UART's registers (the port the kernel gave to `attach` and
@@ -139,16 +143,33 @@ pub fn attach(port: u16) -> Result<(), String> {
     Ok(())
 }
 
-/// The interrupt handler: moves every byte the UART at `port` holds into the ring.
+/// The interrupt handler: moves the bytes the UART at `port` holds into the ring, as many as
+/// fit. When the ring is full it stops and leaves the rest in the UART (whose FIFO, and behind it
+/// the line, holds them: no byte is dropped), and says so in [`THROTTLED`]; the kernel runs the
+/// handler again once a reader made room. Returns how many bytes it took.
 #[inline(never)]
 pub fn on_interrupt(port: u16) -> usize {
     let mut n = 0;
+    let mut full = false;
+    // Line status bit 0: a byte is waiting in the receive buffer.
     while inb(port + 5) & 1 != 0 {
+        if RX.pending() >= CAPACITY {
+            full = true;
+            break;
+        }
         RX.push(inb(port));
         n += 1;
     }
+    THROTTLED.store(full, Ordering::Release);
     RX.interrupts.fetch_add(1, Ordering::Relaxed);
     n
+}
+
+/// Whether the handler left bytes in the UART because the ring was full (the kernel then runs
+/// it again after a read).
+#[inline(never)]
+pub fn throttled() -> bool {
+    THROTTLED.load(Ordering::Acquire)
 }
 
 /// Moves received bytes into `buf`, oldest first; returns how many.
