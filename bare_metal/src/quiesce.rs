@@ -195,6 +195,15 @@ pub fn enter(bits: u64) -> CallGuard {
     }
 }
 
+/// Keeps the calling task on its CPU until the guard is dropped (the timer does not switch a task
+/// out while the CPU's cell-call depth is above zero), with interrupts enabled. For kernel code
+/// that must finish on the CPU it started on (a TLB shootdown). The CPU passes no quiescent point
+/// meanwhile.
+pub fn pin() -> CallGuard {
+    percpu::depth_enter();
+    CallGuard { _private: () }
+}
+
 /// Starts a cell call from an interrupt handler: `None` (and no call) while the gate is closed.
 /// The gate is read even when the interrupted code was inside a cell call: the handler's call is
 /// a new entry, not part of the interrupted one.

@@ -250,6 +250,8 @@ static SHOOTDOWN_LOCK: spin::Mutex<()> = spin::Mutex::new(());
 /// table entries before calling. Must run with interrupts enabled or before the APs take
 /// interrupts (two CPUs shooting down at once serve each other's requests while they wait).
 pub fn tlb_shootdown() {
+    // On one CPU throughout: the one flushed here is the one not sent an IPI.
+    let _pinned = crate::quiesce::pin();
     cpu::flush_tlb();
     if percpu::ONLINE.load(Ordering::SeqCst) <= 1 {
         return;

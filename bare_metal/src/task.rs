@@ -170,7 +170,7 @@ extern "C" fn task_entry(index: u64) -> ! {
 
 /// Ends the calling task: removes it from the `sched` cell and never returns.
 pub fn exit_current() -> ! {
-    let index = percpu::this_cpu().current.load(Ordering::Relaxed);
+    let index = current_index();
     let sched_id = with_task(index, |t| t.sched_id);
     if let (Some(policy), Some(id)) = (SCHED_CELL.get(), sched_id) {
         if let Err(e) = policy.exit.call(|exit| exit(id)) {
@@ -442,7 +442,17 @@ pub fn forget_faulted() -> Vec<String> {
     out
 }
 
-/// The kernel index of the task running on this CPU, if any.
+/// The kernel index of the calling task (or [`IDLE`]). Read with interrupts off: reading "this
+/// CPU's current task" takes two loads, and a task switched to another CPU between them would
+/// read the other task that now runs on the CPU it left.
+pub fn current_index() -> usize {
+    let was = cpu::irq_save();
+    let index = percpu::this_cpu().current.load(Ordering::Relaxed);
+    cpu::irq_restore(was);
+    index
+}
+
+/// The kernel index of the task running on this CPU, if any (interrupt handlers).
 pub fn current() -> Option<usize> {
     let c = percpu::this_cpu().current.load(Ordering::Relaxed);
     (c != IDLE).then_some(c)
