@@ -522,7 +522,7 @@ impl Kernel {
         };
         self.system
             .swap(&[request], options)
-            .map_err(|e| anyhow::anyhow!("swapping `{cell}`: {e}"))
+            .map_err(|e| anyhow::Error::new(e).context(format!("swapping `{cell}`")))
     }
 }
 
