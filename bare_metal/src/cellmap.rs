@@ -164,13 +164,6 @@ pub fn describe_into(w: &mut dyn fmt::Write, addr: u64) -> fmt::Result {
     write!(w, "{addr:#x}, in no cell and no kernel function")
 }
 
-/// [`describe_into`] as a string.
-pub fn describe(addr: u64) -> String {
-    let mut s = String::new();
-    let _ = describe_into(&mut s, addr);
-    s
-}
-
 /// Writes what cell `addr` belongs to; `false` (nothing written) when none does or the map is
 /// being rebuilt.
 fn describe_cell(w: &mut dyn fmt::Write, addr: u64) -> Result<bool, fmt::Error> {

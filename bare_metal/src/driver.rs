@@ -3,7 +3,8 @@
 //! The I/O APIC routes ISA IRQ 4 to the bootstrap CPU's [`interrupts::UART`] vector; the handler
 //! here calls `uart::on_interrupt` through a [`CellFn`] (the loader's handle, whose slot a swap
 //! rewrites) with `try_call`: an interrupt handler never waits. While a swap of `uart` holds its
-//! gate closed, the handler calls nothing: it masks the interrupt at the I/O APIC and returns.
+//! gate closed (the slot points at the loader's gate, outside every cell's text), and until the
+//! kernel's cell map shows the new version, the handler calls nothing: it masks the interrupt at the I/O APIC and returns.
 //! The bytes stay in the UART (its 16-byte FIFO; once that is full QEMU holds the rest in the
 //! character device, as a real line would with flow control), nothing is lost. When the swap is
 //! over, [`resume`] unmasks the interrupt and sends the handler's vector to its CPU once, so that
@@ -76,6 +77,8 @@ pub fn on_interrupt(_frame: &mut Frame) {
     };
     match cell.on_interrupt.try_call(|handler| handler(COM1)) {
         Some(n) => {
+            // A run that found the gate closed may have masked the input after `resume` looked.
+            unmask();
             HANDLED.fetch_add(1, Ordering::Relaxed);
             BYTES.fetch_add(n as u64, Ordering::Relaxed);
             if RESUMED.swap(false, Ordering::Relaxed) {
@@ -101,6 +104,12 @@ pub fn on_interrupt(_frame: &mut Frame) {
 /// once on its CPU for what arrived meanwhile.
 pub fn resume() {
     RESUMED.store(true, Ordering::Relaxed);
+    unmask();
+    apic::send_ipi(TARGET_APIC.load(Ordering::Relaxed), interrupts::UART);
+}
+
+/// Unmasks the input at the I/O APIC if a handler run that found the gate closed masked it.
+fn unmask() {
     if MASKED.swap(false, Ordering::SeqCst) {
         apic::route(
             GSI.load(Ordering::Relaxed),
@@ -109,7 +118,6 @@ pub fn resume() {
             false,
         );
     }
-    apic::send_ipi(TARGET_APIC.load(Ordering::Relaxed), interrupts::UART);
 }
 
 /// Bytes received and not read yet, moved into `buf` (task context; waits at a closed gate).

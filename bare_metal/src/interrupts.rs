@@ -29,6 +29,8 @@ pub const QUIESCE: u8 = 0xf0;
 pub const TLB_FLUSH: u8 = 0xf1;
 /// IPI: stop (the kernel is powering off or has failed).
 pub const STOP: u8 = 0xf2;
+/// IPI: check whether what this CPU runs is inside the old text of a swap (quiesce.rs).
+pub const PROBE: u8 = 0xf3;
 /// The local APIC's spurious vector.
 pub const SPURIOUS: u8 = 0xff;
 
@@ -73,6 +75,7 @@ interrupt_entry_\vector:
     interrupt_stub 240, 0
     interrupt_stub 241, 0
     interrupt_stub 242, 0
+    interrupt_stub 243, 0
     interrupt_stub 255, 0
 
     /* The CPU aligned the interrupt stack to 16 bytes and pushed 5 words; the stub pushed 2 and
@@ -150,6 +153,7 @@ extern "C" {
     fn interrupt_entry_240();
     fn interrupt_entry_241();
     fn interrupt_entry_242();
+    fn interrupt_entry_243();
     fn interrupt_entry_255();
 }
 
@@ -317,6 +321,7 @@ pub fn load() {
         set(QUIESCE, interrupt_entry_240, IST_INTERRUPTS);
         set(TLB_FLUSH, interrupt_entry_241, IST_INTERRUPTS);
         set(STOP, interrupt_entry_242, IST_INTERRUPTS);
+        set(PROBE, interrupt_entry_243, IST_INTERRUPTS);
         set(SPURIOUS, interrupt_entry_255, IST_INTERRUPTS);
         table
     });
@@ -347,6 +352,7 @@ fn dispatch(frame: &mut Frame) {
         QUIESCE => crate::quiesce::on_ipi(frame),
         TLB_FLUSH => crate::smp::on_tlb_flush(),
         STOP => crate::smp::on_stop(),
+        PROBE => crate::quiesce::on_probe(frame),
         SPURIOUS => {}
         other => {
             crate::println!("kernel: unexpected interrupt vector {other:#x}");

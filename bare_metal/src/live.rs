@@ -30,7 +30,7 @@ use crate::driver::{self, UartCell};
 use crate::kernel::Booted;
 use crate::percpu::{self, CPUS};
 use crate::pvh::BootInfo;
-use crate::quiesce::{self, CellFn, Gate};
+use crate::quiesce::{self, CellFn};
 use crate::sync::IrqMutex;
 use crate::task::{self, SchedCell};
 use crate::{acpi, apic, cellmap, cpu, paging, println, shell, smp, us};
@@ -125,8 +125,7 @@ pub fn cells() -> &'static Cells {
 unsafe fn cell_fn<F: Copy>(b: &mut Booted, path: &str) -> Result<CellFn<F>, String> {
     // SAFETY: passed on from the caller.
     let handle = unsafe { b.k.handle::<F>(path)? };
-    let cell = path.split("::").next().unwrap_or(path);
-    Ok(CellFn::new(handle, cell))
+    Ok(CellFn::new(handle))
 }
 
 /// What the kernel command line asks for.
@@ -378,14 +377,15 @@ pub struct SwapRecord {
     pub object: String,
     /// Whether the new version transfers state (the swap ran behind the gate).
     pub gated: bool,
-    /// The cells behind the gate.
+    /// The cells whose calls into the old version the gate parked (its slots' owners; the
+    /// kernel's handles count as the kernel).
     pub gate_cells: Vec<String>,
-    /// Gate closed to every CPU quiescent, in us.
+    /// Gate closed to no CPU inside the old version, in us.
     pub drain_us: u64,
-    /// Quiesce IPIs the drain sent.
-    pub drain_ipis: u64,
-    /// Gate closed to gate open, in us.
-    pub closed_us: u64,
+    /// How many times the drain asked the other CPUs (one probe IPI each).
+    pub drain_checks: u32,
+    /// Calls that waited at the gate, and the longest wait, in us.
+    pub parked: (u64, u64),
     /// The loader's phases, in us: stage, verify, rebind, commit, retire, total.
     pub phases: [u64; 6],
     /// Slots the commit rewrote, and in how many dependents.
@@ -439,12 +439,6 @@ pub fn swap(name: &str, object: Option<&str>) -> Result<SwapRecord, String> {
     b.k.load_dependencies(&manifest, &b.modules, &entry)
         .map_err(|e| format!("the new version of `{name}`: {e}"))?;
     let transfers = defines(bytes, &format!("{name}::transfer_state"));
-    // Behind the gate: the swapped cell and every cell that reaches it through slots.
-    let gate_cells: Vec<String> = if transfers {
-        gate_cells(b.k.system.registry(), old)
-    } else {
-        Vec::new()
-    };
     let spec = CellSpec {
         name,
         version: &entry.version,
@@ -455,49 +449,42 @@ pub fn swap(name: &str, object: Option<&str>) -> Result<SwapRecord, String> {
         old,
         new: NewVersion::Object { spec, bytes },
     };
-    let tsc_per_us = crate::tsc_per_us();
     SWAP_WINDOWS.fetch_add(1, Ordering::SeqCst);
     SWAP_NAMES.lock().push(String::from(name));
-    let switches = || quiesce::sum(|c| c.switches.load(Ordering::Relaxed));
-    let gate = if gate_cells.is_empty() {
-        None
-    } else {
-        match Gate::close(quiesce::bits_of(&gate_cells), 2_000_000, tsc_per_us) {
-            Ok(g) => Some(g),
-            Err(e) => {
-                SWAP_WINDOWS.fetch_add(1, Ordering::SeqCst);
-                return Err(format!("swapping `{name}`: {e}; nothing changed"));
-            }
-        }
-    };
-    // Task switches made between the end of the drain and the gate's opening (none while
-    // `sched` is behind the gate: its policy is the only way a CPU switches).
-    let drained_switches = switches();
+    // The swapping task stays on its CPU until the swap is over: a caller parked at the gate on
+    // this CPU keeps it (its cell-call depth is above zero), so a swapper switched out there would
+    // never come back to open the gate.
+    let pinned = quiesce::pin();
+    quiesce::arm_switch_count();
     let result = b.k.system.swap(&[request], &SwapOptions::default());
-    let switches_while_closed = switches() - drained_switches;
-    let (closed_us, drain) = match gate {
-        Some((gate, drain)) => {
-            let closed_at = gate.closed_at;
-            drop(gate);
-            (us(cpu::rdtsc() - closed_at), drain)
-        }
-        None => (0, quiesce::Drain::default()),
-    };
+    let switches_while_closed = quiesce::switches_while_closed();
+    drop(pinned);
     SWAP_WINDOWS.fetch_add(1, Ordering::SeqCst);
+    // The cell map first: interrupt handlers call only into text it shows (`CellFn::try_call`),
+    // so the driver's handler can reach the new version only once it is refreshed.
+    cellmap::refresh(&b.k.system);
     if name == "uart" && result.is_ok() {
         driver::resume();
     }
-    cellmap::refresh(&b.k.system);
     let report = result.map_err(|e| format!("swapping `{name}`: {e}"))?;
     let t = &report.times;
+    let gate = report.gate.as_ref();
+    if let Some(g) = gate {
+        quiesce::GATE_WAITS.fetch_add(g.parked, Ordering::Relaxed);
+        quiesce::GATE_WAIT_MAX_US.fetch_max(g.longest_wait / 1000, Ordering::Relaxed);
+    }
     let record = SwapRecord {
         cell: name.into(),
         object: entry.object.clone(),
         gated: transfers,
-        gate_cells,
-        drain_us: us(drain.tsc),
-        drain_ipis: drain.ipis,
-        closed_us,
+        gate_cells: if report.gate.is_some() {
+            report.dependents.clone()
+        } else {
+            Vec::new()
+        },
+        drain_us: gate.map_or(0, |g| g.drain / 1000),
+        drain_checks: gate.map_or(0, |g| g.checks),
+        parked: gate.map_or((0, 0), |g| (g.parked, g.longest_wait / 1000)),
         phases: [t.stage, t.verify, t.rebind, t.commit, t.retire, t.total].map(|n| n / 1000),
         slots: (report.slots_rewritten, report.dependents.len()),
         statics: report
@@ -511,29 +498,19 @@ pub fn swap(name: &str, object: Option<&str>) -> Result<SwapRecord, String> {
     Ok(record)
 }
 
-/// The cells a swap of `cell` that moves state holds calls into: the cell and every cell that
-/// reaches it through slots, directly or through others. The kernel's own handles (edges from the
-/// base image) are not followed: the kernel's calls go through the gate itself.
+/// The cells whose calls a swap of `cell` that moves state parks at the loader's gate: every
+/// cell with a slot into it (the kernel's handles count as the base image), by name. Calls between
+/// the cell's own functions go straight on (they are inside it; the drain waits for them).
 pub fn gate_cells(registry: &crate_metadata::Registry, cell: CellId) -> Vec<String> {
-    let mut seen = vec![cell];
-    let mut queue = VecDeque::from([cell]);
-    while let Some(c) = queue.pop_front() {
-        for d in registry.dependents(c) {
-            let is_cell = registry
-                .cell(d)
-                .is_some_and(|d| d.origin == crate_metadata::Origin::Object);
-            if is_cell && !seen.contains(&d) {
-                seen.push(d);
-                queue.push_back(d);
+    let mut names: Vec<String> = Vec::new();
+    for d in registry.dependents(cell) {
+        if let Some(c) = registry.cell(d) {
+            if c.id != cell && !names.contains(&c.name) {
+                names.push(c.name.clone());
             }
         }
     }
-    let mut names: Vec<String> = Vec::new();
-    for c in seen.iter().filter_map(|id| registry.cell(*id)) {
-        if !names.contains(&c.name) {
-            names.push(c.name.clone());
-        }
-    }
+    names.sort();
     names
 }
 
@@ -560,13 +537,14 @@ pub fn print_swap(r: &SwapRecord) {
     let [stage, verify, rebind, commit, retire, total] = r.phases;
     if r.gated {
         println!(
-            "swapped `{}` for {} behind the gate ({}): drained in {} us ({} quiesce IPIs), gate closed {} us; stage {stage} us, verify {verify} us, rebind/transfer {rebind} us, commit {commit} us, retire {retire} us, total {total} us; {} slots rewritten in {} dependents; {} task switches while the swap ran behind the gate",
+            "swapped `{}` for {} behind the gate (calls from {}): drained in {} us ({} probes of the other CPUs), {} calls parked, the longest {} us; stage {stage} us, verify {verify} us, rebind/transfer {rebind} us, commit {commit} us, retire {retire} us, total {total} us; {} slots rewritten in {} dependents; {} task switches while the swap ran behind the gate",
             r.cell,
             r.object,
             r.gate_cells.join(", "),
             r.drain_us,
-            r.drain_ipis,
-            r.closed_us,
+            r.drain_checks,
+            r.parked.0,
+            r.parked.1,
             r.slots.0,
             r.slots.1,
             r.switches_while_closed
@@ -980,7 +958,7 @@ pub fn stop_and_check() -> Result<Vec<String>, String> {
     lines.push(format!(
         "gate: {} calls waited at a gate, the longest {} us",
         quiesce::GATE_WAITS.load(Ordering::Relaxed),
-        us(quiesce::GATE_WAIT_MAX.load(Ordering::Relaxed))
+        quiesce::GATE_WAIT_MAX_US.load(Ordering::Relaxed)
     ));
     Ok(lines)
 }
@@ -1247,10 +1225,11 @@ fn uart_scenario() -> Result<(), String> {
         if got >= next && swaps < 16 {
             let r = swap("uart", None)?;
             println!(
-                "uart-test: swap {}: `uart` -> {} at byte {got}; gate closed {} us",
+                "uart-test: swap {}: `uart` -> {} at byte {got}; drained in {} us, {} calls parked",
                 swaps + 1,
                 r.object,
-                r.closed_us
+                r.drain_us,
+                r.parked.0
             );
             swaps += 1;
             next = got + 2048;

@@ -55,8 +55,13 @@ pub struct PerCpu {
     pub in_interrupt: AtomicU32,
     /// The CPU's registration with the loader's grace-period tracker.
     pub registration: spin::Once<ThreadRegistration>,
-    /// Cell calls that waited at a gate on this CPU.
+    /// Times a caller on this CPU halted while parked at a swap's gate.
     pub gate_waits: AtomicU64,
+    /// The running task's stack (`stack_lo..stack_hi`; 0 for the idle loop), for the drain's
+    /// stack check.
+    pub stack_lo: AtomicU64,
+    /// See `stack_lo`.
+    pub stack_hi: AtomicU64,
 }
 
 const DEPTH: usize = core::mem::offset_of!(PerCpu, depth);
@@ -83,6 +88,8 @@ impl PerCpu {
             in_interrupt: AtomicU32::new(0),
             registration: spin::Once::new(),
             gate_waits: AtomicU64::new(0),
+            stack_lo: AtomicU64::new(0),
+            stack_hi: AtomicU64::new(0),
         }
     }
 

@@ -263,7 +263,7 @@ fn deps(name: &str) -> Result<(), String> {
     );
     println!("`{name}` is used by {}", show(&used_by));
     println!(
-        "a swap of `{name}` that moves state holds calls into: {}",
+        "a swap of `{name}` that moves state parks at its gate the calls from: {}",
         live::gate_cells(registry, id).join(", ")
     );
     Ok(())
@@ -337,7 +337,7 @@ fn stats() {
     let calls = quiesce::sum(|c| c.calls.load(Ordering::Relaxed));
     let swaps = live::SWAPS.lock().clone();
     let gated = swaps.iter().filter(|s| s.gated).count();
-    let longest_closed = swaps.iter().map(|s| s.closed_us).max().unwrap_or(0);
+    let longest_drain = swaps.iter().map(|s| s.drain_us).max().unwrap_or(0);
     let (used, free) = crate::heap_usage();
     let frames = kernel().k.system.platform().memory.free_frames();
     println!(
@@ -348,10 +348,10 @@ fn stats() {
             .sum::<u64>()
     );
     println!(
-        "swaps: {} ({gated} behind the gate, the longest closed {longest_closed} us); {} calls waited at a gate, the longest {} us; retired versions reclaimed: {}",
+        "swaps: {} ({gated} behind the gate, the longest drain {longest_drain} us); {} calls waited at a gate, the longest {} us; retired versions reclaimed: {}",
         swaps.len(),
         quiesce::GATE_WAITS.load(Ordering::Relaxed),
-        us(quiesce::GATE_WAIT_MAX.load(Ordering::Relaxed)),
+        quiesce::GATE_WAIT_MAX_US.load(Ordering::Relaxed),
         live::RECLAIMED.load(Ordering::Relaxed)
     );
     println!(

@@ -380,19 +380,26 @@ impl Scheduler {
             }
             (*t.ctx).clone_from(frame);
         }
+        let cpu = percpu::this_cpu();
         if to == IDLE {
             frame.clone_from(&self.idle[me]);
+            cpu.stack_lo.store(0, Ordering::Relaxed);
+            cpu.stack_hi.store(0, Ordering::Relaxed);
         } else {
             let t = &mut self.tasks[to];
             t.state = State::Running(me);
             t.runs += 1;
             t.cpus |= 1 << me;
             frame.clone_from(&t.ctx);
+            let (lo, hi) = t.stack.as_ref().map_or((0, 0), |s| {
+                (s.as_ptr() as u64, s.as_ptr() as u64 + s.len() as u64)
+            });
+            cpu.stack_lo.store(lo, Ordering::Relaxed);
+            cpu.stack_hi.store(hi, Ordering::Relaxed);
             FIRST_TASK_TSC
                 .compare_exchange(0, cpu::rdtsc(), Ordering::Relaxed, Ordering::Relaxed)
                 .ok();
         }
-        let cpu = percpu::this_cpu();
         cpu.current.store(to, Ordering::Relaxed);
         cpu.switches.fetch_add(1, Ordering::Relaxed);
     }
