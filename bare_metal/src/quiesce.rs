@@ -26,12 +26,13 @@
 //! its task (from 128 bytes below the stack pointer, the red zone, to the top): an address in the
 //! old text (a return address, or the current instruction) or equal to an old function's entry
 //! (read from a slot before the gate closed, not called yet) means inside. A caller parked at the
-//! gate holds neither, unless it left an old frame below it or an old entry in a register, and
-//! then it is inside too; its stack is checked from where the gate recorded its own frames
-//! ([`loader::parked_frames_in`]), not through the gate's frames, whose stale words of earlier
-//! calls would look like old return addresses. The check is conservative (a stale word that happens to be such an
-//! address keeps the swap waiting, up to its deadline, after which the loader undoes it and nothing
-//! changed); a CPU that does not answer within 20 ms is taken to be inside.
+//! gate is checked from where the gate recorded its own frames ([`loader::parked_frames_in`]),
+//! not through the gate's frames, whose stale words of earlier calls would look like old return
+//! addresses: it is inside only if one of its own frames returns into the old text or a register
+//! holds an old entry. The check is conservative: unlike the hosted one it does not decode the
+//! `call` before a return address, so a stale word in a live frame that happens to lie in the old
+//! text keeps the swap waiting, up to its deadline, after which the loader undoes it and nothing
+//! changed; a CPU that does not answer within 20 ms is taken to be inside.
 //!
 //! An interrupt handler never calls through a gated slot (it would wait inside the handler): its
 //! [`CellFn::try_call`] calls only when the handle's target lies in a cell's text, and a gate's
