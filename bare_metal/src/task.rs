@@ -170,6 +170,9 @@ extern "C" fn task_entry(index: u64) -> ! {
 
 /// Ends the calling task: removes it from the `sched` cell and never returns.
 pub fn exit_current() -> ! {
+    // Pinned from the policy's `exit` until the task is marked exited: switched out in between,
+    // it would be `Ready` for the kernel but unknown to the policy, which never picks it again.
+    let pinned = quiesce::pin();
     let index = current_index();
     let sched_id = with_task(index, |t| t.sched_id);
     if let (Some(policy), Some(id)) = (SCHED_CELL.get(), sched_id) {
@@ -179,13 +182,11 @@ pub fn exit_current() -> ! {
     }
     {
         let mut guard = SCHED.lock();
-        // Read again under the lock (interrupts off): the task may have moved to another CPU
-        // since, and `current` of the CPU it runs on now names it.
-        let index = percpu::this_cpu().current.load(Ordering::Relaxed);
         if let Some(t) = guard.as_mut().and_then(|s| s.tasks.get_mut(index)) {
             t.state = State::Exited;
         }
     }
+    drop(pinned);
     loop {
         interrupts::yield_now();
     }
