@@ -10,6 +10,7 @@ use crate_metadata::{CellId, CellKind, CellState, ManifestEntry};
 use loader::{CellSpec, NewVersion, ReclaimError, StaticOutcome, SwapOptions, SwapRequest};
 
 use crate::driver;
+use crate::percpu;
 use crate::quiesce;
 use crate::sync::IrqMutex;
 use crate::{cellmap, println, us};
@@ -55,6 +56,14 @@ pub static SWAPS: IrqMutex<Vec<SwapRecord>> = IrqMutex::new(Vec::new());
 /// A swap whose new version has a `transfer_state` is made behind the gate (quiesce.rs); one that
 /// only rebinds takes the loader's no-wait path.
 pub fn swap(name: &str, object: Option<&str>) -> Result<SwapRecord, String> {
+    // The platform tells the loader that the swapper runs no cell code (`current_inside`): a
+    // task at cell-call depth 0 cannot (and cannot move to another CPU where the depth differs:
+    // at depth 0 every CPU reads 0).
+    if percpu::depth() != 0 {
+        return Err(format!(
+            "swapping `{name}`: asked from inside a cell call; nothing changed"
+        ));
+    }
     let mut b = kernel();
     let b = &mut *b;
     let ns = b.k.ns;
