@@ -184,7 +184,8 @@ impl<F> Clone for CellFn<F> {
     }
 }
 
-/// Calls from interrupt handlers not made because the handle pointed at a swap's gate.
+/// Calls from interrupt handlers not made because the handle's target lay in no cell text the
+/// cell map shows (a swap's gate, or a new version before the map is refreshed).
 pub static NOT_CALLED_AT_GATE: AtomicU64 = AtomicU64::new(0);
 /// Calls that waited at a swap's gate, over every swap (from the loader's reports).
 pub static GATE_WAITS: AtomicU64 = AtomicU64::new(0);
@@ -249,9 +250,9 @@ static ANSWERED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS]
 static FOUND: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 /// One probe at a time.
 static PROBING: spin::Mutex<()> = spin::Mutex::new(());
-/// Probes made, and CPUs that answered "inside".
+/// Probes made.
 pub static PROBES: AtomicU64 = AtomicU64::new(0);
-/// CPUs found inside.
+/// Answers "inside", and CPUs that did not answer in time.
 pub static FOUND_INSIDE: AtomicU64 = AtomicU64::new(0);
 
 /// `Process::threads_inside` on bare metal: every other online CPU that may run code in `ranges`

@@ -355,6 +355,12 @@ fn stats() {
         live::RECLAIMED.load(Ordering::Relaxed)
     );
     println!(
+        "drains: {} probes of the other CPUs, {} answers \"inside\" (or none in 20 ms); {} interrupt-handler calls not made (the slot pointed at a gate, or at a version the cell map did not show yet)",
+        quiesce::PROBES.load(Ordering::Relaxed),
+        quiesce::FOUND_INSIDE.load(Ordering::Relaxed),
+        quiesce::NOT_CALLED_AT_GATE.load(Ordering::Relaxed)
+    );
+    println!(
         "scheduler: {} picks by the sched cell, {} not runnable here (asked again), {} ticks with sched behind a gate",
         task::PICKS.load(Ordering::Relaxed),
         task::PICKS_SKIPPED.load(Ordering::Relaxed),

@@ -706,6 +706,7 @@ fn the_shell_answers_a_person_at_the_serial_console() {
     let stats = answer("stats");
     assert!(stats.contains(" into cells, 0 failed"), "{stats}");
     assert!(stats.contains("swaps: 4 (3 behind the gate"), "{stats}");
+    assert!(stats.contains("drains: "), "{stats}");
     let poweroff = answer("poweroff");
     assert!(
         poweroff.contains("none held twice, none lost"),
