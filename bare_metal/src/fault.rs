@@ -60,6 +60,26 @@ pub fn exception(frame: &mut Frame) {
     let task = task::current();
     let locks = task.and_then(task::try_locks_of).unwrap_or(0);
     let cr2 = cpu::cr2();
+    let safe = task.is_some()
+        && !nested
+        && depth == 0
+        && frame.rflags & RFLAGS_IF != 0
+        && locks == 0
+        && vector != 8
+        && vector != 18;
+    let why = if task.is_none() {
+        "it happened outside any task"
+    } else if nested {
+        "it happened in an interrupt handler"
+    } else if depth > 0 {
+        "the task was inside a call into a cell, whose locks it may hold (nothing unwinds on bare metal)"
+    } else if frame.rflags & RFLAGS_IF == 0 {
+        "interrupts were off: the task may hold one of the kernel's interrupt-safe locks"
+    } else if locks > 0 {
+        "the task holds the loader's lock"
+    } else {
+        "the exception cannot be survived"
+    };
     {
         let mut out = Emergency::new();
         let _ = write!(
@@ -108,20 +128,21 @@ pub fn exception(frame: &mut Frame) {
             let _ = cellmap::describe_into(&mut out, cr2);
             let _ = writeln!(out);
         }
+        // The verdict in the same report: another CPU's fault report cannot come in between.
+        if safe {
+            let _ = writeln!(
+                out,
+                "kernel:   the task is ended, the kernel goes on (it was in no cell call, held no lock, and ran with interrupts on)"
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "kernel:   the kernel stops: {why} (current task index {current})"
+            );
+        }
     }
-    let safe = task.is_some()
-        && !nested
-        && depth == 0
-        && frame.rflags & RFLAGS_IF != 0
-        && locks == 0
-        && vector != 8
-        && vector != 18;
     if safe {
         TASKS_ENDED.fetch_add(1, Ordering::Relaxed);
-        let _ = writeln!(
-            Emergency::new(),
-            "kernel:   the task is ended, the kernel goes on (it was in no cell call, held no lock, and ran with interrupts on)"
-        );
         let what = if vector == 14 {
             format!("{name} on {cr2:#x} at rip {:#x}", frame.rip)
         } else {
@@ -130,23 +151,6 @@ pub fn exception(frame: &mut Frame) {
         task::end_faulted(frame, what);
         return;
     }
-    let why = if task.is_none() {
-        "it happened outside any task"
-    } else if nested {
-        "it happened in an interrupt handler"
-    } else if depth > 0 {
-        "the task was inside a call into a cell, whose locks it may hold (nothing unwinds on bare metal)"
-    } else if frame.rflags & RFLAGS_IF == 0 {
-        "interrupts were off: the task may hold one of the kernel's interrupt-safe locks"
-    } else if locks > 0 {
-        "the task holds the loader's lock"
-    } else {
-        "the exception cannot be survived"
-    };
-    let _ = writeln!(
-        Emergency::new(),
-        "kernel:   the kernel stops: {why} (current task index {current})"
-    );
     crate::smp::stop_others();
     crate::exit_qemu(crate::EXIT_FAILURE)
 }
