@@ -58,13 +58,17 @@ pub fn exception(frame: &mut Frame) {
     // 1: this exception itself (interrupt_dispatch counts every vector).
     let nested = cpu.in_interrupt.load(Ordering::Relaxed) > 1;
     let task = task::current();
-    let locks = task.and_then(task::try_locks_of).unwrap_or(0);
+    // Unknown (`None`) when the task table stays busy: then the task is not taken to hold none.
+    let locks = match task {
+        Some(t) => task::try_locks_of(t),
+        None => Some(0),
+    };
     let cr2 = cpu::cr2();
     let safe = task.is_some()
         && !nested
         && depth == 0
         && frame.rflags & RFLAGS_IF != 0
-        && locks == 0
+        && locks == Some(0)
         && vector != 8
         && vector != 18;
     let why = if task.is_none() {
@@ -75,7 +79,9 @@ pub fn exception(frame: &mut Frame) {
         "the task was inside a call into a cell, whose locks it may hold (nothing unwinds on bare metal)"
     } else if frame.rflags & RFLAGS_IF == 0 {
         "interrupts were off: the task may hold one of the kernel's interrupt-safe locks"
-    } else if locks > 0 {
+    } else if locks.is_none() {
+        "the task table stayed busy: whether the task holds the loader's lock is unknown"
+    } else if locks > Some(0) {
         "the task holds the loader's lock"
     } else {
         "the exception cannot be survived"

@@ -28,7 +28,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crate::interrupts::{self, Frame};
 use crate::percpu::{self, IDLE, MAX_CPUS};
 use crate::quiesce::{self, CellFn};
-use crate::sync::IrqMutex;
+use crate::sync::{IrqGuard, IrqMutex};
 use crate::{apic, cpu};
 
 /// `sched::spawn`'s signature.
@@ -480,16 +480,29 @@ pub fn sleep_us(us: u64) {
     }
 }
 
+/// The task table for code that must not wait for it (an exception handler): taken if another
+/// CPU lets it go within a short while (it holds it only for a switch or an update), `None` if not
+/// (this CPU may hold it itself).
+fn sched_soon() -> Option<IrqGuard<'static, Option<Scheduler>>> {
+    (0..100_000).find_map(|_| {
+        let guard = SCHED.try_lock();
+        if guard.is_none() {
+            core::hint::spin_loop();
+        }
+        guard
+    })
+}
+
 /// The number of kernel locks task `index` holds, if the task table is free right now (the
 /// exception handler must not wait for it).
 pub fn try_locks_of(index: usize) -> Option<u32> {
-    let guard = SCHED.try_lock()?;
+    let guard = sched_soon()?;
     guard.as_ref()?.tasks.get(index).map(|t| t.locks)
 }
 
 /// Writes the name and ids of task `index` without allocating or waiting.
 pub fn write_name(w: &mut dyn core::fmt::Write, index: usize) -> core::fmt::Result {
-    match SCHED.try_lock() {
+    match sched_soon() {
         Some(guard) => match guard.as_ref().and_then(|s| s.tasks.get(index)) {
             Some(t) => write!(w, "`{}` (sched id {}, task {index})", t.name, t.sched_id),
             None => write!(w, "#{index}"),
