@@ -387,6 +387,31 @@ impl Namespaces {
         self.replace_cell_owned(ns, old, new, exports.to_vec())
     }
 
+    /// Replaces `old` by `new` in `ns` when `new` exports exactly `old`'s symbols, with the same
+    /// ids (a new version with the same interface): every entry of `old` points at the same
+    /// symbol of `new`, at the address `addr_of` gives. Nothing is hashed, added or removed.
+    pub fn repoint_cell(
+        &mut self,
+        ns: NamespaceId,
+        old: CellId,
+        new: CellId,
+        addr_of: impl Fn(SymbolId) -> Option<u64>,
+    ) -> Result<(), NamespaceError> {
+        let n = self.get_mut(ns)?;
+        if new != old && n.cells.contains(&new) {
+            return Err(NamespaceError::CellPresent(new));
+        }
+        for s in n.symbols.values_mut().filter(|s| s.cell == old) {
+            s.cell = new;
+            s.addr = addr_of(s.symbol).unwrap_or(s.addr);
+        }
+        match n.cells.iter().position(|c| *c == old) {
+            Some(pos) => n.cells[pos] = new,
+            None => n.cells.push(new),
+        }
+        Ok(())
+    }
+
     /// [`Namespaces::replace_cell`] with the exports given by value.
     pub fn replace_cell_owned(
         &mut self,

@@ -96,6 +96,65 @@ fn remove_and_replace_cell() {
 }
 
 #[test]
+fn replace_cell_in_place_keeps_others_and_refuses_collisions() {
+    let mut all = Namespaces::new();
+    let k = all.create("_kernel", None).unwrap();
+    all.add_cell(
+        k,
+        CellId(2),
+        &[export("a", 2, 1, false), export("gone", 2, 2, false)],
+    )
+    .unwrap();
+    all.add_cell(k, CellId(3), &[export("b", 3, 3, false)])
+        .unwrap();
+    let before = all.snapshot();
+    // A collision with a cell that stays is refused, and nothing changes.
+    assert!(matches!(
+        all.replace_cell(k, CellId(2), CellId(5), &[export("b", 5, 9, false)]),
+        Err(NamespaceError::DuplicateSymbol { .. })
+    ));
+    assert_eq!(all.snapshot(), before);
+    // A name both export is repointed, a name only the old one had goes, a new one comes.
+    all.replace_cell(
+        k,
+        CellId(2),
+        CellId(5),
+        &[export("a", 5, 7, false), export("new", 5, 8, false)],
+    )
+    .unwrap();
+    assert_eq!(all.lookup(k, "a").unwrap().1.addr, 7);
+    assert_eq!(all.lookup(k, "new").unwrap().1.cell, CellId(5));
+    assert!(all.lookup(k, "gone").is_none());
+    assert_eq!(all.lookup(k, "b").unwrap().1.cell, CellId(3));
+    assert_eq!(all.get(k).unwrap().cells, vec![CellId(5), CellId(3)]);
+}
+
+#[test]
+fn repoint_cell_moves_every_entry_to_the_new_version() {
+    let mut all = Namespaces::new();
+    let k = all.create("_kernel", None).unwrap();
+    all.add_cell(
+        k,
+        CellId(2),
+        &[export("a", 2, 1, false), export("c", 2, 2, false)],
+    )
+    .unwrap();
+    all.add_cell(k, CellId(3), &[export("b", 3, 3, false)])
+        .unwrap();
+    assert!(matches!(
+        all.repoint_cell(k, CellId(2), CellId(3), |_| None),
+        Err(NamespaceError::CellPresent(CellId(3)))
+    ));
+    all.repoint_cell(k, CellId(2), CellId(6), |id| Some(100 + u64::from(id.0)))
+        .unwrap();
+    let (_, a) = all.lookup(k, "a").unwrap();
+    assert_eq!((a.cell, a.addr), (CellId(6), 100 + u64::from(a.symbol.0)));
+    assert_eq!(all.lookup(k, "c").unwrap().1.cell, CellId(6));
+    assert_eq!(all.lookup(k, "b").unwrap().1.cell, CellId(3));
+    assert_eq!(all.get(k).unwrap().cells, vec![CellId(6), CellId(3)]);
+}
+
+#[test]
 fn namespaces_with_cells_or_children_are_not_removed() {
     let mut all = Namespaces::new();
     let k = all.create("_kernel", None).unwrap();

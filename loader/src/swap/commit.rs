@@ -20,7 +20,7 @@ use crate::region::Region;
 use crate::reloc;
 use crate::system::describe::exports_in;
 use crate::system::System;
-use crate_metadata::{demangle, CellId, CellState, EdgeId, NamespaceId, SlotKind};
+use crate_metadata::{demangle, CellId, CellState, EdgeId, NamespaceId, SlotKind, SymbolId};
 
 impl<P: Platform> System<P> {
     /// Writes every slot, moves the edges, the namespace entries and the cells' states. Only
@@ -165,9 +165,21 @@ impl<P: Platform> System<P> {
                 let _ = self.namespaces.remove_cell(s, p.new);
             }
             // Checked by `check_namespace`; cannot fail here.
-            if let Some(cell) = self.registry.cell(p.new) {
-                let exports = exports_in(p.new, cell);
-                let _ = self.namespaces.replace_cell_by(ns, p.old, p.new, exports);
+            if let (Some(was), Some(cell)) = (self.registry.cell(p.old), self.registry.cell(p.new))
+            {
+                let same_interface = was.symbols.len() == cell.symbols.len()
+                    && was
+                        .symbols
+                        .iter()
+                        .zip(&cell.symbols)
+                        .all(|(a, b)| a.name == b.name);
+                let _ = if same_interface {
+                    let addr_of = |id: SymbolId| cell.symbol(id).map(|s| s.addr);
+                    self.namespaces.repoint_cell(ns, p.old, p.new, addr_of)
+                } else {
+                    let exports = exports_in(p.new, cell);
+                    self.namespaces.replace_cell_by(ns, p.old, p.new, exports)
+                };
             }
             if let Some(c) = self.registry.cell_mut(p.old) {
                 c.state = CellState::Retired;

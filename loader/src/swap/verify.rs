@@ -25,12 +25,9 @@ impl<P: Platform> System<P> {
         let (Some(old), Some(new)) = (self.registry.cell(p.old), self.registry.cell(p.new)) else {
             return Err(SwapError::NoSuchCell(p.old));
         };
-        let by_name: BTreeMap<&str, SymbolId> = new
-            .symbols
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.name.as_str(), SymbolId(i as u32)))
-            .collect();
+        // A new version usually exports the old one's symbols in the same order: each is looked
+        // for at its old index first, and the name index is built only for what is not there.
+        let mut by_name: Option<BTreeMap<&str, SymbolId>> = None;
         let mut missing: BTreeMap<String, MissingExport> = BTreeMap::new();
         let mut direct = BTreeSet::new();
         let mut writes = Vec::new();
@@ -52,9 +49,22 @@ impl<P: Platform> System<P> {
                 direct.insert(dependent.clone());
                 continue;
             }
-            let found = by_name.get(sym.name.as_str()).or_else(|| {
-                let to = options.renamed(&sym.name)?;
-                by_name.get(to)
+            let same_place = new
+                .symbol(edge.symbol)
+                .filter(|s| s.name == sym.name)
+                .map(|_| edge.symbol);
+            let found = same_place.or_else(|| {
+                let by_name = by_name.get_or_insert_with(|| {
+                    new.symbols
+                        .iter()
+                        .enumerate()
+                        .map(|(i, s)| (s.name.as_str(), SymbolId(i as u32)))
+                        .collect()
+                });
+                by_name.get(sym.name.as_str()).copied().or_else(|| {
+                    let to = options.renamed(&sym.name)?;
+                    by_name.get(to).copied()
+                })
             });
             match found {
                 Some(new_sym) => writes.push(SlotWrite {
@@ -63,7 +73,7 @@ impl<P: Platform> System<P> {
                     kind: edge.kind,
                     dependent: edge.dependent,
                     new_cell: p.new,
-                    new_symbol: *new_sym,
+                    new_symbol: new_sym,
                     addend: edge.addend,
                 }),
                 None => {
