@@ -159,12 +159,12 @@ fn invert_and_why_match_the_edges_of_a_generated_system() {
 fn the_dry_link_loads_dependency_cells_as_nano_core_does() {
     let m = model();
     let s = &m.snapshot;
-    let manifest = &report().manifest;
+    let manifest = &inspect_support::fixture_manifest(&report().manifest);
     assert_eq!(s.source, SnapshotSource::Offline);
     assert_eq!(
         m.manifest.as_ref(),
         Some(manifest),
-        "the model carries the manifest"
+        "the model carries the manifest of the fixture's cells"
     );
     assert!(s.unresolved.is_empty(), "{:?}", s.unresolved);
     let namespace_of = |c: &Cell| Some(s.namespaces.get(c.namespace?)?.name.clone());
