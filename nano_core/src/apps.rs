@@ -16,93 +16,21 @@
 //! deregistered, their TLS blocks freed and their symbols removed.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::thread::JoinHandle;
 
 use anyhow::{anyhow, bail, Context, Result};
 use crate_metadata::{CellKind, NamespaceId};
 use loader::Handle;
 
-use crate::boot::Kernel;
-
-/// The application entry point convention.
-pub type MainFn = fn(&[String]) -> i32;
-
-/// How a run of an application ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// `main` returned this exit code.
-    Exited(i32),
-    /// `main` panicked with this message; the panic stopped at the entry point.
-    Panicked(String),
-}
-
-/// How a thread for an application is made.
-#[derive(Clone, Debug, Default)]
-pub struct LaunchOptions {
-    /// The thread's stack size in bytes (the platform's default when `None`).
-    pub stack_size: Option<usize>,
-}
-
-/// Where a started application is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AppState {
-    /// Loaded; `main` has not run on a thread of its own.
-    Started,
-    /// `main` runs on its thread.
-    Running,
-    /// `main` returned (or panicked) on its thread; the application waits to be ended.
-    Finished,
-}
-
-impl std::fmt::Display for AppState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            AppState::Started => "started",
-            AppState::Running => "running",
-            AppState::Finished => "finished",
-        })
-    }
-}
-
-/// One started application, as [`Kernel::apps`] lists it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AppInfo {
-    /// Its id.
-    pub id: u64,
-    /// The application's cell name.
-    pub name: String,
-    /// Its namespace's name (`app:hello#1`).
-    pub namespace: String,
-    /// Where it is.
-    pub state: AppState,
-}
-
-/// A started application.
-pub struct App {
-    /// Its id, unique for the kernel's life.
-    pub id: u64,
-    /// The application's cell name.
-    pub name: String,
-    /// Its namespace.
-    pub namespace: NamespaceId,
-    /// The namespace's name (`app:hello#1`).
-    pub namespace_name: String,
-    main: Handle<MainFn>,
-    running: Option<JoinHandle<Outcome>>,
-}
-
-/// The applications a kernel has started and not ended.
-#[derive(Default)]
-pub struct Apps {
-    next: u64,
-    list: Vec<App>,
-}
+use crate::app_table::App;
+pub use crate::app_table::{AppInfo, AppState, Apps, LaunchOptions, MainFn, Outcome};
+use crate::kernel::Kernel;
+use crate::panic::panic_message;
 
 fn call_main(main: &Handle<MainFn>, args: &[String]) -> Outcome {
     let f = main.get();
     match catch_unwind(AssertUnwindSafe(|| f(args))) {
         Ok(code) => Outcome::Exited(code),
-        Err(payload) => Outcome::Panicked(crate::workload::panic_message(&*payload)),
+        Err(payload) => Outcome::Panicked(panic_message(&*payload)),
     }
 }
 
@@ -318,6 +246,26 @@ impl Kernel {
                 },
             })
             .collect()
+    }
+
+    /// Ends every application, waiting at most `deadline` for each one still running on its
+    /// thread. One still running then keeps its cells: its thread may still be in them (the
+    /// system leaves mapped what a live handle can reach).
+    pub(crate) fn end_apps_within(&mut self, deadline: std::time::Duration) {
+        let ids: Vec<u64> = self.apps().iter().map(|a| a.id).collect();
+        for id in ids {
+            if self.wait_app_within(id, deadline).is_err() && self.app_namespace(id).is_some() {
+                let running = self
+                    .apps()
+                    .iter()
+                    .any(|a| a.id == id && a.state == AppState::Running);
+                if running {
+                    log::warn!(target: "nano_core", "application #{id} still runs; its cells stay mapped");
+                    continue;
+                }
+            }
+            let _ = self.end_app(id);
+        }
     }
 
     /// The namespace of a started application.

@@ -1,78 +1,18 @@
 //! Booting: loading the kernel cells into `_kernel` in dependency order and initialising them.
 
-use std::path::{Path, PathBuf};
-
-use anyhow::{bail, Context, Result};
+use std::path::Path;
 use std::sync::Arc;
 
+use anyhow::{bail, Context, Result};
 use crate_metadata::{CellId, CellKind, CellState, Manifest, ManifestEntry, NamespaceId};
 use ed25519_dalek::{Signature, VerifyingKey};
 use loader::hosted::Hosted;
 use loader::platform::SymbolSource;
-use loader::{
-    CellSpec, Handle, ManifestCatalog, NewVersion, SwapOptions, SwapReport, SwapRequest, System,
-};
-use namespace::Namespaces;
+use loader::{CellSpec, ManifestCatalog, System};
 use sha2::{Digest, Sha256};
 
+use crate::kernel::{BootFailure, BootOptions, Booted, InitFn, Kernel, KERNEL_NAMESPACE};
 use crate::logger;
-
-/// The namespace that holds the kernel cells.
-pub const KERNEL_NAMESPACE: &str = "_kernel";
-
-/// The signature of the init convention.
-pub type InitFn = fn() -> Result<(), String>;
-
-/// One cell as the boot loaded it.
-#[derive(Clone, Debug)]
-pub struct Booted {
-    /// The cell's id.
-    pub id: CellId,
-    /// Its manifest entry.
-    pub entry: ManifestEntry,
-    /// Whether it had an init entry point.
-    pub had_init: bool,
-}
-
-/// A booted system: the loader's [`System`] on the hosted platform, with the kernel cells loaded.
-pub struct Kernel {
-    system: System<Hosted>,
-    kernel_ns: crate_metadata::NamespaceId,
-    manifest: Manifest,
-    cells_dir: PathBuf,
-    booted: Vec<Booted>,
-    log_token: Option<u64>,
-    pub(crate) apps: crate::apps::Apps,
-    trusted: Vec<VerifyingKey>,
-    failed: Vec<BootFailure>,
-    load_provided: bool,
-}
-
-/// Choices for [`Kernel::boot_with`].
-#[derive(Clone, Debug, Default)]
-pub struct BootOptions {
-    /// Ed25519 public keys: when any is given, every cell must be signed by one of them.
-    pub trusted: Vec<[u8; 32]>,
-    /// With trusted keys: the lowest manifest serial to accept (the highest one accepted before),
-    /// so that a manifest rolled back to an older signing is refused.
-    pub min_serial: u64,
-    /// Load every dependency cell, even those the running image already links (whose symbols
-    /// it defines): the cells then bind to the dependency cells first (the namespace comes before
-    /// the image), and the dependency cells' statics are bound to the image's. For comparing a
-    /// crate linked statically with the same crate as a cell.
-    pub load_provided_dependencies: bool,
-}
-
-/// A library cell the boot left out because it (or a dependency cell loaded for it) failed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BootFailure {
-    /// The library cell.
-    pub cell: String,
-    /// Its version.
-    pub version: String,
-    /// Why, with the failing dependency cell named when it was one.
-    pub error: String,
-}
 
 impl Kernel {
     /// Boots from the cells `cargo cell build` wrote into `cells_dir` (`target/cells`): loads the
@@ -311,56 +251,6 @@ impl Kernel {
         Ok(true)
     }
 
-    /// A handle to the function `path` (`memfs::read`) in `_kernel`.
-    ///
-    /// # Safety
-    /// `F` must be the function's exact signature.
-    pub unsafe fn handle<F: Copy>(&mut self, path: &str) -> Result<Handle<F>> {
-        // SAFETY: passed on from the caller.
-        unsafe { self.system.handle::<F>(self.kernel_ns, path) }.map_err(|e| anyhow::anyhow!("{e}"))
-    }
-
-    /// The loader's system.
-    pub fn system(&self) -> &System<Hosted> {
-        &self.system
-    }
-
-    /// The loader's system, mutably (to load more cells).
-    pub fn system_mut(&mut self) -> &mut System<Hosted> {
-        &mut self.system
-    }
-
-    /// The `_kernel` namespace.
-    pub fn kernel_namespace(&self) -> crate_metadata::NamespaceId {
-        self.kernel_ns
-    }
-
-    /// The namespaces.
-    pub fn namespaces(&self) -> &Namespaces {
-        self.system.namespaces()
-    }
-
-    /// The cells the boot loaded, in load order (dependency cells before the cells that need
-    /// them).
-    pub fn booted(&self) -> &[Booted] {
-        &self.booted
-    }
-
-    /// The library cells the boot left out, and why.
-    pub fn boot_failures(&self) -> &[BootFailure] {
-        &self.failed
-    }
-
-    /// The manifest the boot read.
-    pub fn manifest(&self) -> &Manifest {
-        &self.manifest
-    }
-
-    /// The directory the cells came from (`target/cells`).
-    pub fn cells_dir(&self) -> &Path {
-        &self.cells_dir
-    }
-
     /// Reads the manifest again (after `cargo cell build` rewrote it) and returns it. With
     /// trusted keys, a manifest older than the one running (a lower serial: a rollback) is refused
     /// and the running one kept.
@@ -374,53 +264,6 @@ impl Kernel {
         }
         self.manifest = manifest;
         Ok(&self.manifest)
-    }
-
-    /// The live cell named `name` in `_kernel`.
-    pub fn cell_id(&self, name: &str) -> Option<CellId> {
-        self.system.cell_in(self.kernel_ns, name)
-    }
-
-    /// The object a swap of `cell` loads when none is named: its new version from
-    /// `cells/upgrades` if the manifest has one whose hash differs from the live cell's, else the
-    /// manifest's object for the cell's own kind when that differs (so a second swap goes back,
-    /// and the retired version with that hash is reused). `None` when the live cell is both.
-    pub fn default_swap_object(&self, cell: &str) -> Option<PathBuf> {
-        let live_sha = self
-            .cell_id(cell)
-            .and_then(|id| self.system.registry().cell(id))
-            .and_then(|c| c.sha256.clone());
-        let differs = |e: &&ManifestEntry| Some(&e.sha256) != live_sha.as_ref();
-        let upgrade = self
-            .manifest
-            .cells
-            .iter()
-            .filter(|e| e.kind == CellKind::Upgrades && e.name == cell)
-            .filter(|e| e.rebuilt_for.is_none())
-            .find(differs);
-        // Not another release of a dependency cell: that moves with a dependency upgrade of
-        // the cells that use it.
-        let own = self
-            .manifest
-            .cells
-            .iter()
-            .filter(|e| e.name == cell && !matches!(e.kind, CellKind::Upgrades | CellKind::Deps))
-            .find(differs);
-        upgrade.or(own).map(|e| self.cells_dir.join(&e.object))
-    }
-
-    /// Swaps the live cell `cell` for the object at `object` (its SHA-256 is computed here; a
-    /// retired version with the same hash is reused). State is kept by rebinding or moved by the
-    /// new version's `transfer_state`, as `options` allow.
-    pub fn swap_cell(
-        &mut self,
-        cell: &str,
-        object: &Path,
-        options: &SwapOptions,
-    ) -> Result<SwapReport> {
-        let bytes = crate::files::read_regular(object, crate::files::MAX_OBJECT)
-            .with_context(|| format!("swapping `{cell}`"))?;
-        self.swap_bytes(cell, &bytes, options)
     }
 
     /// With trusted keys: refuses `bytes` unless they are the object `entry` describes (its
@@ -462,95 +305,6 @@ impl Kernel {
              (serial {serial}) says it is: signed by another key, for another cell, kind or \
              version, or carried over from another signing"
         )
-    }
-
-    /// The serial of the manifest the kernel runs (a signed manifest's).
-    pub fn manifest_serial(&self) -> Option<u64> {
-        self.manifest.serial
-    }
-
-    /// [`Kernel::swap_cell`] with the object's bytes.
-    pub fn swap_bytes(
-        &mut self,
-        cell: &str,
-        bytes: &[u8],
-        options: &SwapOptions,
-    ) -> Result<SwapReport> {
-        let old = self
-            .cell_id(cell)
-            .with_context(|| format!("no live cell `{cell}` in {KERNEL_NAMESPACE}"))?;
-        let sha = hex(&Sha256::digest(bytes));
-        // A dependency upgrade (or the way back from one) is a transaction of several cells.
-        let target = self
-            .manifest
-            .cells
-            .iter()
-            .find(|e| e.name == cell && e.sha256 == sha)
-            .cloned();
-        if let Some(target) = target {
-            if let Some((upgrade, backwards)) = self.dependency_upgrade_of(cell, &target) {
-                return self.swap_dependency_upgrade(cell, &target, &upgrade, backwards, options);
-            }
-        }
-        if !self.trusted.is_empty() {
-            let entry = self
-                .manifest
-                .cells
-                .iter()
-                .find(|e| e.name == cell && e.sha256 == sha)
-                .cloned()
-                .with_context(|| {
-                    format!("cell `{cell}`: the object is not in the manifest, so it is not signed")
-                })?;
-            self.check_signature(&entry, bytes)?;
-        }
-        let version = self
-            .system
-            .registry()
-            .cell(old)
-            .map(|c| c.version.clone())
-            .unwrap_or_default();
-        let spec = CellSpec {
-            name: cell,
-            version: &version,
-            kind: self.system.registry().cell(old).and_then(|c| c.kind),
-            sha256: Some(&sha),
-        };
-        let request = SwapRequest {
-            old,
-            new: NewVersion::Object { spec, bytes },
-        };
-        self.system
-            .swap(&[request], options)
-            .map_err(|e| anyhow::anyhow!("swapping `{cell}`: {e}"))
-    }
-}
-
-/// How long dropping a kernel waits for each application still running on its thread.
-const DROP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
-
-impl Drop for Kernel {
-    fn drop(&mut self) {
-        let ids: Vec<u64> = self.apps().iter().map(|a| a.id).collect();
-        for id in ids {
-            // An application still running after the deadline keeps its cells: its thread may
-            // still be in them (the system leaves mapped what a live handle can reach).
-            if self.wait_app_within(id, DROP_DEADLINE).is_err() && self.app_namespace(id).is_some()
-            {
-                let running = self
-                    .apps()
-                    .iter()
-                    .any(|a| a.id == id && a.state == crate::apps::AppState::Running);
-                if running {
-                    log::warn!(target: "nano_core", "application #{id} still runs; its cells stay mapped");
-                    continue;
-                }
-            }
-            let _ = self.end_app(id);
-        }
-        if let Some(token) = self.log_token.take() {
-            logger::detach(token);
-        }
     }
 }
 

@@ -44,9 +44,10 @@ use crate_metadata::{CellKind, CellState, Manifest, ManifestEntry, NamespaceId, 
 use loader::{Handle, StaticOutcome, SwapOptions, SwapReport};
 use sha2::{Digest, Sha256};
 
-use crate::boot::{hex, Kernel};
+use crate::boot::hex;
+use crate::kernel::Kernel;
+use crate::panic::panic_message;
 use crate::report::bytes;
-use crate::workload::panic_message;
 
 /// The longest request line the server reads, in bytes.
 pub const MAX_REQUEST: usize = 64 * 1024;

@@ -11,7 +11,7 @@ use anyhow::{anyhow, Result};
 use crate_metadata::CellKind;
 use loader::{SwapOptions, SwapReport};
 
-use crate::boot::Kernel;
+use crate::kernel::Kernel;
 
 type Read = fn(&str) -> Result<Vec<u8>, String>;
 type Count = fn() -> usize;

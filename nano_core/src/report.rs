@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use crate_metadata::{Cell, Origin, SectionKind};
 
-use crate::boot::Kernel;
+use crate::kernel::Kernel;
 use crate::workload::WorkloadReport;
 
 /// The table of loaded cells.

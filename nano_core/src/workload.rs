@@ -5,7 +5,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use anyhow::{anyhow, Result};
 
-use crate::boot::Kernel;
+use crate::kernel::Kernel;
+pub use crate::panic::panic_message;
 
 type AllocFrame = fn() -> Option<u64>;
 type FreeFrame = fn(u64) -> Result<(), String>;
@@ -155,15 +156,4 @@ pub fn run(kernel: &mut Kernel) -> Result<WorkloadReport> {
     }
     log::info!(target: "nano_core", "workload finished");
     Ok(r)
-}
-
-/// The message of a caught panic payload.
-pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "(a panic with a non-string payload)".into()
-    }
 }
