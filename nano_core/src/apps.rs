@@ -47,8 +47,7 @@ impl Kernel {
         let kernel_ns = self.kernel_namespace();
         let ns = self
             .system_mut()
-            .create_namespace(&ns_name, Some(kernel_ns))
-            .map_err(|e| anyhow!("{e}"))?;
+            .create_namespace(&ns_name, Some(kernel_ns))?;
         let loaded = (|| -> Result<Handle<MainFn>> {
             for lib in &entry.brings {
                 let own = manifest.get(CellKind::Upgrades, lib).with_context(|| {
@@ -66,7 +65,7 @@ impl Kernel {
                 self.system_mut()
                     .handle::<MainFn>(ns, &format!("{name}::main"))
             }
-            .map_err(|e| anyhow!("application `{name}`: {e}"))
+            .with_context(|| format!("application `{name}`"))
         })();
         let main = match loaded {
             Ok(main) => main,
@@ -216,7 +215,7 @@ impl Kernel {
         }
         self.system_mut()
             .remove_namespace(ns)
-            .map_err(|e| anyhow!("{e}"))
+            .map_err(anyhow::Error::new)
     }
 
     /// Starts, runs and ends application `name`: its namespace is gone afterwards, whether `main`

@@ -67,9 +67,7 @@ impl Kernel {
         let platform = Hosted::new().context("reading the base image's symbols")?;
         let mut system = System::new(platform, "nano_core");
         system.set_catalog(Arc::new(ManifestCatalog::new(&manifest)));
-        let kernel_ns = system
-            .create_namespace(KERNEL_NAMESPACE, None)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let kernel_ns = system.create_namespace(KERNEL_NAMESPACE, None)?;
         let mut kernel = Kernel {
             system,
             kernel_ns,
@@ -96,11 +94,12 @@ impl Kernel {
                     Ok(()) => {}
                     // A library that fails is reported and left out; the rest boots.
                     Err(error) if kind == CellKind::Libs => {
-                        log::warn!(target: "nano_core", "library cell `{}` left out: {error:#}", entry.name);
+                        log::warn!(target: "nano_core", "library cell `{}` left out: {}", entry.name, crate::errors::render(&error));
                         kernel.failed.push(BootFailure {
                             cell: entry.name.clone(),
                             version: entry.version.clone(),
-                            error: format!("{error:#}"),
+                            error: crate::errors::render(&error),
+                            load_error: crate::errors::find::<loader::LoadError>(&error).cloned(),
                         });
                     }
                     Err(error) => {
@@ -133,7 +132,7 @@ impl Kernel {
         };
         self.system
             .load(ns, spec, &bytes)
-            .map_err(|e| anyhow::anyhow!("{e}"))
+            .map_err(anyhow::Error::new)
     }
 
     /// The dependency cells `entry` needs that namespace `ns` does not see yet and the base image
@@ -245,7 +244,7 @@ impl Kernel {
         let init = match unsafe { self.system.handle::<InitFn>(self.kernel_ns, &path) } {
             Ok(h) => h,
             Err(loader::LoadError::NoSuchSymbol { .. }) => return Ok(false),
-            Err(e) => bail!("{e}"),
+            Err(e) => return Err(e.into()),
         };
         (init.get())().map_err(|e| anyhow::anyhow!("cell `{cell}`: init failed: {e}"))?;
         Ok(true)

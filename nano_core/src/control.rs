@@ -337,7 +337,7 @@ fn run_app(kernel: &mut Kernel, rest: &str) -> Reply {
                 "started #{id} {app} in namespace {ns} (`end {id}` to end it)"
             )])
         }
-        Err(e) => Reply::error(format!("{e:#}")),
+        Err(e) => Reply::error(crate::errors::render(&e)),
     }
 }
 
@@ -356,7 +356,7 @@ fn end_app(kernel: &mut Kernel, rest: &str) -> Reply {
     let outcome = if on_thread {
         match kernel.wait_app_within(id, END_DEADLINE) {
             Ok(o) => format!("{o:?}"),
-            Err(e) => return Reply::error(format!("{e:#}")),
+            Err(e) => return Reply::error(crate::errors::render(&e)),
         }
     } else {
         "not running".into()
@@ -365,7 +365,7 @@ fn end_app(kernel: &mut Kernel, rest: &str) -> Reply {
         Ok(cells) => Reply::ok(vec![format!(
             "#{id} ended ({outcome}); its namespace and {cells} cell(s) are gone"
         )]),
-        Err(e) => Reply::error(format!("{e:#}")),
+        Err(e) => Reply::error(crate::errors::render(&e)),
     }
 }
 
@@ -441,7 +441,7 @@ fn swap(kernel: &mut Kernel, args: &SwapArgs) -> Reply {
             lines.extend(render_swap(kernel, &report));
             Reply::ok(lines)
         }
-        Err(e) => Reply::error(format!("{e:#}")),
+        Err(e) => Reply::error(crate::errors::render(&e)),
     }
 }
 
@@ -917,7 +917,8 @@ impl Watch {
             Ok(m) => m.clone(),
             Err(e) => {
                 out.push(format!(
-                    "nano_core: watch: {e:#}; keeping the cells as they are"
+                    "nano_core: watch: {}; keeping the cells as they are",
+                    crate::errors::render(&e)
                 ));
                 return out;
             }
@@ -1021,7 +1022,7 @@ fn swap_entry(kernel: &mut Kernel, entry: &ManifestEntry) -> Vec<String> {
             out.push(format!("nano_core: watch: swapped {}", entry.name));
         }
         Err(e) => {
-            let message = format!("{e:#}");
+            let message = crate::errors::render(&e);
             let mut lines = message.lines();
             out.push(format!(
                 "nano_core: watch: swapping {} failed: {}",

@@ -72,6 +72,8 @@ pub struct BootFailure {
     pub version: String,
     /// Why, with the failing dependency cell named when it was one.
     pub error: String,
+    /// The loader's error under it, when the loader refused a cell.
+    pub load_error: Option<loader::LoadError>,
 }
 
 impl Kernel {
@@ -81,7 +83,7 @@ impl Kernel {
     /// `F` must be the function's exact signature.
     pub unsafe fn handle<F: Copy>(&mut self, path: &str) -> Result<Handle<F>> {
         // SAFETY: passed on from the caller.
-        unsafe { self.system.handle::<F>(self.kernel_ns, path) }.map_err(|e| anyhow::anyhow!("{e}"))
+        unsafe { self.system.handle::<F>(self.kernel_ns, path) }.map_err(anyhow::Error::new)
     }
 
     /// The loader's system.

@@ -21,6 +21,7 @@ mod app_table;
 pub mod apps;
 pub mod boot;
 pub mod control;
+pub mod errors;
 pub mod files;
 pub mod kernel;
 pub mod live;

@@ -151,7 +151,7 @@ fn step(kernel: &mut Kernel, label: &str, cell: &str, object: Option<std::path::
     let outcome = match object {
         Some(path) => kernel
             .swap_cell(cell, &path, &SwapOptions::default())
-            .map_err(|e| format!("{e:#}")),
+            .map_err(|e| crate::errors::render(&e)),
         None => Err(format!("no object to swap `{cell}` to")),
     };
     std::thread::sleep(Duration::from_millis(30));

@@ -61,7 +61,7 @@ fn main() -> ExitCode {
     let keys = match Trust::read(&trusted) {
         Ok(trust) => trust,
         Err(e) => {
-            eprintln!("nano_core: {e:#}");
+            eprintln!("nano_core: {}", nano_core::errors::render(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -85,7 +85,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("nano_core: {e:#}");
+            eprintln!("nano_core: {}", nano_core::errors::render(&e));
             ExitCode::FAILURE
         }
     }

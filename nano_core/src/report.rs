@@ -227,8 +227,7 @@ pub fn applications(kernel: &mut Kernel) -> anyhow::Result<String> {
             kernel
                 .system_mut()
                 .handle::<fn() -> Vec<String>>(ns, &format!("{app}::output"))
-        }
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }?;
         let _ = writeln!(out, "{app}: {outcome:?}, said {:?}", (output.get())());
     }
     // SAFETY: `greet::revision` is `fn() -> String` (cells/libs/greet).

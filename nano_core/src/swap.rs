@@ -106,6 +106,6 @@ impl Kernel {
         };
         self.system
             .swap(&[request], options)
-            .map_err(|e| anyhow::anyhow!("swapping `{cell}`: {e}"))
+            .with_context(|| format!("swapping `{cell}`"))
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use crate_metadata::CellKind;
 use loader::hosted::Hosted;
-use loader::{CellSpec, LoadError, SwapOptions, System};
+use loader::{CellSpec, LoadError, SwapOptions, System, UnloadError};
 use nano_core::apps::Outcome;
 use nano_core::Kernel;
 
@@ -171,8 +171,15 @@ fn teardown_frees_everything_and_refuses_while_used_from_outside() {
     // A handle the host keeps into the application is a user outside its namespace.
     // SAFETY: `Output` is the signature of `hola::output` (cells/apps/hola).
     let kept = unsafe { kernel.system_mut().handle::<Output>(ns, "hola::output") }.unwrap();
-    let err = kernel.end_app(id).unwrap_err().to_string();
-    assert!(err.contains("nano_core") && err.contains("hola"), "{err}");
+    let err = kernel.end_app(id).unwrap_err();
+    assert!(
+        matches!(
+            err.downcast_ref::<UnloadError>(),
+            Some(UnloadError::NamespaceInUse { cell, dependents, .. })
+                if cell == "hola" && dependents.iter().any(|d| d == "nano_core")
+        ),
+        "{err:#}"
+    );
     drop(kept);
     // `end_app` consumed the application; tear the namespace down directly now.
     kernel.system_mut().remove_namespace(ns).unwrap();
