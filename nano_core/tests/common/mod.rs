@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+pub mod server;
+
 use build_tools::build::{build_cells, BuildOptions};
 use crate_metadata::{CellKind, Manifest};
 
