@@ -23,30 +23,6 @@ use crate::platform::{calibrate_tsc, BarePlatform};
 use crate::println;
 use crate::pvh::BootInfo;
 
-type InitFn = fn() -> Result<(), String>;
-type Count = fn() -> usize;
-type AllocFrame = fn() -> Option<u64>;
-type FreeFrame = fn(u64) -> Result<(), String>;
-type Spawn = fn(&str, u8) -> Result<u64, String>;
-type Schedule = fn() -> Option<u64>;
-type Strings = fn() -> Vec<String>;
-type Text = fn() -> String;
-type Create = fn(&str, &[u8]) -> Result<(), String>;
-type Read = fn(&str) -> Result<Vec<u8>, String>;
-type List = fn(&str) -> Result<Vec<String>, String>;
-type Stat = fn(&str) -> Result<String, String>;
-type Frames = fn() -> Vec<u64>;
-type Blocks = fn() -> Vec<usize>;
-type KvPut = fn(&str, &[u8]) -> Result<u32, String>;
-type KvGet = fn(&str) -> Option<Vec<u8>>;
-type KvChecksum = fn(&str) -> Option<u32>;
-type KvFlags = fn(&str) -> Option<u8>;
-type KvSetFlags = fn(&str, u8) -> Result<u8, String>;
-type KvRemove = fn(&str) -> bool;
-type KvTag = fn(&str, &str) -> Result<usize, String>;
-type KvStrings = fn(&str) -> Vec<String>;
-type KvCrc = fn(&[u8]) -> u32;
-
 /// The loader's system on this machine, with the `_kernel` namespace.
 struct Kernel {
     system: System<BarePlatform>,
@@ -61,13 +37,11 @@ struct Kernel {
 }
 
 impl Kernel {
-    /// A handle to `path` in `_kernel`.
-    ///
-    /// # Safety
-    /// `F` is the exact signature of the function `path` names.
-    unsafe fn handle<F: Copy>(&mut self, path: &str) -> Result<Handle<F>, String> {
-        // SAFETY: passed on from the caller.
-        unsafe { self.system.handle::<F>(self.ns, path) }.map_err(|e| e.to_string())
+    /// A handle to an interface function in `_kernel`, with the type cell-abi declares for it.
+    fn bind<F: Copy>(&mut self, interface: cell_abi::Interface<F>) -> Result<Handle<F>, String> {
+        self.system
+            .bind(self.ns, interface)
+            .map_err(|e| e.to_string())
     }
 
     /// Loads the manifest's cell `entry` from `bytes` into `_kernel` (the loader checks the
@@ -250,9 +224,7 @@ pub fn run(boot: &BootInfo, map: KernelMap) -> Result<(), String> {
                     entry.name, entry.version
                 )
             })?;
-        let path = format!("{}::init", entry.name);
-        // SAFETY: the init convention's signature is `fn() -> Result<(), String>`.
-        if let Ok(init) = unsafe { k.handle::<InitFn>(&path) } {
+        if let Ok(init) = k.bind(cell_abi::INIT.of(&entry.name)) {
             (init.get())().map_err(|e| format!("cell `{}`: init failed: {e}", entry.name))?;
         }
     }
@@ -265,11 +237,10 @@ pub fn run(boot: &BootInfo, map: KernelMap) -> Result<(), String> {
     );
     check_w_xor_x(&k)?;
 
-    // SAFETY (every handle below): the types are the exact signatures of the cells' functions,
-    // as declared in cells/kernel and cells/upgrades.
-    let (notes, tasks_before) = unsafe { workload(&mut k)? };
-    // SAFETY: as above (cells/kernel/kvstore).
-    unsafe { kvstore_workload(&mut k)? };
+    // Every handle is taken by its cell-abi interface: the type is the one the cells check
+    // their functions against (cells/kernel, cells/upgrades).
+    let (notes, tasks_before) = workload(&mut k)?;
+    kvstore_workload(&mut k)?;
 
     if wx_test {
         return write_to_cell_text(&k, "memfs");
@@ -277,13 +248,10 @@ pub fn run(boot: &BootInfo, map: KernelMap) -> Result<(), String> {
 
     // Handles the kernel holds across the swaps: their slots are rewritten by the commit, so the
     // same handle reaches the new version afterwards.
-    // SAFETY: the types are the functions' signatures (cells/kernel, cells/upgrades).
-    let (held_revision, held_free_count) = unsafe {
-        (
-            k.handle::<Text>("memfs::revision")?,
-            k.handle::<Count>("frame_alloc::free_count")?,
-        )
-    };
+    let (held_revision, held_free_count) = (
+        k.bind(cell_abi::REVISION.of("memfs"))?,
+        k.bind(cell_abi::frame_alloc::FREE_COUNT)?,
+    );
 
     let windows_before = k.system.platform().memory.write_windows();
     if windows_before != Default::default() {
@@ -300,12 +268,11 @@ pub fn run(boot: &BootInfo, map: KernelMap) -> Result<(), String> {
     {
         return Err(format!("memfs::FS was not rebound: {report:?}"));
     }
-    // SAFETY: as above.
-    unsafe {
-        let revision = (k.handle::<Text>("memfs::revision")?.get())();
-        let read = (k.handle::<Read>("memfs::read")?.get())("/home/notes.txt")?;
-        let stat = (k.handle::<Stat>("memfs::stat")?.get())("/home/notes.txt")?;
-        let listing = (k.handle::<List>("memfs::list")?.get())("/home")?;
+    {
+        let revision = (k.bind(cell_abi::REVISION.of("memfs"))?.get())();
+        let read = (k.bind(cell_abi::memfs::READ)?.get())("/home/notes.txt")?;
+        let stat = (k.bind(cell_abi::memfs::STAT)?.get())("/home/notes.txt")?;
+        let listing = (k.bind(cell_abi::memfs::LIST)?.get())("/home")?;
         println!("after swap: memfs::revision() = {revision:?}");
         println!(
             "after swap: memfs::stat(\"/home/notes.txt\") = {stat:?} (a function v1 does not have)"
@@ -338,11 +305,10 @@ pub fn run(boot: &BootInfo, map: KernelMap) -> Result<(), String> {
     {
         return Err(format!("no sched static was transferred: {report:?}"));
     }
-    // SAFETY: as above.
-    unsafe {
-        let revision = (k.handle::<Text>("sched::revision")?.get())();
-        let tasks_after = (k.handle::<Strings>("sched::tasks")?.get())();
-        let schedule = k.handle::<Schedule>("sched::schedule")?;
+    {
+        let revision = (k.bind(cell_abi::REVISION.of("sched"))?.get())();
+        let tasks_after = (k.bind(cell_abi::sched::TASKS)?.get())();
+        let schedule = k.bind(cell_abi::sched::SCHEDULE)?;
         let order: Vec<u64> = (0..6).filter_map(|_| (schedule.get())()).collect();
         println!("after swap: sched::revision() = {revision:?}");
         println!("after swap: sched::tasks() = {tasks_after:?}");
@@ -368,20 +334,16 @@ pub fn run(boot: &BootInfo, map: KernelMap) -> Result<(), String> {
 
     // Swap 3: frame_alloc v1 (bitmap) -> v2 (buddy allocator), which memfs and sched call: the
     // slots in both are rewritten, and v2's `transfer_state` rebuilds the allocator from v1's.
-    // SAFETY: as above.
-    let (free_before, allocated_before) = unsafe {
-        (
-            (held_free_count.get())(),
-            (k.handle::<Frames>("frame_alloc::allocated_frames")?.get())(),
-        )
-    };
+    let (free_before, allocated_before) = (
+        (held_free_count.get())(),
+        (k.bind(cell_abi::frame_alloc::ALLOCATED_FRAMES)?.get())(),
+    );
     swap(&mut k, &manifest, &modules, "frame_alloc")?;
-    // SAFETY: as above.
-    unsafe {
-        let revision = (k.handle::<Text>("frame_alloc::revision")?.get())();
+    {
+        let revision = (k.bind(cell_abi::REVISION.of("frame_alloc"))?.get())();
         let free_after = (held_free_count.get())();
-        let allocated_after = (k.handle::<Frames>("frame_alloc::allocated_frames")?.get())();
-        let blocks = (k.handle::<Blocks>("frame_alloc::free_blocks")?.get())();
+        let allocated_after = (k.bind(cell_abi::frame_alloc::ALLOCATED_FRAMES)?.get())();
+        let blocks = (k.bind(cell_abi::frame_alloc::FREE_BLOCKS)?.get())();
         println!("after swap: frame_alloc::revision() = {revision:?}");
         println!("after swap: free frames {free_before} -> {free_after}; free blocks by order {blocks:?}");
         if free_after != free_before || allocated_after != allocated_before {
@@ -394,7 +356,7 @@ pub fn run(boot: &BootInfo, map: KernelMap) -> Result<(), String> {
             allocated_after.len()
         );
         // memfs (already v2) now accounts its frames with frame_alloc v2 through rewritten slots.
-        (k.handle::<Create>("memfs::create")?.get())("/tmp/after-swaps.txt", &[7u8; 10_000])?;
+        (k.bind(cell_abi::memfs::CREATE)?.get())("/tmp/after-swaps.txt", &[7u8; 10_000])?;
         let used = (held_free_count.get())();
         println!("after swap: memfs created /tmp/after-swaps.txt (10000 bytes): free frames {free_after} -> {used}");
         if used + 3 != free_after {
@@ -402,7 +364,7 @@ pub fn run(boot: &BootInfo, map: KernelMap) -> Result<(), String> {
                 "memfs did not take 3 frames from frame_alloc v2 ({free_after} -> {used})"
             ));
         }
-        let dump = (k.handle::<Strings>("klog::dump")?.get())();
+        let dump = (k.bind(cell_abi::klog::DUMP)?.get())();
         println!("klog: {} lines; the last three:", dump.len());
         for line in dump.iter().rev().take(3).rev() {
             println!("  {line}");
@@ -425,16 +387,12 @@ pub fn run(boot: &BootInfo, map: KernelMap) -> Result<(), String> {
 }
 
 /// The workload before any swap. Returns the notes written and `sched::tasks()`.
-///
-/// # Safety
-/// The kernel cells are the ones in cells/kernel (the handles' types are their signatures).
-unsafe fn workload(k: &mut Kernel) -> Result<(String, Vec<String>), String> {
-    // SAFETY: per this function's contract.
-    unsafe {
-        let total = (k.handle::<Count>("frame_alloc::total_frames")?.get())();
-        let free_count = k.handle::<Count>("frame_alloc::free_count")?;
-        let alloc = k.handle::<AllocFrame>("frame_alloc::alloc_frame")?;
-        let free = k.handle::<FreeFrame>("frame_alloc::free_frame")?;
+fn workload(k: &mut Kernel) -> Result<(String, Vec<String>), String> {
+    {
+        let total = (k.bind(cell_abi::frame_alloc::TOTAL_FRAMES)?.get())();
+        let free_count = k.bind(cell_abi::frame_alloc::FREE_COUNT)?;
+        let alloc = k.bind(cell_abi::frame_alloc::ALLOC_FRAME)?;
+        let free = k.bind(cell_abi::frame_alloc::FREE_FRAME)?;
         let before = (free_count.get())();
         let frames: Vec<u64> = (0..4).filter_map(|_| (alloc.get())()).collect();
         let last = *frames.last().ok_or("frame_alloc gave no frame")?;
@@ -447,23 +405,23 @@ unsafe fn workload(k: &mut Kernel) -> Result<(String, Vec<String>), String> {
             return Err("frame_alloc accepted a double free".into());
         }
 
-        let spawn = k.handle::<Spawn>("sched::spawn")?;
+        let spawn = k.bind(cell_abi::sched::SPAWN)?;
         for (name, prio) in [("shell", 2), ("netd", 1), ("fsd", 3)] {
             (spawn.get())(name, prio)?;
         }
-        let schedule = k.handle::<Schedule>("sched::schedule")?;
+        let schedule = k.bind(cell_abi::sched::SCHEDULE)?;
         let order: Vec<u64> = (0..6).filter_map(|_| (schedule.get())()).collect();
-        let tasks = (k.handle::<Strings>("sched::tasks")?.get())();
+        let tasks = (k.bind(cell_abi::sched::TASKS)?.get())();
         println!("workload: sched: {tasks:?}; round robin picks {order:?}");
 
         let notes = "cells are linked at run time, on bare metal too\n".repeat(100);
-        (k.handle::<Create>("memfs::create")?.get())("/home/notes.txt", notes.as_bytes())?;
-        let read = (k.handle::<Read>("memfs::read")?.get())("/home/notes.txt")?;
-        let listing = (k.handle::<List>("memfs::list")?.get())("/")?;
-        let missing = (k.handle::<Read>("memfs::read")?.get())("/no/such/file")
+        (k.bind(cell_abi::memfs::CREATE)?.get())("/home/notes.txt", notes.as_bytes())?;
+        let read = (k.bind(cell_abi::memfs::READ)?.get())("/home/notes.txt")?;
+        let listing = (k.bind(cell_abi::memfs::LIST)?.get())("/")?;
+        let missing = (k.bind(cell_abi::memfs::READ)?.get())("/no/such/file")
             .err()
             .unwrap_or_default();
-        let revision = (k.handle::<Text>("memfs::revision")?.get())();
+        let revision = (k.bind(cell_abi::REVISION.of("memfs"))?.get())();
         println!(
             "workload: memfs {revision:?}: wrote and read back /home/notes.txt ({} bytes); / = {listing:?}; missing file: {missing:?}",
             read.len()
@@ -489,25 +447,20 @@ fn list_or_none(items: &BTreeSet<String>) -> String {
 /// CRC-32 check value and the kernel's own bitwise CRC-32), `bitflags`, `hashbrown` with its
 /// default hasher `foldhash` (the tag index, grown past its first allocation), and `smallvec`
 /// (inline and spilled to the heap).
-///
-/// # Safety
-/// The kernel cell `kvstore` is the one in cells/kernel/kvstore (the handles' types are its
-/// functions' signatures).
-unsafe fn kvstore_workload(k: &mut Kernel) -> Result<(), String> {
-    // SAFETY: per this function's contract.
-    unsafe {
-        let put = k.handle::<KvPut>("kvstore::put")?;
-        let get = k.handle::<KvGet>("kvstore::get")?;
-        let len = k.handle::<Count>("kvstore::len")?;
-        let checksum = k.handle::<KvChecksum>("kvstore::checksum")?;
-        let flags = k.handle::<KvFlags>("kvstore::flags")?;
-        let set_flags = k.handle::<KvSetFlags>("kvstore::set_flags")?;
-        let remove = k.handle::<KvRemove>("kvstore::remove")?;
-        let tag = k.handle::<KvTag>("kvstore::tag")?;
-        let tagged = k.handle::<KvStrings>("kvstore::tagged")?;
-        let split_path = k.handle::<KvStrings>("kvstore::split_path")?;
-        let crc32 = k.handle::<KvCrc>("kvstore::crc32")?;
-        let revision = (k.handle::<Text>("kvstore::revision")?.get())();
+fn kvstore_workload(k: &mut Kernel) -> Result<(), String> {
+    {
+        let put = k.bind(cell_abi::kvstore::PUT)?;
+        let get = k.bind(cell_abi::kvstore::GET)?;
+        let len = k.bind(cell_abi::kvstore::LEN)?;
+        let checksum = k.bind(cell_abi::kvstore::CHECKSUM)?;
+        let flags = k.bind(cell_abi::kvstore::FLAGS)?;
+        let set_flags = k.bind(cell_abi::kvstore::SET_FLAGS)?;
+        let remove = k.bind(cell_abi::kvstore::REMOVE)?;
+        let tag = k.bind(cell_abi::kvstore::TAG)?;
+        let tagged = k.bind(cell_abi::kvstore::TAGGED)?;
+        let split_path = k.bind(cell_abi::kvstore::SPLIT_PATH)?;
+        let crc32 = k.bind(cell_abi::kvstore::CRC32)?;
+        let revision = (k.bind(cell_abi::REVISION.of("kvstore"))?.get())();
 
         // init stored `motd` in the heapless index map.
         let motd = (get.get())("motd").ok_or("kvstore: init stored no `motd`")?;

@@ -6,8 +6,8 @@ use std::thread::JoinHandle;
 use crate_metadata::NamespaceId;
 use loader::Handle;
 
-/// The application entry point convention.
-pub type MainFn = fn(&[String]) -> i32;
+/// The application entry point convention ([`cell_abi::MAIN`]).
+pub type MainFn = cell_abi::Main;
 
 /// How a run of an application ended.
 #[derive(Clone, Debug, PartialEq, Eq)]

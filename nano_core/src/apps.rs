@@ -60,12 +60,9 @@ impl Kernel {
             // into the application's namespace, and go with it.
             self.load_dependencies(ns, entry)?;
             self.load_entry(ns, entry)?;
-            // SAFETY: the application convention's signature.
-            unsafe {
-                self.system_mut()
-                    .handle::<MainFn>(ns, &format!("{name}::main"))
-            }
-            .with_context(|| format!("application `{name}`"))
+            self.system_mut()
+                .bind(ns, cell_abi::MAIN.of(name))
+                .with_context(|| format!("application `{name}`"))
         })();
         let main = match loaded {
             Ok(main) => main,
@@ -204,13 +201,9 @@ impl Kernel {
         let ns = app.namespace;
         let name = app.name.clone();
         drop(app); // its handle: the namespace's cells must have no user left
-                   // The deinit convention: a cell about to be unloaded may release what its statics hold
-                   // (statics are never dropped; their heap memory would be lost with the cell).
-                   // SAFETY: `deinit` is `fn()` by the convention (README, "Applications and namespaces").
-        if let Ok(deinit) = unsafe {
-            self.system_mut()
-                .handle::<fn()>(ns, &format!("{name}::deinit"))
-        } {
+                   // The deinit convention: a cell about to be unloaded may release what its statics
+                   // hold (statics are never dropped; their heap memory would be lost with the cell).
+        if let Ok(deinit) = self.system_mut().bind(ns, cell_abi::DEINIT.of(&name)) {
             (deinit.get())();
         }
         self.system_mut()

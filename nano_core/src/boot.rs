@@ -11,7 +11,7 @@ use loader::platform::SymbolSource;
 use loader::{CellSpec, ManifestCatalog, System};
 use sha2::{Digest, Sha256};
 
-use crate::kernel::{BootFailure, BootOptions, Booted, InitFn, Kernel, KERNEL_NAMESPACE};
+use crate::kernel::{BootFailure, BootOptions, Booted, Kernel, KERNEL_NAMESPACE};
 use crate::logger;
 
 impl Kernel {
@@ -224,8 +224,7 @@ impl Kernel {
     fn init_loaded(&mut self, id: CellId, entry: &ManifestEntry) -> Result<()> {
         let had_init = self.call_init(&entry.name)?;
         if entry.name == "klog" {
-            // SAFETY: `klog::push` has exactly this signature (cells/kernel/klog).
-            let push = unsafe { self.handle::<logger::PushFn>("klog::push") }?;
+            let push = self.bind(cell_abi::klog::PUSH)?;
             self.log_token = Some(logger::attach(push));
         }
         log::info!(target: "nano_core", "loaded cell `{}` {}", entry.name, entry.version);
@@ -239,9 +238,7 @@ impl Kernel {
 
     /// Calls `<cell>::init` if the cell has one. Returns whether it had one.
     fn call_init(&mut self, cell: &str) -> Result<bool> {
-        let path = format!("{cell}::init");
-        // SAFETY: the init convention's signature is `fn() -> Result<(), String>`.
-        let init = match unsafe { self.system.handle::<InitFn>(self.kernel_ns, &path) } {
+        let init = match self.system.bind(self.kernel_ns, cell_abi::INIT.of(cell)) {
             Ok(h) => h,
             Err(loader::LoadError::NoSuchSymbol { .. }) => return Ok(false),
             Err(e) => return Err(e.into()),

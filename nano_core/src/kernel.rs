@@ -17,8 +17,8 @@ use crate::logger;
 /// The namespace that holds the kernel cells.
 pub const KERNEL_NAMESPACE: &str = "_kernel";
 
-/// The signature of the init convention.
-pub type InitFn = fn() -> Result<(), String>;
+/// The signature of the init convention ([`cell_abi::INIT`]).
+pub type InitFn = cell_abi::Init;
 
 /// One cell as the boot loaded it.
 #[derive(Clone, Debug)]
@@ -84,6 +84,22 @@ impl Kernel {
     pub unsafe fn handle<F: Copy>(&mut self, path: &str) -> Result<Handle<F>> {
         // SAFETY: passed on from the caller.
         unsafe { self.system.handle::<F>(self.kernel_ns, path) }.map_err(anyhow::Error::new)
+    }
+
+    /// A handle to an interface function of a cell in `_kernel`, with the type `cell-abi`
+    /// declares for it: `kernel.bind(cell_abi::memfs::READ)`.
+    pub fn bind<F: Copy>(&mut self, interface: cell_abi::Interface<F>) -> Result<Handle<F>> {
+        let ns = self.kernel_ns;
+        self.bind_in(ns, interface)
+    }
+
+    /// [`Kernel::bind`] in the namespace `ns` (an application's).
+    pub fn bind_in<F: Copy>(
+        &mut self,
+        ns: NamespaceId,
+        interface: cell_abi::Interface<F>,
+    ) -> Result<Handle<F>> {
+        Ok(self.system.bind(ns, interface)?)
     }
 
     /// The loader's system.

@@ -8,30 +8,27 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use anyhow::{bail, Context, Result};
+use cell_abi::{counter, frame_alloc, memfs};
 use loader::Handle;
 
 use crate::kernel::Kernel;
 use crate::panic::panic_message;
-
-type ReadFn = fn(&str) -> Result<Vec<u8>, String>;
-type CountFn = fn() -> usize;
-type BumpFn = fn() -> u64;
 
 /// One kind of call the load makes, with what a right answer is.
 #[derive(Clone)]
 enum Probe {
     /// `memfs::read("/etc/motd")` must give back what it gave at the start.
     Read {
-        handle: Handle<ReadFn>,
+        handle: Handle<memfs::Read>,
         expect: Vec<u8>,
     },
     /// `frame_alloc::free_count()` must not exceed the frames there are.
     FreeCount {
-        handle: Handle<CountFn>,
+        handle: Handle<frame_alloc::FreeCount>,
         total: usize,
     },
     /// `counter::bump()` must count up from what this thread saw last.
-    Bump { handle: Handle<BumpFn> },
+    Bump { handle: Handle<counter::Bump> },
 }
 
 impl Probe {
@@ -127,27 +124,19 @@ impl Load {
     /// the system's epochs and quiescent between calls.
     pub fn start(kernel: &mut Kernel, threads: usize) -> Result<Load> {
         let mut probes = Vec::new();
-        // Every handle here: the types are the exact signatures of these functions in
-        // cells/kernel/memfs, cells/kernel/frame_alloc and cells/libs/counter.
-        // SAFETY: `ReadFn` is the signature of `memfs::read` (cells/kernel/memfs).
-        if let Ok(handle) = unsafe { kernel.handle::<ReadFn>("memfs::read") } {
+        if let Ok(handle) = kernel.bind(memfs::READ) {
             if let Ok(expect) = (handle.get())("/etc/motd") {
                 probes.push(Probe::Read { handle, expect });
             }
         }
-        // SAFETY: `CountFn` is the signature of `frame_alloc::free_count` and of
-        // `frame_alloc::total_frames` (cells/kernel/frame_alloc).
-        if let (Ok(handle), Ok(total)) = unsafe {
-            (
-                kernel.handle::<CountFn>("frame_alloc::free_count"),
-                kernel.handle::<CountFn>("frame_alloc::total_frames"),
-            )
-        } {
+        if let (Ok(handle), Ok(total)) = (
+            kernel.bind(frame_alloc::FREE_COUNT),
+            kernel.bind(frame_alloc::TOTAL_FRAMES),
+        ) {
             let total = (total.get())();
             probes.push(Probe::FreeCount { handle, total });
         }
-        // SAFETY: `BumpFn` is the signature of `counter::bump` (cells/libs/counter).
-        if let Ok(handle) = unsafe { kernel.handle::<BumpFn>("counter::bump") } {
+        if let Ok(handle) = kernel.bind(counter::BUMP) {
             probes.push(Probe::Bump { handle });
         }
         if probes.is_empty() {
