@@ -117,12 +117,19 @@ impl Kernel {
             bail!("application #{id} is already running");
         }
         let main = app.main.clone();
+        let epochs = self.system.epochs().clone();
+        let app = self.app(id)?;
         let mut builder = std::thread::Builder::new().name(app.namespace_name.clone());
         if let Some(size) = options.stack_size {
             builder = builder.stack_size(size);
         }
         let thread = builder
-            .spawn(move || call_main(&main, &args))
+            .spawn(move || {
+                // Registered for grace periods from before `main` until the thread ends: a
+                // retired version it may be running is not freed under it (reclaim.rs).
+                let _registered = epochs.register();
+                call_main(&main, &args)
+            })
             .with_context(|| format!("spawning the thread of application #{id}"))?;
         app.running = Some(thread);
         Ok(())

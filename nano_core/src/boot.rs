@@ -68,6 +68,9 @@ impl Kernel {
         let mut system = System::new(platform, "nano_core");
         system.set_catalog(Arc::new(ManifestCatalog::new(&manifest)));
         let kernel_ns = system.create_namespace(KERNEL_NAMESPACE, None)?;
+        // The thread that boots drives the kernel: it calls `init`s and, later, whatever it is
+        // asked to (reclaim.rs).
+        let driver = system.epochs().register();
         let mut kernel = Kernel {
             system,
             kernel_ns,
@@ -79,6 +82,8 @@ impl Kernel {
             trusted,
             failed: Vec::new(),
             load_provided: options.load_provided_dependencies,
+            driver,
+            reclaimed: Default::default(),
         };
         for kind in [CellKind::Kernel, CellKind::Libs] {
             let order = kernel.manifest.load_order(kind).map_err(|cycle| {

@@ -13,6 +13,7 @@ use namespace::Namespaces;
 
 use crate::app_table::Apps;
 use crate::logger;
+use crate::reclaim::ReclaimTotals;
 
 /// The namespace that holds the kernel cells.
 pub const KERNEL_NAMESPACE: &str = "_kernel";
@@ -46,6 +47,10 @@ pub struct Kernel {
     pub(crate) trusted: Vec<VerifyingKey>,
     pub(crate) failed: Vec<BootFailure>,
     pub(crate) load_provided: bool,
+    /// The thread that drives the kernel, registered for grace periods (`reclaim.rs`).
+    pub(crate) driver: loader::ThreadRegistration,
+    /// What was reclaimed since the boot.
+    pub(crate) reclaimed: ReclaimTotals,
 }
 
 /// Choices for [`Kernel::boot_with`].

@@ -27,6 +27,7 @@ pub mod kernel;
 pub mod live;
 pub mod logger;
 pub mod panic;
+pub mod reclaim;
 pub mod report;
 pub mod swap;
 pub mod upgrade_set;

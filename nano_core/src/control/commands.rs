@@ -2,7 +2,9 @@
 //! error for an unknown request all read.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use loader::ReclaimError;
 
 use super::load::Load;
 use super::protocol::Response;
@@ -11,6 +13,7 @@ use crate::apps::{AppState, LaunchOptions};
 use crate::errors::render;
 use crate::kernel::Kernel;
 use crate::panic::panic_message;
+use crate::reclaim::ReclaimPass;
 
 /// What a handler gets: the kernel, and the background load when there is one.
 pub struct Context<'a> {
@@ -76,6 +79,12 @@ pub const COMMANDS: &[Command] = &[
         args: "<cell> [<object>] [--fresh]",
         about: "swaps a live cell for a new version (the manifest's when no object is named)",
         run: |cx, rest| swap::swap(cx.kernel, cx.load, rest),
+    },
+    Command {
+        name: "reclaim",
+        args: "",
+        about: "frees the retired versions no thread can run any more; says why the others stay",
+        run: |cx, _| reclaim(cx.kernel),
     },
     Command {
         name: "run",
@@ -168,6 +177,31 @@ fn snapshot(kernel: &Kernel) -> Response {
         Ok(json) => Response::ok(vec![json]),
         Err(e) => Response::error(format!("serializing the snapshot: {e}")),
     }
+}
+
+/// How long `reclaim` waits for grace periods to end (the load threads pass a quiescent point
+/// between calls; a running application only when it returns).
+const RECLAIM_WAIT: Duration = Duration::from_secs(1);
+
+/// `reclaim`: a reclaim pass now, again for a short while if a version waits for a grace period.
+fn reclaim(kernel: &mut Kernel) -> Response {
+    let deadline = Instant::now() + RECLAIM_WAIT;
+    let mut all = ReclaimPass::default();
+    loop {
+        let pass = kernel.reclaim_retired();
+        all.reclaimed.extend(pass.reclaimed);
+        all.kept = pass.kept;
+        if !all
+            .kept
+            .iter()
+            .any(|k| matches!(k.why, ReclaimError::GracePeriod { .. }))
+            || Instant::now() >= deadline
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Response::ok(views::reclaim(kernel, &all))
 }
 
 /// `run <app> [args...]`: starts the application on a thread of its own.

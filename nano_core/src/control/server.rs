@@ -6,6 +6,7 @@
 //!                                 ──job──▶ kernel thread ──response──▶ write, drain, close
 //!   kernel thread (the caller of `serve`, which owns the `Kernel`):
 //!     every TICK at least: signals, one job if one waits, the watch, reclaiming retired versions
+//!     (`reclaim.rs`: after swaps, and while a version waits for a grace period)
 //! ```
 //!
 //! Only the kernel thread touches the kernel, one request at a time, so requests never race each
@@ -30,6 +31,7 @@ use super::signals;
 use super::socket::SocketFile;
 use super::watch::Watch;
 use crate::kernel::Kernel;
+use crate::reclaim::RECLAIM_INTERVAL;
 
 /// At most this many clients are served at once; more wait in the backlog.
 pub const MAX_CLIENTS: usize = 16;
@@ -122,6 +124,7 @@ fn kernel_loop(
     queue: &Receiver<Job>,
 ) {
     let mut last_poll = Instant::now();
+    let mut reclaiming = Reclaiming::default();
     loop {
         if signals::received() {
             println!("nano_core: interrupted");
@@ -151,6 +154,41 @@ fn kernel_loop(
                 }
             }
         }
+        reclaiming.tick(kernel);
+    }
+}
+
+/// When the kernel thread reclaims retired versions on its own: after something was retired
+/// (a swap, by request or by the watch), and again while a version waits for a grace period,
+/// at most every [`RECLAIM_INTERVAL`].
+struct Reclaiming {
+    last: Instant,
+    /// How many retired versions the last pass left.
+    left: Option<usize>,
+    /// Whether the last pass left one that may go later.
+    waiting: bool,
+}
+
+impl Default for Reclaiming {
+    fn default() -> Self {
+        Reclaiming {
+            last: Instant::now(),
+            left: None,
+            waiting: false,
+        }
+    }
+}
+
+impl Reclaiming {
+    fn tick(&mut self, kernel: &mut Kernel) {
+        let retired = kernel.system().retired().len();
+        if (self.left == Some(retired) && !self.waiting) || self.last.elapsed() < RECLAIM_INTERVAL {
+            return;
+        }
+        self.last = Instant::now();
+        let pass = kernel.reclaim_retired();
+        self.waiting = pass.waiting();
+        self.left = Some(kernel.system().retired().len());
     }
 }
 
@@ -179,7 +217,7 @@ fn accept_loop(listener: &std::os::unix::net::UnixListener, jobs: &Sender<Job>, 
                     Err(e) => eprintln!("nano_core: no thread for a client: {e}"),
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(TICK),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => wait_for_client(listener),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => {
                 eprintln!("nano_core: accepting a client failed: {e}");
@@ -190,6 +228,22 @@ fn accept_loop(listener: &std::os::unix::net::UnixListener, jobs: &Sender<Job>, 
     shared_stop.store(true, Ordering::Relaxed);
     for client in clients {
         let _ = client.join();
+    }
+}
+
+/// Waits until a client connects or [`TICK`] passes (the acceptor then looks at `stop`).
+fn wait_for_client(listener: &std::os::unix::net::UnixListener) {
+    use std::os::fd::AsRawFd;
+    let mut fds = libc::pollfd {
+        fd: listener.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `fds` is one valid `pollfd` that outlives the call; `poll` only writes `revents`.
+    let ready = unsafe { libc::poll(&mut fds, 1, TICK.as_millis() as libc::c_int) };
+    if ready < 0 {
+        // Interrupted by a signal, or something worse: do not spin.
+        std::thread::sleep(TICK);
     }
 }
 

@@ -4,6 +4,7 @@ use crate_metadata::{CellState, NamespaceId, Origin};
 
 use super::load::Load;
 use crate::kernel::Kernel;
+use crate::reclaim::ReclaimPass;
 use crate::report::bytes;
 
 /// The first 12 hex digits of a SHA-256, or `-`.
@@ -128,6 +129,42 @@ pub fn status(kernel: &Kernel, load: Option<&Load>) -> Vec<String> {
         epochs.current(),
         epochs.registered(),
         kernel.system().retired().len()
+    ));
+    let reclaimed = kernel.reclaimed();
+    out.push(format!(
+        "reclaimed {} retired versions ({} unmapped)",
+        reclaimed.cells,
+        bytes(reclaimed.unmapped)
+    ));
+    out
+}
+
+/// `reclaim`: what a pass freed, what it kept and why, and the totals.
+pub fn reclaim(kernel: &Kernel, pass: &ReclaimPass) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in &pass.reclaimed {
+        out.push(format!(
+            "freed {} {}: {} unmapped{}",
+            r.name,
+            r.id,
+            bytes(r.unmapped),
+            if r.on_promise {
+                " (its statics live on in a newer version: freed on its plain-state promise)"
+            } else {
+                ""
+            }
+        ));
+    }
+    for k in &pass.kept {
+        out.push(format!("kept {} {}: {}", k.name, k.id, k.why));
+    }
+    let total = kernel.reclaimed();
+    out.push(format!(
+        "freed {} now; {} retired versions still mapped; reclaimed {} since boot ({} unmapped)",
+        pass.reclaimed.len(),
+        kernel.system().retired().len(),
+        total.cells,
+        bytes(total.unmapped)
     ));
     out
 }
