@@ -50,9 +50,23 @@ pub fn request(socket: &Path, line: &str) -> Result<Reply> {
     Ok(Reply::from_wire(&String::from_utf8_lossy(&bytes))?)
 }
 
-/// The request line for `cargo cell swap <cell> [<object>] [--fresh]`; a relative object path is
-/// resolved against `cwd`.
-pub fn swap_request(cell: &str, object: Option<&Path>, fresh: bool, cwd: &Path) -> Result<String> {
+/// The flags of `cargo cell swap`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SwapFlags {
+    /// `--fresh`: the new version's statics start fresh.
+    pub fresh: bool,
+    /// `--force`: fresh state even for statics the base image shares.
+    pub force: bool,
+}
+
+/// The request line for `cargo cell swap <cell> [<object>] [--fresh [--force]]`; a relative
+/// object path is resolved against `cwd`.
+pub fn swap_request(
+    cell: &str,
+    object: Option<&Path>,
+    flags: SwapFlags,
+    cwd: &Path,
+) -> Result<String> {
     if cell.is_empty() || cell.contains(char::is_whitespace) {
         bail!("`{cell}` is not a cell name");
     }
@@ -69,8 +83,11 @@ pub fn swap_request(cell: &str, object: Option<&Path>, fresh: bool, cwd: &Path) 
         line.push(' ');
         line.push_str(text);
     }
-    if fresh {
+    if flags.fresh {
         line.push_str(" --fresh");
+    }
+    if flags.force {
+        line.push_str(" --force");
     }
     Ok(line)
 }
@@ -83,18 +100,41 @@ mod tests {
     fn swap_requests_resolve_relative_paths() {
         let cwd = Path::new("/work");
         assert_eq!(
-            swap_request("memfs", None, false, cwd).unwrap(),
+            swap_request("memfs", None, SwapFlags::default(), cwd).unwrap(),
             "swap memfs"
         );
         assert_eq!(
-            swap_request("memfs", Some(Path::new("t/memfs.o")), true, cwd).unwrap(),
+            swap_request(
+                "memfs",
+                Some(Path::new("t/memfs.o")),
+                SwapFlags {
+                    fresh: true,
+                    force: false
+                },
+                cwd
+            )
+            .unwrap(),
             "swap memfs /work/t/memfs.o --fresh"
         );
         assert_eq!(
-            swap_request("memfs", Some(Path::new("/abs/memfs.o")), false, cwd).unwrap(),
+            swap_request(
+                "memfs",
+                Some(Path::new("/abs/memfs.o")),
+                SwapFlags::default(),
+                cwd
+            )
+            .unwrap(),
             "swap memfs /abs/memfs.o"
         );
-        assert!(swap_request("two words", None, false, cwd).is_err());
+        let both = SwapFlags {
+            fresh: true,
+            force: true,
+        };
+        assert_eq!(
+            swap_request("klog", None, both, cwd).unwrap(),
+            "swap klog --fresh --force"
+        );
+        assert!(swap_request("two words", None, SwapFlags::default(), cwd).is_err());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use crate_metadata::{CellKind, ManifestEntry};
+use crate_metadata::{demangle, CellKind, ManifestEntry, SymbolKind};
+use loader::platform::SymbolSource;
 use loader::{CellSpec, NewVersion, SwapOptions, SwapReport, SwapRequest};
 use sha2::{Digest, Sha256};
 
@@ -48,9 +49,7 @@ impl Kernel {
         object: &Path,
         options: &SwapOptions,
     ) -> Result<SwapReport> {
-        let bytes = crate::files::read_regular(object, crate::files::MAX_OBJECT)
-            .with_context(|| format!("swapping `{cell}`"))?;
-        self.swap_bytes(cell, &bytes, options)
+        self.swap_cell_with(cell, object, options, FreshShared::Refuse)
     }
 
     /// [`Kernel::swap_cell`] with the object's bytes.
@@ -60,6 +59,62 @@ impl Kernel {
         bytes: &[u8],
         options: &SwapOptions,
     ) -> Result<SwapReport> {
+        self.swap_bytes_with(cell, bytes, options, FreshShared::Refuse)
+    }
+
+    /// [`Kernel::swap_cell`] with a choice for fresh state of statics the base image shares.
+    pub fn swap_cell_with(
+        &mut self,
+        cell: &str,
+        object: &Path,
+        options: &SwapOptions,
+        shared: FreshShared,
+    ) -> Result<SwapReport> {
+        let bytes = crate::files::read_regular(object, crate::files::MAX_OBJECT)
+            .with_context(|| format!("swapping `{cell}`"))?;
+        self.swap_bytes_with(cell, &bytes, options, shared)
+    }
+
+    /// The statics of the live cell `cell` that the base image shares with it (it links the
+    /// cell's crate statically, and the cell's statics were bound to the image's), by path.
+    pub fn statics_shared_with_image(&self, cell: &str) -> Vec<String> {
+        let Some(c) = self
+            .cell_id(cell)
+            .and_then(|id| self.system.registry().cell(id))
+        else {
+            return Vec::new();
+        };
+        let platform = self.system.platform();
+        c.symbols
+            .iter()
+            .filter(|s| s.kind == SymbolKind::Object)
+            .filter(|s| platform.image_symbol(&s.name) == Some(s.addr as usize))
+            .map(|s| demangle::path(&s.name))
+            .collect()
+    }
+
+    /// [`Kernel::swap_bytes`] with a choice for fresh state of statics the base image shares.
+    pub fn swap_bytes_with(
+        &mut self,
+        cell: &str,
+        bytes: &[u8],
+        options: &SwapOptions,
+        shared: FreshShared,
+    ) -> Result<SwapReport> {
+        if shared == FreshShared::Refuse {
+            let statics: Vec<String> = self
+                .statics_shared_with_image(cell)
+                .into_iter()
+                .filter(|path| options.fresh_all || options.fresh.contains(path))
+                .collect();
+            if !statics.is_empty() {
+                return Err(FreshSharedState {
+                    cell: cell.to_string(),
+                    statics,
+                }
+                .into());
+            }
+        }
         let old = self
             .cell_id(cell)
             .with_context(|| format!("no live cell `{cell}` in {KERNEL_NAMESPACE}"))?;
@@ -109,3 +164,42 @@ impl Kernel {
             .with_context(|| format!("swapping `{cell}`"))
     }
 }
+
+/// What a swap that asks for fresh state does with a static the base image shares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FreshShared {
+    /// Refuse the swap ([`FreshSharedState`]): the cell and the image would no longer share one
+    /// state (for `klog`, one kernel log).
+    Refuse,
+    /// Swap anyway; the caller was told.
+    Force,
+}
+
+/// A swap asked for fresh state for statics the base image shares with the cell: refused, since
+/// the image keeps using its own copy and the two would no longer see one state. Nothing changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FreshSharedState {
+    /// The cell.
+    pub cell: String,
+    /// The statics the base image shares, by path.
+    pub statics: Vec<String>,
+}
+
+impl std::fmt::Display for FreshSharedState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "fresh state for `{}` refused: the base image links it and shares {} with it; a \
+             fresh copy would split what the image and the cell see (for klog: two kernel logs). \
+             Swap without --fresh to keep the state, or add --force",
+            self.cell,
+            self.statics
+                .iter()
+                .map(|s| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
+impl std::error::Error for FreshSharedState {}

@@ -176,3 +176,100 @@ fn watch_swaps_in_a_rebuilt_cell_and_survives_a_bad_one() {
     let exit = server.quit();
     assert!(exit.success(), "exit status {exit:?}");
 }
+
+#[test]
+fn fresh_state_is_refused_for_the_kernel_log_and_said_aloud_under_load() {
+    let cells = common::cells_dir();
+    let mut server = Server::start(cells, &["--load", "1"]);
+    let klog = row(&server.ok("ls"), "klog", "live").cloned();
+    let klog_object = cells.join("kernel/klog.o");
+    // The base image links klog and logs into the same ring: fresh state would split the log.
+    let error = server.error(format!("swap klog {} --fresh\n", klog_object.display()).as_bytes());
+    assert!(
+        error.contains("refused") && error.contains("`klog::LOG`") && error.contains("base image"),
+        "{error}"
+    );
+    assert_eq!(
+        row(&server.ok("ls"), "klog", "live").cloned(),
+        klog,
+        "a refused swap changed klog"
+    );
+    // Forced, it goes ahead and says what became of the shared static.
+    let reply = server.ok(&format!(
+        "swap klog {} --fresh --force",
+        klog_object.display()
+    ));
+    assert!(
+        reply
+            .iter()
+            .any(|l| l.starts_with("warning: fresh state: `klog::LOG`")),
+        "{}",
+        reply.join("\n")
+    );
+    // Fresh state under load: the reply says which statics start empty and who calls them.
+    let reply = server.ok(&format!(
+        "swap memfs {} --fresh",
+        cells.join("upgrades/memfs.o").display()
+    ));
+    let text = reply.join("\n");
+    assert!(
+        reply
+            .iter()
+            .any(|l| l.starts_with("warning: fresh state: `memfs::FS` starts empty")),
+        "{text}"
+    );
+    assert!(
+        reply
+            .iter()
+            .any(|l| l.starts_with("warning: 1 load threads call memfs::read")),
+        "{text}"
+    );
+    // Without --fresh nothing is said about fresh state.
+    let reply = server.ok(&format!(
+        "swap memfs {}",
+        cells.join("kernel/memfs.o").display()
+    ));
+    assert!(
+        !reply.iter().any(|l| l.contains("fresh state")),
+        "{}",
+        reply.join("\n")
+    );
+    assert!(server.quit().success());
+}
+
+#[test]
+fn fresh_state_for_a_static_the_image_shares_is_a_typed_refusal() {
+    use loader::SwapOptions;
+    use nano_core::swap::{FreshShared, FreshSharedState};
+
+    let cells = common::cells_dir();
+    let mut kernel = nano_core::Kernel::boot(cells).expect("boot");
+    let klog = cells.join("kernel/klog.o");
+    let fresh = SwapOptions {
+        fresh_all: true,
+        ..SwapOptions::default()
+    };
+    let before = kernel.system().slot_values();
+    let err = kernel
+        .swap_cell("klog", &klog, &fresh)
+        .expect_err("fresh state for klog::LOG must be refused");
+    assert_eq!(
+        err.downcast_ref::<FreshSharedState>(),
+        Some(&FreshSharedState {
+            cell: "klog".into(),
+            statics: vec!["klog::LOG".into()],
+        }),
+        "{err:#}"
+    );
+    assert!(
+        before == kernel.system().slot_values(),
+        "a refusal changed slots"
+    );
+    // Without fresh state the same swap goes ahead; with --force the fresh one does too.
+    kernel
+        .swap_cell("klog", &klog, &SwapOptions::default())
+        .expect("a swap that keeps the log");
+    kernel
+        .swap_cell_with("klog", &klog, &fresh, FreshShared::Force)
+        .expect("a forced fresh swap");
+}

@@ -76,7 +76,7 @@ pub const COMMANDS: &[Command] = &[
     },
     Command {
         name: "swap",
-        args: "<cell> [<object>] [--fresh]",
+        args: "<cell> [<object>] [--fresh [--force]]",
         about: "swaps a live cell for a new version (the manifest's when no object is named)",
         run: |cx, rest| swap::swap(cx.kernel, cx.load, rest),
     },
