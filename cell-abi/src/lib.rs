@@ -318,6 +318,11 @@ pub mod counter {
         SetMode, SET_MODE = set_mode: fn(u64);
         /// Transfers into version 2 so far (version 2 only).
         Generation, GENERATION = generation: fn() -> u64;
+        /// Stays inside the cell until the flag is set; returns the turns it waited (a thread
+        /// parked inside the cell, for the tests of a swap's drain).
+        Hold, HOLD = hold: fn(&core::sync::atomic::AtomicBool) -> u64;
+        /// Calls the function from inside the cell and returns what it returns.
+        Call, CALL = call: fn(&dyn Fn() -> u64) -> u64;
     }}
 }
 
@@ -350,6 +355,11 @@ pub mod tls_stats {
         Notes, NOTES = notes: fn() -> Vec<String>;
         /// A line about this thread.
         Report, REPORT = report: fn(&str) -> String;
+        /// This thread's generation (the initial value of the version it first read it under,
+        /// plus its advances).
+        Generation, GENERATION = generation: fn() -> u64;
+        /// Moves this thread's generation on by one; returns the new one.
+        Advance, ADVANCE = advance: fn() -> u64;
     }}
 }
 

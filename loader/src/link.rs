@@ -110,6 +110,10 @@ pub(crate) struct Linked<'a> {
     pub(crate) own_slots: Vec<OwnSlot<SymbolIndex>>,
     /// Symbols the cell defines and reaches without a slot (PC-relative or absolute fields).
     pub(crate) direct_refs: Vec<SymbolIndex>,
+    /// GOT words that hold the cell's own TLS module id (the `TLSLD` pair's and each `TLSGD`
+    /// pair's first word for its own thread-locals): a swap that hands the old version's module
+    /// to the new version rewrites these.
+    pub(crate) tls_slots: Vec<u64>,
 }
 
 /// What linking reads: the cell's object, its layout and what each symbol binds to.
@@ -159,6 +163,7 @@ pub(crate) fn link<'a>(
         relocations: 0,
         own_slots: Vec::new(),
         direct_refs: Vec::new(),
+        tls_slots: Vec::new(),
     };
     fill_got(input, mapping, &mut linked)?;
     relocate(input, mapping, &mut linked)?;
@@ -205,12 +210,16 @@ fn fill_got<'a>(
     if layout.tlsld != NONE {
         let at = input.got_entry(layout.tlsld)?;
         mapping.write(at, &tls_module.to_le_bytes()).map_err(oob)?;
+        linked.tls_slots.push(mapping.addr(at));
     }
     for (sym, target) in bindings.targets.iter_enumerated() {
         if layout.tlsgd[sym] != NONE {
             let at = input.got_entry(layout.tlsgd[sym])?;
             let (module, offset) = match *target {
-                Some(Target::LocalTls(off)) => (tls_module, off),
+                Some(Target::LocalTls(off)) => {
+                    linked.tls_slots.push(mapping.addr(at));
+                    (tls_module, off)
+                }
                 Some(Target::External(Resolved {
                     tls: Some(t),
                     provider,

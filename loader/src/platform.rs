@@ -156,6 +156,30 @@ pub trait ThreadLocals {
     /// The address of the `__tls_get_addr` that cells must call: it serves the modules of
     /// [`ThreadLocals::create_module`] and forwards every other module to the platform's.
     fn tls_get_addr(&self) -> usize;
+
+    /// Gives `module` another template: the blocks threads already have stay as they are, a
+    /// thread that gets its block later gets this template's initial values. A swap uses it when
+    /// the new version of a cell takes over the old version's module (the thread-locals keep
+    /// their values); it returns the template the module had.
+    ///
+    /// # Safety
+    /// `template.init` stays valid until the module is destroyed or given another template.
+    unsafe fn replace_template(
+        &self,
+        module: u64,
+        template: TlsTemplate,
+    ) -> Result<TlsTemplate, PlatformError> {
+        let _ = (module, template);
+        Err(PlatformError::Unsupported(
+            "carrying thread-locals across a swap",
+        ))
+    }
+
+    /// How many threads have a block of `module` now.
+    fn module_blocks(&self, module: u64) -> usize {
+        let _ = module;
+        0
+    }
 }
 
 /// Everything the loader needs from its platform.
@@ -207,6 +231,102 @@ pub trait Process {
         f();
         Ok(())
     }
+
+    /// Finds every thread (or CPU) other than the calling one that may be running code in
+    /// `ranges` (the text of the old versions of a swap whose state moves), and appends one
+    /// [`Inside`] for each to `out`. The answer must be conservative: a thread that is inside must
+    /// be reported; one that is not may be (the swap then waits, or gives up at its deadline and
+    /// changes nothing). A platform that cannot tell returns `Unsupported`, and such swaps are
+    /// refused there.
+    /// `entries` are the entry points of the old versions' functions (a thread may hold one in a
+    /// register or a spilled word between reading a slot and calling through it).
+    fn threads_inside(
+        &self,
+        ranges: &[TextRange],
+        entries: &[u64],
+        out: &mut alloc::vec::Vec<Inside>,
+    ) -> Result<(), PlatformError> {
+        let _ = (ranges, entries, out);
+        Err(PlatformError::Unsupported(
+            "telling which threads run a cell's code",
+        ))
+    }
+
+    /// Whether the calling thread is inside one of `ranges` (its registers or its stack reach
+    /// there): a swap asked for from inside a cell it replaces would wait for itself. Returns the
+    /// address found.
+    fn current_inside(&self, ranges: &[TextRange]) -> Option<u64> {
+        let _ = ranges;
+        None
+    }
+
+    /// Lets other threads run for a while (hosted: about 50 µs) while a swap waits for the old
+    /// version to drain.
+    fn pause(&self) {
+        core::hint::spin_loop();
+    }
+
+    /// What callers parked at a swap's gate call while they wait ([`GateHooks`]).
+    fn gate_hooks(&self) -> GateHooks {
+        GateHooks::SPIN
+    }
+}
+
+/// The text of one cell version, for [`Process::threads_inside`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TextRange {
+    /// Its first byte.
+    pub start: u64,
+    /// One past its last byte.
+    pub end: u64,
+}
+
+impl TextRange {
+    /// Whether `addr` lies in the range.
+    pub fn contains(&self, addr: u64) -> bool {
+        addr >= self.start && addr < self.end
+    }
+}
+
+/// A thread found inside a range by [`Process::threads_inside`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inside {
+    /// The thread's id (the kernel's thread id when hosted, a CPU number on bare metal).
+    pub thread: u64,
+    /// Its name, when the platform knows one.
+    pub name: alloc::string::String,
+    /// The address found in the range (the instruction pointer, or a return address on its
+    /// stack); 0 when the thread did not answer in time (then it is assumed inside).
+    pub addr: u64,
+}
+
+/// Functions that callers parked at a swap's gate call (raw function pointers: the gate's entry
+/// routine calls them from a context that has only the caller's registers).
+#[derive(Clone, Copy, Debug)]
+pub struct GateHooks {
+    /// Called in the wait loop with the gate's word (a `u32` that is 1 while the gate is closed):
+    /// wait until it may have changed (hosted: a futex wait; it may return early).
+    pub wait: extern "C" fn(*const u32),
+    /// Called once the gate's word was set to 0: wake every caller waiting on it.
+    pub wake: extern "C" fn(*const u32),
+    /// A monotonic clock in nanoseconds, to measure how long callers waited (`None`: not
+    /// measured).
+    pub now: Option<extern "C" fn() -> u64>,
+}
+
+extern "C" fn spin_wait(_word: *const u32) {
+    core::hint::spin_loop();
+}
+
+extern "C" fn no_wake(_word: *const u32) {}
+
+impl GateHooks {
+    /// Spin, no clock.
+    pub const SPIN: GateHooks = GateHooks {
+        wait: spin_wait,
+        wake: no_wake,
+        now: None,
+    };
 }
 
 impl core::error::Error for PlatformError {}

@@ -131,10 +131,20 @@ fn revision(kernel: &mut Kernel, cell: &str) -> String {
 }
 
 fn step(kernel: &mut Kernel, label: &str, cell: &str, object: Option<std::path::PathBuf>) -> Step {
+    step_with(kernel, label, cell, object, &SwapOptions::default())
+}
+
+fn step_with(
+    kernel: &mut Kernel,
+    label: &str,
+    cell: &str,
+    object: Option<std::path::PathBuf>,
+    options: &SwapOptions,
+) -> Step {
     let before = revision(kernel, cell);
     let outcome = match object {
         Some(path) => kernel
-            .swap_cell(cell, &path, &SwapOptions::default())
+            .swap_cell(cell, &path, options)
             .map_err(|e| crate::errors::render(&e)),
         None => Err(format!("no object to swap `{cell}` to")),
     };
@@ -149,8 +159,8 @@ fn step(kernel: &mut Kernel, label: &str, cell: &str, object: Option<std::path::
 
 /// Runs the live-swap demo: `threads` workers call memfs, frame_alloc and counter while memfs is
 /// swapped to its new version and back (state rebound), frame_alloc to its buddy-allocator
-/// version (state transferred), and frame_alloc back to the bitmap version (refused: its state
-/// changed layout and the old version cannot take it back).
+/// version and back to the bitmap (state transferred each way while the gate holds the callers),
+/// and counter while a thread stays inside it (refused at the drain's deadline, nothing changed).
 pub fn run(kernel: &mut Kernel, threads: usize) -> Result<LiveReport> {
     let before = view(kernel)?;
     let upgrade = |kernel: &Kernel, cell: &str| {
@@ -192,10 +202,11 @@ pub fn run(kernel: &mut Kernel, threads: usize) -> Result<LiveReport> {
     let bitmap = original(kernel, "frame_alloc");
     steps.push(step(
         kernel,
-        "frame_alloc → v1 (must be refused: v1 cannot read v2's state)",
+        "frame_alloc → v1 (the buddy state moved back into the bitmap)",
         "frame_alloc",
         bitmap,
     ));
+    steps.push(held_inside(kernel, upgrade(kernel, "counter"))?);
     load.stop.store(true, Ordering::Relaxed);
     for t in load.threads {
         t.join().map_err(|_| anyhow!("a worker thread panicked"))?;
@@ -210,6 +221,34 @@ pub fn run(kernel: &mut Kernel, threads: usize) -> Result<LiveReport> {
         before,
         after,
     })
+}
+
+/// counter swapped to its new version (its `CONFIG` moves by a transfer) while a thread stays
+/// inside `counter::hold`: the drain gives up at its deadline and the swap is undone.
+fn held_inside(kernel: &mut Kernel, object: Option<std::path::PathBuf>) -> Result<Step> {
+    let hold = kernel.bind(counter::HOLD)?;
+    let release = Arc::new(AtomicBool::new(false));
+    let (r, h) = (release.clone(), hold.clone());
+    let holder = std::thread::Builder::new()
+        .name("holder".into())
+        .spawn(move || (h.get())(&r))?;
+    std::thread::sleep(Duration::from_millis(20));
+    let options = SwapOptions {
+        drain_deadline: 100_000_000,
+        ..SwapOptions::default()
+    };
+    let s = step_with(
+        kernel,
+        "counter → v2 while a thread stays inside counter::hold (must be refused at the drain's deadline)",
+        "counter",
+        object,
+        &options,
+    );
+    release.store(true, Ordering::Release);
+    holder
+        .join()
+        .map_err(|_| anyhow!("the holding thread panicked"))?;
+    Ok(s)
 }
 
 /// The live-swap demo's results, for people.
@@ -243,6 +282,13 @@ pub fn render(r: &LiveReport) -> String {
                 }
                 let t = rep.times;
                 let us = |n: u64| n as f64 / 1000.0;
+                if let Some(g) = &rep.gate {
+                    let _ = writeln!(
+                        out,
+                        "  gate: {} slots held, {} callers waited (longest {:.1} µs, median {:.1} µs); old version drained in {:.1} µs ({} checks)",
+                        g.slots, g.parked, us(g.longest_wait), us(g.median_wait), us(g.drain), g.checks
+                    );
+                }
                 let _ = writeln!(
                     out,
                     "  phases: stage {:.1} µs · verify {:.1} µs · rebind/transfer {:.1} µs · commit {:.1} µs · total {:.1} µs",

@@ -61,7 +61,12 @@ fn nano_core_boots_runs_the_workload_and_reports() {
         "static memfs::FS                Rebound",
         "(reused, nothing loaded)",
         "static frame_alloc::ALLOCATOR   Transferred",
+        // Issue 13: the gate held the callers while the state moved, both ways.
+        "frame_alloc → v1 (the buddy state moved back into the bitmap)",
+        "callers waited",
         "refused, nothing changed",
+        "stayed inside the old version",
+        "`holder` at counter::hold+",
         " 0 failed",
         "(kept)",
         "every frame still allocated",

@@ -12,6 +12,8 @@
 //! - **thread-local storage** (`tls.rs`): the loader's own `__tls_get_addr`
 //!   ([`cell_tls_get_addr`]), which serves the modules the loader creates for cells and forwards
 //!   every other module id to glibc. A thread's blocks are freed when the thread exits.
+//! - **who is inside** (`threads.rs`): a stack check of every thread, by a signal each thread
+//!   answers with what its live stack holds, for swaps whose state moves.
 //!
 //! The TLS registry is process-wide (cells call a plain function, not a method), so every
 //! [`Hosted`] of a process shares it; everything else belongs to one [`Hosted`].
@@ -19,6 +21,7 @@
 mod memory;
 mod process;
 mod symbols;
+mod threads;
 mod tls;
 mod unwind;
 
@@ -28,6 +31,7 @@ use std::sync::Mutex;
 pub use crate::image::ImageSymbols;
 pub use memory::{count_mappings, writable_executable_mappings};
 pub use symbols::{open_libm, platform_lookup};
+pub use threads::{scan_signal, ANSWER_WITHIN, SCAN_SIGNAL};
 pub use tls::{cell_tls_get_addr, live_tls_blocks, module_tls_blocks, TlsIndex};
 
 /// The platform of a loader that runs inside a Linux x86_64 process.

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicI32, AtomicPtr, Ordering};
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use super::Hosted;
-use crate::platform::{InitArgs, Process};
+use super::{threads, Hosted};
+use crate::platform::{GateHooks, InitArgs, Inside, PlatformError, Process, TextRange};
 
 static ARGC: AtomicI32 = AtomicI32::new(0);
 static ARGV: AtomicPtr<*const u8> = AtomicPtr::new(std::ptr::null_mut());
@@ -25,6 +25,44 @@ extern "C" fn capture_args(argc: i32, argv: *const *const u8, envp: *const *cons
 #[unsafe(link_section = ".init_array.00099")]
 static CAPTURE_ARGS: extern "C" fn(i32, *const *const u8, *const *const u8) = capture_args;
 
+/// A caller parked at a swap's gate sleeps on the gate's word (a futex) while it is 1; a timeout
+/// of a millisecond bounds a missed wake.
+extern "C" fn gate_wait(word: *const u32) {
+    let timeout = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 1_000_000,
+    };
+    // SAFETY: `word` is the gate's state word, an aligned `u32` in memory that stays mapped while
+    // a caller can be parked (the gate's mapping); FUTEX_WAIT only reads it.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word,
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            1u32,
+            &timeout as *const libc::timespec,
+        );
+    }
+}
+
+/// Wakes every caller parked on the gate's word.
+extern "C" fn gate_wake(word: *const u32) {
+    // SAFETY: as above; FUTEX_WAKE only looks the waiters up by the address.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word,
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            i32::MAX,
+        );
+    }
+}
+
+/// The clock parked callers measure their wait with.
+extern "C" fn gate_now() -> u64 {
+    epoch().elapsed().as_nanos() as u64
+}
+
 fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     *EPOCH.get_or_init(Instant::now)
@@ -41,6 +79,31 @@ impl Process for Hosted {
 
     fn now_nanos(&self) -> u64 {
         epoch().elapsed().as_nanos() as u64
+    }
+
+    fn threads_inside(
+        &self,
+        ranges: &[TextRange],
+        entries: &[u64],
+        out: &mut std::vec::Vec<Inside>,
+    ) -> Result<(), PlatformError> {
+        threads::threads_inside(ranges, entries, out)
+    }
+
+    fn current_inside(&self, ranges: &[TextRange]) -> Option<u64> {
+        threads::current_inside(ranges)
+    }
+
+    fn pause(&self) {
+        std::thread::sleep(std::time::Duration::from_micros(50));
+    }
+
+    fn gate_hooks(&self) -> GateHooks {
+        GateHooks {
+            wait: gate_wait,
+            wake: gate_wake,
+            now: Some(gate_now),
+        }
     }
 
     fn guarded(&self, f: &mut dyn FnMut()) -> Result<(), String> {

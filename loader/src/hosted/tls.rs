@@ -114,6 +114,20 @@ impl ThreadLocals for Hosted {
     fn tls_get_addr(&self) -> usize {
         cell_tls_get_addr as *const () as usize
     }
+
+    unsafe fn replace_template(
+        &self,
+        module: u64,
+        template: TlsTemplate,
+    ) -> Result<TlsTemplate, PlatformError> {
+        // SAFETY: the caller keeps `template.init` valid until the module is destroyed or given
+        // another template.
+        unsafe { registry().replace_template(module, template) }
+    }
+
+    fn module_blocks(&self, module: u64) -> usize {
+        module_tls_blocks(module)
+    }
 }
 
 /// This thread's block of `module`.
@@ -267,6 +281,43 @@ impl Registry {
             blocks: HashMap::new(),
         });
         Ok(id)
+    }
+
+    /// Gives `module` another template of the same block size and alignment; returns the old
+    /// one.
+    ///
+    /// # Safety
+    /// `template.init` holds `template.init_len` readable bytes until the module is destroyed or
+    /// given another template.
+    unsafe fn replace_template(
+        &mut self,
+        module: u64,
+        template: TlsTemplate,
+    ) -> Result<TlsTemplate, PlatformError> {
+        let slot = self
+            .slots
+            .get_mut(slot_of(module))
+            .and_then(Option::as_mut)
+            .filter(|m| m.id == module)
+            .ok_or(PlatformError::Unsupported(
+                "replacing the template of a module that is gone",
+            ))?;
+        let size = template.size.max(template.init_len).max(1);
+        let align = template.align.max(1).next_power_of_two();
+        if size != slot.layout.size() || align != slot.layout.align() {
+            return Err(PlatformError::Unsupported(
+                "a template of another size for a module whose threads have blocks",
+            ));
+        }
+        let old = TlsTemplate {
+            init: slot.init as *const u8,
+            init_len: slot.init_len,
+            size: slot.layout.size(),
+            align: slot.layout.align(),
+        };
+        slot.init = template.init as usize;
+        slot.init_len = template.init_len;
+        Ok(old)
     }
 
     /// The live module with id `module`.

@@ -51,11 +51,23 @@ impl<P: Platform> System<P> {
     /// slot, and closes the windows. Returns a warning for each window that could not be closed
     /// (its region stays writable, never executable).
     fn write_slots(&self, writes: &[SlotWrite]) -> Result<Vec<String>, SwapError> {
-        // What each slot gets and where it goes, checked before anything is opened or written.
+        // What each slot gets, checked before anything is opened or written.
         let values = writes
             .iter()
             .map(|w| self.slot_value(w))
             .collect::<Result<Vec<u64>, SwapError>>()?;
+        self.store_slots(writes, &values)
+    }
+
+    /// Stores `values[i]` into the slot of `writes[i]`: the relro windows are opened first (the
+    /// only step that can fail, and it fails before anything is written), then each slot gets one
+    /// aligned atomic store, then the windows close. Returns a warning for each window that could
+    /// not be closed. Used by the commit, and by the gate to point slots at its stubs and back.
+    pub(super) fn store_slots(
+        &self,
+        writes: &[SlotWrite],
+        values: &[u64],
+    ) -> Result<Vec<String>, SwapError> {
         let mut relro: BTreeSet<CellId> = BTreeSet::new();
         for w in writes.iter().filter(|w| w.kind != SlotKind::Handle) {
             let m = self
@@ -94,7 +106,7 @@ impl<P: Platform> System<P> {
         let handles: BTreeMap<EdgeId, &HandleSlot> =
             self.handles.iter().map(|h| (h.edge, &*h.slot)).collect();
         let mut warnings = Vec::new();
-        for (w, value) in writes.iter().zip(values) {
+        for (w, value) in writes.iter().zip(values.iter().copied()) {
             let stored = match (w.kind, windows.get(&w.dependent)) {
                 (SlotKind::Handle, _) => {
                     if let Some(slot) = handles.get(&w.edge) {
@@ -127,7 +139,7 @@ impl<P: Platform> System<P> {
 
     /// What slot write `w` stores: the new symbol's address now (after rebinding) plus the edge's
     /// addend, a 64-bit word checked as the relocation writer checks it.
-    fn slot_value(&self, w: &SlotWrite) -> Result<u64, SwapError> {
+    pub(super) fn slot_value(&self, w: &SlotWrite) -> Result<u64, SwapError> {
         let symbol = self
             .registry
             .cell(w.new_cell)

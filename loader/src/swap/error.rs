@@ -141,6 +141,56 @@ pub enum SwapError {
         /// What failed.
         error: PlatformError,
     },
+    /// The state moves (a transfer runs), and threads were still inside the old versions when
+    /// the drain's deadline passed: the gate was opened again and the callers went on into the
+    /// old versions.
+    StillInside {
+        /// The cells swapped.
+        cells: Vec<String>,
+        /// The threads still inside, and where.
+        threads: Vec<ThreadInside>,
+        /// How long the swap waited, in nanoseconds.
+        waited: u64,
+    },
+    /// The swap was asked for from a thread that is itself inside a cell it replaces (it would
+    /// wait for itself).
+    FromInside {
+        /// The cell.
+        cell: String,
+        /// Where on the calling thread's stack (`frame_alloc::alloc_frame+0x1f`).
+        at: String,
+    },
+    /// The new version's thread-local storage has another layout than the old one's, and fresh
+    /// thread-locals were not asked for.
+    ThreadLocalsChanged {
+        /// The cell.
+        cell: String,
+        /// The old block's (size, alignment).
+        old: (u64, u64),
+        /// The new block's (size, alignment).
+        new: (u64, u64),
+    },
+    /// The state moves, and a dependent outside the swap binds to one of the old version's
+    /// statics (not a function): its accesses could not be held at the gate.
+    StateReachedFromOutside {
+        /// The cell.
+        cell: String,
+        /// The static, demangled.
+        symbol: String,
+        /// The dependents that bind to it.
+        dependents: Vec<String>,
+    },
+}
+
+/// A thread found inside an old version by the drain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ThreadInside {
+    /// The thread's id (the kernel's, hosted; a CPU on bare metal).
+    pub thread: u64,
+    /// Its name.
+    pub name: String,
+    /// Where (`frame_alloc::alloc_frame+0x1f`), or what made it look inside.
+    pub at: String,
 }
 
 impl core::error::Error for SwapError {
@@ -243,6 +293,49 @@ impl fmt::Display for SwapError {
                  fit its 64-bit slot"
             ),
             Platform { cell, error } => write!(f, "cell `{cell}`: {error}"),
+            StillInside {
+                cells,
+                threads,
+                waited,
+            } => {
+                write!(
+                    f,
+                    "{}: the state moves, and {} thread{} stayed inside the old version{} for \
+                     {} ms; the swap was undone and the callers went on in the old version:",
+                    cells.join(", "),
+                    threads.len(),
+                    if threads.len() == 1 { "" } else { "s" },
+                    if cells.len() == 1 { "" } else { "s" },
+                    waited / 1_000_000
+                )?;
+                for t in threads {
+                    write!(f, "\n  thread {} `{}` at {}", t.thread, t.name, t.at)?;
+                }
+                Ok(())
+            }
+            ThreadLocalsChanged { cell, old, new } => write!(
+                f,
+                "cell `{cell}`: its thread-locals changed layout (a block of {} bytes aligned to \
+                 {} before, {} aligned to {} now, or other variables): ask for fresh \
+                 thread-locals to swap it",
+                old.0, old.1, new.0, new.1
+            ),
+            FromInside { cell, at } => write!(
+                f,
+                "cell `{cell}`: the swap was asked for from inside it ({at} is on the calling \
+                 thread's stack); it would wait for itself"
+            ),
+            StateReachedFromOutside {
+                cell,
+                symbol,
+                dependents,
+            } => write!(
+                f,
+                "cell `{cell}`: its state moves, but {} bind{} to its static `{symbol}` directly, \
+                 which the gate cannot hold",
+                dependents.join(", "),
+                if dependents.len() == 1 { "s" } else { "" }
+            ),
         }
     }
 }

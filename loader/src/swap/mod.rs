@@ -26,9 +26,12 @@
 //! | undo a refused swap | `undo.rs` |
 
 mod commit;
+mod drain;
 mod error;
+pub(crate) mod gate;
 pub(crate) mod rebind;
 mod stage;
+mod thread_locals;
 mod undo;
 mod verify;
 
@@ -36,7 +39,9 @@ use alloc::collections::BTreeSet;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-pub use error::{MissingExport, SwapError};
+pub use error::{MissingExport, SwapError, ThreadInside};
+pub use gate::GateReport;
+pub use thread_locals::TlsOutcome;
 use undo::Undo;
 
 use crate::platform::Platform;
@@ -84,7 +89,20 @@ pub struct SwapOptions {
     /// not compare (third-party crates moved to another release): their statics are matched by
     /// demangled path, with size and alignment checked, as the state to keep.
     pub match_statics_by_path: Vec<String>,
+    /// How long a swap whose state moves waits for the old versions to drain, in nanoseconds
+    /// (0: [`DRAIN_DEADLINE`]). Past it, the swap is undone ([`SwapError::StillInside`]).
+    pub drain_deadline: u64,
+    /// Starts every thread's thread-locals of the new versions from their initial values, instead
+    /// of carrying them over (which needs the same thread-local layout).
+    pub fresh_thread_locals: bool,
+    /// Transfers state without the gate: calls into the old version keep running during the
+    /// transfer and their updates are lost. Only for the test that shows what the gate prevents.
+    #[doc(hidden)]
+    pub without_gate_for_tests: bool,
 }
+
+/// How long a swap whose state moves waits for the old versions to drain, unless told otherwise.
+pub const DRAIN_DEADLINE: u64 = 2_000_000_000;
 
 impl SwapOptions {
     /// The new name `old` is renamed to, if the caller vouched for one.
@@ -165,6 +183,11 @@ pub struct SwapReport {
     /// Regions that could not be made read-only again after the commit (they stay writable, never
     /// executable). Empty unless the platform failed.
     pub warnings: Vec<String>,
+    /// When the state moved: how the gate held the callers (`None` for a swap that only rebinds,
+    /// which never waits).
+    pub gate: Option<GateReport>,
+    /// The cells with thread-locals, and what happened to them.
+    pub thread_locals: Vec<(String, TlsOutcome)>,
 }
 
 /// The signature of the state-transfer convention.
@@ -243,13 +266,37 @@ impl<P: Platform> System<P> {
         let verified = self.platform.now_nanos();
         report.times.verify = verified.saturating_sub(staged);
 
-        for p in &pairs {
-            report.statics.extend(self.rebind(p, options, undo)?);
+        let plans = pairs
+            .iter()
+            .map(|p| self.plan_statics(p, options))
+            .collect::<Result<Vec<_>, SwapError>>()?;
+        // The state moves: hold every caller out of the old versions until the commit.
+        if plans.iter().any(|plan| plan.transfer.is_some()) && !options.without_gate_for_tests {
+            self.close_gate(&pairs, &writes, undo)?;
+            self.drain(&pairs, options, undo)?;
         }
+        let tls_plans = pairs
+            .iter()
+            .map(|p| self.plan_thread_locals(p, options))
+            .collect::<Result<Vec<_>, SwapError>>()?;
+        for (p, plan) in pairs.iter().zip(plans) {
+            report.statics.extend(self.apply_statics(p, plan, undo)?);
+        }
+        let tls_plans = pairs
+            .iter()
+            .zip(tls_plans)
+            .map(|(p, plan)| self.apply_thread_locals(p, plan, undo))
+            .collect::<Result<Vec<_>, SwapError>>()?;
         let rebound = self.platform.now_nanos();
         report.times.rebind = rebound.saturating_sub(verified);
 
         self.commit(ns, &pairs, &writes, undo, &mut report)?;
+        report.gate = self.open_gate_after_commit(undo);
+        for (p, plan) in pairs.iter().zip(tls_plans) {
+            if let Some(outcome) = self.finish_thread_locals(p, plan) {
+                report.thread_locals.push((self.name_of(p.new), outcome));
+            }
+        }
         let end = self.platform.now_nanos();
         report.times.retire = end.saturating_sub(rebound.saturating_add(report.times.commit));
         report.times.total = end.saturating_sub(start);

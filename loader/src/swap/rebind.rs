@@ -55,6 +55,16 @@ fn statics(cell: &Cell) -> impl Iterator<Item = Static<'_>> {
     })
 }
 
+/// What a swap does with one new version's statics, decided before anything changes.
+pub(super) struct StaticPlan {
+    /// Every static and its outcome.
+    pub(super) reports: Vec<StaticReport>,
+    /// The statics bound to the old version's memory.
+    moves: Vec<StaticMove>,
+    /// The new version's `transfer_state`, when it runs.
+    pub(super) transfer: Option<u64>,
+}
+
 /// A static of the new version bound to other memory: its symbol, and the address it now uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct StaticMove {
@@ -63,14 +73,13 @@ struct StaticMove {
 }
 
 impl<P: Platform> System<P> {
-    /// Decides and applies what happens to each static of the new version: rebinding to the old
-    /// version's memory, a state transfer, or fresh state.
-    pub(super) fn rebind(
-        &mut self,
+    /// Decides what happens to each static of the new version: rebinding to the old version's
+    /// memory, a state transfer, or fresh state. Changes nothing.
+    pub(super) fn plan_statics(
+        &self,
         p: &Pair,
         options: &SwapOptions,
-        undo: &mut Undo,
-    ) -> Result<Vec<StaticReport>, SwapError> {
+    ) -> Result<StaticPlan, SwapError> {
         let (Some(old), Some(new)) = (self.registry.cell(p.old), self.registry.cell(p.new)) else {
             return Err(SwapError::NoSuchCell(p.old));
         };
@@ -140,17 +149,39 @@ impl<P: Platform> System<P> {
                 sizes: (o.symbol.size, size),
             });
         }
-        self.apply_rebinding(p.new, &moves, undo)?;
-        if !moves.is_empty() {
+        // The transfer runs when some static's state has to move; a new version whose statics
+        // all keep their memory (or start fresh) needs none, whatever it exports.
+        let moves_state = reports
+            .iter()
+            .any(|r| r.outcome == StaticOutcome::Transferred);
+        Ok(StaticPlan {
+            reports,
+            moves,
+            transfer: transfer.filter(|_| moves_state),
+        })
+    }
+
+    /// Carries out a plan: rebinds the moved statics, then runs the new version's
+    /// `transfer_state` (the gate holds every caller out of the old version while it runs, when
+    /// the swap has one).
+    pub(super) fn apply_statics(
+        &mut self,
+        p: &Pair,
+        plan: StaticPlan,
+        undo: &mut Undo,
+    ) -> Result<Vec<StaticReport>, SwapError> {
+        self.apply_rebinding(p.new, &plan.moves, undo)?;
+        if !plan.moves.is_empty() {
             // Kept even if the swap is rolled back: it only makes freeing `p.old` look for heirs.
             if let Some(m) = self.mapped.get_mut(&p.old) {
                 m.lent = true;
             }
         }
-        if let (Some(addr), false) = (transfer, options.fresh_all) {
+        if let Some(addr) = plan.transfer {
+            let cell = self.name_of(p.new);
             self.run_transfer(&cell, addr, p.old)?;
         }
-        Ok(reports)
+        Ok(plan.reports)
     }
 
     /// Points the new version's own GOT slots of each moved static at the old memory, through a

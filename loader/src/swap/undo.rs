@@ -38,6 +38,12 @@ pub(super) struct Undo {
     pub(super) slots: Vec<SlotValue>,
     /// Symbols moved by rebinding, in order.
     pub(super) symbols: Vec<MovedSymbol>,
+    /// The gate, while it is closed.
+    pub(super) gate: Option<super::drain::GateUndo>,
+    /// TLS modules given a new version's template, with the template they had.
+    pub(super) templates: Vec<(u64, crate::system::TlsImage)>,
+    /// TLS modules made for the swap (fresh thread-locals of a reused version).
+    pub(super) modules: Vec<u64>,
 }
 
 impl Undo {
@@ -50,6 +56,9 @@ impl Undo {
             reused: Vec::new(),
             slots: Vec::new(),
             symbols: Vec::new(),
+            gate: None,
+            templates: Vec::new(),
+            modules: Vec::new(),
         }
     }
 }
@@ -57,7 +66,20 @@ impl Undo {
 impl<P: Platform> System<P> {
     /// Undoes a failed swap: restores slots and symbol addresses, unloads the staged cells, removes
     /// the staging namespace.
-    pub(super) fn undo(&mut self, undo: Undo) {
+    pub(super) fn undo(&mut self, mut undo: Undo) {
+        // First the callers held at the gate: their slots get the old addresses back and they go
+        // on into the old version.
+        self.open_gate_on_undo(&mut undo);
+        for (module, template) in undo.templates.iter().rev() {
+            // SAFETY: the template was the module's before the swap: the old version's image,
+            // which is mapped (the old version is live).
+            let _ = unsafe { self.platform.replace_template(*module, template.template()) };
+        }
+        for module in undo.modules.iter().rev() {
+            // SAFETY: made by this swap for a new version that never ran with it (the commit did
+            // not happen); its GOT words are restored below or the cell is unloaded.
+            unsafe { self.platform.destroy_module(*module) };
+        }
         for moved in undo.symbols.iter().rev() {
             if let Some(s) = self
                 .registry

@@ -220,6 +220,7 @@ impl<P: Platform> System<P> {
             .iter()
             .filter_map(|s| exported(*s))
             .collect();
+        mapped.tls_slots = core::mem::take(&mut linked.tls_slots);
         self.bind_image_statics(cell, &mut described, mapped, &mut linked.edges)?;
         self.publish(loading, described, linked, mapped)
     }

@@ -79,6 +79,45 @@ pub(crate) struct Mapped {
     /// Whether a swap rebound a newer version's statics to this cell's (so that its data, or a
     /// range it adopted, may hold another cell's state when it is freed).
     pub(crate) lent: bool,
+    /// The memory of swap gates this cell keeps (stubs a caller may still be leaving), freed with
+    /// the cell.
+    pub(crate) gates: Vec<Mapping>,
+    /// GOT words holding the cell's TLS module id (see `Linked::tls_slots`).
+    pub(crate) tls_slots: Vec<u64>,
+    /// The template the cell's TLS module was made from (its own `.tdata` image).
+    pub(crate) tls_template: Option<TlsImage>,
+}
+
+/// A TLS template as numbers (the image's address among them), so that it can live in a `Send`
+/// system; [`TlsImage::template`] gives it back to the platform.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TlsImage {
+    pub(crate) init: usize,
+    pub(crate) init_len: usize,
+    pub(crate) size: usize,
+    pub(crate) align: usize,
+}
+
+impl TlsImage {
+    /// The template.
+    pub(crate) fn template(self) -> crate::platform::TlsTemplate {
+        crate::platform::TlsTemplate {
+            init: self.init as *const u8,
+            init_len: self.init_len,
+            size: self.size,
+            align: self.align,
+        }
+    }
+
+    /// The numbers of `template`.
+    pub(crate) fn of(template: crate::platform::TlsTemplate) -> TlsImage {
+        TlsImage {
+            init: template.init as usize,
+            init_len: template.init_len,
+            size: template.size,
+            align: template.align,
+        }
+    }
 }
 
 impl Mapped {
@@ -93,6 +132,9 @@ impl Mapped {
             retired_epoch: None,
             adopted: Vec::new(),
             lent: false,
+            gates: Vec::new(),
+            tls_slots: Vec::new(),
+            tls_template: None,
         }
     }
 }

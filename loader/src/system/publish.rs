@@ -46,6 +46,7 @@ impl<P: Platform> System<P> {
         let module = unsafe { self.platform.create_module(template) }
             .map_err(|e| loading.platform_error(e))?;
         mapped.tls_module = Some(module);
+        mapped.tls_template = Some(super::TlsImage::of(template));
         Ok(module)
     }
 

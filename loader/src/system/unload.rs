@@ -185,11 +185,23 @@ impl<P: Platform> System<P> {
             // SAFETY: the caller promises no code of the cell runs any more.
             unsafe { self.platform.destroy_module(module) };
         }
-        if let Some(eh) = mapped.eh_frame {
+        let Mapped {
+            mapping,
+            eh_frame,
+            adopted,
+            gates,
+            ..
+        } = mapped;
+        for gate in gates {
+            // SAFETY: a gate's stubs send callers into this cell only; nothing runs the cell any
+            // more (caller), so no caller is in its stubs either.
+            unsafe { gate.unmap(&self.platform) };
+        }
+        if let Some(eh) = eh_frame {
             // SAFETY: registered by `load`; no frame of the cell is on a stack (caller).
             unsafe { self.platform.deregister(eh as *const u8) };
         }
-        for range in mapped.adopted.iter().copied() {
+        for range in adopted.iter().copied() {
             if !keep(range) {
                 // SAFETY: an adopted range is a page-aligned part of a mapping that a reclaimed
                 // cell left behind for this one; nothing else uses it (caller).
@@ -199,16 +211,16 @@ impl<P: Platform> System<P> {
                 };
             }
         }
-        let data = mapped.mapping.region(Region::Data);
+        let data = mapping.region(Region::Data);
         if data.len > 0 && keep(data) {
             // SAFETY: the caller promises nothing runs or reads the cell but through the kept
             // ranges; everything before the data region (code, read-only data, GOT) is outside
             // them, and the data region stays mapped.
-            unsafe { mapped.mapping.unmap_all_but_data(&self.platform) };
+            unsafe { mapping.unmap_all_but_data(&self.platform) };
         } else {
             // SAFETY: the caller promises nothing runs or reads the cell, and no range of it is
             // kept; the mapping is exactly what `Mapping::new` made.
-            unsafe { mapped.mapping.unmap(&self.platform) };
+            unsafe { mapping.unmap(&self.platform) };
         }
     }
 }

@@ -13,6 +13,9 @@
 //! - `free_count() -> usize`, `total_frames() -> usize`.
 //! - `allocated_frames() -> Vec<u64>`: addresses of all allocated frames, ascending.
 //! - `revision() -> String`: which version of the cell this is.
+//! - `transfer_state(old: &dyn Fn(&str) -> Option<usize>) -> Result<(), String>`: takes the state
+//!   over from the buddy allocator of v2 (`cells/upgrades/frame_alloc`), so that a swap can go back
+//!   from v2 to this version with every allocated frame kept.
 //!
 //! This cell calls no other cell, so callers may hold their own locks while calling it.
 #![cfg_attr(not(test), no_std)]
@@ -138,6 +141,105 @@ impl Default for FrameAllocator {
     }
 }
 
+/// A mirror of v2's state type (`cells/upgrades/frame_alloc`), to read it in [`transfer_state`].
+///
+/// v2's `FrameAllocator` is `#[repr(C)]` with these fields; both versions' unit tests pin its
+/// size, alignment and field offsets to the same numbers.
+mod v2 {
+    pub(crate) const TOTAL_FRAMES: usize = super::TOTAL_FRAMES;
+    pub(crate) const MAX_ORDER: usize = TOTAL_FRAMES.trailing_zeros() as usize;
+    pub(crate) const BLOCK_WORDS: usize = (2 * TOTAL_FRAMES - 1).div_ceil(64);
+
+    /// v2's `frame_alloc::FrameAllocator`: for every order, one bit per block, set when free.
+    #[repr(C)]
+    pub(crate) struct FrameAllocator {
+        pub(crate) free_blocks: [u64; BLOCK_WORDS],
+        pub(crate) free: usize,
+        pub(crate) splits: u64,
+        pub(crate) merges: u64,
+    }
+
+    impl FrameAllocator {
+        fn is_free_block(&self, k: usize, block: usize) -> bool {
+            let bit = 2 * TOTAL_FRAMES - ((2 * TOTAL_FRAMES) >> k) + block;
+            self.free_blocks[bit / 64] & (1 << (bit % 64)) != 0
+        }
+
+        /// Whether frame `index` lies in a free block of some order.
+        pub(crate) fn is_free_frame(&self, index: usize) -> bool {
+            (0..=MAX_ORDER).any(|k| self.is_free_block(k, index >> k))
+        }
+    }
+
+    /// The type of v2's `ALLOCATOR`.
+    pub(crate) type Static = spin::Mutex<FrameAllocator>;
+}
+
+impl FrameAllocator {
+    /// This version's state holding exactly the frames that v2's state `old` holds.
+    fn from_v2(old: &v2::FrameAllocator) -> Result<Self, String> {
+        let mut new = FrameAllocator::new();
+        for index in (0..TOTAL_FRAMES).filter(|&i| !old.is_free_frame(i)) {
+            new.set(index, true);
+            new.free -= 1;
+        }
+        if new.free != old.free {
+            return Err(format!(
+                "frame_alloc v1: the old ALLOCATOR is inconsistent: its counter says {} free \
+                 frames, its free blocks hold {}",
+                old.free, new.free
+            ));
+        }
+        Ok(new)
+    }
+}
+
+/// How often [`transfer_state`] tries the old version's lock before giving up.
+const LOCK_ATTEMPTS: usize = if cfg!(test) { 1 << 12 } else { 1 << 24 };
+
+/// State transfer from v2 (the way back from the buddy allocator), called by the loader once
+/// during a swap, before it commits, while no caller runs the old version (the swap's gate).
+///
+/// `old("frame_alloc::ALLOCATOR")` is the address of v2's `ALLOCATOR` (a `spin::Mutex` of its
+/// `#[repr(C)]` state). This reads it under its lock, leaves it unchanged (the swap may still roll
+/// back), and replaces this version's [`ALLOCATOR`] with a bitmap in which exactly v2's allocated
+/// frames are allocated.
+#[inline(never)]
+pub fn transfer_state(old: &dyn Fn(&str) -> Option<usize>) -> Result<(), String> {
+    let addr = old("frame_alloc::ALLOCATOR")
+        .ok_or("frame_alloc v1: the old version has no frame_alloc::ALLOCATOR")?;
+    if addr == 0 || !addr.is_multiple_of(core::mem::align_of::<v2::Static>()) {
+        return Err(format!(
+            "frame_alloc v1: the old frame_alloc::ALLOCATOR at {addr:#x} is not aligned for v2's \
+             state"
+        ));
+    }
+    // SAFETY: the loader passes the address of the old version's `frame_alloc::ALLOCATOR`, a
+    // `spin::Mutex<FrameAllocator>` of v2 (its size differs from this version's, which is why the
+    // loader asks for a transfer), whose `#[repr(C)]` layout `v2::FrameAllocator` mirrors; it
+    // stays mapped for the whole call and is only read (under its own lock).
+    let old_static = unsafe { &*(addr as *const v2::Static) };
+    let new = {
+        let mut guard = None;
+        for _ in 0..LOCK_ATTEMPTS {
+            if let Some(g) = old_static.try_lock() {
+                guard = Some(g);
+                break;
+            }
+            core::hint::spin_loop();
+        }
+        let guard = guard.ok_or("frame_alloc v1: the old frame_alloc::ALLOCATOR stays locked")?;
+        FrameAllocator::from_v2(&guard)?
+    };
+    let free = new.free;
+    *ALLOCATOR.lock() = new;
+    log::info!(
+        "frame_alloc v1: took over v2's state, {} of {TOTAL_FRAMES} frames allocated",
+        TOTAL_FRAMES - free
+    );
+    Ok(())
+}
+
 fn index_to_addr(index: usize) -> u64 {
     PHYS_BASE + index as u64 * FRAME_SIZE
 }
@@ -238,6 +340,7 @@ const _: cell_abi::frame_alloc::FreeCount = free_count;
 const _: cell_abi::frame_alloc::TotalFrames = total_frames;
 const _: cell_abi::frame_alloc::AllocatedFrames = allocated_frames;
 const _: cell_abi::Revision = revision;
+const _: cell_abi::TransferState = transfer_state;
 
 /// The plain-state promise ([`cell_abi::PLAIN_STATE`]): nothing reachable from this cell's statics
 /// points into its own code or read-only data, so a retired version of it may be freed while a
@@ -322,6 +425,49 @@ mod tests {
         assert_eq!(offset_of!(FrameAllocator, free), 128);
         assert_eq!(offset_of!(FrameAllocator, hint), 136);
         assert_eq!(size_of::<spin::Mutex<FrameAllocator>>(), 152);
+    }
+
+    /// The layout of v2's state this version's mirror reads; the upgrade pins the same numbers for
+    /// its own type.
+    #[test]
+    fn v2_mirror_layout_is_pinned() {
+        use core::mem::{align_of, offset_of, size_of};
+        assert_eq!(size_of::<v2::FrameAllocator>(), 280);
+        assert_eq!(align_of::<v2::FrameAllocator>(), 8);
+        assert_eq!(offset_of!(v2::FrameAllocator, free_blocks), 0);
+        assert_eq!(offset_of!(v2::FrameAllocator, free), 256);
+        assert_eq!(size_of::<v2::Static>(), 288);
+    }
+
+    #[test]
+    fn a_v2_state_comes_back_with_the_same_frames() {
+        // A v2 state with frames 0..=3 and 7 allocated: every other frame in free blocks.
+        let mut old = v2::FrameAllocator {
+            free_blocks: [0; v2::BLOCK_WORDS],
+            free: TOTAL_FRAMES - 5,
+            splits: 0,
+            merges: 0,
+        };
+        let mut mark = |k: usize, block: usize| {
+            let bit = 2 * TOTAL_FRAMES - ((2 * TOTAL_FRAMES) >> k) + block;
+            old.free_blocks[bit / 64] |= 1 << (bit % 64);
+        };
+        // Frames 4..7 minus 7: 4..6 is block 2 of order 1 (frames 4,5) and frame 6.
+        mark(1, 2);
+        mark(0, 6);
+        // Frames 8.. in blocks: 8..16 (order 3, block 1), 16..32 (order 4, block 1), ...
+        for k in 3..v2::MAX_ORDER {
+            mark(k, 1);
+        }
+        let new = FrameAllocator::from_v2(&old).unwrap();
+        assert_eq!(new.free, TOTAL_FRAMES - 5);
+        let used: Vec<usize> = (0..TOTAL_FRAMES).filter(|&i| new.is_used(i)).collect();
+        assert_eq!(used, [0, 1, 2, 3, 7]);
+        old.free += 1;
+        match FrameAllocator::from_v2(&old) {
+            Err(e) => assert!(e.contains("inconsistent"), "{e}"),
+            Ok(_) => panic!("an inconsistent counter must be refused"),
+        }
     }
 
     #[test]

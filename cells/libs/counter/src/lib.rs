@@ -4,7 +4,8 @@
 //! new version to the old memory and no count is lost; `CONFIG` changes layout in v2
 //! (`cells/upgrades/counter`), which moves it with `transfer_state`.
 //!
-//! Interface: [`bump`], [`count`], [`mode`], [`set_mode`], [`revision`], [`init`].
+//! Interface: [`bump`], [`count`], [`mode`], [`set_mode`], [`revision`], [`init`], and for the
+//! tests of swaps that wait for callers, [`hold`] and [`call`].
 
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
@@ -12,7 +13,26 @@
 extern crate alloc;
 
 use alloc::string::String;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Stays inside this cell until `release` is set (checking it in a loop), counting the turns: a
+/// thread parked inside the cell, for the tests of a swap's drain deadline.
+#[inline(never)]
+pub fn hold(release: &AtomicBool) -> u64 {
+    let mut turns = 0u64;
+    while !release.load(Ordering::Acquire) {
+        turns = core::hint::black_box(turns.wrapping_add(1));
+        core::hint::spin_loop();
+    }
+    turns
+}
+
+/// Calls `f` from inside this cell and returns what it returns: a swap asked for from there is
+/// asked for from inside the cell.
+#[inline(never)]
+pub fn call(f: &dyn Fn() -> u64) -> u64 {
+    core::hint::black_box(f())
+}
 
 /// The number of events counted, by every version.
 pub static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -71,6 +91,8 @@ const _: cell_abi::counter::Bump = bump;
 const _: cell_abi::counter::Count = count;
 const _: cell_abi::counter::Mode = mode;
 const _: cell_abi::counter::SetMode = set_mode;
+const _: cell_abi::counter::Hold = hold;
+const _: cell_abi::counter::Call = call;
 const _: cell_abi::Revision = revision;
 const _: cell_abi::Init = init;
 

@@ -15,6 +15,10 @@
 //! - `note(s: &str) -> usize`: push `s` into this thread's notes, return their number.
 //! - `notes() -> Vec<String>`: this thread's notes.
 //! - `report(label: &str) -> String`: a one-line summary of this thread, also printed.
+//! - `generation() -> u64`: a `const`-initialised thread-local (`.tdata`), 1 in this version, 2
+//!   in the new one (`cells/upgrades/tls_stats`): a thread that starts after a swap sees the new
+//!   version's initial value, one that existed keeps its own.
+//! - `revision() -> String`.
 #![deny(missing_docs)]
 
 use std::cell::{Cell, RefCell};
@@ -23,6 +27,34 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 thread_local! {
     static COUNTER: Cell<u64> = const { Cell::new(0) };
     static NOTES: RefCell<Vec<String>> = RefCell::new(Vec::with_capacity(4));
+    /// A thread's starting generation: this version's initial value (v2 starts threads at 2).
+    static GENERATION: Cell<u64> = const { Cell::new(1) };
+}
+
+/// This version's name.
+pub const REVISION: &str = "tls_stats v1";
+
+/// Which version of the cell this is.
+#[inline(never)]
+pub fn revision() -> String {
+    String::from(REVISION)
+}
+
+/// This thread's generation: the initial value of the version under which the thread first read
+/// it, plus its [`advance`]s (kept by a swap that carries thread-locals over, as every
+/// thread-local is).
+#[inline(never)]
+pub fn generation() -> u64 {
+    GENERATION.with(Cell::get)
+}
+
+/// Moves this thread's generation on by one; returns the new one.
+#[inline(never)]
+pub fn advance() -> u64 {
+    GENERATION.with(|g| {
+        g.set(g.get() + 1);
+        g.get()
+    })
 }
 
 /// Sum of all `record` calls on all threads.
@@ -122,6 +154,9 @@ const _: cell_abi::tls_stats::ProcessTotal = process_total;
 const _: cell_abi::tls_stats::Note = note;
 const _: cell_abi::tls_stats::Notes = notes;
 const _: cell_abi::tls_stats::Report = report;
+const _: cell_abi::tls_stats::Generation = generation;
+const _: cell_abi::tls_stats::Advance = advance;
+const _: cell_abi::Revision = revision;
 
 #[cfg(test)]
 mod tests {

@@ -5,8 +5,8 @@
 //! an error and panics on mode 666, which is how the tests show that a failed transfer leaves
 //! the system as it was.
 //!
-//! Interface: v1's ([`bump`], [`count`], [`mode`], [`set_mode`], [`revision`], [`init`]) plus
-//! [`generation`] and [`transfer_state`].
+//! Interface: v1's ([`bump`], [`count`], [`mode`], [`set_mode`], [`revision`], [`init`], [`hold`],
+//! [`call`]) plus [`generation`] and [`transfer_state`].
 
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
@@ -15,7 +15,26 @@ extern crate alloc;
 
 use alloc::format;
 use alloc::string::String;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Stays inside this cell until `release` is set (checking it in a loop), counting the turns: a
+/// thread parked inside the cell, for the tests of a swap's drain deadline.
+#[inline(never)]
+pub fn hold(release: &AtomicBool) -> u64 {
+    let mut turns = 0u64;
+    while !release.load(Ordering::Acquire) {
+        turns = core::hint::black_box(turns.wrapping_add(1));
+        core::hint::spin_loop();
+    }
+    turns
+}
+
+/// Calls `f` from inside this cell and returns what it returns: a swap asked for from there is
+/// asked for from inside the cell.
+#[inline(never)]
+pub fn call(f: &dyn Fn() -> u64) -> u64 {
+    core::hint::black_box(f())
+}
 
 /// The number of events counted, by every version (v1's layout, kept).
 pub static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -108,6 +127,8 @@ const _: cell_abi::counter::Bump = bump;
 const _: cell_abi::counter::Count = count;
 const _: cell_abi::counter::Mode = mode;
 const _: cell_abi::counter::SetMode = set_mode;
+const _: cell_abi::counter::Hold = hold;
+const _: cell_abi::counter::Call = call;
 const _: cell_abi::counter::Generation = generation;
 const _: cell_abi::Revision = revision;
 const _: cell_abi::Init = init;
