@@ -9,7 +9,6 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use loader::hosted::Hosted;
 use loader::platform::SymbolSource;
 use loader::{CellSpec, ManifestCatalog, System};
-use sha2::{Digest, Sha256};
 
 use crate::kernel::{BootFailure, BootOptions, Booted, Kernel, KERNEL_NAMESPACE};
 use crate::logger;
@@ -45,15 +44,8 @@ impl Kernel {
                     .map_err(|e| anyhow::anyhow!("a trusted key is not an Ed25519 public key: {e}"))
             })
             .collect::<Result<Vec<_>>>()?;
-        let manifest_path = cells_dir.join("manifest.json");
-        let text = crate::files::read_manifest_text(&manifest_path).with_context(|| {
-            format!(
-                "reading {} (run `cargo cell build` first)",
-                manifest_path.display()
-            )
-        })?;
-        let manifest: Manifest = serde_json::from_str(&text)
-            .with_context(|| format!("parsing {}", manifest_path.display()))?;
+        let manifest = crate::files::read_manifest(cells_dir)
+            .context("the cells' manifest (run `cargo cell build` first)")?;
         if !trusted.is_empty() {
             check_serial(&manifest, options.min_serial)?;
         }
@@ -256,10 +248,7 @@ impl Kernel {
     /// trusted keys, a manifest older than the one running (a lower serial: a rollback) is refused
     /// and the running one kept.
     pub fn reload_manifest(&mut self) -> Result<&Manifest> {
-        let path = self.cells_dir.join("manifest.json");
-        let text = crate::files::read_manifest_text(&path)?;
-        let manifest: Manifest =
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let manifest = crate::files::read_manifest(&self.cells_dir)?;
         if !self.trusted.is_empty() {
             check_serial(&manifest, self.manifest.serial.unwrap_or(0))?;
         }
@@ -290,7 +279,7 @@ impl Kernel {
         let sig = crate_metadata::hex::decode::<64>(hex_sig)
             .map(|b| Signature::from_bytes(&b))
             .with_context(|| format!("{who}: its signature is not 64 hex bytes"))?;
-        if hex(&Sha256::digest(bytes)) != entry.sha256 {
+        if loader::sha256_hex(bytes) != entry.sha256 {
             bail!("{who}: the object is not the one the manifest lists (its SHA-256 differs)");
         }
         let statement = entry.signed_statement(serial);
@@ -323,9 +312,4 @@ fn check_serial(manifest: &Manifest, min: u64) -> Result<()> {
         ),
         Some(_) => Ok(()),
     }
-}
-
-/// Lowercase hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    crate_metadata::hex::encode(bytes)
 }

@@ -7,7 +7,6 @@ use anyhow::{Context, Result};
 use crate_metadata::{demangle, CellKind, ManifestEntry, SymbolKind};
 use loader::platform::SymbolSource;
 use loader::{CellSpec, NewVersion, SwapOptions, SwapReport, SwapRequest};
-use sha2::{Digest, Sha256};
 
 use crate::kernel::{Kernel, KERNEL_NAMESPACE};
 
@@ -118,7 +117,7 @@ impl Kernel {
         let old = self
             .cell_id(cell)
             .with_context(|| format!("no live cell `{cell}` in {KERNEL_NAMESPACE}"))?;
-        let sha = crate_metadata::hex::encode(&Sha256::digest(bytes));
+        let sha = loader::sha256_hex(bytes);
         // A dependency upgrade (or the way back from one) is a transaction of several cells.
         let target = self
             .manifest

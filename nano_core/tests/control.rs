@@ -109,19 +109,6 @@ fn serves_requests_and_swaps_while_load_threads_keep_calling() {
     assert!(!socket.exists(), "the socket file was left behind");
 }
 
-/// Copies the objects and the manifest of `from` into `to`.
-fn copy_cells(from: &Path, to: &Path) -> Manifest {
-    let text = std::fs::read_to_string(from.join("manifest.json")).expect("manifest");
-    let manifest: Manifest = serde_json::from_str(&text).expect("manifest parses");
-    for e in &manifest.cells {
-        let dest = to.join(&e.object);
-        std::fs::create_dir_all(dest.parent().expect("a kind dir")).expect("mkdir");
-        std::fs::copy(from.join(&e.object), &dest).expect("copy object");
-    }
-    std::fs::write(to.join("manifest.json"), text).expect("copy manifest");
-    manifest
-}
-
 /// Writes `bytes` to `path` the way `cargo cell build` does: a temporary file, then a rename.
 fn replace(path: &Path, bytes: &[u8]) {
     let tmp = path.with_extension("tmp");
@@ -131,23 +118,21 @@ fn replace(path: &Path, bytes: &[u8]) {
 
 /// Gives the cell `name` new object bytes in the copy, as a rebuild would.
 fn rebuild(cells: &Path, manifest: &mut Manifest, name: &str, bytes: &[u8]) {
-    use sha2::Digest;
     let entry = manifest
         .cells
         .iter_mut()
         .find(|e| e.kind == CellKind::Kernel && e.name == name)
         .expect("a kernel cell");
     replace(&cells.join(&entry.object), bytes);
-    entry.sha256 = nano_core::boot::hex(&sha2::Sha256::digest(bytes));
+    entry.sha256 = loader::sha256_hex(bytes);
     entry.size = bytes.len() as u64;
-    let json = serde_json::to_string_pretty(&*manifest).expect("serialize");
-    replace(&cells.join("manifest.json"), json.as_bytes());
+    build_tools::manifest::write(cells, manifest).expect("write the manifest");
 }
 
 #[test]
 fn watch_swaps_in_a_rebuilt_cell_and_survives_a_bad_one() {
     let copy = TempDir::new("watch-cells");
-    let mut manifest = copy_cells(common::cells_dir(), &copy.0);
+    let mut manifest = common::copy_cells(common::cells_dir(), &copy.0);
     let mut server = Server::start(&copy.0, &["--watch", "--load", "1"]);
     let before = server.ok("ls");
     let old = row(&before, "memfs", "live").expect("memfs live").clone();

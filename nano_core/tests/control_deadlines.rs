@@ -172,23 +172,9 @@ fn over_long_requests_and_control_bytes_get_a_clean_error() {
     assert!(server.quit().success());
 }
 
-/// Copies the objects and the manifest of `from` into `to`.
-fn copy_cells(from: &Path, to: &Path) -> Manifest {
-    let text = std::fs::read_to_string(from.join("manifest.json")).expect("manifest");
-    let manifest: Manifest = serde_json::from_str(&text).expect("manifest parses");
-    for e in &manifest.cells {
-        let dest = to.join(&e.object);
-        std::fs::create_dir_all(dest.parent().expect("a kind dir")).expect("mkdir");
-        std::fs::copy(from.join(&e.object), &dest).expect("copy object");
-    }
-    std::fs::write(to.join("manifest.json"), text).expect("copy manifest");
-    manifest
-}
-
 /// Gives the kernel cell `name` a "rebuilt" object in the copy (one more trailing byte: a valid
 /// ELF with another hash), as `cargo cell build` writes it.
 fn rebuild(cells: &Path, manifest: &mut Manifest, name: &str) {
-    use sha2::Digest;
     let entry = manifest
         .cells
         .iter_mut()
@@ -200,18 +186,15 @@ fn rebuild(cells: &Path, manifest: &mut Manifest, name: &str) {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, &bytes).unwrap();
     std::fs::rename(&tmp, &path).unwrap();
-    entry.sha256 = nano_core::boot::hex(&sha2::Sha256::digest(&bytes));
+    entry.sha256 = loader::sha256_hex(&bytes);
     entry.size = bytes.len() as u64;
-    let json = serde_json::to_string_pretty(&*manifest).unwrap();
-    let tmp = cells.join("manifest.tmp");
-    std::fs::write(&tmp, json).unwrap();
-    std::fs::rename(&tmp, cells.join("manifest.json")).unwrap();
+    build_tools::manifest::write(cells, manifest).unwrap();
 }
 
 #[test]
 fn watch_and_sigterm_are_handled_while_a_slow_client_is_connected() {
     let copy = TempDir::new("deadline-watch");
-    let mut manifest = copy_cells(common::cells_dir(), &copy.0);
+    let mut manifest = common::copy_cells(common::cells_dir(), &copy.0);
     let mut server = Server::start(&copy.0, &["--watch"]);
     let slow = SlowClient::start(&server.socket, b"ping, eventually");
     rebuild(&copy.0, &mut manifest, "memfs");

@@ -115,15 +115,11 @@ fn only_cells_signed_by_a_trusted_key_run() {
 
 /// The manifest of a copy, and a function that writes it back.
 fn manifest_of(cells: &Path) -> crate_metadata::Manifest {
-    serde_json::from_str(&std::fs::read_to_string(cells.join("manifest.json")).unwrap()).unwrap()
+    build_tools::manifest::read(cells).unwrap()
 }
 
 fn write_manifest(cells: &Path, manifest: &crate_metadata::Manifest) {
-    std::fs::write(
-        cells.join("manifest.json"),
-        serde_json::to_string_pretty(manifest).unwrap(),
-    )
-    .unwrap();
+    build_tools::manifest::write(cells, manifest).unwrap();
 }
 
 #[test]

@@ -23,11 +23,6 @@ struct Sys<P: Platform> {
     _serial: MutexGuard<'static, ()>,
 }
 
-fn sha(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    nano_core::boot::hex(&sha2::Sha256::digest(bytes))
-}
-
 /// klog, frame_alloc, sched, memfs and counter, loaded and initialised in `_kernel`.
 fn boot<P: Platform>(platform: P) -> Sys<P> {
     let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -41,7 +36,7 @@ fn boot<P: Platform>(platform: P) -> Sys<P> {
         (CellKind::Libs, "counter"),
     ] {
         let bytes = common::object(kind, name);
-        let hash = sha(&bytes);
+        let hash = loader::sha256_hex(&bytes);
         let spec = CellSpec {
             name,
             version: "0.1.0",
@@ -80,7 +75,7 @@ impl<P: Platform + common::LiveMappings> Sys<P> {
         bytes: &[u8],
         options: &SwapOptions,
     ) -> Result<loader::SwapReport, SwapError> {
-        let hash = sha(bytes);
+        let hash = loader::sha256_hex(bytes);
         let old = self.id(name);
         let spec = CellSpec {
             name,
@@ -321,13 +316,15 @@ fn a_missing_symbol_is_refused_with_the_signature_change_named() {
 
 #[test]
 fn a_static_that_changed_size_needs_a_transfer_or_fresh_state() {
+    // counter v1 has no `transfer_state` (frame_alloc v1 has one now, for the way back from
+    // its buddy version, which would read a resized v1 state as the buddy's).
     let mut s = boot(loader::hosted::Hosted::new().unwrap());
-    let bytes = common::object(CellKind::Kernel, "frame_alloc");
-    let name = common::mangled(&bytes, "frame_alloc::ALLOCATOR");
+    let bytes = common::object(CellKind::Libs, "counter");
+    let name = common::mangled(&bytes, "counter::COUNTER");
     let grown = common::resize_symbol(&bytes, &name, 4096);
     let before = s.state();
     let err = s
-        .swap_object("frame_alloc", &grown, &SwapOptions::default())
+        .swap_object("counter", &grown, &SwapOptions::default())
         .unwrap_err();
     assert_unchanged(&before, &s.state(), "layout changed");
     match &err {
@@ -336,21 +333,21 @@ fn a_static_that_changed_size_needs_a_transfer_or_fresh_state() {
         } => {
             assert_eq!(
                 (cell.as_str(), name.as_str(), new.0),
-                ("frame_alloc", "frame_alloc::ALLOCATOR", 4096)
+                ("counter", "counter::COUNTER", 4096)
             );
         }
         other => panic!("wrong error: {other}"),
     }
     // Asking for fresh state makes it go through.
     let options = SwapOptions {
-        fresh: vec!["frame_alloc::ALLOCATOR".into()],
+        fresh: vec!["counter::COUNTER".into()],
         ..Default::default()
     };
-    let report = s.swap_object("frame_alloc", &grown, &options).unwrap();
+    let report = s.swap_object("counter", &grown, &options).unwrap();
     let r = report
         .statics
         .iter()
-        .find(|r| r.path == "frame_alloc::ALLOCATOR")
+        .find(|r| r.path == "counter::COUNTER")
         .unwrap();
     assert_eq!(r.outcome, StaticOutcome::Fresh);
 }

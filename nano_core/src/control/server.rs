@@ -80,7 +80,10 @@ pub fn serve(kernel: &mut Kernel, options: &ServeOptions) -> Result<()> {
     if watch.is_some() {
         println!(
             "nano_core: watching {} for rebuilt cells",
-            kernel.cells_dir().join("manifest.json").display()
+            kernel
+                .cells_dir()
+                .join(crate_metadata::MANIFEST_FILE)
+                .display()
         );
     }
     let stop = Arc::new(AtomicBool::new(false));

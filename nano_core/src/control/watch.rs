@@ -5,10 +5,8 @@ use std::path::{Path, PathBuf};
 
 use crate_metadata::{CellKind, Manifest, ManifestEntry};
 use loader::SwapOptions;
-use sha2::{Digest, Sha256};
 
 use super::swap::render_swap;
-use crate::boot::hex;
 use crate::kernel::Kernel;
 
 /// `--watch`: notices when `cargo cell build` rewrote the manifest and swaps in every live cell
@@ -38,7 +36,7 @@ fn stamp(path: &Path) -> Option<Stamp> {
 impl Watch {
     /// Watches the manifest of `kernel`'s cells directory, starting from the manifest it booted.
     pub fn new(kernel: &Kernel) -> Watch {
-        let path = kernel.cells_dir().join("manifest.json");
+        let path = kernel.cells_dir().join(crate_metadata::MANIFEST_FILE);
         let seen = stamp(&path);
         Watch {
             path,
@@ -150,7 +148,7 @@ fn swap_entry(kernel: &mut Kernel, entry: &ManifestEntry) -> Vec<String> {
             return out;
         }
     };
-    if hex(&Sha256::digest(&bytes)) != entry.sha256 {
+    if loader::sha256_hex(&bytes) != entry.sha256 {
         out.push(format!(
             "nano_core: watch: swapping {} failed: {} does not match the manifest's SHA-256",
             entry.name,
