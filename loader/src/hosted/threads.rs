@@ -262,7 +262,8 @@ fn answer(context: *mut libc::c_void) -> Option<u64> {
             REQUEST.ranges_len.load(Ordering::Acquire),
         )
     };
-    // SAFETY: as above.
+    // SAFETY: the scanner published the mappings' snapshot with the ranges, before the signal,
+    // and keeps it until this thread answers (or until it clears `tid` and stops waiting).
     let maps = unsafe {
         pairs(
             REQUEST.maps.load(Ordering::Acquire),
@@ -275,7 +276,8 @@ fn answer(context: *mut libc::c_void) -> Option<u64> {
         if ptr.is_null() || len == 0 {
             &[][..]
         } else {
-            // SAFETY: as above: `len` words the scanner keeps alive until no handler runs.
+            // SAFETY: `ptr` is not null and points at `len` entry words that the scanner
+            // published before the signal and keeps alive until no handler runs (`ACTIVE`).
             unsafe { std::slice::from_raw_parts(ptr.cast_const(), len) }
         }
     };
