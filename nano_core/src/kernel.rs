@@ -13,7 +13,6 @@ use namespace::Namespaces;
 
 use crate::app_table::Apps;
 use crate::logger;
-use crate::reclaim::ReclaimTotals;
 
 /// The namespace that holds the kernel cells.
 pub const KERNEL_NAMESPACE: &str = "_kernel";
@@ -169,4 +168,13 @@ impl Drop for Kernel {
             logger::detach(token);
         }
     }
+}
+
+/// What the kernel reclaimed since it booted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReclaimTotals {
+    /// Retired versions freed.
+    pub cells: u64,
+    /// Bytes unmapped.
+    pub unmapped: u64,
 }

@@ -31,6 +31,7 @@ use crate_metadata::{demangle, CellId};
 use loader::ReclaimError;
 
 use crate::kernel::Kernel;
+pub use crate::kernel::ReclaimTotals;
 
 /// How often the serve loop tries again while retired versions wait for a grace period.
 pub const RECLAIM_INTERVAL: Duration = Duration::from_millis(100);
@@ -84,15 +85,6 @@ impl ReclaimPass {
     pub fn waiting(&self) -> bool {
         self.kept.iter().any(KeptCell::waiting)
     }
-}
-
-/// What the kernel reclaimed since it booted.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ReclaimTotals {
-    /// Retired versions freed.
-    pub cells: u64,
-    /// Bytes unmapped.
-    pub unmapped: u64,
 }
 
 impl Kernel {

@@ -34,9 +34,11 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use super::SlotWrite;
 use crate::mapping::Mapping;
 use crate::platform::{GateHooks, Memory, PlatformError};
 use crate::region::{Regions, Span};
+use crate_metadata::CellId;
 
 /// The gate's state words, at the start of its data region.
 mod word {
@@ -376,4 +378,19 @@ fn entry_address() -> u64 {
 #[cfg(not(target_arch = "x86_64"))]
 fn entry_address() -> u64 {
     0
+}
+
+/// A closed gate and what undoing it needs (the drain closes it, the swap's undo opens it).
+pub(super) struct GateUndo {
+    /// The gate.
+    pub(super) gate: Gate,
+    /// The gated slots: the swap's writes.
+    pub(super) writes: Vec<SlotWrite>,
+    /// What each gated slot held before.
+    pub(super) originals: Vec<u64>,
+    /// The cell whose mapping keeps the gate's memory once the gate is open (an old version: it
+    /// stays mapped until no caller can be in a stub any more).
+    pub(super) keeper: CellId,
+    /// What the gate saw.
+    pub(super) report: GateReport,
 }
