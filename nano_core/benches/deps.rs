@@ -13,8 +13,6 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate_metadata::{CellKind, ManifestEntry};
@@ -37,28 +35,6 @@ const DEPS: &[&str] = &[
 fn median(mut v: Vec<u64>) -> u64 {
     v.sort_unstable();
     v.get(v.len() / 2).copied().unwrap_or(0)
-}
-
-/// The object of `entry` linked into a shared library by the system linker (undefined symbols
-/// left for `dlopen` to bind).
-fn shared_library(entry: &ManifestEntry) -> PathBuf {
-    let dir = support::gen_dir().join("deps-so");
-    std::fs::create_dir_all(&dir).unwrap();
-    let object = support::cells_dir().join(&entry.object);
-    let so = dir.join(format!("lib{}.so", entry.key()));
-    let status = Command::new("cc")
-        .args(["-shared", "-nostdlib", "-o"])
-        .arg(&so)
-        .arg(&object)
-        .status()
-        .expect("cc runs");
-    assert!(status.success(), "linking {} failed", object.display());
-    so
-}
-
-fn dlopen_global(path: &Path) {
-    // Kept open for the process: the libraries the measured ones bind to.
-    support::dlopen(path, libc::RTLD_NOW | libc::RTLD_GLOBAL);
 }
 
 fn bench(c: &mut Criterion) {
@@ -171,10 +147,10 @@ fn bench(c: &mut Criterion) {
             }
             let bytes = std::fs::read(cells_dir.join(&dep.object)).unwrap();
             system.load(ns, CellSpec::named(&dep.name), &bytes).unwrap();
-            dlopen_global(&shared_library(dep));
+            support::dlopen_global(&support::shared_library(dep));
         }
         let bytes = std::fs::read(cells_dir.join(&entry.object)).unwrap();
-        let so = shared_library(entry);
+        let so = support::shared_library(entry);
         let child = system
             .create_namespace(&format!("bench-{name}"), Some(ns))
             .unwrap();
