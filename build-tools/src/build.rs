@@ -259,11 +259,8 @@ pub fn build_cells(options: &BuildOptions) -> Result<BuildReport> {
     // unsigned cells.
     rewritten.sort();
 
-    let manifest_path = cells_dir.join("manifest.json");
-    let mut json =
-        serde_json::to_string_pretty(&manifest).context("cannot serialize the manifest")?;
-    json.push('\n');
-    let manifest_rewritten = write_if_changed(&manifest_path, json.as_bytes())?;
+    let manifest_path = crate::manifest::path(&cells_dir);
+    let manifest_rewritten = crate::manifest::write(&cells_dir, &manifest)?;
     Ok(BuildReport {
         manifest,
         manifest_path,

@@ -1,9 +1,9 @@
 //! The client side of `nano_core`'s control channel (`cargo cell swap`, `cargo cell ctl`).
 //!
-//! The protocol (`nano_core::control`): connect to the Unix socket, send one request line, read
-//! the reply until the server closes the connection. A reply is body lines followed by one final
-//! line, `ok` or `error: <message>`; the body lines before an `error:` line are the rest of a
-//! multi-line error message.
+//! The protocol is the `control-protocol` crate's, which the server (`nano_core::control`) uses
+//! too: connect to the Unix socket, send one request line, read the reply until the server closes
+//! the connection. A reply is body lines followed by one final line, `ok` or `error: <message>`;
+//! the body lines before an `error:` line are the rest of a multi-line error message.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -21,55 +21,14 @@ pub fn default_socket(target_dir: &Path) -> PathBuf {
 /// milliseconds; this only guards against a server that hangs).
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A reply from the server.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Reply {
-    /// The body lines (for an error: the message's lines after the first).
-    pub lines: Vec<String>,
-    /// `None` for `ok`, else the error message's first line.
-    pub error: Option<String>,
-}
-
-impl Reply {
-    /// Parses a whole reply as the server sent it.
-    pub fn parse(text: &str) -> Result<Reply> {
-        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
-        let last = lines.pop().context(
-            "the server closed the connection without a reply (is it a nano_core control socket?)",
-        )?;
-        let error = if last == "ok" {
-            None
-        } else if let Some(message) = last.strip_prefix("error:") {
-            Some(message.trim().to_string())
-        } else {
-            bail!("the reply ended without `ok` or `error:` (last line: `{last}`)");
-        };
-        Ok(Reply { lines, error })
-    }
-
-    /// The reply for people: the body, or for an error the message with its details after it.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        if let Some(e) = &self.error {
-            out.push_str("error: ");
-            out.push_str(e);
-            out.push('\n');
-        }
-        for l in &self.lines {
-            out.push_str(l);
-            out.push('\n');
-        }
-        out
-    }
-}
+pub use control_protocol::Reply;
 
 /// Sends one request line to the server on `socket` and returns its reply. Fails when nothing
 /// listens there (the message says to start `cargo cell run`) or the reply is malformed; an
 /// `error:` reply is an `Ok(Reply)` whose `error` is set.
 pub fn request(socket: &Path, line: &str) -> Result<Reply> {
-    if line.contains(['\n', '\r']) {
-        bail!("a request is one line; this one has a line break");
-    }
+    control_protocol::check_request(line.as_bytes())
+        .with_context(|| format!("not sending `{}`", control_protocol::escape_controls(line)))?;
     let mut stream = UnixStream::connect(socket).with_context(|| {
         format!(
             "no nano_core serves on {} (start one with `cargo cell run`, or pass --socket PATH)",
@@ -88,12 +47,26 @@ pub fn request(socket: &Path, line: &str) -> Result<Reply> {
     stream
         .read_to_end(&mut bytes)
         .with_context(|| format!("reading the reply from {}", socket.display()))?;
-    Reply::parse(&String::from_utf8_lossy(&bytes))
+    Ok(Reply::from_wire(&String::from_utf8_lossy(&bytes))?)
 }
 
-/// The request line for `cargo cell swap <cell> [<object>] [--fresh]`; a relative object path is
-/// resolved against `cwd`.
-pub fn swap_request(cell: &str, object: Option<&Path>, fresh: bool, cwd: &Path) -> Result<String> {
+/// The flags of `cargo cell swap`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SwapFlags {
+    /// `--fresh`: the new version's statics start fresh.
+    pub fresh: bool,
+    /// `--force`: fresh state even for statics the base image shares.
+    pub force: bool,
+}
+
+/// The request line for `cargo cell swap <cell> [<object>] [--fresh [--force]]`; a relative
+/// object path is resolved against `cwd`.
+pub fn swap_request(
+    cell: &str,
+    object: Option<&Path>,
+    flags: SwapFlags,
+    cwd: &Path,
+) -> Result<String> {
     if cell.is_empty() || cell.contains(char::is_whitespace) {
         bail!("`{cell}` is not a cell name");
     }
@@ -110,8 +83,11 @@ pub fn swap_request(cell: &str, object: Option<&Path>, fresh: bool, cwd: &Path) 
         line.push(' ');
         line.push_str(text);
     }
-    if fresh {
+    if flags.fresh {
         line.push_str(" --fresh");
+    }
+    if flags.force {
+        line.push_str(" --force");
     }
     Ok(line)
 }
@@ -121,33 +97,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn replies_parse() {
-        let ok = Reply::parse("pong\nok\n").unwrap();
-        assert_eq!(ok.lines, ["pong"]);
-        assert_eq!(ok.error, None);
-        let err = Reply::parse("  detail\nerror: it failed\n").unwrap();
-        assert_eq!(err.error.as_deref(), Some("it failed"));
-        assert_eq!(err.render(), "error: it failed\n  detail\n");
-        assert!(Reply::parse("").is_err());
-        assert!(Reply::parse("pong\n").is_err());
-    }
-
-    #[test]
     fn swap_requests_resolve_relative_paths() {
         let cwd = Path::new("/work");
         assert_eq!(
-            swap_request("memfs", None, false, cwd).unwrap(),
+            swap_request("memfs", None, SwapFlags::default(), cwd).unwrap(),
             "swap memfs"
         );
         assert_eq!(
-            swap_request("memfs", Some(Path::new("t/memfs.o")), true, cwd).unwrap(),
+            swap_request(
+                "memfs",
+                Some(Path::new("t/memfs.o")),
+                SwapFlags {
+                    fresh: true,
+                    force: false
+                },
+                cwd
+            )
+            .unwrap(),
             "swap memfs /work/t/memfs.o --fresh"
         );
         assert_eq!(
-            swap_request("memfs", Some(Path::new("/abs/memfs.o")), false, cwd).unwrap(),
+            swap_request(
+                "memfs",
+                Some(Path::new("/abs/memfs.o")),
+                SwapFlags::default(),
+                cwd
+            )
+            .unwrap(),
             "swap memfs /abs/memfs.o"
         );
-        assert!(swap_request("two words", None, false, cwd).is_err());
+        let both = SwapFlags {
+            fresh: true,
+            force: true,
+        };
+        assert_eq!(
+            swap_request("klog", None, both, cwd).unwrap(),
+            "swap klog --fresh --force"
+        );
+        assert!(swap_request("two words", None, SwapFlags::default(), cwd).is_err());
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod dependency_cells;
 pub mod dependency_upgrade;
 pub mod files;
 pub mod inspect;
+pub mod manifest;
 pub mod objects;
 pub mod qemu;
 pub mod sign;

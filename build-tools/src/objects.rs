@@ -14,7 +14,6 @@ use goblin::elf::sym::{
     Sym, STB_GLOBAL, STB_WEAK, STT_FILE, STT_SECTION, STV_HIDDEN, STV_INTERNAL,
 };
 use goblin::elf::Elf;
-use sha2::{Digest, Sha256};
 
 /// The names of the object members of an `ar` archive (those ending in `.o`), in archive order.
 pub fn object_members(archive_bytes: &[u8]) -> Result<Vec<String>> {
@@ -98,10 +97,8 @@ pub fn exported_symbols(object: &[u8]) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// SHA-256 of `bytes` as lowercase hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    crate_metadata::hex::encode(&Sha256::digest(bytes))
-}
+/// SHA-256 of `bytes` as lowercase hex, as the manifest and the loader write it (one function).
+pub use loader::sha256_hex;
 
 /// The hash cargo puts in an rlib's file name (`libfoo-0123abcd.rlib` gives `0123abcd`): it is
 /// derived from what makes the crate's identity (package, version, features, dependencies,

@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use crate_metadata::{Manifest, ManifestEntry};
+use crate_metadata::ManifestEntry;
 use ed25519_dalek::{Signer, SigningKey};
 
 use crate_metadata::hex::encode as hex;
@@ -81,11 +81,7 @@ pub fn keygen(dir: &Path) -> Result<(PathBuf, PathBuf)> {
 /// seconds, so it only grows) and every entry is signed anew. Returns how many entries it signed.
 pub fn sign_manifest(cells_dir: &Path, key: &Path) -> Result<usize> {
     let key = SigningKey::from_bytes(&read_key(key)?);
-    let path = cells_dir.join("manifest.json");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let mut manifest: Manifest =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let mut manifest = crate::manifest::read(cells_dir)?;
     for entry in &manifest.cells {
         let object = cells_dir.join(&entry.object);
         let bytes =
@@ -128,9 +124,7 @@ pub fn sign_manifest(cells_dir: &Path, key: &Path) -> Result<usize> {
         let statement = entry.signed_statement(serial);
         entry.signature = Some(hex(&key.sign(statement.as_bytes()).to_bytes()));
     }
-    let mut json = serde_json::to_string_pretty(&manifest)?;
-    json.push('\n');
-    crate::files::write_if_changed(&path, json.as_bytes())?;
+    crate::manifest::write(cells_dir, &manifest)?;
     Ok(manifest.cells.len())
 }
 

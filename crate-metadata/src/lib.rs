@@ -53,5 +53,6 @@ pub use edge::{Edge, SlotKind};
 pub use ids::{CellId, EdgeId, NamespaceId, SectionId, SymbolId};
 pub use manifest::{
     CellKind, CrateInfo, DependencyUpgrade, Manifest, ManifestEntry, PlanError, Rename, Unverified,
+    MANIFEST_FILE,
 };
 pub use registry::{Checkpoint, Registry};

@@ -172,6 +172,9 @@ pub struct CrateInfo {
     pub in_base_image: bool,
 }
 
+/// The manifest's file name in a cells directory (`target/cells/manifest.json`).
+pub const MANIFEST_FILE: &str = "manifest.json";
+
 /// Everything `cargo cell build` produced.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {

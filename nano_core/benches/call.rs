@@ -34,7 +34,7 @@ fn bench(c: &mut Criterion) {
         .unwrap();
     // SAFETY: the generated functions' signatures (support::synth).
     let h_rust: Handle<fn() -> u64> = unsafe { system.handle(ns, "bench_synth::f_0") }.unwrap();
-    // SAFETY: as above.
+    // SAFETY: `c_f_0` is `extern "C" fn() -> u64`, the type `CFn` (support::synth).
     let h_c: Handle<CFn> = unsafe { system.handle(ns, "c_f_0") }.unwrap();
     let lib = support::dlopen(&synth.cdylib, libc::RTLD_NOW | libc::RTLD_LOCAL);
     // SAFETY: `c_f_0` is `extern "C" fn() -> u64` (support::synth).

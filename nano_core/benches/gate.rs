@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use cell_abi::frame_alloc;
 use crate_metadata::CellKind;
 use criterion::{criterion_group, criterion_main, Criterion};
 use loader::SwapOptions;
@@ -31,20 +32,9 @@ fn bench(c: &mut Criterion) {
         .sample_size(40)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4));
-    // SAFETY: (every handle) frame_alloc's signatures, kept by its new version.
-    let (free_count, alloc, free) = unsafe {
-        (
-            kernel
-                .handle::<fn() -> usize>("frame_alloc::free_count")
-                .unwrap(),
-            kernel
-                .handle::<fn() -> Option<u64>>("frame_alloc::alloc_frame")
-                .unwrap(),
-            kernel
-                .handle::<fn(u64) -> Result<(), String>>("frame_alloc::free_frame")
-                .unwrap(),
-        )
-    };
+    let free_count = kernel.bind(frame_alloc::FREE_COUNT).unwrap();
+    let alloc = kernel.bind(frame_alloc::ALLOC_FRAME).unwrap();
+    let free = kernel.bind(frame_alloc::FREE_FRAME).unwrap();
     group.bench_function("call/handle (no swap)", |b| {
         b.iter(|| std::hint::black_box((free_count.get())()))
     });

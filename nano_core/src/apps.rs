@@ -16,93 +16,21 @@
 //! deregistered, their TLS blocks freed and their symbols removed.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::thread::JoinHandle;
 
 use anyhow::{anyhow, bail, Context, Result};
 use crate_metadata::{CellKind, NamespaceId};
 use loader::Handle;
 
-use crate::boot::Kernel;
-
-/// The application entry point convention.
-pub type MainFn = fn(&[String]) -> i32;
-
-/// How a run of an application ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// `main` returned this exit code.
-    Exited(i32),
-    /// `main` panicked with this message; the panic stopped at the entry point.
-    Panicked(String),
-}
-
-/// How a thread for an application is made.
-#[derive(Clone, Debug, Default)]
-pub struct LaunchOptions {
-    /// The thread's stack size in bytes (the platform's default when `None`).
-    pub stack_size: Option<usize>,
-}
-
-/// Where a started application is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AppState {
-    /// Loaded; `main` has not run on a thread of its own.
-    Started,
-    /// `main` runs on its thread.
-    Running,
-    /// `main` returned (or panicked) on its thread; the application waits to be ended.
-    Finished,
-}
-
-impl std::fmt::Display for AppState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            AppState::Started => "started",
-            AppState::Running => "running",
-            AppState::Finished => "finished",
-        })
-    }
-}
-
-/// One started application, as [`Kernel::apps`] lists it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AppInfo {
-    /// Its id.
-    pub id: u64,
-    /// The application's cell name.
-    pub name: String,
-    /// Its namespace's name (`app:hello#1`).
-    pub namespace: String,
-    /// Where it is.
-    pub state: AppState,
-}
-
-/// A started application.
-pub struct App {
-    /// Its id, unique for the kernel's life.
-    pub id: u64,
-    /// The application's cell name.
-    pub name: String,
-    /// Its namespace.
-    pub namespace: NamespaceId,
-    /// The namespace's name (`app:hello#1`).
-    pub namespace_name: String,
-    main: Handle<MainFn>,
-    running: Option<JoinHandle<Outcome>>,
-}
-
-/// The applications a kernel has started and not ended.
-#[derive(Default)]
-pub struct Apps {
-    next: u64,
-    list: Vec<App>,
-}
+use crate::app_table::App;
+pub use crate::app_table::{AppInfo, AppState, Apps, LaunchOptions, MainFn, Outcome};
+use crate::kernel::Kernel;
+use crate::panic::panic_message;
 
 fn call_main(main: &Handle<MainFn>, args: &[String]) -> Outcome {
     let f = main.get();
     match catch_unwind(AssertUnwindSafe(|| f(args))) {
         Ok(code) => Outcome::Exited(code),
-        Err(payload) => Outcome::Panicked(crate::workload::panic_message(&*payload)),
+        Err(payload) => Outcome::Panicked(panic_message(&*payload)),
     }
 }
 
@@ -119,8 +47,7 @@ impl Kernel {
         let kernel_ns = self.kernel_namespace();
         let ns = self
             .system_mut()
-            .create_namespace(&ns_name, Some(kernel_ns))
-            .map_err(|e| anyhow!("{e}"))?;
+            .create_namespace(&ns_name, Some(kernel_ns))?;
         let loaded = (|| -> Result<Handle<MainFn>> {
             for lib in &entry.brings {
                 let own = manifest.get(CellKind::Upgrades, lib).with_context(|| {
@@ -133,12 +60,9 @@ impl Kernel {
             // into the application's namespace, and go with it.
             self.load_dependencies(ns, entry)?;
             self.load_entry(ns, entry)?;
-            // SAFETY: the application convention's signature.
-            unsafe {
-                self.system_mut()
-                    .handle::<MainFn>(ns, &format!("{name}::main"))
-            }
-            .map_err(|e| anyhow!("application `{name}`: {e}"))
+            self.system_mut()
+                .bind(ns, cell_abi::MAIN.of(name))
+                .with_context(|| format!("application `{name}`"))
         })();
         let main = match loaded {
             Ok(main) => main,
@@ -193,12 +117,19 @@ impl Kernel {
             bail!("application #{id} is already running");
         }
         let main = app.main.clone();
+        let epochs = self.system.epochs().clone();
+        let app = self.app(id)?;
         let mut builder = std::thread::Builder::new().name(app.namespace_name.clone());
         if let Some(size) = options.stack_size {
             builder = builder.stack_size(size);
         }
         let thread = builder
-            .spawn(move || call_main(&main, &args))
+            .spawn(move || {
+                // Registered for grace periods from before `main` until the thread ends: a
+                // retired version it may be running is not freed under it (reclaim.rs).
+                let _registered = epochs.register();
+                call_main(&main, &args)
+            })
             .with_context(|| format!("spawning the thread of application #{id}"))?;
         app.running = Some(thread);
         Ok(())
@@ -277,18 +208,14 @@ impl Kernel {
         let ns = app.namespace;
         let name = app.name.clone();
         drop(app); // its handle: the namespace's cells must have no user left
-                   // The deinit convention: a cell about to be unloaded may release what its statics hold
-                   // (statics are never dropped; their heap memory would be lost with the cell).
-                   // SAFETY: `deinit` is `fn()` by the convention (README, "Applications and namespaces").
-        if let Ok(deinit) = unsafe {
-            self.system_mut()
-                .handle::<fn()>(ns, &format!("{name}::deinit"))
-        } {
+                   // The deinit convention: a cell about to be unloaded may release what its statics
+                   // hold (statics are never dropped; their heap memory would be lost with the cell).
+        if let Ok(deinit) = self.system_mut().bind(ns, cell_abi::DEINIT.of(&name)) {
             (deinit.get())();
         }
         self.system_mut()
             .remove_namespace(ns)
-            .map_err(|e| anyhow!("{e}"))
+            .map_err(anyhow::Error::new)
     }
 
     /// Starts, runs and ends application `name`: its namespace is gone afterwards, whether `main`
@@ -318,6 +245,26 @@ impl Kernel {
                 },
             })
             .collect()
+    }
+
+    /// Ends every application, waiting at most `deadline` for each one still running on its
+    /// thread. One still running then keeps its cells: its thread may still be in them (the
+    /// system leaves mapped what a live handle can reach).
+    pub(crate) fn end_apps_within(&mut self, deadline: std::time::Duration) {
+        let ids: Vec<u64> = self.apps().iter().map(|a| a.id).collect();
+        for id in ids {
+            if self.wait_app_within(id, deadline).is_err() && self.app_namespace(id).is_some() {
+                let running = self
+                    .apps()
+                    .iter()
+                    .any(|a| a.id == id && a.state == AppState::Running);
+                if running {
+                    log::warn!(target: "nano_core", "application #{id} still runs; its cells stay mapped");
+                    continue;
+                }
+            }
+            let _ = self.end_app(id);
+        }
     }
 
     /// The namespace of a started application.

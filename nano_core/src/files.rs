@@ -126,6 +126,15 @@ pub fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
     Ok(bytes)
 }
 
+/// The manifest of the cells directory `cells_dir`, read as [`read_regular`] reads: the one place
+/// `nano_core` reads it (at boot, and when `--watch` or a swap reloads it).
+pub fn read_manifest(cells_dir: &Path) -> anyhow::Result<crate_metadata::Manifest> {
+    use anyhow::Context;
+    let path = cells_dir.join(crate_metadata::MANIFEST_FILE);
+    let text = read_manifest_text(&path)?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
 /// The manifest at `path`, read as [`read_regular`] reads, as text.
 pub fn read_manifest_text(path: &Path) -> Result<String, ReadError> {
     let bytes = read_regular(path, MAX_MANIFEST)?;

@@ -17,17 +17,23 @@
 
 #![deny(missing_docs)]
 
+mod app_table;
 pub mod apps;
 pub mod boot;
 pub mod control;
+pub mod errors;
 pub mod files;
+pub mod kernel;
 pub mod live;
 pub mod logger;
+pub mod panic;
+pub mod reclaim;
 pub mod report;
+pub mod swap;
 pub mod upgrade_set;
 pub mod workload;
 
-pub use boot::{BootFailure, BootOptions, Kernel, KERNEL_NAMESPACE};
+pub use kernel::{BootFailure, BootOptions, Kernel, KERNEL_NAMESPACE};
 
 // A kernel may be handed to another thread (behind a lock, for concurrent swaps and loads).
 const _: fn() = || {

@@ -8,16 +8,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
+use cell_abi::{counter, frame_alloc, memfs};
 use crate_metadata::CellKind;
 use loader::{SwapOptions, SwapReport};
 
-use crate::boot::Kernel;
-
-type Read = fn(&str) -> Result<Vec<u8>, String>;
-type Count = fn() -> usize;
-type Bump = fn() -> u64;
-type Frames = fn() -> Vec<u64>;
-type Revision = fn() -> String;
+use crate::kernel::Kernel;
 
 /// What the state looked like, for before/after comparison.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,17 +66,10 @@ struct Load {
 }
 
 fn view(kernel: &mut Kernel) -> Result<StateView> {
-    // Every handle in this module: its type is the exact signature of the named cell function
-    // (cells/kernel/*, cells/libs/counter, and their new versions in cells/upgrades, which keep
-    // every signature).
-    // SAFETY: `memfs::list` is `fn(&str) -> Result<Vec<String>, String>`.
-    let list = unsafe { kernel.handle::<fn(&str) -> Result<Vec<String>, String>>("memfs::list") }?;
-    // SAFETY: `Read` is the signature of `memfs::read`.
-    let read = unsafe { kernel.handle::<Read>("memfs::read") }?;
-    // SAFETY: `Frames` is the signature of `frame_alloc::allocated_frames`.
-    let frames = unsafe { kernel.handle::<Frames>("frame_alloc::allocated_frames") }?;
-    // SAFETY: `Bump` (`fn() -> u64`) is also the signature of `counter::count`.
-    let count = unsafe { kernel.handle::<Bump>("counter::count") }?;
+    let list = kernel.bind(memfs::LIST)?;
+    let read = kernel.bind(memfs::READ)?;
+    let frames = kernel.bind(frame_alloc::ALLOCATED_FRAMES)?;
+    let count = kernel.bind(counter::COUNT)?;
     Ok(StateView {
         home: (list.get())("/home").unwrap_or_default(),
         notes_len: (read.get())("/home/notes.txt")
@@ -97,12 +85,9 @@ fn start_load(kernel: &mut Kernel, threads: usize) -> Result<Load> {
     let calls = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let bumps = Arc::new(AtomicU64::new(0));
-    // SAFETY: `Read` is the signature of `memfs::read`.
-    let read = unsafe { kernel.handle::<Read>("memfs::read") }?;
-    // SAFETY: `Count` is the signature of `frame_alloc::free_count`.
-    let free = unsafe { kernel.handle::<Count>("frame_alloc::free_count") }?;
-    // SAFETY: `Bump` is the signature of `counter::bump`.
-    let bump = unsafe { kernel.handle::<Bump>("counter::bump") }?;
+    let read = kernel.bind(memfs::READ)?;
+    let free = kernel.bind(frame_alloc::FREE_COUNT)?;
+    let bump = kernel.bind(counter::BUMP)?;
     let motd = (read.get())("/etc/motd").map_err(|e| anyhow!("memfs: {e}"))?;
     let mut handles = Vec::new();
     for _ in 0..threads {
@@ -139,9 +124,8 @@ fn start_load(kernel: &mut Kernel, threads: usize) -> Result<Load> {
 }
 
 fn revision(kernel: &mut Kernel, cell: &str) -> String {
-    // SAFETY: `Revision` (`fn() -> String`) is the signature of every cell's `revision`
-    // (cells/kernel/*, cells/libs/counter and greet, and their new versions).
-    unsafe { kernel.handle::<Revision>(&format!("{cell}::revision")) }
+    kernel
+        .bind(cell_abi::REVISION.of(cell))
         .map(|h| (h.get())())
         .unwrap_or_else(|_| "(no revision)".into())
 }
@@ -161,7 +145,7 @@ fn step_with(
     let outcome = match object {
         Some(path) => kernel
             .swap_cell(cell, &path, options)
-            .map_err(|e| format!("{e:#}")),
+            .map_err(|e| crate::errors::render(&e)),
         None => Err(format!("no object to swap `{cell}` to")),
     };
     std::thread::sleep(Duration::from_millis(30));
@@ -242,8 +226,7 @@ pub fn run(kernel: &mut Kernel, threads: usize) -> Result<LiveReport> {
 /// counter swapped to its new version (its `CONFIG` moves by a transfer) while a thread stays
 /// inside `counter::hold`: the drain gives up at its deadline and the swap is undone.
 fn held_inside(kernel: &mut Kernel, object: Option<std::path::PathBuf>) -> Result<Step> {
-    // SAFETY: `counter::hold` is `fn(&AtomicBool) -> u64` (cells/libs/counter).
-    let hold = unsafe { kernel.handle::<fn(&AtomicBool) -> u64>("counter::hold") }?;
+    let hold = kernel.bind(counter::HOLD)?;
     let release = Arc::new(AtomicBool::new(false));
     let (r, h) = (release.clone(), hold.clone());
     let holder = std::thread::Builder::new()

@@ -9,8 +9,8 @@ use std::sync::RwLock;
 use loader::Handle;
 use log::{LevelFilter, Log, Metadata, Record};
 
-/// The `klog::push` interface.
-pub type PushFn = fn(u32, &str, &str) -> u64;
+/// The `klog::push` interface ([`cell_abi::klog::PUSH`]).
+pub type PushFn = cell_abi::klog::Push;
 
 struct Sink {
     owner: u64,

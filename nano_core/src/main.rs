@@ -61,7 +61,7 @@ fn main() -> ExitCode {
     let keys = match Trust::read(&trusted) {
         Ok(trust) => trust,
         Err(e) => {
-            eprintln!("nano_core: {e:#}");
+            eprintln!("nano_core: {}", nano_core::errors::render(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -85,7 +85,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("nano_core: {e:#}");
+            eprintln!("nano_core: {}", nano_core::errors::render(&e));
             ExitCode::FAILURE
         }
     }
@@ -195,9 +195,13 @@ fn run_prompt(cells: &std::path::Path, keys: &Trust) -> anyhow::Result<()> {
         if line.trim().is_empty() {
             continue;
         }
-        let reply = control::dispatch(&mut kernel, None, line.trim());
-        print!("{}", reply.render());
-        if reply.quit {
+        let line = line.trim_end_matches('\n');
+        let response = match control_protocol::check_request(line.as_bytes()) {
+            Ok(request) => control::dispatch(&mut kernel, None, request),
+            Err(e) => control::Response::error(e.to_string()),
+        };
+        print!("{}", response.reply.to_wire());
+        if response.quit {
             return exit(kernel);
         }
     }

@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use crate_metadata::{Cell, Origin, SectionKind};
 
-use crate::boot::Kernel;
+use crate::kernel::Kernel;
 use crate::workload::WorkloadReport;
 
 /// The table of loaded cells.
@@ -222,17 +222,14 @@ pub fn applications(kernel: &mut Kernel) -> anyhow::Result<String> {
         let ns = kernel
             .app_namespace(id)
             .ok_or_else(|| anyhow::anyhow!("{app} vanished"))?;
-        // SAFETY: the applications' `output` is `fn() -> Vec<String>` (cells/apps/hello, hola).
-        let output = unsafe {
-            kernel
-                .system_mut()
-                .handle::<fn() -> Vec<String>>(ns, &format!("{app}::output"))
-        }
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let output = if app == "hello" {
+            kernel.bind_in(ns, cell_abi::hello::OUTPUT)?
+        } else {
+            kernel.bind_in(ns, cell_abi::hola::OUTPUT)?
+        };
         let _ = writeln!(out, "{app}: {outcome:?}, said {:?}", (output.get())());
     }
-    // SAFETY: `greet::revision` is `fn() -> String` (cells/libs/greet).
-    let revision = unsafe { kernel.handle::<fn() -> String>("greet::revision") }?;
+    let revision = kernel.bind(cell_abi::REVISION.of("greet"))?;
     let _ = writeln!(out, "_kernel's greet is still {:?}", (revision.get())());
     for id in [hello, hola] {
         let cells = kernel.end_app(id)?;

@@ -23,7 +23,7 @@ use anyhow::{Context, Result};
 use crate_metadata::{CellId, CellKind, DependencyUpgrade, ManifestEntry};
 use loader::{CellSpec, NewVersion, SwapError, SwapOptions, SwapReport, SwapRequest};
 
-use crate::boot::Kernel;
+use crate::kernel::Kernel;
 
 /// One cell of a transaction: the live one and the manifest entry of its new version.
 struct Step {

@@ -4,20 +4,10 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use anyhow::{anyhow, Result};
+use cell_abi::{frame_alloc, klog, memfs, sched, tls_stats};
 
-use crate::boot::Kernel;
-
-type AllocFrame = fn() -> Option<u64>;
-type FreeFrame = fn(u64) -> Result<(), String>;
-type Count = fn() -> usize;
-type Spawn = fn(&str, u8) -> Result<u64, String>;
-type Schedule = fn() -> Option<u64>;
-type Strings = fn() -> Vec<String>;
-type Create = fn(&str, &[u8]) -> Result<(), String>;
-type Read = fn(&str) -> Result<Vec<u8>, String>;
-type List = fn(&str) -> Result<Vec<String>, String>;
-type ReadOrPanic = fn(&str) -> Vec<u8>;
-type Record = fn(u64) -> u64;
+use crate::kernel::Kernel;
+pub use crate::panic::panic_message;
 
 /// What the workload did and saw.
 #[derive(Clone, Debug, Default)]
@@ -59,16 +49,10 @@ pub struct WorkloadReport {
 /// Runs the workload.
 pub fn run(kernel: &mut Kernel) -> Result<WorkloadReport> {
     let mut r = WorkloadReport::default();
-    // Each handle's type is the exact signature of the cell function it names, as declared in the
-    // cell's source under cells/: that is what every `SAFETY` comment below refers to.
-    // SAFETY: `Count` is `fn() -> usize`, the signature of `frame_alloc::total_frames`.
-    let total = unsafe { kernel.handle::<Count>("frame_alloc::total_frames") }?;
-    // SAFETY: `Count` is `fn() -> usize`, the signature of `frame_alloc::free_count`.
-    let free_count = unsafe { kernel.handle::<Count>("frame_alloc::free_count") }?;
-    // SAFETY: `AllocFrame` is the signature of `frame_alloc::alloc_frame`.
-    let alloc = unsafe { kernel.handle::<AllocFrame>("frame_alloc::alloc_frame") }?;
-    // SAFETY: `FreeFrame` is the signature of `frame_alloc::free_frame`.
-    let free = unsafe { kernel.handle::<FreeFrame>("frame_alloc::free_frame") }?;
+    let total = kernel.bind(frame_alloc::TOTAL_FRAMES)?;
+    let free_count = kernel.bind(frame_alloc::FREE_COUNT)?;
+    let alloc = kernel.bind(frame_alloc::ALLOC_FRAME)?;
+    let free = kernel.bind(frame_alloc::FREE_FRAME)?;
     r.frames_total = (total.get())();
     r.frames_free_before = (free_count.get())();
     for _ in 0..4 {
@@ -82,12 +66,9 @@ pub fn run(kernel: &mut Kernel) -> Result<WorkloadReport> {
         Err(e) => e,
     };
 
-    // SAFETY: `Spawn` is the signature of `sched::spawn`.
-    let spawn = unsafe { kernel.handle::<Spawn>("sched::spawn") }?;
-    // SAFETY: `Schedule` is the signature of `sched::schedule`.
-    let schedule = unsafe { kernel.handle::<Schedule>("sched::schedule") }?;
-    // SAFETY: `Strings` is `fn() -> Vec<String>`, the signature of `sched::tasks`.
-    let tasks = unsafe { kernel.handle::<Strings>("sched::tasks") }?;
+    let spawn = kernel.bind(sched::SPAWN)?;
+    let schedule = kernel.bind(sched::SCHEDULE)?;
+    let tasks = kernel.bind(sched::TASKS)?;
     for (name, prio) in [("shell", 2), ("netd", 1), ("fsd", 3)] {
         r.spawned
             .push((spawn.get())(name, prio).map_err(|e| anyhow!("spawning {name}: {e}"))?);
@@ -99,14 +80,10 @@ pub fn run(kernel: &mut Kernel) -> Result<WorkloadReport> {
     }
     r.tasks = (tasks.get())();
 
-    // SAFETY: `Create` is the signature of `memfs::create`.
-    let create = unsafe { kernel.handle::<Create>("memfs::create") }?;
-    // SAFETY: `Read` is the signature of `memfs::read`.
-    let read = unsafe { kernel.handle::<Read>("memfs::read") }?;
-    // SAFETY: `List` is the signature of `memfs::list`.
-    let list = unsafe { kernel.handle::<List>("memfs::list") }?;
-    // SAFETY: `ReadOrPanic` is the signature of `memfs::read_or_panic`.
-    let read_or_panic = unsafe { kernel.handle::<ReadOrPanic>("memfs::read_or_panic") }?;
+    let create = kernel.bind(memfs::CREATE)?;
+    let read = kernel.bind(memfs::READ)?;
+    let list = kernel.bind(memfs::LIST)?;
+    let read_or_panic = kernel.bind(memfs::READ_OR_PANIC)?;
     let notes = "cells are linked at run time\n".repeat(200);
     (create.get())("/home/notes.txt", notes.as_bytes())
         .map_err(|e| anyhow!("memfs::create: {e}"))?;
@@ -127,14 +104,12 @@ pub fn run(kernel: &mut Kernel) -> Result<WorkloadReport> {
     r.panic_caught = caught.err().map(|p| panic_message(&*p));
     r.fs_works_after_panic = (read.get())("/home/notes.txt").is_ok();
 
-    // SAFETY: `Strings` is `fn() -> Vec<String>`, the signature of `klog::dump`.
-    let dump = unsafe { kernel.handle::<Strings>("klog::dump") }?;
+    let dump = kernel.bind(klog::DUMP)?;
     let lines = (dump.get())();
     r.klog_lines = lines.len();
     r.klog_tail = lines.iter().rev().take(5).rev().cloned().collect();
 
-    // SAFETY: `Record` is the signature of `tls_stats::record`.
-    if let Ok(record) = unsafe { kernel.handle::<Record>("tls_stats::record") } {
+    if let Ok(record) = kernel.bind(tls_stats::RECORD) {
         let mut threads = Vec::new();
         for t in 0..3u64 {
             let record = record.clone();
@@ -155,15 +130,4 @@ pub fn run(kernel: &mut Kernel) -> Result<WorkloadReport> {
     }
     log::info!(target: "nano_core", "workload finished");
     Ok(r)
-}
-
-/// The message of a caught panic payload.
-pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "(a panic with a non-string payload)".into()
-    }
 }

@@ -71,8 +71,7 @@ fn apps_tell_running_from_finished_and_waiting_has_a_deadline() {
     assert_eq!(state(&kernel, sleeper), AppState::Running);
     // Released, it returns, and ends.
     let ns = kernel.app_namespace(sleeper).unwrap();
-    // SAFETY: `sleeper::release` is `fn()` (cells/apps/sleeper).
-    let release = unsafe { kernel.system_mut().handle::<fn()>(ns, "sleeper::release") }.unwrap();
+    let release = kernel.bind_in(ns, cell_abi::sleeper::RELEASE).unwrap();
     (release.get())();
     drop(release);
     assert_eq!(

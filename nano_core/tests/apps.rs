@@ -4,9 +4,9 @@ mod common;
 
 use std::sync::Mutex;
 
-use crate_metadata::CellKind;
+use crate_metadata::{CellKind, NamespaceId};
 use loader::hosted::Hosted;
-use loader::{CellSpec, LoadError, SwapOptions, System};
+use loader::{CellSpec, Handle, LoadError, SwapOptions, System, UnloadError};
 use nano_core::apps::Outcome;
 use nano_core::Kernel;
 
@@ -21,17 +21,21 @@ fn args(a: &[&str]) -> Vec<String> {
     a.iter().map(|s| s.to_string()).collect()
 }
 
-type Output = fn() -> Vec<String>;
-type Greeting = fn(&str) -> String;
-type Greeted = fn() -> u64;
+/// The `output` of the application `app` (hello or hola) in the namespace `ns`.
+fn output_of(kernel: &mut Kernel, ns: NamespaceId, app: &str) -> Handle<cell_abi::hello::Output> {
+    match app {
+        "hello" => kernel.bind_in(ns, cell_abi::hello::OUTPUT),
+        "hola" => kernel.bind_in(ns, cell_abi::hola::OUTPUT),
+        other => panic!("no output in {other}"),
+    }
+    .unwrap()
+}
 
 #[test]
 fn two_applications_use_two_versions_of_one_library_at_once() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut kernel = boot();
-    // Every handle here has the signature of its function in cells/libs/greet or cells/apps/*.
-    // SAFETY: `Greeted` is the signature of `greet::greeted` (cells/libs/greet).
-    let kernel_greeted = unsafe { kernel.handle::<Greeted>("greet::greeted") }.unwrap();
+    let kernel_greeted = kernel.bind(cell_abi::greet::GREETED).unwrap();
     let before = (kernel_greeted.get())();
     let hello = kernel.start_app("hello").unwrap();
     let hola = kernel.start_app("hola").unwrap();
@@ -42,12 +46,7 @@ fn two_applications_use_two_versions_of_one_library_at_once() {
     assert_eq!(kernel.wait_app(hola).unwrap(), Outcome::Exited(0));
     let output = |k: &mut Kernel, id: u64, app: &str| {
         let ns = k.app_namespace(id).unwrap();
-        // SAFETY: `Output` is the signature of `hello::output` and of `hola::output`.
-        let h = unsafe {
-            k.system_mut()
-                .handle::<Output>(ns, &format!("{app}::output"))
-        }
-        .unwrap();
+        let h = output_of(k, ns, app);
         (h.get())()
     };
     assert_eq!(
@@ -108,8 +107,7 @@ fn nothing_outside_an_application_can_bind_to_its_cells() {
         );
     }
     // The host cannot reach it from the kernel's namespace either.
-    // SAFETY: `Greeting` is the signature of `greet::greeting` (and the lookup fails anyway).
-    let err = unsafe { system.handle::<Greeting>(kernel, "greet::greeting") }.unwrap_err();
+    let err = system.bind(kernel, cell_abi::greet::GREETING).unwrap_err();
     assert!(
         matches!(err, LoadError::NoSuchSymbol { ref namespace, .. } if namespace == "_kernel"),
         "{err}"
@@ -149,9 +147,7 @@ fn a_panicking_application_takes_nothing_else_down() {
     );
     kernel.end_app(hello).unwrap();
     // The kernel's cells work.
-    // SAFETY: the signature of `memfs::read` (cells/kernel/memfs).
-    let read =
-        unsafe { kernel.handle::<fn(&str) -> Result<Vec<u8>, String>>("memfs::read") }.unwrap();
+    let read = kernel.bind(cell_abi::memfs::READ).unwrap();
     assert!((read.get())("/etc/motd").is_ok());
     assert_eq!(
         kernel.run_app("hello", &args(&["again"])).unwrap(),
@@ -169,10 +165,16 @@ fn teardown_frees_everything_and_refuses_while_used_from_outside() {
     let ns = kernel.app_namespace(id).unwrap();
     assert!(kernel.system().platform().live_mappings().0 > before.0);
     // A handle the host keeps into the application is a user outside its namespace.
-    // SAFETY: `Output` is the signature of `hola::output` (cells/apps/hola).
-    let kept = unsafe { kernel.system_mut().handle::<Output>(ns, "hola::output") }.unwrap();
-    let err = kernel.end_app(id).unwrap_err().to_string();
-    assert!(err.contains("nano_core") && err.contains("hola"), "{err}");
+    let kept = output_of(&mut kernel, ns, "hola");
+    let err = kernel.end_app(id).unwrap_err();
+    assert!(
+        matches!(
+            err.downcast_ref::<UnloadError>(),
+            Some(UnloadError::NamespaceInUse { cell, dependents, .. })
+                if cell == "hola" && dependents.iter().any(|d| d == "nano_core")
+        ),
+        "{err:#}"
+    );
     drop(kept);
     // `end_app` consumed the application; tear the namespace down directly now.
     kernel.system_mut().remove_namespace(ns).unwrap();
@@ -205,8 +207,7 @@ fn swapping_a_kernel_library_moves_the_applications_that_use_it() {
         Outcome::Exited(0)
     );
     let ns = kernel.app_namespace(hello).unwrap();
-    // SAFETY: `Output` is the signature of `hello::output` (cells/apps/hello).
-    let out = unsafe { kernel.system_mut().handle::<Output>(ns, "hello::output") }.unwrap();
+    let out = output_of(&mut kernel, ns, "hello");
     assert_eq!(
         (out.get())(),
         ["¡Hola, ada! (greet v2)"],

@@ -181,8 +181,7 @@ fn no_mapping_is_writable_and_executable() {
 fn a_panic_in_a_cell_unwinds_to_the_host() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut kernel = boot();
-    // SAFETY: `memfs::read_or_panic` is `fn(&str) -> Vec<u8>`.
-    let f = unsafe { kernel.handle::<fn(&str) -> Vec<u8>>("memfs::read_or_panic") }.unwrap();
+    let f = kernel.bind(cell_abi::memfs::READ_OR_PANIC).unwrap();
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let caught = catch_unwind(AssertUnwindSafe(|| (f.get())("/missing")));
@@ -197,10 +196,8 @@ fn a_panic_in_a_cell_unwinds_to_the_host() {
 fn thread_local_blocks_are_per_thread_and_freed_at_thread_exit() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut kernel = boot();
-    // SAFETY: the signature of `tls_stats::record` (cells/libs/tls_stats).
-    let record = unsafe { kernel.handle::<fn(u64) -> u64>("tls_stats::record") }.unwrap();
-    // SAFETY: the signature of `tls_stats::note` (cells/libs/tls_stats).
-    let note = unsafe { kernel.handle::<fn(&str) -> usize>("tls_stats::note") }.unwrap();
+    let record = kernel.bind(cell_abi::tls_stats::RECORD).unwrap();
+    let note = kernel.bind(cell_abi::tls_stats::NOTE).unwrap();
     let before = loader::hosted::live_tls_blocks();
     let threads: Vec<_> = (1..=4u64)
         .map(|t| {
@@ -276,15 +273,8 @@ fn unloading_is_refused_while_dependents_exist_and_frees_the_cell_when_not() {
 fn a_crate_the_base_image_links_shares_its_statics_with_the_loaded_cell() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut kernel = boot();
-    // SAFETY: klog's signatures.
-    let (push, dump) = unsafe {
-        (
-            kernel
-                .handle::<fn(u32, &str, &str) -> u64>("klog::push")
-                .unwrap(),
-            kernel.handle::<fn() -> Vec<String>>("klog::dump").unwrap(),
-        )
-    };
+    let push = kernel.bind(cell_abi::klog::PUSH).unwrap();
+    let dump = kernel.bind(cell_abi::klog::DUMP).unwrap();
     // The host's own (statically linked) klog and the loaded cell write one ring.
     let from_host = format!(
         "written by the base image {:?}",
@@ -334,7 +324,6 @@ fn a_crate_the_base_image_links_shares_its_statics_with_the_loaded_cell() {
 fn init_array_functions_get_argc_argv_envp() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut kernel = boot();
-    // SAFETY: `tls_stats::init_array_argc` is `fn() -> i64`.
-    let argc = unsafe { kernel.handle::<fn() -> i64>("tls_stats::init_array_argc") }.unwrap();
+    let argc = kernel.bind(cell_abi::tls_stats::INIT_ARRAY_ARGC).unwrap();
     assert_eq!((argc.get())(), std::env::args().count() as i64);
 }

@@ -18,15 +18,8 @@ use nano_core::Kernel;
 fn swaps_loads_and_teardowns_from_several_threads_while_others_call() {
     nano_core::logger::install(log::LevelFilter::Off);
     let mut kernel = Kernel::boot(common::cells_dir()).unwrap_or_else(|e| panic!("{e:#}"));
-    // SAFETY: the cells' signatures.
-    let (read, bump) = unsafe {
-        (
-            kernel
-                .handle::<fn(&str) -> Result<Vec<u8>, String>>("memfs::read")
-                .unwrap(),
-            kernel.handle::<fn() -> u64>("counter::bump").unwrap(),
-        )
-    };
+    let read = kernel.bind(cell_abi::memfs::READ).unwrap();
+    let bump = kernel.bind(cell_abi::counter::BUMP).unwrap();
     let motd = (read.get())("/etc/motd").unwrap();
     let epochs = kernel.system().epochs().clone();
     let kernel = Arc::new(Mutex::new(kernel));

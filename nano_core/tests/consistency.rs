@@ -12,30 +12,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use cell_abi::{counter, frame_alloc, memfs};
 use crate_metadata::CellKind;
 use loader::{Handle, StaticOutcome, SwapOptions};
 use nano_core::Kernel;
-
-type Alloc = fn() -> Option<u64>;
-type Free = fn(u64) -> Result<(), String>;
-type Frames = fn() -> Vec<u64>;
-type Count = fn() -> usize;
-type Create = fn(&str, &[u8]) -> Result<(), String>;
-type Write = fn(&str, &[u8]) -> Result<(), String>;
-type Read = fn(&str) -> Result<Vec<u8>, String>;
-type Bump = fn() -> u64;
 
 const WORKERS: usize = 4;
 
 /// The handles the workers call.
 #[derive(Clone)]
 struct Calls {
-    alloc: Handle<Alloc>,
-    free: Handle<Free>,
-    create: Handle<Create>,
-    write: Handle<Write>,
-    read: Handle<Read>,
-    bump: Handle<Bump>,
+    alloc: Handle<frame_alloc::AllocFrame>,
+    free: Handle<frame_alloc::FreeFrame>,
+    create: Handle<memfs::Create>,
+    write: Handle<memfs::Write>,
+    read: Handle<memfs::Read>,
+    bump: Handle<counter::Bump>,
 }
 
 /// What one worker did.
@@ -84,28 +76,17 @@ fn worker(t: usize, calls: Calls, stop: Arc<AtomicBool>) -> Work {
 /// with the gate or without. Returns what the counts show: the problems found (empty when every
 /// count is exact).
 fn run(kernel: &mut Kernel, swaps: usize, options: &SwapOptions) -> Vec<String> {
-    // SAFETY: (every handle) the signatures of frame_alloc, memfs and counter (cells/kernel,
-    // cells/libs, and their new versions in cells/upgrades keep them).
-    let calls = unsafe {
-        Calls {
-            alloc: kernel.handle::<Alloc>("frame_alloc::alloc_frame").unwrap(),
-            free: kernel.handle::<Free>("frame_alloc::free_frame").unwrap(),
-            create: kernel.handle::<Create>("memfs::create").unwrap(),
-            write: kernel.handle::<Write>("memfs::write").unwrap(),
-            read: kernel.handle::<Read>("memfs::read").unwrap(),
-            bump: kernel.handle::<Bump>("counter::bump").unwrap(),
-        }
+    let calls = Calls {
+        alloc: kernel.bind(frame_alloc::ALLOC_FRAME).unwrap(),
+        free: kernel.bind(frame_alloc::FREE_FRAME).unwrap(),
+        create: kernel.bind(memfs::CREATE).unwrap(),
+        write: kernel.bind(memfs::WRITE).unwrap(),
+        read: kernel.bind(memfs::READ).unwrap(),
+        bump: kernel.bind(counter::BUMP).unwrap(),
     };
-    // SAFETY: as above.
-    let (allocated, memfs_frames, bumped) = unsafe {
-        (
-            kernel
-                .handle::<Frames>("frame_alloc::allocated_frames")
-                .unwrap(),
-            kernel.handle::<Count>("memfs::frames_used").unwrap(),
-            kernel.handle::<Bump>("counter::bump").unwrap(),
-        )
-    };
+    let allocated = kernel.bind(frame_alloc::ALLOCATED_FRAMES).unwrap();
+    let memfs_frames = kernel.bind(memfs::FRAMES_USED).unwrap();
+    let bumped = kernel.bind(counter::BUMP).unwrap();
     let baseline = (allocated.get())().len() - (memfs_frames.get())();
     let counter_before = (bumped.get())();
     let manifest = common::manifest();
@@ -216,9 +197,7 @@ fn run(kernel: &mut Kernel, swaps: usize, options: &SwapOptions) -> Vec<String> 
     for frame in held {
         let _ = (calls.free.get())(frame);
     }
-    // SAFETY: memfs's signature.
-    let remove =
-        unsafe { kernel.handle::<fn(&str) -> Result<(), String>>("memfs::remove") }.unwrap();
+    let remove = kernel.bind(memfs::REMOVE).unwrap();
     for t in 0..WORKERS {
         let _ = (remove.get())(&format!("/tmp/consistency-{t}"));
     }
@@ -275,15 +254,8 @@ fn swap_counter(kernel: &mut Kernel, options: &SwapOptions) -> anyhow::Result<lo
 #[test]
 fn a_thread_that_stays_inside_makes_the_swap_give_up_by_its_deadline_and_change_nothing() {
     let mut kernel = Kernel::boot(common::cells_dir()).expect("boot");
-    // SAFETY: counter's signatures (cells/libs/counter).
-    let (hold, bump) = unsafe {
-        (
-            kernel
-                .handle::<fn(&AtomicBool) -> u64>("counter::hold")
-                .unwrap(),
-            kernel.handle::<Bump>("counter::bump").unwrap(),
-        )
-    };
+    let hold = kernel.bind(counter::HOLD).unwrap();
+    let bump = kernel.bind(counter::BUMP).unwrap();
     let release = Arc::new(AtomicBool::new(false));
     let (r, h) = (release.clone(), hold.clone());
     let holder = std::thread::Builder::new()
@@ -343,14 +315,7 @@ fn a_thread_that_stays_inside_makes_the_swap_give_up_by_its_deadline_and_change_
 #[test]
 fn a_swap_asked_for_from_inside_the_cell_is_refused() {
     let kernel = std::sync::Mutex::new(Kernel::boot(common::cells_dir()).expect("boot"));
-    // SAFETY: counter's signature (cells/libs/counter).
-    let call = unsafe {
-        kernel
-            .lock()
-            .unwrap()
-            .handle::<fn(&dyn Fn() -> u64) -> u64>("counter::call")
-            .unwrap()
-    };
+    let call = kernel.lock().unwrap().bind(counter::CALL).unwrap();
     let refused = std::sync::Mutex::new(None);
     let from_inside = || {
         let mut k = kernel.lock().unwrap();

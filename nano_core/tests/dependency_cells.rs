@@ -12,11 +12,9 @@ use loader::{CellSpec, LoadError, ManifestCatalog, MissingCause, SwapError, Swap
 use nano_core::upgrade_set::UpgradeSetError;
 use nano_core::Kernel;
 
-type Put = fn(&str, &[u8]) -> Result<u32, String>;
-type Get = fn(&str) -> Option<Vec<u8>>;
-type Len = fn() -> usize;
-type Text = fn() -> String;
-type FindAll = fn(&str, &str) -> Result<Vec<String>, String>;
+// Not `use cell_abi::kvstore`: the name would reach the `kvstore` crate (a dev-dependency for the
+// differential test), and linking it into this binary makes its dependency cells the image's.
+use cell_abi::kvstore as kv;
 
 fn boot() -> Kernel {
     Kernel::boot(common::cells_dir()).expect("boot")
@@ -126,25 +124,12 @@ fn dependency_cells_load_before_the_cells_that_need_them() {
 #[test]
 fn the_kernel_cell_runs_its_third_party_crates() {
     let mut kernel = boot();
-    // SAFETY: kvstore's signatures (cells/kernel/kvstore).
-    let (put, get, checksum, tag, tagged, split) = unsafe {
-        (
-            kernel.handle::<Put>("kvstore::put").unwrap(),
-            kernel.handle::<Get>("kvstore::get").unwrap(),
-            kernel
-                .handle::<fn(&str) -> Option<u32>>("kvstore::checksum")
-                .unwrap(),
-            kernel
-                .handle::<fn(&str, &str) -> Result<usize, String>>("kvstore::tag")
-                .unwrap(),
-            kernel
-                .handle::<fn(&str) -> Vec<String>>("kvstore::tagged")
-                .unwrap(),
-            kernel
-                .handle::<fn(&str) -> Vec<String>>("kvstore::split_path")
-                .unwrap(),
-        )
-    };
+    let put = kernel.bind(kv::PUT).unwrap();
+    let get = kernel.bind(kv::GET).unwrap();
+    let checksum = kernel.bind(kv::CHECKSUM).unwrap();
+    let tag = kernel.bind(kv::TAG).unwrap();
+    let tagged = kernel.bind(kv::TAGGED).unwrap();
+    let split = kernel.bind(kv::SPLIT_PATH).unwrap();
     // CRC-32 of "123456789" is the standard check value.
     assert_eq!((put.get())("check", b"123456789"), Ok(0xcbf4_3926));
     assert_eq!((checksum.get())("check"), Some(0xcbf4_3926));
@@ -172,20 +157,14 @@ fn each_application_gets_its_own_release_of_a_crate() {
         .find(|a| a.id == app)
         .unwrap()
         .namespace;
-    // SAFETY: banner's `widths` signature (cells/apps/banner).
-    let widths = unsafe {
-        let ns_id = kernel
-            .system()
-            .namespaces()
-            .iter()
-            .find(|n| n.name == ns)
-            .unwrap()
-            .id;
-        kernel
-            .system_mut()
-            .handle::<fn() -> Vec<(usize, usize)>>(ns_id, "banner::widths")
-            .unwrap()
-    };
+    let ns_id = kernel
+        .system()
+        .namespaces()
+        .iter()
+        .find(|n| n.name == ns)
+        .unwrap()
+        .id;
+    let widths = kernel.bind_in(ns_id, cell_abi::banner::WIDTHS).unwrap();
     // unicode-width 0.2 counts a newline as one column, 0.1 as none: each caller its own release.
     assert_eq!((widths.get())(), [(3, 2), (1, 0), (3, 3)]);
     let releases = live(&kernel, "unicode_width");
@@ -211,15 +190,8 @@ fn each_application_gets_its_own_release_of_a_crate() {
 #[test]
 fn thread_locals_of_another_cell_serve_every_thread() {
     let mut kernel = boot();
-    // SAFETY: textkit's signatures (cells/libs/textkit).
-    let (find_all, words) = unsafe {
-        (
-            kernel.handle::<FindAll>("textkit::find_all").unwrap(),
-            kernel
-                .handle::<fn(&str) -> usize>("textkit::word_count")
-                .unwrap(),
-        )
-    };
+    let find_all = kernel.bind(cell_abi::textkit::FIND_ALL).unwrap();
+    let words = kernel.bind(cell_abi::textkit::WORD_COUNT).unwrap();
     // textkit's object reaches regex-automata's thread-local (the pool's thread id) through a
     // TLS pair in its GOT: the module regex-automata got and the variable's offset.
     let registry = kernel.system().registry();
@@ -326,16 +298,11 @@ fn a_dependency_upgrade_moves_the_crate_under_load_and_keeps_the_state() {
         Some(&rebuilt.sha256),
         manifest.get(CellKind::Libs, "kvquery").map(|e| &e.sha256)
     );
-    // SAFETY: kvstore's signatures.
-    let (put, get, len, revision, summary) = unsafe {
-        (
-            kernel.handle::<Put>("kvstore::put").unwrap(),
-            kernel.handle::<Get>("kvstore::get").unwrap(),
-            kernel.handle::<Len>("kvstore::len").unwrap(),
-            kernel.handle::<Text>("kvstore::revision").unwrap(),
-            kernel.handle::<Text>("kvquery::summary").unwrap(),
-        )
-    };
+    let put = kernel.bind(kv::PUT).unwrap();
+    let get = kernel.bind(kv::GET).unwrap();
+    let len = kernel.bind(kv::LEN).unwrap();
+    let revision = kernel.bind(cell_abi::REVISION.of("kvstore")).unwrap();
+    let summary = kernel.bind(cell_abi::kvquery::SUMMARY).unwrap();
     for i in 0..20 {
         (put.get())(&format!("key{i}"), format!("value {i}").as_bytes()).unwrap();
     }
@@ -530,7 +497,10 @@ fn a_library_whose_dependency_fails_is_left_out_and_the_rest_boots() {
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert_eq!(failures[0].cell, "textkit");
     assert!(
-        failures[0].error.contains("regex_syntax") && failures[0].error.contains("SHA-256"),
+        matches!(
+            &failures[0].load_error,
+            Some(LoadError::IntegrityMismatch { cell, .. }) if cell == "regex_syntax"
+        ),
         "{}",
         failures[0].error
     );
@@ -554,12 +524,19 @@ fn a_library_whose_dependency_fails_is_left_out_and_the_rest_boots() {
 #[test]
 fn a_kernel_cell_whose_dependency_fails_stops_the_boot_naming_both() {
     let dir = cells_with_damaged("heapless", "kernel");
-    let err = match Kernel::boot(&dir) {
+    let error = match Kernel::boot(&dir) {
         Ok(_) => panic!("the boot must stop"),
-        Err(e) => format!("{e:#}"),
+        Err(e) => e,
     };
     std::fs::remove_dir_all(&dir).unwrap();
+    let err = nano_core::errors::render(&error);
     assert!(err.contains("kernel cell `kvstore`"), "{err}");
     assert!(err.contains("dependency cell `heapless` 0.9.3"), "{err}");
-    assert!(err.contains("SHA-256"), "{err}");
+    assert!(
+        matches!(
+            nano_core::errors::find::<LoadError>(&error),
+            Some(LoadError::IntegrityMismatch { cell, .. }) if cell == "heapless"
+        ),
+        "{err}"
+    );
 }

@@ -11,15 +11,6 @@ mod common;
 
 use nano_core::{BootOptions, Kernel};
 
-type FindAll = fn(&str, &str) -> Result<Vec<String>, String>;
-type ReplaceAll = fn(&str, &str, &str) -> Result<String, String>;
-type Captures = fn(&str, &str) -> Result<Vec<Option<String>>, String>;
-type Count = fn(&str) -> usize;
-type Sums = fn(&str) -> Vec<u32>;
-type Crc = fn(&[u8]) -> u32;
-type Split = fn(&str) -> Vec<String>;
-type Pad = fn(&str, usize) -> String;
-
 /// A small deterministic generator (xorshift), so that failures reproduce.
 struct Rng(u64);
 
@@ -96,49 +87,29 @@ fn the_cells_compute_what_the_statically_linked_crates_compute() {
     ] {
         assert!(kernel.cell_id(cell).is_some(), "{cell} is loaded as a cell");
     }
-    // SAFETY: each type is its function's signature, which the static calls below also use, so
-    // the compiler checks them against the crates.
-    let h = unsafe {
-        (
-            kernel
-                .handle::<fn(&str, &str) -> Result<Vec<String>, String>>("textkit::find_all")
-                .unwrap(),
-            kernel
-                .handle::<fn(&str, &str, &str) -> Result<String, String>>("textkit::replace_all")
-                .unwrap(),
-            kernel
-                .handle::<fn(&str, &str) -> Result<Vec<Option<String>>, String>>(
-                    "textkit::captures",
-                )
-                .unwrap(),
-            kernel
-                .handle::<fn(&str) -> usize>("textkit::word_count")
-                .unwrap(),
-            kernel
-                .handle::<fn(&str) -> Vec<u32>>("textkit::line_checksums")
-                .unwrap(),
-            kernel.handle::<fn(&[u8]) -> u32>("kvstore::crc32").unwrap(),
-            kernel
-                .handle::<fn(&str) -> Vec<String>>("kvstore::split_path")
-                .unwrap(),
-            kernel
-                .handle::<fn(&str) -> usize>("columns::width")
-                .unwrap(),
-            kernel
-                .handle::<fn(&str, usize) -> String>("columns::pad")
-                .unwrap(),
-        )
-    };
+    use cell_abi::{columns as abi_columns, kvstore as abi_kvstore, textkit as abi_textkit};
+    let h = (
+        kernel.bind(abi_textkit::FIND_ALL).unwrap(),
+        kernel.bind(abi_textkit::REPLACE_ALL).unwrap(),
+        kernel.bind(abi_textkit::CAPTURES).unwrap(),
+        kernel.bind(abi_textkit::WORD_COUNT).unwrap(),
+        kernel.bind(abi_textkit::LINE_CHECKSUMS).unwrap(),
+        kernel.bind(abi_kvstore::CRC32).unwrap(),
+        kernel.bind(abi_kvstore::SPLIT_PATH).unwrap(),
+        kernel.bind(abi_columns::WIDTH).unwrap(),
+        kernel.bind(abi_columns::PAD).unwrap(),
+    );
+    // The same functions linked statically, with the types cell-abi declares for the handles.
     let statics: (
-        FindAll,
-        ReplaceAll,
-        Captures,
-        Count,
-        Sums,
-        Crc,
-        Split,
-        Count,
-        Pad,
+        abi_textkit::FindAll,
+        abi_textkit::ReplaceAll,
+        abi_textkit::Captures,
+        abi_textkit::WordCount,
+        abi_textkit::LineChecksums,
+        abi_kvstore::Crc32,
+        abi_kvstore::SplitPath,
+        abi_columns::Width,
+        abi_columns::Pad,
     ) = (
         textkit::find_all,
         textkit::replace_all,

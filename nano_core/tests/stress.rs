@@ -20,18 +20,12 @@ fn four_threads_call_through_a_thousand_round_trips() {
     let mut system = System::new(Hosted::new().unwrap(), "nano_core");
     let ns = system.create_namespace("_kernel", None).unwrap();
     let first = system.load(ns, CellSpec::named("counter"), &v1).unwrap();
-    // SAFETY: counter's signatures (cells/libs/counter, cells/upgrades/counter).
-    let (bump, count, revision, set_mode, mode) = unsafe {
-        (
-            system.handle::<fn() -> u64>(ns, "counter::bump").unwrap(),
-            system.handle::<fn() -> u64>(ns, "counter::count").unwrap(),
-            system
-                .handle::<fn() -> String>(ns, "counter::revision")
-                .unwrap(),
-            system.handle::<fn(u64)>(ns, "counter::set_mode").unwrap(),
-            system.handle::<fn() -> u64>(ns, "counter::mode").unwrap(),
-        )
-    };
+    use cell_abi::counter;
+    let bump = system.bind(ns, counter::BUMP).unwrap();
+    let count = system.bind(ns, counter::COUNT).unwrap();
+    let revision = system.bind(ns, cell_abi::REVISION.of("counter")).unwrap();
+    let set_mode = system.bind(ns, counter::SET_MODE).unwrap();
+    let mode = system.bind(ns, counter::MODE).unwrap();
     (set_mode.get())(42);
 
     let stop = Arc::new(AtomicBool::new(false));

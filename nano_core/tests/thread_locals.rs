@@ -5,15 +5,10 @@ mod common;
 
 use std::sync::{Arc, Barrier};
 
+use cell_abi::tls_stats;
 use crate_metadata::CellKind;
 use loader::{Handle, SwapOptions, TlsOutcome};
 use nano_core::Kernel;
-
-type Record = fn(u64) -> u64;
-type Total = fn() -> u64;
-type Note = fn(&str) -> usize;
-type Notes = fn() -> Vec<String>;
-type Text = fn() -> String;
 
 /// What a thread that lived through the swap sees: (total, notes, generation, revision).
 type Seen = (u64, Vec<String>, u64, String);
@@ -22,28 +17,24 @@ type Newcomer = (u64, Vec<String>, u64);
 
 #[derive(Clone)]
 struct Calls {
-    record: Handle<Record>,
-    total: Handle<Total>,
-    note: Handle<Note>,
-    notes: Handle<Notes>,
-    generation: Handle<Total>,
-    advance: Handle<Total>,
-    revision: Handle<Text>,
+    record: Handle<tls_stats::Record>,
+    total: Handle<tls_stats::ThreadTotal>,
+    note: Handle<tls_stats::Note>,
+    notes: Handle<tls_stats::Notes>,
+    generation: Handle<tls_stats::Generation>,
+    advance: Handle<tls_stats::Advance>,
+    revision: Handle<cell_abi::Revision>,
 }
 
 fn calls(kernel: &mut Kernel) -> Calls {
-    // SAFETY: (every handle) tls_stats's signatures, the same in both versions
-    // (cells/libs/tls_stats, cells/upgrades/tls_stats).
-    unsafe {
-        Calls {
-            record: kernel.handle::<Record>("tls_stats::record").unwrap(),
-            total: kernel.handle::<Total>("tls_stats::thread_total").unwrap(),
-            note: kernel.handle::<Note>("tls_stats::note").unwrap(),
-            notes: kernel.handle::<Notes>("tls_stats::notes").unwrap(),
-            generation: kernel.handle::<Total>("tls_stats::generation").unwrap(),
-            advance: kernel.handle::<Total>("tls_stats::advance").unwrap(),
-            revision: kernel.handle::<Text>("tls_stats::revision").unwrap(),
-        }
+    Calls {
+        record: kernel.bind(tls_stats::RECORD).unwrap(),
+        total: kernel.bind(tls_stats::THREAD_TOTAL).unwrap(),
+        note: kernel.bind(tls_stats::NOTE).unwrap(),
+        notes: kernel.bind(tls_stats::NOTES).unwrap(),
+        generation: kernel.bind(tls_stats::GENERATION).unwrap(),
+        advance: kernel.bind(tls_stats::ADVANCE).unwrap(),
+        revision: kernel.bind(cell_abi::REVISION.of("tls_stats")).unwrap(),
     }
 }
 

@@ -38,13 +38,15 @@ COMMANDS:
              this terminal: what you type goes to its serial port)
     run      Build what is stale, boot nano_core and serve its control socket in the
              foreground until `cargo cell ctl quit` (or Ctrl-C)
-    swap <CELL> [<OBJECT>] [--fresh]
+    swap <CELL> [<OBJECT>] [--fresh [--force]]
              Swap a cell of the running nano_core for a new version: OBJECT (default: the
              cell's rebuilt or upgrade object from the manifest); --fresh starts its statics
-             fresh instead of keeping their state. Prints what changed.
+             fresh instead of keeping their state (refused for a static the base image shares,
+             such as klog's log, unless --force). Prints what changed.
     ctl <REQUEST>...
              Send a request to the running nano_core and print the reply: ping, ls, ns,
-             status, quit, swap <cell> [<object>] [--fresh]
+             status, reclaim, apps, quit, swap <cell> [<object>] [--fresh [--force]]
+             (`cargo cell ctl help` lists them all)
     ls       List the cells: namespace, version, size, dependents, state
     info <CELL>
              A cell's identity, sections, exports and their users, imports and providers
@@ -98,6 +100,7 @@ enum Cli {
         cell: String,
         object: Option<PathBuf>,
         fresh: bool,
+        force: bool,
     },
     Ctl {
         target: SocketTarget,
@@ -332,7 +335,7 @@ fn parse(mut args: Vec<String>) -> Result<Cli> {
         }
         "swap" => {
             let mut target = SocketTarget::default();
-            let mut fresh = false;
+            let (mut fresh, mut force) = (false, false);
             let mut positional = Vec::new();
             while let Some(arg) = args.next() {
                 if target.take(&arg, &mut args)? {
@@ -340,6 +343,7 @@ fn parse(mut args: Vec<String>) -> Result<Cli> {
                 }
                 match arg.as_str() {
                     "--fresh" => fresh = true,
+                    "--force" => force = true,
                     "-h" | "--help" => return Ok(Cli::Help),
                     other if other.starts_with('-') => {
                         bail!("unknown option `{other}` for `cargo cell swap`")
@@ -355,11 +359,17 @@ fn parse(mut args: Vec<String>) -> Result<Cli> {
             if let Some(extra) = positional.next() {
                 bail!("unexpected argument `{extra}` for `cargo cell swap`");
             }
+            if force && !fresh {
+                bail!(
+                    "--force goes with --fresh: cargo cell swap <CELL> [<OBJECT>] --fresh --force"
+                );
+            }
             Ok(Cli::Swap {
                 target,
                 cell,
                 object,
                 fresh,
+                force,
             })
         }
         "ctl" => {
@@ -552,9 +562,11 @@ fn run(cli: Cli) -> Result<()> {
             cell,
             object,
             fresh,
+            force,
         } => {
             let cwd = std::env::current_dir().context("cannot read the current directory")?;
-            let line = control::swap_request(&cell, object.as_deref(), fresh, &cwd)?;
+            let flags = control::SwapFlags { fresh, force };
+            let line = control::swap_request(&cell, object.as_deref(), flags, &cwd)?;
             send(&target, &line)?;
         }
         Cli::Ctl { target, request } => send(&target, &request.join(" "))?,
@@ -656,14 +668,24 @@ mod tests {
             cell,
             object,
             fresh,
+            force,
         } = parse(args("cell swap memfs x/memfs.o --fresh --socket s")).unwrap()
         else {
             panic!("not swap")
         };
         assert_eq!(cell, "memfs");
         assert_eq!(object.as_deref(), Some(Path::new("x/memfs.o")));
-        assert!(fresh);
+        assert!(fresh && !force);
         assert_eq!(target.socket.as_deref(), Some(Path::new("s")));
+        assert!(matches!(
+            parse(args("swap klog --fresh --force")).unwrap(),
+            Cli::Swap {
+                fresh: true,
+                force: true,
+                ..
+            }
+        ));
+        assert!(parse(args("swap klog --force")).is_err());
         assert!(matches!(
             parse(args("swap memfs")).unwrap(),
             Cli::Swap {

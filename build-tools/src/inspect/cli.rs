@@ -210,7 +210,7 @@ pub fn snapshot(source: &Source, build: &BuildOptions) -> Result<Model> {
             };
             let snapshot = live::fetch(&socket)?;
             let manifest = match workspace {
-                Ok(ws) => read_manifest(&ws.target_dir.join("cells").join("manifest.json"))?,
+                Ok(ws) => read_manifest(&crate::manifest::path(&ws.target_dir.join("cells")))?,
                 Err(_) => None,
             };
             Ok(Model { snapshot, manifest })
@@ -238,9 +238,7 @@ fn read_manifest(path: &Path) -> Result<Option<Manifest>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
-    let manifest = serde_json::from_str(&text)
-        .with_context(|| format!("parsing the build manifest {}", path.display()))?;
-    Ok(Some(manifest))
+    crate::manifest::parse(&text, path).map(Some)
 }
 
 /// Runs a parsed inspection command: prints (or writes) what it shows.

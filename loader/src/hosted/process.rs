@@ -47,7 +47,9 @@ extern "C" fn gate_wait(word: *const u32) {
 
 /// Wakes every caller parked on the gate's word.
 extern "C" fn gate_wake(word: *const u32) {
-    // SAFETY: as above; FUTEX_WAKE only looks the waiters up by the address.
+    // SAFETY: `word` is the gate's state word, an aligned `u32` in the gate's mapping, which
+    // stays mapped while the gate can be waited on; FUTEX_WAKE only looks waiters up by the
+    // address and reads no memory.
     unsafe {
         libc::syscall(
             libc::SYS_futex,

@@ -1,7 +1,8 @@
 //! Knowing who is inside: a stack check of every thread of the process, as Linux livepatch checks
 //! a sleeping task's stack before it moves the task to the new code, but without stopping anyone.
 //!
-//! For each thread but the caller's, the scanner sends a real-time signal ([`SCAN_SIGNAL`]) with
+//! For each thread but the caller's (whose frames [`current_inside`] walks with the unwinder),
+//! the scanner sends a real-time signal ([`SCAN_SIGNAL`]) with
 //! `tgkill`; the thread's handler looks at what the interrupted thread holds and reports the first
 //! thing that lies in the ranges asked about (the old versions' text):
 //!
@@ -261,7 +262,8 @@ fn answer(context: *mut libc::c_void) -> Option<u64> {
             REQUEST.ranges_len.load(Ordering::Acquire),
         )
     };
-    // SAFETY: as above.
+    // SAFETY: the scanner published the mappings' snapshot with the ranges, before the signal,
+    // and keeps it until this thread answers (or until it clears `tid` and stops waiting).
     let maps = unsafe {
         pairs(
             REQUEST.maps.load(Ordering::Acquire),
@@ -274,7 +276,8 @@ fn answer(context: *mut libc::c_void) -> Option<u64> {
         if ptr.is_null() || len == 0 {
             &[][..]
         } else {
-            // SAFETY: as above: `len` words the scanner keeps alive until no handler runs.
+            // SAFETY: `ptr` is not null and points at `len` entry words that the scanner
+            // published before the signal and keeps alive until no handler runs (`ACTIVE`).
             unsafe { std::slice::from_raw_parts(ptr.cast_const(), len) }
         }
     };
@@ -467,20 +470,13 @@ pub(crate) fn threads_inside(
     Ok(())
 }
 
-/// Whether the calling thread's live stack holds a return address into `ranges` (its own frames:
-/// the values it merely computes about the ranges are not return addresses).
+/// Whether the calling thread runs inside `ranges`: a return address of one of its frames lies
+/// there. Its frames are walked by the unwinder ([`super::unwind::find_return_address`]), not
+/// scanned word by word: a stale return address left in an unused slot of a live frame (a call
+/// into the cell that has returned) must not make a swap refuse itself. Returns the address.
 pub(crate) fn current_inside(ranges: &[TextRange]) -> Option<u64> {
-    let range_words: Vec<[u64; 2]> = ranges.iter().map(|r| [r.start, r.end]).collect();
-    let maps: Vec<[u64; 2]> = readable_mappings()
-        .chunks_exact(2)
-        .map(|c| [c[0], c[1]])
-        .collect();
-    let marker = 0u8;
-    let here = core::ptr::addr_of!(marker) as u64;
-    let end = mapping_end(&maps, here)?;
-    // SAFETY: `here..end` is the rest of this thread's own stack mapping above a local: mapped
-    // and readable while this function runs; the ranges are text the caller keeps mapped.
-    unsafe { scan_stack(&range_words, &[], here, end) }
+    // A return address may be the very end of a range (a call that ends its function).
+    super::unwind::find_return_address(&mut |ip| ranges.iter().any(|r| ip > r.start && ip <= r.end))
 }
 
 #[cfg(test)]
@@ -554,5 +550,26 @@ mod tests {
             end: 0x7ffe_dead_0010,
         };
         assert!(current_inside(&[nowhere]).is_none());
+    }
+
+    #[test]
+    fn a_call_that_returned_leaves_the_calling_thread_outside() {
+        #[inline(never)]
+        fn inner() -> u64 {
+            core::hint::black_box(7)
+        }
+        #[inline(never)]
+        fn outer() -> u64 {
+            core::hint::black_box(inner()) + 1
+        }
+        let start = outer as *const () as u64;
+        let range = [TextRange {
+            start,
+            end: start + 64,
+        }];
+        assert_eq!(core::hint::black_box(outer()), 8);
+        // `outer`'s return address from `inner` may still lie in this frame's unused stack; it
+        // is no frame of this thread any more.
+        assert_eq!(current_inside(&range), None);
     }
 }

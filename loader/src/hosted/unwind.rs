@@ -4,15 +4,68 @@
 //! terminator and walks it lazily, on the first unwind that needs it. `__deregister_frame` aborts
 //! the process when it is given a pointer that was never registered, hence the contract of
 //! [`Unwinder::deregister`].
+//!
+//! The same tables tell which functions the calling thread is in: [`find_return_address`] walks
+//! its frames with `_Unwind_Backtrace`, exactly, where a scan of the stack's words would also see
+//! stale return addresses left in the unused parts of live frames.
+
+use core::ffi::c_void;
 
 use super::Hosted;
 use crate::platform::{PlatformError, Unwinder};
+
+/// libgcc's `struct _Unwind_Context`, seen only through pointers.
+#[repr(C)]
+struct UnwindContext {
+    _opaque: [u8; 0],
+}
+
+/// `_URC_NO_REASON`: a backtrace callback's "go on to the next frame".
+const URC_NO_REASON: i32 = 0;
+/// `_URC_NORMAL_STOP`: a backtrace callback's "stop here".
+const URC_NORMAL_STOP: i32 = 4;
+
+/// A `_Unwind_Backtrace` callback.
+type TraceFn = extern "C" fn(*mut UnwindContext, *mut c_void) -> i32;
 
 extern "C" {
     /// libgcc: registers a zero-terminated `.eh_frame` section.
     fn __register_frame(begin: *const u8);
     /// libgcc: forgets what `__register_frame(begin)` registered.
     fn __deregister_frame(begin: *const u8);
+    /// libgcc: calls `trace` for each frame of the calling thread, innermost first, until it
+    /// returns something other than `_URC_NO_REASON` or the frames end.
+    fn _Unwind_Backtrace(trace: TraceFn, arg: *mut c_void) -> i32;
+    /// libgcc: the instruction pointer of a frame (for a caller's frame, its return address).
+    fn _Unwind_GetIP(context: *mut UnwindContext) -> usize;
+}
+
+/// The first return address among the calling thread's frames (innermost first, as the unwinder
+/// finds them from the registered tables) for which `hit` is true. The walk ends at the outermost
+/// frame or at one without unwind information.
+pub(crate) fn find_return_address(hit: &mut dyn FnMut(u64) -> bool) -> Option<u64> {
+    struct Walk<'a> {
+        hit: &'a mut dyn FnMut(u64) -> bool,
+        found: Option<u64>,
+    }
+    extern "C" fn step(context: *mut UnwindContext, arg: *mut c_void) -> i32 {
+        // SAFETY: `arg` is the `Walk` below, which outlives the walk and which only this thread
+        // (the one walking) touches while it runs.
+        let walk = unsafe { &mut *arg.cast::<Walk<'_>>() };
+        // SAFETY: `context` is the live context libgcc hands to this callback.
+        let ip = unsafe { _Unwind_GetIP(context) } as u64;
+        if ip != 0 && (walk.hit)(ip) {
+            walk.found = Some(ip);
+            return URC_NORMAL_STOP;
+        }
+        URC_NO_REASON
+    }
+    let mut walk = Walk { hit, found: None };
+    // SAFETY: `step` matches libgcc's callback type and does not unwind; `arg` points at `walk`,
+    // alive until `_Unwind_Backtrace` returns. The walk reads only registered tables, which stay
+    // mapped while their cells are (the caller keeps the cells asked about mapped).
+    unsafe { _Unwind_Backtrace(step, (&mut walk as *mut Walk<'_>).cast()) };
+    walk.found
 }
 
 impl Unwinder for Hosted {

@@ -6,26 +6,13 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::gate::{Gate, GateReport};
+use super::gate::{Gate, GateReport, GateUndo};
 use super::undo::Undo;
 use super::{Pair, SlotWrite, SwapError, SwapOptions, ThreadInside, DRAIN_DEADLINE};
 use crate::platform::{Inside, Platform, TextRange};
 use crate::region::Region;
 use crate::system::System;
 use crate_metadata::{demangle, CellId, SlotKind, SymbolKind};
-
-/// A closed gate and what undoing it needs.
-pub(super) struct GateUndo {
-    pub(super) gate: Gate,
-    /// The gated slots: the swap's writes.
-    writes: Vec<SlotWrite>,
-    /// What each gated slot held before.
-    originals: Vec<u64>,
-    /// The cell whose mapping keeps the gate's memory once the gate is open (an old version: it
-    /// stays mapped until no caller can be in a stub any more).
-    keeper: CellId,
-    report: GateReport,
-}
 
 /// How many pauses the callers the gate woke are waited for before the report is read.
 const LEAVE_ROUNDS: u32 = 200;

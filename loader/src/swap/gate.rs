@@ -34,9 +34,11 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use super::SlotWrite;
 use crate::mapping::Mapping;
 use crate::platform::{GateHooks, Memory, PlatformError};
 use crate::region::{Regions, Span};
+use crate_metadata::CellId;
 
 /// The gate's state words, at the start of its data region.
 mod word {
@@ -181,7 +183,8 @@ extern "C" fn gate_wait(state: *const u64, caller_frames: u64) {
     if closed.load(Ordering::Acquire) == 0 {
         return;
     }
-    // SAFETY: as above.
+    // SAFETY: `state` is the state word the entry routine passed, of a live gate (`state_word`);
+    // WAITING, WAIT and NOW are words of that gate's descriptor.
     let (waiting, wait, now) = unsafe {
         (
             state_word(state, word::WAITING),
@@ -196,7 +199,8 @@ extern "C" fn gate_wait(state: *const u64, caller_frames: u64) {
     let wait: extern "C" fn(*const u32) =
         unsafe { core::mem::transmute::<usize, extern "C" fn(*const u32)>(wait as usize) };
     let now: Option<extern "C" fn() -> u64> = (now != 0).then(|| {
-        // SAFETY: as above.
+        // SAFETY: a non-zero NOW hook was written from `GateHooks::now` (an `extern "C" fn()
+        // -> u64`) when the gate was made, and never changed.
         unsafe { core::mem::transmute::<usize, extern "C" fn() -> u64>(now as usize) }
     });
     let start = now.map_or(0, |f| f());
@@ -212,7 +216,8 @@ extern "C" fn gate_wait(state: *const u64, caller_frames: u64) {
     }
     if let Some(now) = now {
         let waited = now().saturating_sub(start);
-        // SAFETY: as above.
+        // SAFETY: `state` is still the live gate's state word (the gate outlives its parked
+        // callers); PARKED, LONGEST and SAMPLED are words of its descriptor.
         let (parked, longest, sampled) = unsafe {
             (
                 state_word(state, word::PARKED),
@@ -224,7 +229,8 @@ extern "C" fn gate_wait(state: *const u64, caller_frames: u64) {
         longest.fetch_max(waited, Ordering::Relaxed);
         let i = sampled.fetch_add(1, Ordering::Relaxed) as usize;
         if i < SAMPLES {
-            // SAFETY: as above; `i` is below `SAMPLES`.
+            // SAFETY: the live gate's descriptor holds `SAMPLES` sample words from SAMPLES_AT,
+            // and `i` is below `SAMPLES`.
             unsafe { state_word(state, word::SAMPLES_AT + i) }.store(waited, Ordering::Relaxed);
         }
     }
@@ -386,4 +392,19 @@ fn entry_address() -> u64 {
 #[cfg(not(target_arch = "x86_64"))]
 fn entry_address() -> u64 {
     0
+}
+
+/// A closed gate and what undoing it needs (the drain closes it, the swap's undo opens it).
+pub(super) struct GateUndo {
+    /// The gate.
+    pub(super) gate: Gate,
+    /// The gated slots: the swap's writes.
+    pub(super) writes: Vec<SlotWrite>,
+    /// What each gated slot held before.
+    pub(super) originals: Vec<u64>,
+    /// The cell whose mapping keeps the gate's memory once the gate is open (an old version: it
+    /// stays mapped until no caller can be in a stub any more).
+    pub(super) keeper: CellId,
+    /// What the gate saw.
+    pub(super) report: GateReport,
 }

@@ -39,7 +39,7 @@ pub(super) struct Undo {
     /// Symbols moved by rebinding, in order.
     pub(super) symbols: Vec<MovedSymbol>,
     /// The gate, while it is closed.
-    pub(super) gate: Option<super::drain::GateUndo>,
+    pub(super) gate: Option<super::gate::GateUndo>,
     /// TLS modules given a new version's template, with the template they had.
     pub(super) templates: Vec<(u64, crate::system::TlsImage)>,
     /// TLS modules made for the swap (fresh thread-locals of a reused version).

@@ -113,6 +113,21 @@ impl<P: Platform> System<P> {
         Ok(unsafe { Handle::new(slot) })
     }
 
+    /// A handle to the interface function `interface` visible from `ns`: [`System::handle`] with
+    /// the path and the type the interface crate declares (`system.bind(ns,
+    /// cell_abi::memfs::READ)` is a `Handle<cell_abi::memfs::Read>`), so the caller writes
+    /// neither.
+    pub fn bind<F: Copy>(
+        &mut self,
+        ns: NamespaceId,
+        interface: cell_abi::Interface<F>,
+    ) -> Result<Handle<F>, LoadError> {
+        // SAFETY: an `Interface` is made only by cell-abi's declarations (its constructor is
+        // unsafe), each the promise that every cell exporting the path exports it with type `F`,
+        // which the cells check against their own functions at compile time.
+        unsafe { self.handle::<F>(ns, interface.path()) }
+    }
+
     /// Whether the host still holds a handle that reads the slot of edge `edge`.
     pub(crate) fn handle_alive(&self, edge: EdgeId) -> bool {
         self.handles

@@ -266,10 +266,5 @@ fn local_targets(
 /// Lowercase hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
-    let digest = sha2::Sha256::digest(bytes);
-    let mut out = String::with_capacity(64);
-    for b in digest {
-        let _ = core::fmt::Write::write_fmt(&mut out, format_args!("{b:02x}"));
-    }
-    out
+    crate_metadata::hex::encode(&sha2::Sha256::digest(bytes))
 }

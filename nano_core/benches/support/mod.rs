@@ -41,8 +41,7 @@ pub fn cells_dir() -> &'static Path {
 
 /// The manifest the build wrote.
 pub fn manifest() -> Manifest {
-    let text = std::fs::read_to_string(cells_dir().join("manifest.json")).expect("manifest");
-    serde_json::from_str(&text).expect("manifest parses")
+    build_tools::manifest::read(cells_dir()).expect("the manifest")
 }
 
 /// The bytes of a cell's object.

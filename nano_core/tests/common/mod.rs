@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+pub mod server;
+
 use build_tools::build::{build_cells, BuildOptions};
 use crate_metadata::{CellKind, Manifest};
 
@@ -29,8 +31,19 @@ pub fn cells_dir() -> &'static Path {
 
 /// The manifest the build wrote.
 pub fn manifest() -> Manifest {
-    let text = std::fs::read_to_string(cells_dir().join("manifest.json")).expect("manifest");
-    serde_json::from_str(&text).expect("manifest parses")
+    build_tools::manifest::read(cells_dir()).expect("the manifest")
+}
+
+/// Copies the objects and the manifest of `from` into `to`; returns the manifest.
+pub fn copy_cells(from: &Path, to: &Path) -> Manifest {
+    let manifest = build_tools::manifest::read(from).expect("the manifest");
+    for e in &manifest.cells {
+        let dest = to.join(&e.object);
+        std::fs::create_dir_all(dest.parent().expect("a kind dir")).expect("mkdir");
+        std::fs::copy(from.join(&e.object), &dest).expect("copy object");
+    }
+    build_tools::manifest::write(to, &manifest).expect("copy manifest");
+    manifest
 }
 
 /// The bytes of a cell's object.

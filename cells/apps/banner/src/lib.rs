@@ -39,3 +39,9 @@ pub fn widths() -> Vec<(usize, usize)> {
 pub fn deinit() {
     *LAST.lock() = Vec::new();
 }
+
+// The interface, checked against cell-abi at compile time: hosts bind these functions by the
+// types declared there.
+const _: cell_abi::Main = main;
+const _: cell_abi::banner::Widths = widths;
+const _: cell_abi::Deinit = deinit;

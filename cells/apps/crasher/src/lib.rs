@@ -15,3 +15,7 @@ pub fn main(args: &[String]) -> i32 {
     let g = greet::greeting(who);
     panic!("crasher: deliberately panicking after `{g}`");
 }
+
+// The interface, checked against cell-abi at compile time: hosts bind these functions by the
+// types declared there.
+const _: cell_abi::Main = main;

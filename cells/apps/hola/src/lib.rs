@@ -42,3 +42,9 @@ pub fn output() -> Vec<String> {
 pub fn deinit() {
     *LAST.lock() = Vec::new();
 }
+
+// The interface, checked against cell-abi at compile time: hosts bind these functions by the
+// types declared there.
+const _: cell_abi::Main = main;
+const _: cell_abi::hola::Output = output;
+const _: cell_abi::Deinit = deinit;

@@ -37,3 +37,8 @@ pub fn main(args: &[String]) -> i32 {
 pub fn release() {
     RELEASED.store(true, Ordering::Release);
 }
+
+// The interface, checked against cell-abi at compile time: hosts bind these functions by the
+// types declared there.
+const _: cell_abi::Main = main;
+const _: cell_abi::sleeper::Release = release;

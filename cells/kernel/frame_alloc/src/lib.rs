@@ -330,6 +330,25 @@ pub fn revision() -> String {
     String::from("frame_alloc v1: bitmap allocator, next-fit single frames, first-fit runs")
 }
 
+// The interface, checked against cell-abi at compile time: hosts bind these functions by the
+// types declared there.
+const _: cell_abi::Init = init;
+const _: cell_abi::frame_alloc::AllocFrame = alloc_frame;
+const _: cell_abi::frame_alloc::AllocContiguous = alloc_contiguous;
+const _: cell_abi::frame_alloc::FreeFrame = free_frame;
+const _: cell_abi::frame_alloc::FreeCount = free_count;
+const _: cell_abi::frame_alloc::TotalFrames = total_frames;
+const _: cell_abi::frame_alloc::AllocatedFrames = allocated_frames;
+const _: cell_abi::Revision = revision;
+const _: cell_abi::TransferState = transfer_state;
+
+/// The plain-state promise ([`cell_abi::PLAIN_STATE`]): nothing reachable from this cell's statics
+/// points into its own code or read-only data, so a retired version of it may be freed while a
+/// newer version runs on its statics.
+#[inline(never)]
+pub fn plain_state() {}
+const _: cell_abi::PlainState = plain_state;
+
 #[cfg(test)]
 mod tests {
     use super::*;

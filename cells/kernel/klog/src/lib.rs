@@ -256,6 +256,25 @@ pub fn revision() -> String {
     String::from("klog v1: ring buffer of 256 entries with level-counting sinks")
 }
 
+// The interface, checked against cell-abi at compile time: hosts bind these functions by the
+// types declared there.
+const _: cell_abi::Init = init;
+const _: cell_abi::klog::Push = push;
+const _: cell_abi::klog::Len = len;
+const _: cell_abi::klog::IsEmpty = is_empty;
+const _: cell_abi::klog::Dropped = dropped;
+const _: cell_abi::klog::Dump = dump;
+const _: cell_abi::klog::Clear = clear;
+const _: cell_abi::klog::CountAtLevel = count_at_level;
+const _: cell_abi::Revision = revision;
+
+/// The plain-state promise ([`cell_abi::PLAIN_STATE`]): nothing reachable from this cell's statics
+/// points into its own code or read-only data, so a retired version of it may be freed while a
+/// newer version runs on its statics.
+#[inline(never)]
+pub fn plain_state() {}
+const _: cell_abi::PlainState = plain_state;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -210,3 +210,19 @@ pub fn crc32(data: &[u8]) -> u32 {
 pub fn revision() -> String {
     String::from("kvstore v1 (heapless 0.9.3)")
 }
+
+// The interface, checked against cell-abi at compile time: hosts bind these functions by the
+// types declared there.
+const _: cell_abi::Init = init;
+const _: cell_abi::kvstore::Put = put;
+const _: cell_abi::kvstore::Get = get;
+const _: cell_abi::kvstore::Remove = remove;
+const _: cell_abi::kvstore::Len = len;
+const _: cell_abi::kvstore::Checksum = checksum;
+const _: cell_abi::kvstore::SetFlags = set_flags;
+const _: cell_abi::kvstore::Flags = flags;
+const _: cell_abi::kvstore::Tag = tag;
+const _: cell_abi::kvstore::Tagged = tagged;
+const _: cell_abi::kvstore::SplitPath = split_path;
+const _: cell_abi::kvstore::Crc32 = crc32;
+const _: cell_abi::Revision = revision;

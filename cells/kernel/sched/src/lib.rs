@@ -210,6 +210,25 @@ pub fn revision() -> String {
     String::from("sched v1: round-robin scheduler, one run queue")
 }
 
+// The interface, checked against cell-abi at compile time: hosts bind these functions by the
+// types declared there.
+const _: cell_abi::Init = init;
+const _: cell_abi::sched::Spawn = spawn;
+const _: cell_abi::sched::Exit = exit;
+const _: cell_abi::sched::Schedule = schedule;
+const _: cell_abi::sched::Current = current;
+const _: cell_abi::sched::Tasks = tasks;
+const _: cell_abi::sched::RunQueue = run_queue;
+const _: cell_abi::sched::TaskCount = task_count;
+const _: cell_abi::Revision = revision;
+
+/// The plain-state promise ([`cell_abi::PLAIN_STATE`]): nothing reachable from this cell's statics
+/// points into its own code or read-only data, so a retired version of it may be freed while a
+/// newer version runs on its statics.
+#[inline(never)]
+pub fn plain_state() {}
+const _: cell_abi::PlainState = plain_state;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,3 +29,8 @@ pub fn pad(text: &str, columns: usize) -> String {
     }
     out
 }
+
+// The interface, checked against cell-abi at compile time: hosts bind these functions by the
+// types declared there.
+const _: cell_abi::columns::Width = width;
+const _: cell_abi::columns::Pad = pad;

@@ -85,6 +85,24 @@ pub fn init() -> Result<(), String> {
     Ok(())
 }
 
+// The interface, checked against cell-abi at compile time: hosts bind these functions by the
+// types declared there.
+const _: cell_abi::counter::Bump = bump;
+const _: cell_abi::counter::Count = count;
+const _: cell_abi::counter::Mode = mode;
+const _: cell_abi::counter::SetMode = set_mode;
+const _: cell_abi::counter::Hold = hold;
+const _: cell_abi::counter::Call = call;
+const _: cell_abi::Revision = revision;
+const _: cell_abi::Init = init;
+
+/// The plain-state promise ([`cell_abi::PLAIN_STATE`]): nothing reachable from this cell's statics
+/// points into its own code or read-only data, so a retired version of it may be freed while a
+/// newer version runs on its statics.
+#[inline(never)]
+pub fn plain_state() {}
+const _: cell_abi::PlainState = plain_state;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,3 +31,8 @@ pub fn tagged_values(tag: &str) -> Vec<(String, usize)> {
         })
         .collect()
 }
+
+// The interface, checked against cell-abi at compile time: hosts bind these functions by the
+// types declared there.
+const _: cell_abi::kvquery::Summary = summary;
+const _: cell_abi::kvquery::TaggedValues = tagged_values;

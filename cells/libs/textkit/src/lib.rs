@@ -66,3 +66,11 @@ pub fn line_checksums(text: &str) -> Vec<u32> {
         .map(|l| crc32fast::hash(l.as_bytes()))
         .collect()
 }
+
+// The interface, checked against cell-abi at compile time: hosts bind these functions by the
+// types declared there.
+const _: cell_abi::textkit::FindAll = find_all;
+const _: cell_abi::textkit::ReplaceAll = replace_all;
+const _: cell_abi::textkit::Captures = captures;
+const _: cell_abi::textkit::WordCount = word_count;
+const _: cell_abi::textkit::LineChecksums = line_checksums;

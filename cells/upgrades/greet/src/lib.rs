@@ -37,6 +37,19 @@ pub fn revision() -> String {
     String::from("greet v2")
 }
 
+// The interface, checked against cell-abi at compile time: hosts bind these functions by the
+// types declared there.
+const _: cell_abi::greet::Greeting = greeting;
+const _: cell_abi::greet::Greeted = greeted;
+const _: cell_abi::Revision = revision;
+
+/// The plain-state promise ([`cell_abi::PLAIN_STATE`]): nothing reachable from this cell's statics
+/// points into its own code or read-only data, so a retired version of it may be freed while a
+/// newer version runs on its statics.
+#[inline(never)]
+pub fn plain_state() {}
+const _: cell_abi::PlainState = plain_state;
+
 #[cfg(test)]
 mod tests {
     #[test]

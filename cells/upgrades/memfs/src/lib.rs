@@ -508,5 +508,20 @@ pub fn revision() -> String {
     String::from("memfs v2: in-memory file system with stat and directory listings")
 }
 
+// The interface, checked against cell-abi at compile time: hosts bind these functions by the
+// types declared there.
+const _: cell_abi::Init = init;
+const _: cell_abi::memfs::Create = create;
+const _: cell_abi::memfs::Write = write;
+const _: cell_abi::memfs::Read = read;
+const _: cell_abi::memfs::Stat = stat;
+const _: cell_abi::memfs::ReadOrPanic = read_or_panic;
+const _: cell_abi::memfs::Remove = remove;
+const _: cell_abi::memfs::Mkdir = mkdir;
+const _: cell_abi::memfs::List = list;
+const _: cell_abi::memfs::FileCount = file_count;
+const _: cell_abi::memfs::FramesUsed = frames_used;
+const _: cell_abi::Revision = revision;
+
 #[cfg(test)]
 mod tests;

@@ -410,5 +410,27 @@ pub fn revision() -> String {
     String::from("sched v2: priority scheduler, round robin within a priority")
 }
 
+// The interface, checked against cell-abi at compile time: hosts bind these functions by the
+// types declared there.
+const _: cell_abi::TransferState = transfer_state;
+const _: cell_abi::Init = init;
+const _: cell_abi::sched::Spawn = spawn;
+const _: cell_abi::sched::Exit = exit;
+const _: cell_abi::sched::Schedule = schedule;
+const _: cell_abi::sched::Current = current;
+const _: cell_abi::sched::Tasks = tasks;
+const _: cell_abi::sched::RunQueue = run_queue;
+const _: cell_abi::sched::TaskCount = task_count;
+const _: cell_abi::sched::SetPriority = set_priority;
+const _: cell_abi::sched::ContextSwitches = context_switches;
+const _: cell_abi::Revision = revision;
+
+/// The plain-state promise ([`cell_abi::PLAIN_STATE`]): nothing reachable from this cell's statics
+/// points into its own code or read-only data, so a retired version of it may be freed while a
+/// newer version runs on its statics.
+#[inline(never)]
+pub fn plain_state() {}
+const _: cell_abi::PlainState = plain_state;
+
 #[cfg(test)]
 mod tests;

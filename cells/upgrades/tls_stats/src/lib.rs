@@ -145,6 +145,20 @@ pub fn report(label: &str) -> String {
     line
 }
 
+// The interface, checked against cell-abi at compile time: hosts bind these functions by the
+// types declared there, for both versions.
+const _: cell_abi::tls_stats::InitArrayArgc = init_array_argc;
+const _: cell_abi::Init = init;
+const _: cell_abi::tls_stats::Record = record;
+const _: cell_abi::tls_stats::ThreadTotal = thread_total;
+const _: cell_abi::tls_stats::ProcessTotal = process_total;
+const _: cell_abi::tls_stats::Note = note;
+const _: cell_abi::tls_stats::Notes = notes;
+const _: cell_abi::tls_stats::Report = report;
+const _: cell_abi::tls_stats::Generation = generation;
+const _: cell_abi::tls_stats::Advance = advance;
+const _: cell_abi::Revision = revision;
+
 #[cfg(test)]
 mod tests {
     use super::*;
