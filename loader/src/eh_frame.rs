@@ -18,8 +18,8 @@
 //!   at most once each in that order, a return address register the unwinder has, augmentation
 //!   data exactly as long as the letters need, pointer encodings it serves;
 //! - **FDEs**: a CIE pointer that leads back to the start of a CIE of the section, `pc_begin` and
-//!   `pc_range` inside one text section of the cell, augmentation data exactly as long as the LSDA
-//!   pointer, an LSDA inside the cell;
+//!   `pc_range` inside one text section of the cell and apart from every other FDE's range,
+//!   augmentation data exactly as long as the LSDA pointer, an LSDA inside the cell;
 //! - **personality routine**: when reached through a slot (indirect, as rustc emits it), the slot
 //!   is an aligned word inside the cell;
 //! - **call-frame instructions** (the CIE's, then the FDE's): known opcodes with their operands
@@ -142,9 +142,28 @@ pub fn check(bytes: &[u8], section_len: usize, addr: u64, bounds: &Bounds<'_>) -
         at = end;
     }
     match bytes.get(section.len()..section.len() + 4) {
-        Some([0, 0, 0, 0]) => Ok(table),
-        _ => fail(section.len(), Fault::MissingTerminator),
+        Some([0, 0, 0, 0]) => {}
+        _ => return fail(section.len(), Fault::MissingTerminator),
     }
+    check_overlaps(&table.fdes)?;
+    Ok(table)
+}
+
+/// Refuses two FDEs whose ranges overlap: libgcc sorts the FDEs by `pc_begin` and binary-searches
+/// them, so an address inside an FDE that holds another would find none, and a panic there would
+/// abort the process instead of unwinding.
+fn check_overlaps(fdes: &[Fde]) -> Checked<()> {
+    let mut ranges: Vec<&Fde> = fdes.iter().filter(|f| f.pc_range > 0).collect();
+    ranges.sort_unstable_by_key(|f| (f.pc_begin, f.offset));
+    for pair in ranges.windows(2) {
+        let (before, after) = (pair[0], pair[1]);
+        // `in_text` has checked that `pc_begin + pc_range` does not wrap.
+        if after.pc_begin < before.pc_begin.saturating_add(before.pc_range) {
+            let other = before.offset as u64;
+            return fail(after.offset + 8, Fault::FdeOverlap { other });
+        }
+    }
+    Ok(())
 }
 
 /// What an FDE needs of its CIE.

@@ -256,6 +256,12 @@ pub enum EhFrameFault {
         /// Its length.
         pc_range: u64,
     },
+    /// Two FDEs whose ranges overlap (the offset is the `pc_begin` of the one that starts higher):
+    /// libgcc's binary search of the sorted FDEs would miss addresses of the outer one.
+    FdeOverlap {
+        /// The offset in the section of the FDE that starts lower.
+        other: u64,
+    },
     /// The personality routine is reached through a slot (indirect) that is not an aligned
     /// word inside the cell's mapping.
     PersonalityOutside {
@@ -400,6 +406,9 @@ impl fmt::Display for EhFrameFault {
                 f,
                 "an FDE for {pc_begin:#x}+{pc_range:#x}, outside the cell's text sections"
             ),
+            FdeOverlap { other } => {
+                write!(f, "an FDE whose range overlaps the FDE at {other:#x}")
+            }
             PersonalityOutside { addr } => write!(
                 f,
                 "the personality routine's slot {addr:#x} is not an aligned word in the cell"

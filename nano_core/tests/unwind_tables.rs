@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::ffi::c_void;
 use std::sync::{Mutex, MutexGuard};
 
 use crate_metadata::{CellKind, SectionKind};
@@ -22,30 +21,9 @@ use loader::{
 use nano_core::apps::Outcome;
 use nano_core::Kernel;
 
-/// libgcc's `struct dwarf_eh_bases`.
-#[repr(C)]
-struct DwarfEhBases {
-    tbase: *mut c_void,
-    dbase: *mut c_void,
-    func: *mut c_void,
-}
-
-extern "C" {
-    /// libgcc: the FDE that covers `pc`, among the registered tables and the loaded objects'.
-    fn _Unwind_Find_FDE(pc: *mut c_void, bases: *mut DwarfEhBases) -> *const c_void;
-}
-
-/// The FDE libgcc finds for `pc` (null: none), and the start of the function it gives.
+/// The FDE libgcc finds for `pc` (0: none), and the start of the function it gives.
 fn find_fde(pc: u64) -> (u64, u64) {
-    let mut bases = DwarfEhBases {
-        tbase: std::ptr::null_mut(),
-        dbase: std::ptr::null_mut(),
-        func: std::ptr::null_mut(),
-    };
-    // SAFETY: libgcc searches its registered tables (the loader registers only checked ones) and
-    // the loaded objects' `PT_GNU_EH_FRAME`; `bases` is a valid out-parameter.
-    let fde = unsafe { _Unwind_Find_FDE(pc as *mut c_void, &mut bases) };
-    (fde as u64, bases.func as u64)
+    loader::hosted::find_fde(pc).map_or((0, 0), |f| (f.fde, f.function))
 }
 
 /// Tests here register and unwind process-wide state: they take turns.
@@ -524,29 +502,17 @@ fn every_real_cells_table_passes_and_libgcc_finds_each_fde_where_the_check_says(
             system.unload(id).unwrap();
             continue;
         };
-        let mut text: Vec<(u64, u64)> = cell
-            .sections
-            .iter()
-            .filter(|s| s.kind == SectionKind::Text && s.size > 0)
-            .map(|s| (s.addr, s.addr + s.size))
-            .collect();
-        text.sort_unstable();
-        // SAFETY: the table and its terminator are mapped, read-only, while the cell is loaded.
-        let table = unsafe {
-            std::slice::from_raw_parts(eh.addr as usize as *const u8, eh.size as usize + 4)
-        };
-        let bounds = loader::eh_frame::Bounds {
-            text: &text,
-            mapping: (0, u64::MAX),
-        };
-        let checked = loader::eh_frame::check(table, eh.size as usize, eh.addr, &bounds)
+        let eh = eh.addr;
+        let checked = system
+            .unwind_table(id)
+            .expect("a loaded cell with an .eh_frame has a table")
             .unwrap_or_else(|e| panic!("{}: {e:?}", entry.name));
         for fde in &checked.fdes {
             for pc in [fde.pc_begin, fde.pc_begin + fde.pc_range.max(1) - 1] {
                 let (found, func) = find_fde(pc);
                 assert_eq!(
                     found,
-                    eh.addr + fde.offset as u64,
+                    eh + fde.offset as u64,
                     "{}: the FDE for {pc:#x}",
                     entry.name
                 );

@@ -9,8 +9,8 @@ use goblin::elf::section_header::SHN_ABS;
 use goblin::elf::sym::STB_WEAK;
 
 use super::describe::{describe, symbol_address};
+use super::unwind::check_unwind_table;
 use super::{CellSpec, Mapped, System};
-use crate::eh_frame;
 use crate::error::{malformed, LoadError};
 use crate::index::{IndexVec, SymbolIndex};
 use crate::layout::{self, Layout, TLS_SYMBOL};
@@ -226,46 +226,6 @@ impl<P: Platform> System<P> {
         self.bind_image_statics(cell, &mut described, mapped, &mut linked.edges)?;
         self.publish(loading, described, linked, mapped)
     }
-}
-
-/// Checks the relocated `.eh_frame` as the unwinder will read it (`eh_frame.rs`), before
-/// `publish` registers it: its FDEs must cover the cell's text sections, its personality slots and
-/// LSDAs lie in the cell's mapping.
-fn check_unwind_table(cell: &str, layout: &Layout, mapping: &Mapping) -> Result<(), LoadError> {
-    let section = ".eh_frame";
-    // `publish` registers only a table with something before its terminator.
-    let Some(span) = layout.eh_frame.filter(|s| s.len > 4) else {
-        return Ok(());
-    };
-    let mut text: Vec<(u64, u64)> = layout
-        .sections
-        .iter()
-        .flatten()
-        .filter(|p| p.kind == SectionKind::Text && p.size > 0)
-        .map(|p| {
-            let start = mapping.addr(p.offset);
-            (start, start + p.size as u64)
-        })
-        .collect();
-    text.sort_unstable();
-    let bounds = eh_frame::Bounds {
-        text: &text,
-        mapping: (mapping.addr(0), mapping.addr(mapping.len())),
-    };
-    let bytes = mapping.read(span.offset, span.len).map_err(|_| {
-        let section = section.into();
-        malformed(cell, Malformation::SectionOutsideMapping { section })
-    })?;
-    eh_frame::check(bytes, span.len - 4, mapping.addr(span.offset), &bounds)
-        .map(drop)
-        .map_err(|e| {
-            let what = Malformation::EhFrame {
-                section: section.into(),
-                offset: e.offset as u64,
-                fault: e.fault,
-            };
-            malformed(cell, what)
-        })
 }
 
 /// Fills in the targets of the symbols the cell defines itself.

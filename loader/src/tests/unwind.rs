@@ -261,6 +261,20 @@ fn an_fde_must_lie_inside_one_text_section() {
 }
 
 #[test]
+fn fdes_may_touch_but_not_overlap() {
+    let mut t = Table::at(ADDR);
+    let cie = t.cie(&rustc_cie());
+    let outer = t.fde(cie, TEXT.0 + 0x40, 0x40);
+    t.fde(cie, TEXT.0, 0x40);
+    t.fde(cie, TEXT.0 + 0x80, 0);
+    assert_eq!(checked(&t.terminated()).unwrap().len(), 3);
+    // One inside `outer`, written after it.
+    let inner = t.fde(cie, TEXT.0 + 0x50, 0x10);
+    let other = outer as u64;
+    refused(&t.terminated(), inner + 8, Fault::FdeOverlap { other });
+}
+
+#[test]
 fn call_frame_instructions_are_known_with_registers_the_unwinder_has() {
     // The CIE's instructions start at 8 + 9.
     let with_insns = |insns: &[u8]| {
