@@ -1,5 +1,6 @@
-//! The machine's first instructions: the PVH entry point, the switch to long mode, and the
-//! exception entry stubs.
+//! The machine's first instructions: the PVH entry point and the switch to long mode. (The
+//! interrupt entry stubs are in interrupts.rs, the application processors' trampoline in
+//! smp.rs.)
 //!
 //! QEMU's `-kernel` loads an ELF kernel that carries a `XEN_ELFNOTE_PHYS32_ENTRY` note (the PVH
 //! boot protocol) and jumps to that entry in 32-bit protected mode, paging off, with `%ebx`
@@ -25,6 +26,9 @@ core::arch::global_asm!(
 pvh_start32:
     cli
     cld
+    rdtsc                               /* the time-stamp counter at the kernel's first instruction */
+    mov %eax, boot_entry_tsc
+    mov %edx, boot_entry_tsc + 4
     mov %ebx, %edi                      /* hvm_start_info, the first argument of kernel_main */
     mov $boot_stack_top, %esp
 
@@ -97,51 +101,11 @@ long_mode_start:
     hlt
     jmp 3b
 
-    /* Exception entry: vectors 0-31. The CPU pushes an error code for some; the others push a
-     * zero so that the frame has one shape. The handler never returns. */
-    .macro exception_stub vector, has_error
-    .global exception_entry_\vector
-exception_entry_\vector:
-    .if \has_error == 0
-    push $0
-    .endif
-    push $\vector
-    jmp exception_common
-    .endm
-
-    exception_stub 0, 0
-    exception_stub 1, 0
-    exception_stub 2, 0
-    exception_stub 3, 0
-    exception_stub 4, 0
-    exception_stub 5, 0
-    exception_stub 6, 0
-    exception_stub 7, 0
-    exception_stub 8, 1
-    exception_stub 9, 0
-    exception_stub 10, 1
-    exception_stub 11, 1
-    exception_stub 12, 1
-    exception_stub 13, 1
-    exception_stub 14, 1
-    exception_stub 15, 0
-    exception_stub 16, 0
-    exception_stub 17, 1
-    exception_stub 18, 0
-    exception_stub 19, 0
-    exception_stub 20, 0
-    exception_stub 21, 1
-
-exception_common:
-    mov %rsp, %rdi                      /* &ExceptionFrame */
-    and $-16, %rsp
-    call exception_handler
-4:
-    hlt
-    jmp 4b
-
     .section .data.boot, "aw"
     .p2align 3
+    .global boot_entry_tsc
+boot_entry_tsc:
+    .quad 0
 boot_gdt:
     .quad 0
     .quad 0x00af9b000000ffff            /* 0x08: 64-bit code, present, accessed */
@@ -166,58 +130,12 @@ boot_stack_top:
     options(att_syntax)
 );
 
-/// The number of exception vectors with an entry stub.
-pub const EXCEPTION_VECTORS: usize = 22;
-
 extern "C" {
-    fn exception_entry_0();
-    fn exception_entry_1();
-    fn exception_entry_2();
-    fn exception_entry_3();
-    fn exception_entry_4();
-    fn exception_entry_5();
-    fn exception_entry_6();
-    fn exception_entry_7();
-    fn exception_entry_8();
-    fn exception_entry_9();
-    fn exception_entry_10();
-    fn exception_entry_11();
-    fn exception_entry_12();
-    fn exception_entry_13();
-    fn exception_entry_14();
-    fn exception_entry_15();
-    fn exception_entry_16();
-    fn exception_entry_17();
-    fn exception_entry_18();
-    fn exception_entry_19();
-    fn exception_entry_20();
-    fn exception_entry_21();
+    static boot_entry_tsc: u64;
 }
 
-/// The entry stubs, by vector.
-pub fn exception_entries() -> [unsafe extern "C" fn(); EXCEPTION_VECTORS] {
-    [
-        exception_entry_0,
-        exception_entry_1,
-        exception_entry_2,
-        exception_entry_3,
-        exception_entry_4,
-        exception_entry_5,
-        exception_entry_6,
-        exception_entry_7,
-        exception_entry_8,
-        exception_entry_9,
-        exception_entry_10,
-        exception_entry_11,
-        exception_entry_12,
-        exception_entry_13,
-        exception_entry_14,
-        exception_entry_15,
-        exception_entry_16,
-        exception_entry_17,
-        exception_entry_18,
-        exception_entry_19,
-        exception_entry_20,
-        exception_entry_21,
-    ]
+/// The time-stamp counter at the kernel's first instruction (`pvh_start32`).
+pub fn entry_tsc() -> u64 {
+    // SAFETY: written once by the entry code before any Rust code ran, only read afterwards.
+    unsafe { core::ptr::addr_of!(boot_entry_tsc).read_volatile() }
 }

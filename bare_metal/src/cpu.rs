@@ -76,3 +76,83 @@ pub fn halt() -> ! {
         unsafe { asm!("cli; hlt", options(nomem, nostack)) }
     }
 }
+
+/// Reads a model-specific register.
+pub fn rdmsr(msr: u32) -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: the kernel reads only architectural MSRs every x86_64 CPU has (EFER, APIC base,
+    // GS base); reading changes nothing.
+    unsafe {
+        asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
+    }
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+/// Writes a model-specific register.
+///
+/// # Safety
+/// `msr` is an architectural MSR and `value` is a value that keeps the running code, its stack
+/// and every address in use valid (the kernel writes only the APIC base and the GS base).
+pub unsafe fn wrmsr(msr: u32, value: u64) {
+    // SAFETY: passed on from the caller.
+    unsafe {
+        asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32,
+             options(nostack, preserves_flags))
+    }
+}
+
+/// CR3: the physical address of the running top-level page table.
+pub fn cr3() -> u64 {
+    let v: u64;
+    // SAFETY: reading a control register changes nothing.
+    unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack, preserves_flags)) }
+    v
+}
+
+/// Drops every TLB entry that is not global (the kernel maps nothing global), by writing CR3
+/// back.
+pub fn flush_tlb() {
+    let v = cr3();
+    // SAFETY: the same tables stay loaded; only the TLB is emptied.
+    unsafe { asm!("mov cr3, {}", in(reg) v, options(nostack, preserves_flags)) }
+}
+
+/// Whether interrupts are enabled (RFLAGS.IF).
+pub fn interrupts_enabled() -> bool {
+    let flags: u64;
+    // SAFETY: reading RFLAGS through the stack changes nothing else.
+    unsafe { asm!("pushfq", "pop {}", out(reg) flags, options(nomem, preserves_flags)) }
+    flags & (1 << 9) != 0
+}
+
+/// Disables interrupts and returns whether they were enabled.
+pub fn irq_save() -> bool {
+    let was = interrupts_enabled();
+    // SAFETY: `cli` only masks maskable interrupts on this CPU.
+    unsafe { asm!("cli", options(nomem, nostack)) }
+    was
+}
+
+/// Enables interrupts again if `was` says they were enabled before [`irq_save`].
+pub fn irq_restore(was: bool) {
+    if was {
+        // SAFETY: the state before `irq_save` had interrupts enabled; the IDT is loaded.
+        unsafe { asm!("sti", options(nomem, nostack)) }
+    }
+}
+
+/// Waits for the next interrupt with interrupts enabled (`sti; hlt`: no interrupt can slip in
+/// between), and returns with them enabled.
+///
+/// # Safety
+/// The IDT, this CPU's TSS (for the interrupt stacks) and its local APIC are set up, and no lock
+/// that an interrupt handler takes is held.
+pub unsafe fn wait_for_interrupt() {
+    // SAFETY: passed on from the caller.
+    unsafe { asm!("sti", "hlt", options(nomem, nostack)) }
+}
+
+/// A spin-wait hint.
+pub fn pause() {
+    core::hint::spin_loop();
+}

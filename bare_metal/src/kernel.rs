@@ -12,10 +12,7 @@ use alloc::vec::Vec;
 
 use crate_metadata::{CellKind, CellState, Manifest, ManifestEntry, NamespaceId};
 use loader::platform::SymbolSource;
-use loader::{
-    CellSpec, Handle, ImageSymbols, ManifestCatalog, NewVersion, StaticOutcome, SwapOptions,
-    SwapRequest, System,
-};
+use loader::{CellSpec, Handle, ImageSymbols, ManifestCatalog, System};
 
 use crate::modules::{Modules, KERNEL_ELF, MANIFEST};
 use crate::paging::{CellMemory, KernelMap};
@@ -34,9 +31,6 @@ type Text = fn() -> String;
 type Create = fn(&str, &[u8]) -> Result<(), String>;
 type Read = fn(&str) -> Result<Vec<u8>, String>;
 type List = fn(&str) -> Result<Vec<String>, String>;
-type Stat = fn(&str) -> Result<String, String>;
-type Frames = fn() -> Vec<u64>;
-type Blocks = fn() -> Vec<usize>;
 type KvPut = fn(&str, &[u8]) -> Result<u32, String>;
 type KvGet = fn(&str) -> Option<Vec<u8>>;
 type KvChecksum = fn(&str) -> Option<u32>;
@@ -48,9 +42,11 @@ type KvStrings = fn(&str) -> Vec<String>;
 type KvCrc = fn(&[u8]) -> u32;
 
 /// The loader's system on this machine, with the `_kernel` namespace.
-struct Kernel {
-    system: System<BarePlatform>,
-    ns: NamespaceId,
+pub struct Kernel {
+    /// The loader's system.
+    pub system: System<BarePlatform>,
+    /// `_kernel`.
+    pub ns: NamespaceId,
     /// Dependency cells the kernel cells need that were not loaded because they have nothing to
     /// link (they export no symbol: macros and traits only): `<name> <version>`.
     deps_empty: BTreeSet<String>,
@@ -65,7 +61,7 @@ impl Kernel {
     ///
     /// # Safety
     /// `F` is the exact signature of the function `path` names.
-    unsafe fn handle<F: Copy>(&mut self, path: &str) -> Result<Handle<F>, String> {
+    pub unsafe fn handle<F: Copy>(&mut self, path: &str) -> Result<Handle<F>, String> {
         // SAFETY: passed on from the caller.
         unsafe { self.system.handle::<F>(self.ns, path) }.map_err(|e| e.to_string())
     }
@@ -73,7 +69,7 @@ impl Kernel {
     /// Loads the manifest's cell `entry` from `bytes` into `_kernel` (the loader checks the
     /// SHA-256 against the manifest's before it maps anything) and prints what it mapped.
     /// `needed_by` names the cell a dependency cell is loaded for.
-    fn load(
+    pub fn load(
         &mut self,
         entry: &ManifestEntry,
         bytes: &[u8],
@@ -131,7 +127,7 @@ impl Kernel {
     /// symbol the object exports). The kernel's own crates are built with `panic = "abort"`, so
     /// their symbols carry other hashes than the cells' builds: normally only dependency cells
     /// that export nothing are provided. An error names the dependency cell and `entry`.
-    fn load_dependencies(
+    pub fn load_dependencies(
         &mut self,
         manifest: &Manifest,
         modules: &Modules,
@@ -172,9 +168,27 @@ impl Kernel {
     }
 }
 
-/// Runs the kernel's work. `Err` says what failed.
-pub fn run(boot: &BootInfo, map: KernelMap) -> Result<(), String> {
-    let wx_test = boot.cmdline.split_whitespace().any(|w| w == "wx-test");
+/// What the boot on one CPU leaves for the rest: the loader's system with the kernel cells, the
+/// boot module and its manifest.
+pub struct Booted {
+    /// The loader's system and `_kernel`.
+    pub k: Kernel,
+    /// The boot module's manifest.
+    pub manifest: Manifest,
+    /// The boot module.
+    pub modules: Modules,
+    /// Time-stamp counter ticks per microsecond.
+    pub tsc_per_us: u64,
+    /// What the workload wrote to `/home/notes.txt`.
+    pub notes: String,
+    /// The frames the workload keeps allocated.
+    pub boot_frames: Vec<u64>,
+}
+
+/// Boots the cells on the bootstrap CPU: reads the boot module, links the kernel cells into
+/// `_kernel` (each after its dependency cells), runs the workload and `kvstore`'s, checks W^X.
+/// `Err` says what failed.
+pub fn run(boot: &BootInfo, map: KernelMap) -> Result<Booted, String> {
     let &(module_addr, module_len) = boot
         .modules
         .first()
@@ -209,6 +223,17 @@ pub fn run(boot: &BootInfo, map: KernelMap) -> Result<(), String> {
     println!(
         "kernel symbols: {} from its own ELF file (checked against the running image)",
         symbols.len()
+    );
+    // The kernel's functions by address, for naming where a fault happened.
+    crate::cellmap::set_kernel_symbols(
+        elf.syms
+            .iter()
+            .filter(|s| s.st_type() == goblin::elf::sym::STT_FUNC && s.st_value != 0)
+            .filter_map(|s| {
+                let name = elf.strtab.get_at(s.st_name)?;
+                Some((s.st_value, s.st_size, crate_metadata::demangle::path(name)))
+            })
+            .collect(),
     );
 
     let manifest: Manifest =
@@ -267,168 +292,31 @@ pub fn run(boot: &BootInfo, map: KernelMap) -> Result<(), String> {
 
     // SAFETY (every handle below): the types are the exact signatures of the cells' functions,
     // as declared in cells/kernel and cells/upgrades.
-    let (notes, tasks_before) = unsafe { workload(&mut k)? };
+    let windows = k.system.platform().memory.write_windows();
+    if windows != Default::default() {
+        return Err(format!(
+            "loading made read-only pages writable again: {windows:?}"
+        ));
+    }
+    println!("GOT write windows: loading opened none");
+    let (notes, boot_frames) = unsafe { workload(&mut k)? };
     // SAFETY: as above (cells/kernel/kvstore).
     unsafe { kvstore_workload(&mut k)? };
-
-    if wx_test {
-        return write_to_cell_text(&k, "memfs");
-    }
-
-    // Handles the kernel holds across the swaps: their slots are rewritten by the commit, so the
-    // same handle reaches the new version afterwards.
-    // SAFETY: the types are the functions' signatures (cells/kernel, cells/upgrades).
-    let (held_revision, held_free_count) = unsafe {
-        (
-            k.handle::<Text>("memfs::revision")?,
-            k.handle::<Count>("frame_alloc::free_count")?,
-        )
-    };
-
-    let windows_before = k.system.platform().memory.write_windows();
-    if windows_before != Default::default() {
-        return Err(format!(
-            "loading made read-only pages writable again: {windows_before:?}"
-        ));
-    }
-
-    // Swap 1: memfs v1 -> v2 with the same state types: its statics are rebound to v1's memory.
-    let report = swap(&mut k, &manifest, &modules, "memfs")?;
-    if !report
-        .iter()
-        .any(|(path, outcome)| path == "memfs::FS" && *outcome == StaticOutcome::Rebound)
-    {
-        return Err(format!("memfs::FS was not rebound: {report:?}"));
-    }
-    // SAFETY: as above.
-    unsafe {
-        let revision = (k.handle::<Text>("memfs::revision")?.get())();
-        let read = (k.handle::<Read>("memfs::read")?.get())("/home/notes.txt")?;
-        let stat = (k.handle::<Stat>("memfs::stat")?.get())("/home/notes.txt")?;
-        let listing = (k.handle::<List>("memfs::list")?.get())("/home")?;
-        println!("after swap: memfs::revision() = {revision:?}");
-        println!(
-            "after swap: memfs::stat(\"/home/notes.txt\") = {stat:?} (a function v1 does not have)"
-        );
-        println!("after swap: memfs::list(\"/home\") = {listing:?}");
-        if !revision.contains("v2") {
-            return Err(format!(
-                "memfs::revision after the swap is {revision:?}, not v2"
-            ));
-        }
-        let through_held = (held_revision.get())();
-        println!("after swap: the handle to memfs::revision taken before the swap now says {through_held:?}");
-        if through_held != revision {
-            return Err("a handle held across the memfs swap still reaches v1".into());
-        }
-        if read != notes.as_bytes() {
-            return Err("/home/notes.txt changed across the memfs swap".into());
-        }
-        println!(
-            "state kept: /home/notes.txt reads back the same {} bytes through memfs v2",
-            read.len()
-        );
-    }
-
-    // Swap 2: sched v1 -> v2 with another state layout: v2's `transfer_state` moves the tasks.
-    let report = swap(&mut k, &manifest, &modules, "sched")?;
-    if !report
-        .iter()
-        .any(|(_, outcome)| *outcome == StaticOutcome::Transferred)
-    {
-        return Err(format!("no sched static was transferred: {report:?}"));
-    }
-    // SAFETY: as above.
-    unsafe {
-        let revision = (k.handle::<Text>("sched::revision")?.get())();
-        let tasks_after = (k.handle::<Strings>("sched::tasks")?.get())();
-        let schedule = k.handle::<Schedule>("sched::schedule")?;
-        let order: Vec<u64> = (0..6).filter_map(|_| (schedule.get())()).collect();
-        println!("after swap: sched::revision() = {revision:?}");
-        println!("after swap: sched::tasks() = {tasks_after:?}");
-        println!("after swap: the next six picks (by priority now) = {order:?}");
-        let ids = |tasks: &[String]| -> Vec<String> {
-            let mut v: Vec<String> = tasks
-                .iter()
-                .filter_map(|t| t.split_whitespace().next().map(String::from))
-                .collect();
-            v.sort();
-            v
-        };
-        if ids(&tasks_before) != ids(&tasks_after) || tasks_after.is_empty() {
-            return Err(format!(
-                "the tasks changed across the sched swap: {tasks_before:?} -> {tasks_after:?}"
-            ));
-        }
-        println!(
-            "state kept: the {} tasks moved to sched v2 with their ids",
-            tasks_after.len()
-        );
-    }
-
-    // Swap 3: frame_alloc v1 (bitmap) -> v2 (buddy allocator), which memfs and sched call: the
-    // slots in both are rewritten, and v2's `transfer_state` rebuilds the allocator from v1's.
-    // SAFETY: as above.
-    let (free_before, allocated_before) = unsafe {
-        (
-            (held_free_count.get())(),
-            (k.handle::<Frames>("frame_alloc::allocated_frames")?.get())(),
-        )
-    };
-    swap(&mut k, &manifest, &modules, "frame_alloc")?;
-    // SAFETY: as above.
-    unsafe {
-        let revision = (k.handle::<Text>("frame_alloc::revision")?.get())();
-        let free_after = (held_free_count.get())();
-        let allocated_after = (k.handle::<Frames>("frame_alloc::allocated_frames")?.get())();
-        let blocks = (k.handle::<Blocks>("frame_alloc::free_blocks")?.get())();
-        println!("after swap: frame_alloc::revision() = {revision:?}");
-        println!("after swap: free frames {free_before} -> {free_after}; free blocks by order {blocks:?}");
-        if free_after != free_before || allocated_after != allocated_before {
-            return Err(format!(
-                "frame_alloc lost state: {free_before} free, {allocated_before:x?} -> {free_after} free, {allocated_after:x?}"
-            ));
-        }
-        println!(
-            "state kept: the {} allocated frames are allocated in v2 too",
-            allocated_after.len()
-        );
-        // memfs (already v2) now accounts its frames with frame_alloc v2 through rewritten slots.
-        (k.handle::<Create>("memfs::create")?.get())("/tmp/after-swaps.txt", &[7u8; 10_000])?;
-        let used = (held_free_count.get())();
-        println!("after swap: memfs created /tmp/after-swaps.txt (10000 bytes): free frames {free_after} -> {used}");
-        if used + 3 != free_after {
-            return Err(format!(
-                "memfs did not take 3 frames from frame_alloc v2 ({free_after} -> {used})"
-            ));
-        }
-        let dump = (k.handle::<Strings>("klog::dump")?.get())();
-        println!("klog: {} lines; the last three:", dump.len());
-        for line in dump.iter().rev().take(3).rev() {
-            println!("  {line}");
-        }
-    }
-    check_w_xor_x(&k)?;
-    let windows = k.system.platform().memory.write_windows();
-    println!(
-        "GOT write windows: loading opened none; the swaps made {} read-only pages writable (dependents' slots) and {} of them read-only again; {} left writable",
-        windows.opened,
-        windows.closed,
-        windows.open_now
-    );
-    if windows.opened == 0 || windows.open_now != 0 {
-        return Err(format!(
-            "the swaps' write windows do not add up: {windows:?}"
-        ));
-    }
-    Ok(())
+    Ok(Booted {
+        k,
+        manifest,
+        modules,
+        tsc_per_us,
+        notes,
+        boot_frames,
+    })
 }
 
-/// The workload before any swap. Returns the notes written and `sched::tasks()`.
+/// The workload before any swap. Returns the notes written and the frames it keeps allocated.
 ///
 /// # Safety
 /// The kernel cells are the ones in cells/kernel (the handles' types are their signatures).
-unsafe fn workload(k: &mut Kernel) -> Result<(String, Vec<String>), String> {
+unsafe fn workload(k: &mut Kernel) -> Result<(String, Vec<u64>), String> {
     // SAFETY: per this function's contract.
     unsafe {
         let total = (k.handle::<Count>("frame_alloc::total_frames")?.get())();
@@ -472,7 +360,8 @@ unsafe fn workload(k: &mut Kernel) -> Result<(String, Vec<String>), String> {
             return Err("memfs returned other bytes than were written".into());
         }
         println!("workload: frames free after: {}", (free_count.get())());
-        Ok((notes, tasks))
+        let _ = tasks;
+        Ok((notes, frames[..frames.len() - 1].to_vec()))
     }
 }
 
@@ -655,83 +544,9 @@ fn crc32_bitwise(data: &[u8]) -> u32 {
     !crc
 }
 
-/// Swaps the live cell `name` for its new version in the boot module (`upgrades/<name>.o`),
-/// printing the report. Returns each new static's path and what happened to it.
-fn swap(
-    k: &mut Kernel,
-    manifest: &Manifest,
-    modules: &Modules,
-    name: &str,
-) -> Result<Vec<(String, StaticOutcome)>, String> {
-    let entry = manifest
-        .get(CellKind::Upgrades, name)
-        .ok_or_else(|| format!("the manifest has no new version of `{name}`"))?;
-    let bytes = modules.get(&entry.object)?;
-    let old = k
-        .system
-        .cell_in(k.ns, name)
-        .ok_or_else(|| format!("no live cell `{name}`"))?;
-    // A new version may need dependency cells the old one did not (another release of a crate):
-    // they are loaded first, by the same rule as at boot.
-    k.load_dependencies(manifest, modules, entry)
-        .map_err(|e| format!("the new version of `{name}`: {e}"))?;
-    let spec = CellSpec {
-        name,
-        version: &entry.version,
-        kind: Some(CellKind::Upgrades),
-        sha256: Some(&entry.sha256),
-    };
-    let request = SwapRequest {
-        old,
-        new: NewVersion::Object { spec, bytes },
-    };
-    let report = k
-        .system
-        .swap(&[request], &SwapOptions::default())
-        .map_err(|e| format!("swapping `{name}`: {e}"))?;
-    let t = &report.times;
-    println!(
-        "swapped `{name}` for {}: {} slots rewritten in {} dependents; stage {} us, verify {} us, rebind {} us, commit {} us (the window in which slots change), total {} us",
-        entry.object,
-        report.slots_rewritten,
-        report.dependents.len(),
-        t.stage / 1000,
-        t.verify / 1000,
-        t.rebind / 1000,
-        t.commit / 1000,
-        t.total / 1000
-    );
-    for s in &report.statics {
-        println!(
-            "  static {}: {:?} ({} -> {} bytes)",
-            s.path, s.outcome, s.sizes.0, s.sizes.1
-        );
-    }
-    Ok(report
-        .statics
-        .iter()
-        .map(|s| (s.path.clone(), s.outcome))
-        .collect())
-}
-
-/// `wx-test` on the kernel command line: writes to the first page of `cell`'s text, which must
-/// fault (the exception handler then reports the page fault and powers off with the failure
-/// code). Returning at all is a failure.
-fn write_to_cell_text(k: &Kernel, cell: &str) -> Result<(), String> {
-    let id = k.system.cell_in(k.ns, cell).ok_or("no memfs")?;
-    let (text, _) = k.system.regions(id).ok_or("memfs has no regions")?[0];
-    println!("W^X test: writing to the text of `{cell}` at {text:#x}; this must fault");
-    // SAFETY: deliberately unsound if it succeeds: the page is the cell's text, which W^X maps
-    // read+execute. The write is expected to raise a page fault that ends the kernel.
-    unsafe { (text as *mut u8).write_volatile(0xcc) };
-    Err(format!(
-        "W^X test: the write to {cell}'s text at {text:#x} succeeded"
-    ))
-}
-
 /// Reads the page tables behind every live cell's regions and the whole cell area: text is RX,
 /// everything else NX, and no page is writable and executable.
-fn check_w_xor_x(k: &Kernel) -> Result<(), String> {
+pub fn check_w_xor_x(k: &Kernel) -> Result<(), String> {
     let memory = &k.system.platform().memory;
     let mut cells = 0;
     for cell in k.system.registry().cells() {

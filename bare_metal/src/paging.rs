@@ -8,7 +8,9 @@
 //! | 1 MiB .. image end | the kernel (`link.ld`) | text RX, rodata R+NX, data and bss RW+NX (4 KiB pages) |
 //! | [`HEAP`] | the kernel heap | identity, RW+NX |
 //! | [`CELL_FRAMES`] | frames for cells | **not** identity mapped: only through the cell area |
+//! | 0x8000 | the application processors' start-up code (smp.rs) | RX |
 //! | everything else below 1 GiB | boot info, the boot module (cells), devices | identity, RW+NX (2 MiB pages) |
+//! | [`MMIO`] (in 3..4 GiB) | the I/O APIC and the local APICs | identity, RW+NX, uncached |
 //!
 //! Cells live in the virtual range [`CELL_AREA`] (1 GiB .. 2 GiB), mapped with 4 KiB pages whose
 //! permissions follow the loader's [`Memory::protect`] calls: text RX, read-only data R, data RW,
@@ -27,6 +29,8 @@ use crate::cpu;
 const PRESENT: u64 = 1;
 const WRITABLE: u64 = 1 << 1;
 const HUGE: u64 = 1 << 7;
+const WRITE_THROUGH: u64 = 1 << 3;
+const CACHE_DISABLE: u64 = 1 << 4;
 const NO_EXECUTE: u64 = 1 << 63;
 const ADDRESS: u64 = 0x000f_ffff_ffff_f000;
 
@@ -43,6 +47,10 @@ pub const CELL_FRAMES: Range<u64> = 64 * MIB..128 * MIB;
 pub const CELL_AREA: Range<u64> = GIB..2 * GIB;
 /// The end of the identity map.
 const IDENTITY_END: u64 = GIB;
+/// The page the application processors start in (real mode, SIPI vector 8): read and execute.
+pub const TRAMPOLINE: u64 = 0x8000;
+/// The 2 MiB regions of the I/O APIC and of the local APICs, identity mapped uncached (RW+NX).
+pub const MMIO: [u64; 2] = [0xfec0_0000, 0xfee0_0000];
 
 extern "C" {
     static __text_start: u8;
@@ -111,7 +119,7 @@ fn write(e: *mut u64, value: u64) {
 fn low_page_flags(addr: u64, image: &ImageLayout) -> u64 {
     if addr < PAGE {
         0
-    } else if (image.text.0..image.text.1).contains(&addr) {
+    } else if addr == TRAMPOLINE || (image.text.0..image.text.1).contains(&addr) {
         PRESENT
     } else if (image.rodata.0..image.rodata.1).contains(&addr) {
         PRESENT | NO_EXECUTE
@@ -154,11 +162,36 @@ pub fn init() -> KernelMap {
     }
     let cell_directory = new_table();
     write(entry(pdpt, 1), cell_directory | PRESENT | WRITABLE);
+    // The APICs: 3 GiB .. 4 GiB gets a directory with just their two 2 MiB regions, uncached.
+    let mmio = new_table();
+    write(entry(pdpt, 3), mmio | PRESENT | WRITABLE);
+    for base in MMIO {
+        let index = ((base - 3 * GIB) >> 21) as usize;
+        write(
+            entry(mmio, index),
+            base | PRESENT | WRITABLE | HUGE | NO_EXECUTE | CACHE_DISABLE | WRITE_THROUGH,
+        );
+    }
     // SAFETY: the new tables map the running code (text RX), its stack (bss RW), the heap, the
     // boot information and the boot module at the addresses they have now; nothing else in use
     // lies elsewhere.
     unsafe { cpu::write_cr3(pml4) };
     KernelMap { cell_directory }
+}
+
+/// What drops stale TLB entries on every other CPU after page permissions shrank or pages were
+/// unmapped (set once the application processors run; smp.rs).
+static SHOOTDOWN: spin::Once<fn()> = spin::Once::new();
+
+/// Sets the TLB shootdown, called after every change of a cell page's entry.
+pub fn set_shootdown(f: fn()) {
+    SHOOTDOWN.call_once(|| f);
+}
+
+fn shootdown() {
+    if let Some(f) = SHOOTDOWN.get() {
+        f();
+    }
 }
 
 /// The page-table backed [`Memory`] of the loader: frames from [`CELL_FRAMES`] mapped into
@@ -361,6 +394,10 @@ impl Memory for CellMemory {
             write(e, (old & ADDRESS) | flags);
             cpu::invlpg(virt);
         }
+        drop(space);
+        // Every other CPU drops what it cached of these pages: a stale writable entry would let
+        // it write a page that is read-only now, a stale no-execute one would fault on new text.
+        shootdown();
         Ok(())
     }
 
@@ -379,5 +416,9 @@ impl Memory for CellMemory {
                 }
             }
         }
+        drop(space);
+        // The frames go back to the free list; no CPU may keep reaching them through the old
+        // addresses before they are mapped again.
+        shootdown();
     }
 }

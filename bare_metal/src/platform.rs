@@ -1,11 +1,12 @@
 //! The loader's platform on bare metal: page-table memory, the kernel's own symbols, no unwinder
-//! and no thread-local storage, and a clock from the time-stamp counter.
+//! and no thread-local storage, a clock from the time-stamp counter, and, for a swap whose state
+//! moves, which CPUs may still run the old version (quiesce.rs) and how callers wait at its gate.
 
 use alloc::string::String;
 
 use loader::platform::{
-    Memory, PlatformError, Process, Protection, SymbolSource, ThreadLocals, TlsSymbol, TlsTemplate,
-    Unwinder,
+    GateHooks, Inside, Memory, PlatformError, Process, Protection, SymbolSource, TextRange,
+    ThreadLocals, TlsSymbol, TlsTemplate, Unwinder,
 };
 use loader::ImageSymbols;
 
@@ -96,6 +97,31 @@ impl Process for BarePlatform {
         // No unwinding: a panic stops the machine (see `Unwinder`).
         f();
         Ok(())
+    }
+
+    fn threads_inside(
+        &self,
+        ranges: &[TextRange],
+        entries: &[u64],
+        out: &mut alloc::vec::Vec<Inside>,
+    ) -> Result<(), PlatformError> {
+        // Every other CPU, asked with an IPI what it interrupted (quiesce.rs).
+        crate::quiesce::threads_inside(ranges, entries, out);
+        Ok(())
+    }
+
+    fn current_inside(&self, _ranges: &[TextRange]) -> Option<u64> {
+        // The kernel asks for swaps only from a task outside any cell call (`live::swap` checks
+        // the cell-call depth first), so the calling CPU runs no cell code.
+        None
+    }
+
+    fn pause(&self) {
+        crate::quiesce::pause();
+    }
+
+    fn gate_hooks(&self) -> GateHooks {
+        crate::quiesce::gate_hooks()
     }
 }
 

@@ -53,6 +53,8 @@ pub struct BootInfo {
     pub memory: Vec<MemoryRange>,
     /// The kernel command line (QEMU's `-append`).
     pub cmdline: String,
+    /// The physical address of the ACPI RSDP (0 when the boot loader gave none).
+    pub rsdp: u64,
 }
 
 /// Reads the start info at physical address `paddr` (identity mapped).
@@ -99,6 +101,7 @@ pub unsafe fn read(paddr: u64) -> Result<BootInfo, &'static str> {
         modules,
         memory,
         cmdline,
+        rsdp: info.rsdp_paddr,
     })
 }
 

@@ -1,4 +1,5 @@
-//! The console: COM1 (the 16550 UART QEMU puts at port 0x3f8), polled.
+//! The console's output: COM1 (the 16550 UART QEMU puts at port 0x3f8), polled. Its receive
+//! path is the `uart` driver cell's (driver.rs).
 
 use core::fmt;
 
@@ -8,7 +9,7 @@ const COM1: u16 = 0x3f8;
 
 /// Sets COM1 to 115200 baud, 8N1, FIFOs on.
 pub fn init() {
-    outb(COM1 + 1, 0x00); // no interrupts
+    outb(COM1 + 1, 0x00); // no interrupts (the driver turns the receive interrupt on)
     outb(COM1 + 3, 0x80); // divisor latch
     outb(COM1, 0x01); // 115200 baud
     outb(COM1 + 1, 0x00);
@@ -37,9 +38,37 @@ impl fmt::Write for Serial {
     }
 }
 
-/// The one lock that keeps lines whole (there is one CPU, but the panic handler may interrupt a
-/// line being printed: it does not take the lock).
-pub static LOCK: spin::Mutex<()> = spin::Mutex::new(());
+/// The one lock that keeps lines whole on every CPU. Interrupts are off while it is held, so an
+/// interrupt handler that prints never finds it held by the code it interrupted; the panic
+/// handler and the exception handler do not wait for it ([`Emergency`]).
+pub static LOCK: crate::sync::IrqMutex<()> = crate::sync::IrqMutex::new(());
+
+/// The console for code that must not wait (a fault, a panic): takes the lock if it is free
+/// within a while, and writes without it otherwise (a line may then interleave with another
+/// CPU's, which beats not reporting).
+pub struct Emergency {
+    _guard: Option<crate::sync::IrqGuard<'static, ()>>,
+}
+
+impl Emergency {
+    /// The console, locked if possible.
+    pub fn new() -> Emergency {
+        let guard = (0..1_000_000).find_map(|_| {
+            let g = LOCK.try_lock();
+            if g.is_none() {
+                core::hint::spin_loop();
+            }
+            g
+        });
+        Emergency { _guard: guard }
+    }
+}
+
+impl fmt::Write for Emergency {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        Serial.write_str(s)
+    }
+}
 
 /// Prints to the serial console.
 #[macro_export]

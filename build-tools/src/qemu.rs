@@ -115,23 +115,43 @@ pub fn build_image(report: &BuildReport, quiet: bool) -> Result<BareImage> {
 }
 
 /// The manifest entries whose objects go into the boot module, in manifest order: the kernel
-/// cells, their new versions (`cells/upgrades` entries named like a kernel cell), and every
-/// dependency cell any of those needs, directly or not. Dependency cells that only library or
-/// application cells use are left out, which keeps the module small.
+/// cells, the library cells that need nothing of `std` (the kernel has no standard library: it
+/// loads them with the shell's `load`, and its tasks use `counter`), the new versions of those
+/// (`cells/upgrades` entries with one of their names), and every dependency cell any of those
+/// needs, directly or not. Dependency cells that only `std` library cells or applications use
+/// are left out, which keeps the module small.
 pub fn module_objects(report: &BuildReport) -> Result<Vec<&ManifestEntry>> {
     let manifest = &report.manifest;
-    let kernel_cells: BTreeSet<&str> = manifest
+    let mut chosen: BTreeSet<&str> = manifest
         .cells
         .iter()
         .filter(|e| e.kind == CellKind::Kernel)
         .map(|e| e.name.as_str())
         .collect();
+    for lib in manifest.cells.iter().filter(|e| e.kind == CellKind::Libs) {
+        let closure = manifest
+            .dependency_closure(lib)
+            .map_err(|e| anyhow::anyhow!("the dependency cells of libs `{}`: {e}", lib.name))?;
+        let mut needs_std = false;
+        for entry in closure.iter().copied().chain([lib]) {
+            let path = report.cells_dir.join(&entry.object);
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            needs_std |=
+                uses_std(&bytes).with_context(|| format!("cannot parse {}", path.display()))?;
+        }
+        if !needs_std {
+            chosen.insert(lib.name.as_str());
+        }
+    }
     let roots: Vec<&ManifestEntry> = manifest
         .cells
         .iter()
         .filter(|e| {
-            e.kind == CellKind::Kernel
-                || (e.kind == CellKind::Upgrades && kernel_cells.contains(e.name.as_str()))
+            matches!(
+                e.kind,
+                CellKind::Kernel | CellKind::Libs | CellKind::Upgrades
+            ) && chosen.contains(e.name.as_str())
         })
         .collect();
     let mut wanted: BTreeSet<&str> = roots.iter().map(|e| e.object.as_str()).collect();
@@ -150,6 +170,21 @@ pub fn module_objects(report: &BuildReport) -> Result<Vec<&ManifestEntry>> {
         .iter()
         .filter(|e| wanted.contains(e.object.as_str()))
         .collect())
+}
+
+/// Whether an object imports a symbol of the standard library (`std::...`), which the
+/// bare-metal kernel does not have.
+pub fn uses_std(bytes: &[u8]) -> Result<bool> {
+    let elf = Elf::parse(bytes)?;
+    Ok(elf.syms.iter().any(|s| {
+        s.st_shndx == 0
+            && s.st_bind() != sym::STB_LOCAL
+            && elf
+                .strtab
+                .get_at(s.st_name)
+                .and_then(crate_metadata::demangle::crate_of)
+                .is_some_and(|c| c == "std")
+    }))
 }
 
 /// Every global symbol the objects use but none of them defines, sorted.
@@ -271,14 +306,65 @@ pub fn qemu_binary() -> Result<PathBuf> {
         })
 }
 
-/// Boots `image` under QEMU (software emulation) with the kernel command line `cmdline`
-/// (`wx-test`: write to a cell's text, which must fault) and waits up to `timeout` for the kernel
-/// to power off. With `echo`, the serial console is copied to stdout as it arrives.
+/// The CPUs QEMU gives the kernel unless told otherwise.
+pub const DEFAULT_CPUS: usize = 4;
+
+/// How to boot.
+#[derive(Clone, Debug)]
+pub struct BootOptions {
+    /// The kernel command line (`shell`, `uart-test`; empty for the default run).
+    pub cmdline: String,
+    /// CPUs (`-smp`).
+    pub cpus: usize,
+    /// How long to wait for the kernel to power off.
+    pub timeout: Duration,
+    /// Copy the serial console to stdout as it arrives.
+    pub echo: bool,
+}
+
+impl BootOptions {
+    /// [`DEFAULT_CPUS`] CPUs, the given command line and timeout, no echo.
+    pub fn new(cmdline: &str, timeout: Duration) -> BootOptions {
+        BootOptions {
+            cmdline: cmdline.into(),
+            cpus: DEFAULT_CPUS,
+            timeout,
+            echo: false,
+        }
+    }
+}
+
+/// Where a conversation with the kernel writes: bytes for its serial port, sent in order by a
+/// thread of their own (so that a large write never holds up reading the console).
+pub type Input = mpsc::Sender<Vec<u8>>;
+
+/// What [`boot_with`] calls with every console line, with the serial port's [`Input`].
+pub type OnLine<'a> = &'a mut dyn FnMut(&str, &Input);
+
+/// Boots `image` under QEMU (software emulation, [`DEFAULT_CPUS`] CPUs) with the kernel command
+/// line `cmdline` and waits up to `timeout` for the kernel to power off. With `echo`, the serial
+/// console is copied to stdout as it arrives.
 pub fn boot(image: &BareImage, cmdline: &str, timeout: Duration, echo: bool) -> Result<QemuRun> {
+    let options = BootOptions {
+        echo,
+        ..BootOptions::new(cmdline, timeout)
+    };
+    boot_with(image, &options, None)
+}
+
+/// Boots `image` with `options`. With `on_line`, the serial port's input is a pipe: `on_line` is
+/// called with every line the kernel prints and may send bytes to its serial port (a person
+/// typing at the console, or a stream of data); without, the input is empty.
+pub fn boot_with(
+    image: &BareImage,
+    options: &BootOptions,
+    mut on_line: Option<OnLine<'_>>,
+) -> Result<QemuRun> {
     let qemu = qemu_binary()?;
     let start = Instant::now();
     let mut child = Command::new(&qemu)
-        .args(["-machine", "pc", "-cpu", "max", "-m", "256M", "-smp", "1"])
+        .args(["-machine", "pc", "-cpu", "max", "-m", "256M"])
+        .args(["-smp", &options.cpus.to_string()])
         .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
         .args([
             "-no-reboot",
@@ -289,12 +375,30 @@ pub fn boot(image: &BareImage, cmdline: &str, timeout: Duration, echo: bool) -> 
         .arg(&image.kernel)
         .arg("-initrd")
         .arg(&image.module)
-        .args(["-append", cmdline])
-        .stdin(Stdio::null())
+        .args(["-append", &options.cmdline])
+        .stdin(if on_line.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot start {}", qemu.display()))?;
+    let (input, to_write) = mpsc::channel::<Vec<u8>>();
+    let writer = child.stdin.take().map(|mut stdin| {
+        std::thread::spawn(move || {
+            for bytes in to_write {
+                if stdin
+                    .write_all(&bytes)
+                    .and_then(|()| stdin.flush())
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        })
+    });
     let stdout = child.stdout.take().context("QEMU has no stdout pipe")?;
     let (lines, received) = mpsc::channel();
     let reader = std::thread::spawn(move || {
@@ -307,35 +411,41 @@ pub fn boot(image: &BareImage, cmdline: &str, timeout: Duration, echo: bool) -> 
     });
     let mut output = String::new();
     let mut status = None;
+    let echo = options.echo;
+    let mut take = |line: &str, output: &mut String| {
+        let line = line.trim_end_matches('\r');
+        if echo {
+            println!("{line}");
+            let _ = std::io::stdout().flush();
+        }
+        output.push_str(line);
+        output.push('\n');
+        if let Some(f) = on_line.as_mut() {
+            f(line, &input);
+        }
+    };
     loop {
         while let Ok(line) = received.try_recv() {
-            let line = line.trim_end_matches('\r');
-            if echo {
-                println!("{line}");
-                let _ = std::io::stdout().flush();
-            }
-            output.push_str(line);
-            output.push('\n');
+            take(&line, &mut output);
         }
         if let Some(exit) = child.try_wait().context("cannot wait for QEMU")? {
             status = exit.code();
             break;
         }
-        if start.elapsed() > timeout {
+        if start.elapsed() > options.timeout {
             let _ = child.kill();
             let _ = child.wait();
             break;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(5));
     }
     let _ = reader.join();
     for line in received.try_iter() {
-        let line = line.trim_end_matches('\r');
-        if echo {
-            println!("{line}");
-        }
-        output.push_str(line);
-        output.push('\n');
+        take(&line, &mut output);
+    }
+    drop(input);
+    if let Some(writer) = writer {
+        let _ = writer.join();
     }
     let mut stderr = String::new();
     if let Some(mut pipe) = child.stderr.take() {

@@ -276,3 +276,39 @@ fn normalisation() {
         "{\n  \"offset\": 8,\n  \"slot\": 0\n}\n"
     );
 }
+
+#[test]
+fn a_cell_a_user_adds_changes_no_golden() {
+    // A new library cell with its own new dependency crate, as a user would add them.
+    let mut manifest = inspect_support::report().manifest.clone();
+    let mut cell = manifest
+        .get(crate_metadata::CellKind::Libs, "greet")
+        .expect("greet")
+        .clone();
+    let mut dep = manifest
+        .cells
+        .iter()
+        .find(|e| e.name == "spin")
+        .expect("spin")
+        .clone();
+    let info = dep.crate_info.as_mut().expect("a dependency cell");
+    info.key = "spin-99.0.0".into();
+    dep.version = "99.0.0".into();
+    cell.name = "my_new_cell".into();
+    cell.crates = vec![info.key.clone()];
+    manifest.cells.extend([cell, dep]);
+    let fixture = inspect_support::fixture_manifest(&manifest);
+    assert!(fixture.cells.iter().all(|e| e.name != "my_new_cell"));
+    assert!(fixture.cells.iter().all(|e| e.version != "99.0.0"));
+    // What the goldens show is exactly the fixture's cells: none of the project's own is lost.
+    let expected = inspect_support::fixture_manifest(&inspect_support::report().manifest);
+    assert_eq!(fixture, expected);
+    for (kind, names) in inspect_support::FIXTURE {
+        for name in *names {
+            assert!(
+                expected.get(*kind, name).is_some(),
+                "the fixture's {name} ({kind:?}) is not in the build's manifest"
+            );
+        }
+    }
+}

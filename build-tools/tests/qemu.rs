@@ -1,10 +1,15 @@
-//! The bare-metal `nano_core` (`bare_metal/`), booted under `qemu-system-x86_64`: it must link
-//! the kernel cells with the no_std loader, each after the dependency cells it needs (`log`,
-//! `spin`, and `kvstore`'s crates.io crates), run `kvstore` on them, swap memfs, sched and
-//! frame_alloc live with their state, keep W^X, and power off with its success code. Other boots
-//! ask it to write to a cell's text, which the page tables must refuse, and give it boot modules
-//! with a cut-short kernel cell or dependency cell, or a manifest that leaves a dependency cell
-//! out, which it must refuse by name.
+//! The bare-metal `nano_core` (`bare_metal/`), booted under `qemu-system-x86_64` with 4 CPUs
+//! (software emulation). The default run must link the kernel cells with the no_std loader, each
+//! after the dependency cells it needs, run `kvstore` on them, start every CPU with tasks that call
+//! the cells, swap memfs, sched, frame_alloc, counter and the uart driver under that load without
+//! losing a frame, a byte or a count, end two tasks that fault inside cells (naming the cell and
+//! the symbol) without ending the kernel, reclaim the retired versions, keep W^X, and power off
+//! with its success code; every test that reads it shares one boot. Other boots drive the shell
+//! through the serial port as a person would, feed numbered lines through the serial port while
+//! the uart driver cell is swapped back and forth, and give the kernel boot modules with a
+//! cut-short kernel cell or dependency cell, or a manifest that leaves a dependency cell out, which
+//! it must refuse by name. Nothing here asserts a duration: the numbers are printed; the timeouts
+//! only guard against a hang.
 //!
 //! QEMU is required: when `qemu-system-x86_64` is missing these tests fail and say how to install
 //! it (`.ci/run` does), rather than passing without having booted anything.
@@ -132,17 +137,47 @@ fn require_qemu() {
     }
 }
 
+/// The default run (no command line), booted once for every test that reads it.
+fn default_run() -> &'static QemuRun {
+    static RUN: OnceLock<QemuRun> = OnceLock::new();
+    RUN.get_or_init(|| {
+        require_qemu();
+        let run = qemu::boot(image(), "", TIMEOUT, false).expect("starting QEMU");
+        assert!(
+            run.succeeded(),
+            "{}; the console said:\n{}",
+            qemu::describe_failure(&run, TIMEOUT),
+            run.output
+        );
+        run
+    })
+}
+
+/// The line of `out` that starts with `prefix`.
+fn line<'a>(out: &'a str, prefix: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no line starting with {prefix:?}:\n{out}"))
+}
+
+/// The number right after `after` in `text`.
+fn number_after(text: &str, after: &str) -> u64 {
+    let at = text
+        .find(after)
+        .unwrap_or_else(|| panic!("no {after:?} in {text:?}"))
+        + after.len();
+    text[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect::<String>()
+        .parse()
+        .unwrap_or_else(|_| panic!("no number after {after:?} in {text:?}"))
+}
+
 #[test]
-fn the_kernel_links_the_cells_swaps_three_live_and_keeps_their_state() {
-    require_qemu();
-    let image = image();
-    let run = qemu::boot(image, "", TIMEOUT, false).expect("starting QEMU");
+fn the_kernel_links_the_cells_with_their_dependency_cells() {
+    let run = default_run();
     let out = &run.output;
-    assert!(
-        run.succeeded(),
-        "{}; the console said:\n{out}",
-        qemu::describe_failure(&run, TIMEOUT)
-    );
     // The boot itself: PVH, paging with NX, the kernel's own symbols from its ELF file.
     assert!(out.contains("booted through PVH, in long mode"), "{out}");
     assert!(out.contains("paging on, NX on, CR0.WP on"), "{out}");
@@ -151,8 +186,8 @@ fn the_kernel_links_the_cells_swaps_three_live_and_keeps_their_state() {
     // needs, each of those loaded once (by name and version, as the manifest has them) although
     // several kernel cells need `log` and `spin`. The kernel's own `log` and `spin` are other
     // builds (panic = "abort"), so the image provides none of them.
-    let manifest = module_manifest(image);
-    let kernel_cells = ["frame_alloc", "klog", "kvstore", "memfs", "sched"];
+    let manifest = module_manifest(image());
+    let kernel_cells = ["frame_alloc", "klog", "kvstore", "memfs", "sched", "uart"];
     let at = |cell: &str| {
         let entry = manifest.get(CellKind::Kernel, cell).unwrap();
         loaded_at(out, &format!("loaded cell `{cell}` {}", entry.version))
@@ -206,6 +241,8 @@ fn the_kernel_links_the_cells_swaps_three_live_and_keeps_their_state() {
     );
     assert!(out.contains("provided by the kernel image: none"), "{out}");
     assert!(!out.contains("deps/log.o"), "{out}");
+    // The library cell the tasks count with, loaded from the boot module.
+    loaded_at(out, "loaded cell `counter` 0.1.0");
     // The workload ran across them.
     assert!(
         out.contains("double free refused: \"frame_alloc: double free"),
@@ -226,10 +263,72 @@ fn the_kernel_links_the_cells_swaps_three_live_and_keeps_their_state() {
     ] {
         assert!(out.contains(expected), "missing {expected:?}:\n{out}");
     }
-    // memfs: rebound state, a held handle reaches v2, a v2-only function works.
-    assert!(out.contains("static memfs::FS: Rebound"), "{out}");
+    // W^X read back from the page tables after loading and after the swaps; the GOT and slot
+    // pages were writable only inside the swaps' commits.
+    assert_eq!(
+        out.matches("none writable and executable").count(),
+        2,
+        "{out}"
+    );
     assert!(
-        out.contains("state kept: /home/notes.txt reads back the same 4800 bytes"),
+        out.contains("GOT write windows: loading opened none"),
+        "{out}"
+    );
+    assert!(out.contains("read-only again; 0 left writable"), "{out}");
+    assert!(out.contains("all checks passed, powering off"), "{out}");
+}
+
+#[test]
+fn every_cpu_runs_tasks_that_call_the_cells() {
+    let out = &default_run().output;
+    assert!(
+        out.contains(
+            "smp: 4 CPUs online (local APIC ids [0, 1, 2, 3]), started with INIT-SIPI-SIPI"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("local APIC timer on every CPU"), "{out}");
+    assert!(
+        out.contains(
+            "routed to CPU 0 (vector 0x24), handled by the `uart` driver cell through a slot"
+        ),
+        "{out}"
+    );
+    // Per-CPU call counts before and after the swaps: every CPU called cells all along.
+    let before = line(
+        out,
+        "load: every CPU runs tasks that call cells; calls so far by CPU:",
+    );
+    let during = line(out, "load: calls made during the swaps:");
+    for cpu in 0..4 {
+        assert!(number_after(before, &format!("cpu{cpu} ")) > 0, "{before}");
+        assert!(number_after(during, &format!("cpu{cpu} +")) > 0, "{during}");
+    }
+    // The shell's view, run as a script at the end: 4 CPUs, each made calls into cells.
+    let cpus: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("cpu") && l.contains(" apic "))
+        .collect();
+    assert_eq!(cpus.len(), 4, "{out}");
+    for l in cpus {
+        assert!(number_after(l, "% in cell code), ") > 0, "{l}");
+    }
+    // The numbers the issue asks for are printed (not asserted: they are times under TCG).
+    assert!(out.contains("boot: first task ran "), "{out}");
+    assert!(
+        out.contains("pauses: the longest a worker waited between two iterations across a swap: "),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_cells_are_swapped_under_load_and_lose_nothing() {
+    let out = &default_run().output;
+    // memfs: rebound, no gate; a handle taken before reaches v2; a v2-only function works.
+    let memfs = line(out, "swapped `memfs` for upgrades/memfs.o");
+    assert!(memfs.contains("without a gate"), "{memfs}");
+    assert!(
+        out.contains("static memfs::FS: Rebound (32 -> 32 bytes)"),
         "{out}"
     );
     assert!(
@@ -240,60 +339,423 @@ fn the_kernel_links_the_cells_swaps_three_live_and_keeps_their_state() {
         out.contains("memfs::stat(\"/home/notes.txt\") = \"/home/notes.txt: file, 4800 bytes"),
         "{out}"
     );
-    // sched and frame_alloc: state moved by their transfer functions, dependents' slots rewritten.
-    assert!(out.contains("static sched::SCHED: Transferred"), "{out}");
     assert!(
-        out.contains("state kept: the 4 tasks moved to sched v2 with their ids"),
+        out.contains("state kept: /home/notes.txt reads back the same 4800 bytes through memfs v2"),
         "{out}"
     );
+    // sched, the policy itself: transferred behind its gate; no CPU switched meanwhile.
+    let sched = line(
+        out,
+        "swapped `sched` for upgrades/sched.o behind the gate (calls from nano_core_bare)",
+    );
     assert!(
-        out.contains("the next six picks (by priority now) = [4, 4, 4, 4, 4, 4]"),
+        sched.ends_with("; 0 task switches while the swap ran behind the gate"),
+        "{sched}"
+    );
+    assert!(out.contains("static sched::SCHED: Transferred"), "{out}");
+    assert!(
+        out.contains("in sched v1 are in sched v2 with their ids"),
         "{out}"
+    );
+    // frame_alloc: transferred with memfs and sched (which call it) behind the gate.
+    let frame_alloc = line(
+        out,
+        "swapped `frame_alloc` for upgrades/frame_alloc.o behind the gate (calls from memfs, nano_core_bare, sched)",
+    );
+    assert!(
+        !frame_alloc.contains(": 0 slots rewritten"),
+        "{frame_alloc}"
     );
     assert!(
         out.contains("static frame_alloc::ALLOCATOR: Transferred"),
         "{out}"
     );
-    let frame_alloc_swap = out
-        .lines()
-        .find(|l| l.starts_with("swapped `frame_alloc`"))
-        .unwrap_or_else(|| panic!("no frame_alloc swap:\n{out}"));
-    assert!(
-        !frame_alloc_swap.contains(": 0 slots rewritten"),
-        "{frame_alloc_swap}"
+    // counter and the uart driver.
+    line(
+        out,
+        "swapped `counter` for upgrades/counter.o behind the gate (calls from nano_core_bare)",
+    );
+    assert!(out.contains("static counter::COUNTER: Rebound"), "{out}");
+    line(
+        out,
+        "swapped `uart` for upgrades/uart.o behind the gate (calls from nano_core_bare)",
     );
     assert!(
-        out.contains("allocated frames are allocated in v2 too"),
+        out.contains("static uart::RX: Transferred (4136 -> 16440 bytes)"),
         "{out}"
     );
-    // W^X read back from the page tables, before and after the swaps.
+    // Every swap prints its phases.
+    for cell in ["memfs", "sched", "frame_alloc", "counter", "uart"] {
+        let l = line(out, &format!("swapped `{cell}`"));
+        for phase in ["stage ", "verify ", "commit ", "total "] {
+            assert!(l.contains(phase), "{l}");
+        }
+    }
+    // The exact state after the workers stopped: frames, files, counts; no call failed.
+    let frames = line(out, "exact state: frames: ");
+    assert!(frames.contains("none held twice, none lost"), "{frames}");
+    assert!(
+        frames.contains("frame_alloc v2: buddy allocator"),
+        "{frames}"
+    );
+    let files = line(out, "exact state: files: ");
+    assert!(
+        files.contains("read back as last written through memfs v2"),
+        "{files}"
+    );
+    assert!(files.contains("/home/notes.txt unchanged"), "{files}");
+    let counter = line(out, "exact state: counter: ");
+    let count = number_after(counter, "exact state: counter: ");
+    assert!(
+        counter.contains(&format!("= the workers' {count} bumps")),
+        "{counter}"
+    );
+    assert!(counter.contains("through counter v2"), "{counter}");
+    let calls = line(out, "calls: ");
+    assert!(calls.contains(" calls into cells, 0 failed"), "{calls}");
+    assert!(!out.contains("FAILED"), "{out}");
+}
+
+#[test]
+fn retired_versions_are_reclaimed_once_every_cpu_was_quiescent() {
+    let out = &default_run().output;
+    assert!(out.contains("reclaim: grace period over after "), "{out}");
+    for cell in ["sched", "frame_alloc", "uart", "counter"] {
+        assert!(
+            out.contains(&format!("reclaim: freed the retired `{cell}` from ")),
+            "{cell}:\n{out}"
+        );
+    }
+    // memfs v1 stays: its v2 shares memfs::FS, whose trait objects point into v1.
+    assert!(
+        out.contains(
+            "reclaim: kept the retired `memfs` from kernel/: retired cell `memfs` shares memfs::FS"
+        ),
+        "{out}"
+    );
+    // The frames come back.
+    let summary = line(out, "reclaim: 4 retired versions freed; cell frames free ");
+    let before = number_after(summary, "cell frames free ");
+    let after = number_after(summary, &format!("{before} -> "));
+    assert!(after > before, "{summary}");
+}
+
+#[test]
+fn a_task_that_faults_in_a_cell_ends_and_the_kernel_goes_on() {
+    let out = &default_run().output;
+    // A write to a cell's text from a task: a page fault named with the cell and the symbol.
+    let write = out
+        .find("kernel: exception 14 (page fault) on cpu ")
+        .unwrap_or_else(|| panic!("no page fault:\n{out}"));
+    let report: Vec<&str> = out[write..].lines().take(4).collect();
+    assert!(report[0].contains("in task `wx`"), "{report:?}");
+    assert!(
+        report[2].contains("page fault on write, protection violation: 0x")
+            && report[2].contains(", cell `memfs` 0.1.0 (live), text: memfs::create + 0x0"),
+        "{report:?}"
+    );
+    assert!(
+        report[3].contains("the task is ended, the kernel goes on"),
+        "{report:?}"
+    );
+    // An invalid opcode inside a cell's text: the cell, its symbol and the offset.
+    let ud = out
+        .find("kernel: exception 6 (invalid opcode) on cpu ")
+        .unwrap_or_else(|| panic!("no invalid opcode:\n{out}"));
+    let report: Vec<&str> = out[ud..].lines().take(3).collect();
+    assert!(report[0].contains("in task `ud`"), "{report:?}");
+    assert!(report[1].contains(", cell `"), "{report:?}");
+    assert!(report[1].contains(" (live), text: "), "{report:?}");
+    assert!(report[1].contains(" + 0x"), "{report:?}");
+    assert!(
+        report[2].contains("the task is ended, the kernel goes on"),
+        "{report:?}"
+    );
+    assert!(
+        out.contains(
+            "faults: 2 tasks ended by faults (wx, ud), their sched entries removed; the kernel went on"
+        ),
+        "{out}"
+    );
+    // And the run still ended with every check passed.
+    assert!(out.contains("all checks passed, powering off"), "{out}");
+}
+
+/// One command of a shell session, and whether it must succeed.
+struct Command {
+    line: &'static str,
+    ok: bool,
+}
+
+const fn ok(line: &'static str) -> Command {
+    Command { line, ok: true }
+}
+
+const fn refused(line: &'static str) -> Command {
+    Command { line, ok: false }
+}
+
+#[test]
+fn the_shell_answers_a_person_at_the_serial_console() {
+    require_qemu();
+    // Each command is typed once the previous answer ended (`ok` or `error: ...`).
+    let session = [
+        ok("help"),
+        ok("cpus"),
+        ok("ls"),
+        ok("ns"),
+        ok("deps frame_alloc"),
+        ok("tasks"),
+        ok("swap memfs"),
+        ok("swap frame_alloc"),
+        ok("swap sched"),
+        ok("swap frame_alloc"),
+        ok("load libs/greet.o"),
+        ok("deps greet"),
+        ok("unload greet"),
+        ok("load libs/columns.o"),
+        refused("unload memfs"),
+        refused("load libs/nothing.o"),
+        refused("frobnicate"),
+        ok("reclaim"),
+        ok("stats"),
+        // Stops the workers, checks the state exactly and powers off.
+        ok("poweroff"),
+    ];
+    let mut next = 0;
+    let mut answers: Vec<(&str, String)> = Vec::new();
+    let mut current = String::new();
+    let mut on_line = |line: &str, input: &qemu::Input| {
+        let ready = line.starts_with("shell: ready");
+        let ended = line == "ok" || line.starts_with("error: ");
+        if next > 0 && !ready {
+            current.push_str(line);
+            current.push('\n');
+        }
+        if ended && next > 0 {
+            answers.push((session[next - 1].line, std::mem::take(&mut current)));
+        }
+        if (ready || ended) && next < session.len() {
+            // Typed as a person would: the characters, then Enter.
+            let command = session[next].line;
+            next += 1;
+            input.send(format!("{command}\r").into_bytes()).unwrap();
+        }
+    };
+    let options = qemu::BootOptions::new("shell", TIMEOUT);
+    let run = qemu::boot_with(image(), &options, Some(&mut on_line)).expect("starting QEMU");
+    let out = &run.output;
+    assert!(
+        run.succeeded(),
+        "{}:\n{out}",
+        qemu::describe_failure(&run, TIMEOUT)
+    );
+    // `poweroff` answers with the kernel's verdict, and the machine is off: no `ok` follows.
+    if next == session.len() && answers.len() + 1 == session.len() {
+        answers.push((session[next - 1].line, current));
+    }
+    assert_eq!(answers.len(), session.len(), "{out}");
+    for (command, (asked, answer)) in session.iter().zip(&answers) {
+        assert_eq!(command.line, *asked);
+        // The console echoes what was typed after the prompt.
+        assert!(
+            answer.starts_with(&format!("cells> {}\n", command.line)),
+            "{}: {answer}",
+            command.line
+        );
+        if command.line == "poweroff" {
+            assert!(
+                answer.ends_with("all checks passed, powering off\n"),
+                "{answer}"
+            );
+            continue;
+        }
+        assert_eq!(
+            answer.ends_with("ok\n"),
+            command.ok,
+            "`{}` should {}:\n{answer}",
+            command.line,
+            if command.ok { "succeed" } else { "fail" }
+        );
+    }
+    let answer = |command: &str| -> &str {
+        &answers
+            .iter()
+            .find(|(c, _)| *c == command)
+            .unwrap_or_else(|| panic!("no answer to {command}"))
+            .1
+    };
+    let cpus = answer("cpus");
     assert_eq!(
-        out.matches("none writable and executable").count(),
-        2,
-        "{out}"
+        cpus.lines().filter(|l| l.starts_with("cpu")).count(),
+        4,
+        "{cpus}"
     );
-    // The GOT and slot pages were writable only inside the swaps' commits.
+    let ls = answer("ls");
+    for cell in [
+        "frame_alloc",
+        "memfs",
+        "sched",
+        "uart",
+        "counter",
+        "kvstore",
+        "log",
+    ] {
+        assert!(
+            ls.lines()
+                .any(|l| l.starts_with(&format!("{cell} ")) && l.contains(" live ")),
+            "{cell}: {ls}"
+        );
+    }
     assert!(
-        out.contains("GOT write windows: loading opened none;"),
-        "{out}"
+        answer("ns").contains("namespace `_kernel` (parent: none)"),
+        "{}",
+        answer("ns")
     );
-    assert!(out.contains("read-only again; 0 left writable"), "{out}");
+    let deps = answer("deps frame_alloc");
+    assert!(
+        deps.contains("`frame_alloc` 0.1.0 from kernel/: uses "),
+        "{deps}"
+    );
+    assert!(
+        deps.contains("is used by ") && deps.contains("memfs (") && deps.contains("sched ("),
+        "{deps}"
+    );
+    assert!(
+        deps.contains(
+            "a swap of `frame_alloc` that moves state parks at its gate the calls from: memfs, nano_core_bare, sched"
+        ),
+        "{deps}"
+    );
+    let tasks = answer("tasks");
+    assert!(tasks.contains("worker0"), "{tasks}");
+    assert!(tasks.contains("the policy, sched v1"), "{tasks}");
+    assert!(
+        answer("swap memfs").contains("without a gate"),
+        "{}",
+        answer("swap memfs")
+    );
+    let swaps: Vec<&String> = answers
+        .iter()
+        .filter(|(c, _)| *c == "swap frame_alloc")
+        .map(|(_, a)| a)
+        .collect();
+    assert!(
+        swaps[0].contains("behind the gate (calls from memfs, nano_core_bare, sched)"),
+        "{}",
+        swaps[0]
+    );
+    assert!(
+        swaps[0].contains("static frame_alloc::ALLOCATOR: Transferred"),
+        "{}",
+        swaps[0]
+    );
+    // Back from the buddy allocator to v1 (the retired v1, reused): v1 takes v2's state over.
+    assert!(
+        swaps[1].contains("for kernel/frame_alloc.o behind the gate")
+            && swaps[1].contains("static frame_alloc::ALLOCATOR: Transferred"),
+        "{}",
+        swaps[1]
+    );
+    assert!(
+        answer("swap sched").contains("static sched::SCHED: Transferred"),
+        "{}",
+        answer("swap sched")
+    );
+    assert!(
+        answer("load libs/greet.o").contains("loaded `greet` 0.1.0 into `_kernel`"),
+        "{}",
+        answer("load libs/greet.o")
+    );
+    assert!(
+        answer("unload greet").contains("unloaded `greet`"),
+        "{}",
+        answer("unload greet")
+    );
+    let columns = answer("load libs/columns.o");
+    assert!(
+        columns.contains("loaded dependency cell `unicode_width` 0.1."),
+        "{columns}"
+    );
+    assert!(columns.contains("(for `columns`)"), "{columns}");
+    assert!(
+        answer("unload memfs").contains("error: cell `memfs` is still used by: "),
+        "{}",
+        answer("unload memfs")
+    );
+    assert!(
+        answer("load libs/nothing.o")
+            .contains("error: the boot module has no object `libs/nothing.o`"),
+        "{}",
+        answer("load libs/nothing.o")
+    );
+    assert!(
+        answer("frobnicate").contains("error: unknown command"),
+        "{}",
+        answer("frobnicate")
+    );
+    let reclaim = answer("reclaim");
+    assert!(
+        reclaim.contains("reclaim: freed the retired `frame_alloc`"),
+        "{reclaim}"
+    );
+    assert!(
+        reclaim.contains("reclaim: freed the retired `sched`"),
+        "{reclaim}"
+    );
+    let stats = answer("stats");
+    assert!(stats.contains(" into cells, 0 failed"), "{stats}");
+    assert!(stats.contains("swaps: 4 (3 behind the gate"), "{stats}");
+    assert!(stats.contains("drains: "), "{stats}");
+    let poweroff = answer("poweroff");
+    assert!(
+        poweroff.contains("none held twice, none lost"),
+        "{poweroff}"
+    );
     assert!(out.contains("all checks passed, powering off"), "{out}");
 }
 
 #[test]
-fn writing_to_a_cells_text_faults() {
+fn the_uart_driver_is_swapped_while_its_interrupts_fire_and_loses_no_byte() {
     require_qemu();
-    let run = qemu::boot(image(), "wx-test", TIMEOUT, false).expect("starting QEMU");
+    const LINES: usize = 6000;
+    let mut data = String::new();
+    for i in 0..LINES {
+        data.push_str(&format!("{i:06}\n"));
+    }
+    data.push_str("end\n");
+    let mut on_line = |line: &str, input: &qemu::Input| {
+        if line == "uart-test: ready" {
+            // The whole stream at once: QEMU hands it to the UART as fast as the guest reads.
+            for chunk in data.as_bytes().chunks(512) {
+                input.send(chunk.to_vec()).unwrap();
+            }
+        }
+    };
+    let options = qemu::BootOptions::new("uart-test", TIMEOUT);
+    let run = qemu::boot_with(image(), &options, Some(&mut on_line)).expect("starting QEMU");
     let out = &run.output;
-    assert_eq!(run.status, Some(QEMU_FAILURE), "{out}");
     assert!(
-        out.contains("W^X test: writing to the text of `memfs`"),
+        run.succeeded(),
+        "{}:\n{out}",
+        qemu::describe_failure(&run, TIMEOUT)
+    );
+    // Every byte arrived, in order, through both versions of the driver.
+    assert!(
+        out.contains(&format!(
+            "uart-test: received {} bytes: lines 0..{LINES} in order, none missing, then `end`",
+            data.len()
+        )),
         "{out}"
     );
-    assert!(out.contains("exception 14 (page fault)"), "{out}");
-    assert!(out.contains("protection violation, write"), "{out}");
-    assert!(!out.contains("all checks passed"), "{out}");
+    let swaps = out
+        .lines()
+        .filter(|l| l.starts_with("uart-test: swap "))
+        .count();
+    assert!(swaps >= 2, "{out}");
+    assert!(out.contains("`uart` -> upgrades/uart.o"), "{out}");
+    assert!(out.contains("`uart` -> kernel/uart.o"), "{out}");
+    assert!(out.contains("all checks passed, powering off"), "{out}");
 }
 
 #[test]
@@ -356,13 +818,20 @@ fn the_boot_module_holds_the_kernel_cells_and_the_dependency_cells_they_need() {
     let mut sorted = names.clone();
     sorted.sort();
     assert_eq!(sorted, objects);
-    for kernel in ["frame_alloc", "klog", "kvstore", "memfs", "sched"] {
+    for kernel in ["frame_alloc", "klog", "kvstore", "memfs", "sched", "uart"] {
         assert!(
             names.contains(&format!("kernel/{kernel}.o").as_str()),
             "{names:?}"
         );
     }
-    for upgrade in ["frame_alloc", "memfs", "sched"] {
+    // The library cells that need no std, for the tasks and the shell's `load`.
+    for lib in ["counter", "greet", "kvquery", "columns"] {
+        assert!(
+            names.contains(&format!("libs/{lib}.o").as_str()),
+            "{names:?}"
+        );
+    }
+    for upgrade in ["frame_alloc", "memfs", "sched", "uart", "counter"] {
         assert!(
             names.contains(&format!("upgrades/{upgrade}.o").as_str()),
             "{names:?}"
@@ -386,14 +855,14 @@ fn the_boot_module_holds_the_kernel_cells_and_the_dependency_cells_they_need() {
         "{names:?}"
     );
     assert!(!names.contains(&"deps/log.o"), "{names:?}");
-    // Nothing that only library or application cells use.
+    // Nothing that needs std, and no application.
     assert!(
         names
             .iter()
-            .all(|n| !n.starts_with("libs/") && !n.starts_with("apps/")),
+            .all(|n| !n.starts_with("apps/") && *n != "libs/textkit.o" && *n != "libs/tls_stats.o"),
         "{names:?}"
     );
-    for only_hosted in ["regex", "unicode_width", "memchr"] {
+    for only_hosted in ["regex", "memchr"] {
         assert!(
             !names
                 .iter()

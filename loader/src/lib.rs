@@ -89,9 +89,9 @@ pub use reclaim::{ReclaimError, Reclaimed};
 pub use resolve::Catalog;
 pub use resolve::{Provider, Resolution, Resolved, Resolver};
 pub use swap::{
-    GateReport, MissingExport, NewVersion, PhaseTimes, StaticOutcome, StaticReport, SwapError,
-    SwapOptions, SwapReport, SwapRequest, SwappedCell, ThreadInside, TlsOutcome, TransferFn,
-    DRAIN_DEADLINE,
+    parked_frames_in, GateReport, MissingExport, NewVersion, PhaseTimes, StaticOutcome,
+    StaticReport, SwapError, SwapOptions, SwapReport, SwapRequest, SwappedCell, ThreadInside,
+    TlsOutcome, TransferFn, DRAIN_DEADLINE,
 };
 pub use system::load::sha256_hex;
 pub use system::unload::UnloadError;

@@ -203,14 +203,31 @@ impl Namespaces {
         replaced: &[CellId],
         exports: &[Export],
     ) -> Result<(), NamespaceError> {
+        self.check_replace_by(
+            ns,
+            replaced,
+            exports
+                .iter()
+                .map(|e| (e.name.as_str(), e.target.cell, e.target.weak)),
+        )
+    }
+
+    /// [`Namespaces::check_replace`] of exports given as `(name, cell, weak)`, borrowed from
+    /// wherever they live (a swap checks a cell's symbols without copying their names).
+    pub fn check_replace_by<'a>(
+        &self,
+        ns: NamespaceId,
+        replaced: &[CellId],
+        exports: impl IntoIterator<Item = (&'a str, CellId, bool)>,
+    ) -> Result<(), NamespaceError> {
         let n = self.get(ns).ok_or(NamespaceError::NoSuchNamespace(ns))?;
-        for e in exports {
-            if let Some(existing) = n.symbols.get(&e.name) {
-                let stays = !replaced.contains(&existing.cell) && existing.cell != e.target.cell;
-                if stays && !existing.weak && !e.target.weak {
+        for (name, cell, weak) in exports {
+            if let Some(existing) = n.symbols.get(name) {
+                let stays = !replaced.contains(&existing.cell) && existing.cell != cell;
+                if stays && !existing.weak && !weak {
                     return Err(NamespaceError::DuplicateSymbol {
                         namespace: n.name.clone(),
-                        symbol: e.name.clone(),
+                        symbol: name.into(),
                         existing: existing.cell,
                     });
                 }
@@ -367,33 +384,68 @@ impl Namespaces {
         new: CellId,
         exports: &[Export],
     ) -> Result<(), NamespaceError> {
-        let mut copy = self
-            .get(ns)
-            .ok_or(NamespaceError::NoSuchNamespace(ns))?
-            .clone();
-        let pos = copy.cells.iter().position(|c| *c == old);
-        copy.symbols.retain(|_, s| s.cell != old);
-        copy.cells.retain(|c| *c != old);
-        let mut scratch = Namespaces {
-            list: alloc::vec![Some(Namespace {
-                id: NamespaceId(0),
-                ..copy
-            })],
-        };
-        scratch.add_cell(NamespaceId(0), new, exports)?;
-        let mut done = scratch
-            .list
-            .pop()
-            .flatten()
-            .ok_or(NamespaceError::NoSuchNamespace(ns))?;
-        done.id = ns;
-        if let Some(pos) = pos {
-            let last = done.cells.pop();
-            if let Some(last) = last {
-                done.cells.insert(pos.min(done.cells.len()), last);
+        self.replace_cell_owned(ns, old, new, exports.to_vec())
+    }
+
+    /// [`Namespaces::replace_cell`] with the exports given by value.
+    pub fn replace_cell_owned(
+        &mut self,
+        ns: NamespaceId,
+        old: CellId,
+        new: CellId,
+        exports: Vec<Export>,
+    ) -> Result<(), NamespaceError> {
+        self.replace_cell_by(
+            ns,
+            old,
+            new,
+            exports.iter().map(|e| (e.name.as_str(), e.target)),
+        )
+    }
+
+    /// [`Namespaces::replace_cell`] with the exports borrowed from wherever they live (a swap
+    /// passes the new version's symbols). Checked first, then changed in place: a name both
+    /// versions export keeps its entry, which now points at the new version; only names the old
+    /// version alone exported are removed and names the new one alone exports copied in. The
+    /// namespace's other symbols are neither copied nor rehashed.
+    pub fn replace_cell_by<'a, I>(
+        &mut self,
+        ns: NamespaceId,
+        old: CellId,
+        new: CellId,
+        exports: I,
+    ) -> Result<(), NamespaceError>
+    where
+        I: IntoIterator<Item = (&'a str, SymbolRef)>,
+        I::IntoIter: Clone,
+    {
+        let exports = exports.into_iter();
+        let n = self.get(ns).ok_or(NamespaceError::NoSuchNamespace(ns))?;
+        if new != old && n.cells.contains(&new) {
+            return Err(NamespaceError::CellPresent(new));
+        }
+        self.check_replace_by(
+            ns,
+            &[old],
+            exports.clone().map(|(name, t)| (name, t.cell, t.weak)),
+        )?;
+        let n = self.get_mut(ns)?;
+        for (name, target) in exports {
+            match n.symbols.get_mut(name) {
+                Some(existing) if existing.cell == old => *existing = target,
+                Some(existing) if !existing.weak || target.weak => {}
+                Some(existing) => *existing = target,
+                None => {
+                    n.symbols.insert(name.into(), target);
+                }
             }
         }
-        *self.get_mut(ns)? = done;
+        // What the old version alone exported (nothing, when both export the same names).
+        n.symbols.retain(|_, s| s.cell != old);
+        match n.cells.iter().position(|c| *c == old) {
+            Some(pos) => n.cells[pos] = new,
+            None => n.cells.push(new),
+        }
         Ok(())
     }
 

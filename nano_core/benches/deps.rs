@@ -13,15 +13,13 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate_metadata::{CellKind, ManifestEntry};
 use criterion::{criterion_group, criterion_main, Criterion};
 use loader::hosted::Hosted;
 use loader::{CellSpec, SwapOptions, System};
-use nano_core::Kernel;
+use nano_core::{BootOptions, Kernel};
 
 /// The dependency cells measured: the largest ones, and small ones of the kernel cell.
 const DEPS: &[&str] = &[
@@ -39,28 +37,6 @@ fn median(mut v: Vec<u64>) -> u64 {
     v.get(v.len() / 2).copied().unwrap_or(0)
 }
 
-/// The object of `entry` linked into a shared library by the system linker (undefined symbols
-/// left for `dlopen` to bind).
-fn shared_library(entry: &ManifestEntry) -> PathBuf {
-    let dir = support::gen_dir().join("deps-so");
-    std::fs::create_dir_all(&dir).unwrap();
-    let object = support::cells_dir().join(&entry.object);
-    let so = dir.join(format!("lib{}.so", entry.key()));
-    let status = Command::new("cc")
-        .args(["-shared", "-nostdlib", "-o"])
-        .arg(&so)
-        .arg(&object)
-        .status()
-        .expect("cc runs");
-    assert!(status.success(), "linking {} failed", object.display());
-    so
-}
-
-fn dlopen_global(path: &Path) {
-    // Kept open for the process: the libraries the measured ones bind to.
-    support::dlopen(path, libc::RTLD_NOW | libc::RTLD_GLOBAL);
-}
-
 fn bench(c: &mut Criterion) {
     nano_core::logger::install(log::LevelFilter::Off);
     let manifest = support::manifest();
@@ -71,14 +47,20 @@ fn bench(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4));
 
-    // Boot of the whole closure, and each cell's own load time.
+    // Boot of the whole closure, and each cell's own load time. The bench binary links
+    // criterion, which links `regex`, `regex-syntax`, `aho-corasick` and `memchr`: loading the
+    // dependency cells the image provides too boots the same cells as `nano_core` itself does.
+    let boot_options = BootOptions {
+        load_provided_dependencies: true,
+        ..BootOptions::default()
+    };
     let mut per_cell: Vec<(String, String, Vec<u64>)> = Vec::new();
     group.bench_function("boot/whole closure", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 let t = Instant::now();
-                let kernel = Kernel::boot(cells_dir).expect("boot");
+                let kernel = Kernel::boot_with(cells_dir, &boot_options).expect("boot");
                 total += t.elapsed();
                 for booted in kernel.booted() {
                     let Some(cell) = kernel.system().registry().cell(booted.id) else {
@@ -106,6 +88,40 @@ fn bench(c: &mut Criterion) {
         eprintln!("  {name:<16} {kind:<7} {:>9.1} µs", m as f64 / 1e3);
     }
     eprintln!("  {:<24} {:>9.1} µs", "sum of the loads", sum as f64 / 1e3);
+    // What a boot spends outside the loader: reading each object and checking its SHA-256.
+    let entries: Vec<ManifestEntry> = Kernel::boot_with(cells_dir, &boot_options)
+        .expect("boot")
+        .booted()
+        .iter()
+        .map(|b| b.entry.clone())
+        .collect();
+    let mut reads = Vec::new();
+    let mut hashes = Vec::new();
+    for _ in 0..20 {
+        let (mut read, mut hash) = (Duration::ZERO, Duration::ZERO);
+        for entry in &entries {
+            let t = Instant::now();
+            let bytes = std::fs::read(cells_dir.join(&entry.object)).expect("object");
+            read += t.elapsed();
+            let t = Instant::now();
+            std::hint::black_box(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+            hash += t.elapsed();
+        }
+        reads.push(read.as_nanos() as u64);
+        hashes.push(hash.as_nanos() as u64);
+    }
+    let object_bytes: u64 = entries
+        .iter()
+        .filter_map(|e| std::fs::metadata(cells_dir.join(&e.object)).ok())
+        .map(|m| m.len())
+        .sum();
+    eprintln!(
+        "  outside the loader, median of 20: reading the {} objects ({:.1} MiB) {:.1} µs, their SHA-256 {:.1} µs",
+        entries.len(),
+        object_bytes as f64 / (1024.0 * 1024.0),
+        median(reads) as f64 / 1e3,
+        median(hashes) as f64 / 1e3
+    );
 
     // Each dependency cell against dlopen of the same object as a shared library.
     let _std = support::dlopen(&support::libstd_so(), libc::RTLD_NOW | libc::RTLD_GLOBAL);
@@ -131,10 +147,10 @@ fn bench(c: &mut Criterion) {
             }
             let bytes = std::fs::read(cells_dir.join(&dep.object)).unwrap();
             system.load(ns, CellSpec::named(&dep.name), &bytes).unwrap();
-            dlopen_global(&shared_library(dep));
+            support::dlopen_global(&support::shared_library(dep));
         }
         let bytes = std::fs::read(cells_dir.join(&entry.object)).unwrap();
-        let so = shared_library(entry);
+        let so = support::shared_library(entry);
         let child = system
             .create_namespace(&format!("bench-{name}"), Some(ns))
             .unwrap();

@@ -30,9 +30,12 @@ COMMANDS:
              (for `nano_core --trust`)
     demo     Build what is stale, boot nano_core on the cells and run its workload
     qemu     Build the cells and the bare-metal nano_core (bare_metal/), boot it under
-             qemu-system-x86_64 and show its serial console: it links the kernel cells,
-             runs a workload, swaps memfs and sched live, and powers off with a verdict
-             --timeout <SECS> (default 60), --build-only
+             qemu-system-x86_64 on 4 CPUs and show its serial console: it links the kernel
+             cells, runs tasks on every CPU that call them, swaps cells under that load, and
+             powers off with a verdict
+             --timeout <SECS> (default 60; 3600 with --shell), --build-only, --smp <N>,
+             --append <WORDS> (the kernel command line), --shell (the kernel's shell on
+             this terminal: what you type goes to its serial port)
     run      Build what is stale, boot nano_core and serve its control socket in the
              foreground until `cargo cell ctl quit` (or Ctrl-C)
     swap <CELL> [<OBJECT>] [--fresh]
@@ -115,8 +118,12 @@ struct RunOptions {
 #[derive(Debug)]
 struct QemuOptions {
     build: BuildOptions,
-    timeout_secs: u64,
+    /// `None`: 60 s, or an hour with `--shell`.
+    timeout_secs: Option<u64>,
     build_only: bool,
+    cpus: usize,
+    append: String,
+    shell: bool,
 }
 
 /// Where the control socket is: given, or found from the workspace's target directory.
@@ -259,22 +266,38 @@ fn parse(mut args: Vec<String>) -> Result<Cli> {
         "qemu" => {
             let mut options = QemuOptions {
                 build: BuildOptions::default(),
-                timeout_secs: 60,
+                timeout_secs: None,
                 build_only: false,
+                cpus: build_tools::qemu::DEFAULT_CPUS,
+                append: String::new(),
+                shell: false,
             };
             while let Some(arg) = args.next() {
                 match arg.as_str() {
                     a if take_build_option(a, &mut args, &mut options.build)? => {}
                     "--build-only" => options.build_only = true,
+                    "--shell" => options.shell = true,
+                    "--append" => {
+                        options.append = args.next().context("--append needs kernel words")?;
+                    }
+                    "--smp" => {
+                        let n = args.next().context("--smp needs a number of CPUs")?;
+                        options.cpus = n
+                            .parse::<usize>()
+                            .ok()
+                            .filter(|n| (1..=16).contains(n))
+                            .with_context(|| format!("--smp takes 1 to 16 CPUs, not `{n}`"))?;
+                    }
                     "--timeout" => {
                         let secs = args.next().context("--timeout needs a number of seconds")?;
-                        options.timeout_secs = secs
-                            .parse::<u64>()
-                            .ok()
-                            .filter(|s| (1..=3600).contains(s))
-                            .with_context(|| {
-                                format!("--timeout takes 1 to 3600 seconds, not `{secs}`")
-                            })?;
+                        options.timeout_secs = Some(
+                            secs.parse::<u64>()
+                                .ok()
+                                .filter(|s| (1..=3600).contains(s))
+                                .with_context(|| {
+                                    format!("--timeout takes 1 to 3600 seconds, not `{secs}`")
+                                })?,
+                        );
                     }
                     "-h" | "--help" => return Ok(Cli::Help),
                     other => bail!("unknown option `{other}` for `cargo cell qemu`"),
@@ -475,11 +498,44 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
             if !options.build_only {
-                let timeout = std::time::Duration::from_secs(options.timeout_secs);
+                let default_secs = if options.shell { 3600 } else { 60 };
+                let timeout =
+                    std::time::Duration::from_secs(options.timeout_secs.unwrap_or(default_secs));
                 if !options.build.quiet {
-                    println!("booting under qemu-system-x86_64 (serial console below)\n");
+                    println!(
+                        "booting under qemu-system-x86_64 on {} CPUs (serial console below)\n",
+                        options.cpus
+                    );
                 }
-                let run = build_tools::qemu::boot(&image, "", timeout, true)?;
+                let mut cmdline = options.append.clone();
+                if options.shell {
+                    cmdline = format!("shell {cmdline}").trim().to_string();
+                }
+                let boot = build_tools::qemu::BootOptions {
+                    cmdline,
+                    cpus: options.cpus,
+                    timeout,
+                    echo: true,
+                };
+                // With the shell, every line typed here goes to the kernel's serial port.
+                let mut forwarding = false;
+                let mut forward = |_line: &str, input: &build_tools::qemu::Input| {
+                    if std::mem::replace(&mut forwarding, true) {
+                        return;
+                    }
+                    let input = input.clone();
+                    std::thread::spawn(move || {
+                        for line in std::io::stdin().lines() {
+                            let Ok(line) = line else { break };
+                            if input.send(format!("{line}\r").into_bytes()).is_err() {
+                                break;
+                            }
+                        }
+                    });
+                };
+                let on_line: Option<build_tools::qemu::OnLine<'_>> =
+                    options.shell.then_some(&mut forward);
+                let run = build_tools::qemu::boot_with(&image, &boot, on_line)?;
                 if !run.succeeded() {
                     bail!("{}", build_tools::qemu::describe_failure(&run, timeout));
                 }
@@ -545,24 +601,35 @@ mod tests {
     }
 
     #[test]
-    fn qemu_takes_timeout_build_only_and_the_build_options() {
+    fn qemu_takes_timeout_build_only_smp_append_shell_and_the_build_options() {
         let Cli::Qemu(o) =
             parse(args("qemu --timeout 30 --build-only --target-dir /t -q")).unwrap()
         else {
             panic!("not qemu")
         };
-        assert_eq!(o.timeout_secs, 30);
+        assert_eq!(o.timeout_secs, Some(30));
         assert!(o.build_only && o.build.quiet);
         assert_eq!(o.build.target_dir.as_deref(), Some(Path::new("/t")));
         let Cli::Qemu(o) = parse(args("qemu")).unwrap() else {
             panic!("not qemu")
         };
-        assert_eq!((o.timeout_secs, o.build_only), (60, false));
+        assert_eq!(
+            (o.timeout_secs, o.build_only, o.shell),
+            (None, false, false)
+        );
+        assert_eq!((o.cpus, o.append.as_str()), (4, ""));
+        let Cli::Qemu(o) = parse(args("qemu --smp 2 --append uart-test --shell")).unwrap() else {
+            panic!("not qemu")
+        };
+        assert_eq!((o.cpus, o.append.as_str(), o.shell), (2, "uart-test", true));
         for bad in [
             "qemu --timeout 0",
             "qemu --timeout soon",
             "qemu --timeout",
             "qemu --fast",
+            "qemu --smp 0",
+            "qemu --smp 17",
+            "qemu --append",
         ] {
             assert!(parse(args(bad)).is_err(), "{bad}");
         }

@@ -36,6 +36,12 @@ pub const KERNEL_NAMESPACE: &str = "_kernel";
 
 /// Dry-links what `report`'s build wrote, against its `nano_core` executable.
 pub fn from_build(report: &BuildReport) -> Result<Model> {
+    from_build_with(report, &report.manifest)
+}
+
+/// [`from_build`] of the cells `manifest` lists (a part of the build's manifest, say), with the
+/// objects and the base image of `report`.
+pub fn from_build_with(report: &BuildReport, manifest: &Manifest) -> Result<Model> {
     let nano_core = report.nano_core.clone().unwrap_or_else(|| {
         report
             .target_dir
@@ -43,7 +49,7 @@ pub fn from_build(report: &BuildReport) -> Result<Model> {
             .join(crate::workspace::NANO_CORE)
     });
     let platform = DryPlatform::new(&nano_core)?;
-    dry_link(&report.manifest, &report.cells_dir, platform)
+    dry_link(manifest, &report.cells_dir, platform)
 }
 
 /// Dry-links every cell of `manifest` (objects under `cells_dir`) on `platform`. The model

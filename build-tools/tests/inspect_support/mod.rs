@@ -5,12 +5,14 @@
 
 pub mod expect;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use build_tools::inspect::model::Model;
 use build_tools::inspect::offline;
 use build_tools::{build_cells, BuildOptions, BuildReport};
+use crate_metadata::{CellKind, Manifest, ManifestEntry};
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
@@ -33,11 +35,72 @@ pub fn report() -> &'static BuildReport {
     })
 }
 
-/// The offline model of the real cells.
+/// The cells the inspection tests and their golden outputs are written against: the project's
+/// own cells. A cell a user adds to the workspace is left out of [`model`], so that adding one
+/// does not change any expected output (the dependency cells are those these cells need).
+pub const FIXTURE: &[(CellKind, &[&str])] = &[
+    (
+        CellKind::Kernel,
+        &["frame_alloc", "klog", "kvstore", "memfs", "sched"],
+    ),
+    (
+        CellKind::Libs,
+        &[
+            "columns",
+            "counter",
+            "greet",
+            "kvquery",
+            "textkit",
+            "tls_stats",
+        ],
+    ),
+    (
+        CellKind::Apps,
+        &["banner", "crasher", "hello", "hola", "sleeper"],
+    ),
+    (
+        CellKind::Upgrades,
+        &[
+            "counter",
+            "frame_alloc",
+            "greet",
+            "kvquery",
+            "kvstore",
+            "memfs",
+            "sched",
+            "tls_stats",
+        ],
+    ),
+];
+
+/// `manifest` restricted to [`FIXTURE`] and the dependency cells those cells need.
+pub fn fixture_manifest(manifest: &Manifest) -> Manifest {
+    let named = |e: &ManifestEntry| {
+        FIXTURE
+            .iter()
+            .any(|(kind, names)| *kind == e.kind && names.contains(&e.name.as_str()))
+    };
+    let mut deps = BTreeSet::new();
+    for entry in manifest.cells.iter().filter(|e| named(e)) {
+        let closure = manifest
+            .dependency_closure(entry)
+            .unwrap_or_else(|e| panic!("the dependency closure of {}: {e}", entry.name));
+        deps.extend(closure.into_iter().map(|d| d.key().to_string()));
+    }
+    let mut fixture = manifest.clone();
+    fixture
+        .cells
+        .retain(|e| named(e) || (e.kind == CellKind::Deps && deps.contains(e.key())));
+    fixture
+}
+
+/// The offline model of the real cells of [`FIXTURE`].
 pub fn model() -> &'static Model {
     static MODEL: OnceLock<Model> = OnceLock::new();
     MODEL.get_or_init(|| {
-        offline::from_build(report()).unwrap_or_else(|e| panic!("dry link failed: {e:#}"))
+        let report = report();
+        offline::from_build_with(report, &fixture_manifest(&report.manifest))
+            .unwrap_or_else(|e| panic!("dry link failed: {e:#}"))
     })
 }
 

@@ -284,13 +284,7 @@ fn answer(context: *mut libc::c_void) -> Option<u64> {
     let end = mapping_end(maps, rsp);
     // A caller parked at a swap's gate: its own frames start where the gate recorded them; the
     // gate's frames below hold stale words, not calls in progress.
-    let parked = end.and_then(|end| {
-        crate::swap::gate::PARKED
-            .iter()
-            .map(|p| p.load(Ordering::Acquire))
-            .filter(|p| *p >= rsp && *p < end)
-            .min()
-    });
+    let parked = end.and_then(|end| crate::swap::gate::parked_frames_in(rsp, end));
     let rsp = parked.unwrap_or(rsp);
     // The instruction pointer and every register (one may hold a slot's value about to be called).
     let found = match registers

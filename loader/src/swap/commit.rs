@@ -18,6 +18,7 @@ use crate::mapping::permissions::RelroWindow;
 use crate::platform::Platform;
 use crate::region::Region;
 use crate::reloc;
+use crate::system::describe::exports_in;
 use crate::system::System;
 use crate_metadata::{demangle, CellId, CellState, EdgeId, NamespaceId, SlotKind};
 
@@ -163,9 +164,11 @@ impl<P: Platform> System<P> {
             if let Some(s) = staging {
                 let _ = self.namespaces.remove_cell(s, p.new);
             }
-            let exports = self.exports_of(p.new);
-            // Checked on a copy by `check_namespace`; cannot fail here.
-            let _ = self.namespaces.replace_cell(ns, p.old, p.new, &exports);
+            // Checked by `check_namespace`; cannot fail here.
+            if let Some(cell) = self.registry.cell(p.new) {
+                let exports = exports_in(p.new, cell);
+                let _ = self.namespaces.replace_cell_by(ns, p.old, p.new, exports);
+            }
             if let Some(c) = self.registry.cell_mut(p.old) {
                 c.state = CellState::Retired;
             }

@@ -147,7 +147,21 @@ const PARKED_SLOTS: usize = 256;
 /// gate's entry routine received from the stub's caller. A stack check skips the gate's frames
 /// below it (they hold stale words of earlier calls, which could look like return addresses into
 /// the old version) and looks at the caller's frames only. 0: a free slot.
-pub(crate) static PARKED: [AtomicU64; PARKED_SLOTS] = [const { AtomicU64::new(0) }; PARKED_SLOTS];
+static PARKED: [AtomicU64; PARKED_SLOTS] = [const { AtomicU64::new(0) }; PARKED_SLOTS];
+
+/// Where the frames of a caller parked at a gate start, if one is parked on the stack `lo..hi` (the
+/// lowest such address): a platform's stack check ([`Process::threads_inside`]) starts there
+/// instead of at the interrupted stack pointer, skipping the gate's own frames and their stale
+/// words.
+///
+/// [`Process::threads_inside`]: crate::platform::Process::threads_inside
+pub fn parked_frames_in(lo: u64, hi: u64) -> Option<u64> {
+    PARKED
+        .iter()
+        .map(|p| p.load(Ordering::Acquire))
+        .filter(|p| *p >= lo && *p < hi)
+        .min()
+}
 
 /// Records a parked caller (a slot index, or `None` when every slot is taken: then the caller's
 /// gate frames are checked too, which can only delay a swap).

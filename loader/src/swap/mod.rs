@@ -40,7 +40,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 pub use error::{MissingExport, SwapError, ThreadInside};
-pub use gate::GateReport;
+pub use gate::{parked_frames_in, GateReport};
 pub use thread_locals::TlsOutcome;
 use undo::Undo;
 

@@ -88,7 +88,12 @@ impl<P: Platform> System<P> {
         let transfer = new
             .symbols
             .iter()
-            .find(|s| s.kind == SymbolKind::Function && demangle::path(&s.name) == transfer_path)
+            // Both manglings spell the identifier out: only those symbols are demangled.
+            .find(|s| {
+                s.kind == SymbolKind::Function
+                    && s.name.contains("transfer_state")
+                    && demangle::path(&s.name) == transfer_path
+            })
             .map(|s| s.addr);
         // Statics are matched by path: the mangled hash of a static covers its type, so a type
         // that changed (even at the same size) gives the same path another mangled name.

@@ -71,6 +71,11 @@ impl<P: Platform> System<P> {
         undo.staging = Some(staging);
         let olds: Vec<CellId> = requests.iter().map(|r| r.old).collect();
         let order = namespace::graph::dependency_order(&self.registry, &olds).unwrap_or(olds);
+        // A reused version is already linked: it joins the staging namespace only for new
+        // versions loaded in the same set to bind to.
+        let loads = requests
+            .iter()
+            .any(|r| matches!(r.new, NewVersion::Object { .. }));
         let mut pairs = Vec::new();
         for old in order {
             let Some(r) = requests.iter().find(|r| r.old == old) else {
@@ -101,13 +106,15 @@ impl<P: Platform> System<P> {
             };
             let new = match (reuse, r.new) {
                 (Some(id), _) => {
-                    let exports = self.exports_of(id);
-                    self.namespaces
-                        .add_cell(staging, id, &exports)
-                        .map_err(|error| SwapError::Namespace {
-                            cell: old_name.clone(),
-                            error,
-                        })?;
+                    if loads {
+                        let exports = self.exports_of(id);
+                        self.namespaces
+                            .add_cell_owned(staging, id, exports)
+                            .map_err(|error| SwapError::Namespace {
+                                cell: old_name.clone(),
+                                error,
+                            })?;
+                    }
                     undo.reused.push(id);
                     id
                 }

@@ -9,6 +9,7 @@ use alloc::vec::Vec;
 
 use super::{MissingExport, Pair, SlotWrite, SwapError, SwapOptions};
 use crate::platform::Platform;
+use crate::system::describe::exports_in;
 use crate::system::System;
 use crate_metadata::{demangle, CellId, NamespaceId, SlotKind, SymbolId};
 
@@ -104,9 +105,12 @@ impl<P: Platform> System<P> {
     pub(super) fn check_namespace(&self, ns: NamespaceId, pairs: &[Pair]) -> Result<(), SwapError> {
         let replaced: Vec<CellId> = pairs.iter().map(|p| p.old).collect();
         for p in pairs {
-            let exports = self.exports_of(p.new);
+            let Some(cell) = self.registry.cell(p.new) else {
+                continue;
+            };
+            let exports = exports_in(p.new, cell).map(|(name, t)| (name, t.cell, t.weak));
             self.namespaces
-                .check_replace(ns, &replaced, &exports)
+                .check_replace_by(ns, &replaced, exports)
                 .map_err(|error| SwapError::Namespace {
                     cell: self.name_of(p.old),
                     error,

@@ -228,23 +228,33 @@ fn add_loader_sections(layout: &Layout, mapping: &Mapping, cell: &mut Cell) -> O
     got
 }
 
+/// The namespace exports of the loaded cell `cell` (id `id`), borrowed from its metadata: one per
+/// symbol, in order.
+pub(crate) fn exports_in(
+    id: CellId,
+    cell: &Cell,
+) -> impl Iterator<Item = (&str, SymbolRef)> + Clone + '_ {
+    cell.symbols.iter().enumerate().map(move |(i, s)| {
+        let target = SymbolRef {
+            cell: id,
+            symbol: SymbolId(i as u32),
+            addr: s.addr,
+            weak: false,
+        };
+        (s.name.as_str(), target)
+    })
+}
+
 impl<P: Platform> System<P> {
     /// The namespace exports of a loaded cell, from its metadata.
     pub(crate) fn exports_of(&self, id: CellId) -> Vec<Export> {
         let Some(c) = self.registry.cell(id) else {
             return Vec::new();
         };
-        c.symbols
-            .iter()
-            .enumerate()
-            .map(|(i, s)| Export {
-                name: s.name.clone(),
-                target: SymbolRef {
-                    cell: id,
-                    symbol: SymbolId(i as u32),
-                    addr: s.addr,
-                    weak: false,
-                },
+        exports_in(id, c)
+            .map(|(name, target)| Export {
+                name: name.into(),
+                target,
             })
             .collect()
     }

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use build_tools::build::{build_cells, BuildOptions};
-use crate_metadata::{CellKind, Manifest};
+use crate_metadata::{CellKind, Manifest, ManifestEntry};
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
@@ -230,4 +230,27 @@ pub fn so_stats(path: &Path) -> (usize, u64) {
     let bytes = std::fs::read(path).unwrap();
     let elf = goblin::elf::Elf::parse(&bytes).unwrap();
     (elf.dynrelas.len() + elf.pltrelocs.len(), bytes.len() as u64)
+}
+
+/// The object of `entry` linked into a shared library by the system linker (undefined symbols
+/// left for `dlopen` to bind).
+pub fn shared_library(entry: &ManifestEntry) -> PathBuf {
+    let dir = gen_dir().join("deps-so");
+    std::fs::create_dir_all(&dir).unwrap();
+    let object = cells_dir().join(&entry.object);
+    let so = dir.join(format!("lib{}.so", entry.key()));
+    let status = Command::new("cc")
+        .args(["-shared", "-nostdlib", "-o"])
+        .arg(&so)
+        .arg(&object)
+        .status()
+        .expect("cc runs");
+    assert!(status.success(), "linking {} failed", object.display());
+    so
+}
+
+/// `dlopen(path, RTLD_NOW | RTLD_GLOBAL)`, kept open for the process: a library the measured
+/// ones bind to.
+pub fn dlopen_global(path: &Path) {
+    dlopen(path, libc::RTLD_NOW | libc::RTLD_GLOBAL);
 }
