@@ -6,14 +6,7 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use loader_fuzz::{load_and_unload, mutate, Tables};
-
-const SEEDS: [&[u8]; 4] = [
-    include_bytes!("../seeds/klog.o"),
-    include_bytes!("../seeds/frame_alloc.o"),
-    include_bytes!("../seeds/counter.o"),
-    include_bytes!("../seeds/tls_stats.o"),
-];
+use loader_fuzz::{load_and_unload, mutate, seed, Tables, SEEDS};
 
 fn tables() -> &'static [Tables] {
     static TABLES: OnceLock<Vec<Tables>> = OnceLock::new();
@@ -24,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&which, ops)) = data.split_first() else {
         return;
     };
-    let i = which as usize % SEEDS.len();
-    let object = mutate(SEEDS[i], &tables()[i], ops);
+    let (i, seed) = seed(which);
+    let object = mutate(seed, &tables()[i], ops);
     load_and_unload(&object);
 });

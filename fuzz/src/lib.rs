@@ -1,9 +1,12 @@
 //! Shared by the fuzz targets: a platform that never runs a cell's code, and one load-then-unload
-//! step against a system with an empty `_kernel` namespace.
+//! step against a system with an empty `_kernel` namespace. The unwind target's edits of
+//! `.eh_frame` and its lookups through libgcc are in [`unwind`].
+
+pub mod unwind;
 
 use std::cell::RefCell;
 
-use crate_metadata::NamespaceId;
+use crate_metadata::{CellId, NamespaceId};
 use loader::hosted::Hosted;
 use loader::platform::{
     InitArgs, Memory, PlatformError, Process, Protection, SymbolSource, ThreadLocals, TlsSymbol,
@@ -96,6 +99,21 @@ impl Process for NoRun {
     }
 }
 
+/// The real cells the structure-aware targets edit (`seeds/`: klog, frame_alloc, counter,
+/// tls_stats).
+pub const SEEDS: [&[u8]; 4] = [
+    include_bytes!("../seeds/klog.o"),
+    include_bytes!("../seeds/frame_alloc.o"),
+    include_bytes!("../seeds/counter.o"),
+    include_bytes!("../seeds/tls_stats.o"),
+];
+
+/// The seed `which` selects, and its index.
+pub fn seed(which: u8) -> (usize, &'static [u8]) {
+    let i = which as usize % SEEDS.len();
+    (i, SEEDS[i])
+}
+
 struct Scratch {
     system: System<NoRun>,
     ns: NamespaceId,
@@ -109,6 +127,12 @@ thread_local! {
 /// and unloads it again when the load succeeded. A load error is the expected outcome for almost
 /// every input; a panic, crash or hang is the bug.
 pub fn load_and_unload(bytes: &[u8]) {
+    load_then(bytes, &mut |_, _| {});
+}
+
+/// [`load_and_unload`], calling `loaded` with the system and the cell between a successful load
+/// and the unload.
+pub fn load_then(bytes: &[u8], loaded: &mut dyn FnMut(&System<NoRun>, CellId)) {
     SCRATCH.with(|scratch| {
         let mut scratch = scratch.borrow_mut();
         let s = scratch.get_or_insert_with(|| {
@@ -124,6 +148,7 @@ pub fn load_and_unload(bytes: &[u8]) {
         let before = s.system.platform().inner.live_mappings();
         match s.system.load(s.ns, CellSpec::named("fuzzed"), bytes) {
             Ok(id) => {
+                loaded(&s.system, id);
                 if let Err(e) = s.system.unload(id) {
                     panic!("a freshly loaded cell that nothing uses cannot be unloaded: {e}");
                 }
@@ -134,7 +159,10 @@ pub fn load_and_unload(bytes: &[u8]) {
             }
         }
         let after = s.system.platform().inner.live_mappings();
-        assert_eq!(before, after, "a load (failed or unloaded) left mappings behind");
+        assert_eq!(
+            before, after,
+            "a load (failed or unloaded) left mappings behind"
+        );
     });
 }
 
@@ -173,7 +201,7 @@ impl Tables {
 }
 
 /// Values worth trying in any field.
-const INTERESTING: [u64; 24] = [
+pub(crate) const INTERESTING: [u64; 24] = [
     0,
     1,
     2,
@@ -200,7 +228,9 @@ const INTERESTING: [u64; 24] = [
     u64::MAX,
 ];
 
-fn put(out: &mut [u8], at: usize, width: usize, mode: u8, value: u64) {
+/// Edits the `width`-byte little-endian field at `at` (nothing when it is out of bounds): `mode` 0
+/// sets it to `value`, 1 adds `value`, 2 picks an interesting value, 3 xors `value` in.
+pub(crate) fn put(out: &mut [u8], at: usize, width: usize, mode: u8, value: u64) {
     let Some(field) = at.checked_add(width).and_then(|end| out.get_mut(at..end)) else {
         return;
     };

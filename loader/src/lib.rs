@@ -9,6 +9,7 @@
 //! | layout | `layout.rs` | places sections into four page-aligned regions of one mapping; counts GOT slots, TLS pairs and call stubs (checked arithmetic) |
 //! | resolve | `resolve.rs`, `system/load.rs` | binds each undefined symbol: the cell, its namespace and parents, the base image, the platform |
 //! | link | `link.rs`, `reloc.rs` | copies sections, fills the GOT and stubs, applies relocations from the table through one checked writer |
+//! | check unwind table | `eh_frame.rs`, `system/unwind.rs` | walks the relocated `.eh_frame` as libgcc's unwinder will (records, CIEs, pointer encodings, FDE ranges inside the text, call-frame instructions) and refuses it, with the offset at fault, before it is registered |
 //! | describe | `system/describe.rs` | the cell's metadata (sections, exported symbols) and its namespace exports |
 //! | rebind | `swap/rebind.rs` | statics shared with the base image bound to its memory on load; statics rebound to the old version's memory, or state transferred, on swap |
 //! | publish | `system/publish.rs`, `mapping/permissions.rs` | protects the regions (text RX, read-only R, relro and GOT R, data RW), registers `.eh_frame` and TLS, adds the cell to its namespace and its edges to the registry, runs `.init_array` |
@@ -50,6 +51,7 @@ extern crate alloc;
 extern crate std;
 
 mod catalog;
+pub mod eh_frame;
 mod error;
 mod handle;
 mod image;
@@ -81,7 +83,7 @@ pub use error::{LoadError, MissingCause, MissingSymbol};
 pub use handle::{Handle, HandleSlot};
 pub use image::ImageSymbols;
 pub use index::{SectionIndex, SymbolIndex};
-pub use malformation::{Malformation, Truncation};
+pub use malformation::{EhField, EhFrameFault, EhPointer, Malformation, Truncation};
 pub use quiesce::{Epochs, ThreadRegistration};
 pub use reclaim::{ReclaimError, Reclaimed};
 pub use resolve::Catalog;

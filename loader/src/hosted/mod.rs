@@ -33,6 +33,7 @@ pub use memory::{count_mappings, writable_executable_mappings};
 pub use symbols::{open_libm, platform_lookup};
 pub use threads::{scan_signal, ANSWER_WITHIN, SCAN_SIGNAL};
 pub use tls::{cell_tls_get_addr, live_tls_blocks, module_tls_blocks, TlsIndex};
+pub use unwind::{find_fde, FoundFde};
 
 /// The platform of a loader that runs inside a Linux x86_64 process.
 pub struct Hosted {

@@ -28,6 +28,14 @@ const URC_NORMAL_STOP: i32 = 4;
 /// A `_Unwind_Backtrace` callback.
 type TraceFn = extern "C" fn(*mut UnwindContext, *mut c_void) -> i32;
 
+/// libgcc's `struct dwarf_eh_bases`: what `_Unwind_Find_FDE` reports besides the FDE.
+#[repr(C)]
+struct DwarfEhBases {
+    tbase: *mut c_void,
+    dbase: *mut c_void,
+    func: *mut c_void,
+}
+
 extern "C" {
     /// libgcc: registers a zero-terminated `.eh_frame` section.
     fn __register_frame(begin: *const u8);
@@ -38,6 +46,8 @@ extern "C" {
     fn _Unwind_Backtrace(trace: TraceFn, arg: *mut c_void) -> i32;
     /// libgcc: the instruction pointer of a frame (for a caller's frame, its return address).
     fn _Unwind_GetIP(context: *mut UnwindContext) -> usize;
+    /// libgcc: the FDE that covers `pc`, among the registered tables and the loaded objects'.
+    fn _Unwind_Find_FDE(pc: *mut c_void, bases: *mut DwarfEhBases) -> *const c_void;
 }
 
 /// The first return address among the calling thread's frames (innermost first, as the unwinder
@@ -66,6 +76,34 @@ pub(crate) fn find_return_address(hit: &mut dyn FnMut(u64) -> bool) -> Option<u6
     // mapped while their cells are (the caller keeps the cells asked about mapped).
     unsafe { _Unwind_Backtrace(step, (&mut walk as *mut Walk<'_>).cast()) };
     walk.found
+}
+
+/// The FDE libgcc's unwinder finds for `pc`, as it searches when it unwinds a frame there (the
+/// first search after a registration walks and sorts the whole new table), and the start of the
+/// function that FDE gives; `None` when no FDE covers `pc`. For tests of the tables the loader
+/// registers.
+pub fn find_fde(pc: u64) -> Option<FoundFde> {
+    let mut bases = DwarfEhBases {
+        tbase: core::ptr::null_mut(),
+        dbase: core::ptr::null_mut(),
+        func: core::ptr::null_mut(),
+    };
+    // SAFETY: `bases` is a valid out-parameter, and `pc` is only compared. libgcc walks every
+    // registered table: the loader registers only tables its check (`eh_frame.rs`) passed.
+    let fde = unsafe { _Unwind_Find_FDE(pc as usize as *mut c_void, &mut bases) };
+    (!fde.is_null()).then_some(FoundFde {
+        fde: fde as usize as u64,
+        function: bases.func as usize as u64,
+    })
+}
+
+/// What [`find_fde`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FoundFde {
+    /// The FDE's address.
+    pub fde: u64,
+    /// The start of the function it describes (its `pc_begin`).
+    pub function: u64,
 }
 
 impl Unwinder for Hosted {

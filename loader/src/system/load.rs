@@ -9,6 +9,7 @@ use goblin::elf::section_header::SHN_ABS;
 use goblin::elf::sym::STB_WEAK;
 
 use super::describe::{describe, symbol_address};
+use super::unwind::check_unwind_table;
 use super::{CellSpec, Mapped, System};
 use crate::error::{malformed, LoadError};
 use crate::index::{IndexVec, SymbolIndex};
@@ -203,6 +204,7 @@ impl<P: Platform> System<P> {
             tls_module,
         };
         let mut linked = link::link(&input, &mut mapped.mapping)?;
+        check_unwind_table(cell, layout, &mapped.mapping)?;
         let mut described = describe(spec, object, layout, &mapped.mapping)?;
         let exported = |sym: SymbolIndex| described.ids.symbols.get(sym).copied().flatten();
         mapped.own_slots = linked

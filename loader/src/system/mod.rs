@@ -9,12 +9,14 @@
 //! | `publish.rs` | protections, `.eh_frame` and TLS registration, the namespace entry, the edges, `.init_array` |
 //! | `handles.rs` | host handles: [`System::find_symbol`], [`System::handle`] |
 //! | `unload.rs` | [`System::unload`], [`System::remove_namespace`], releasing a cell's platform state |
+//! | `unwind.rs` | the unwind-table check at load (before publish registers it), [`System::unwind_table`] |
 
 pub(crate) mod describe;
 mod handles;
 pub(crate) mod load;
 mod publish;
 pub(crate) mod unload;
+mod unwind;
 
 use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};

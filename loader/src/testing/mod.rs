@@ -9,6 +9,7 @@
 
 pub(crate) mod cells;
 pub(crate) mod elf;
+pub(crate) mod unwind;
 
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::String;

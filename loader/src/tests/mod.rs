@@ -9,3 +9,4 @@ mod reclaim;
 mod resolve;
 mod swap;
 mod system;
+mod unwind;

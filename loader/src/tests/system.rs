@@ -217,13 +217,8 @@ fn a_platform_failure_names_the_cell() {
 fn eh_frame_is_registered_while_the_cell_is_loaded() {
     let (mut system, ns) = system();
     let mut cell = crate::testing::elf::Cell::new();
-    cell.func("x", &[0xc3]);
-    cell.section(
-        ".eh_frame",
-        crate::testing::elf::Kind::ReadOnlyData,
-        &[1; 16],
-        8,
-    );
+    let (_, x) = cell.func("x", &[0xc3]);
+    cell.unwind_table(x, 1);
     let id = system
         .load(ns, CellSpec::named("x"), &cell.bytes())
         .unwrap();
@@ -233,7 +228,9 @@ fn eh_frame_is_registered_while_the_cell_is_loaded() {
     assert!(read_only.contains(eh), "in the read-only region");
     // The zero terminator the layout adds after it.
     let mapping = &system.mapped[&id].mapping;
-    let end = mapping.offset_of(eh).unwrap() + 16;
+    let mut size = system.registry().cell(id).unwrap().sections.iter();
+    let size = size.find(|s| s.addr == eh).map(|s| s.size as usize);
+    let end = mapping.offset_of(eh).unwrap() + size.unwrap();
     assert_eq!(mapping.read(end, 4).unwrap(), &[0; 4]);
     system.unload(id).unwrap();
     assert_eq!(system.platform().eh_frames(), 0);

@@ -1,0 +1,99 @@
+//! A cell's unwind table, checked by `eh_frame.rs`: at load, on the relocated copy before
+//! `publish` registers it, and on request for a loaded cell ([`System::unwind_table`]: its FDEs
+//! as the unwinder reads them).
+
+use alloc::vec::Vec;
+
+use super::System;
+use crate::eh_frame::{self, Bounds, EhFrameError, Table};
+use crate::error::{malformed, LoadError};
+use crate::layout::Layout;
+use crate::malformation::Malformation;
+use crate::mapping::Mapping;
+use crate::platform::Platform;
+use crate_metadata::{CellId, SectionKind};
+
+/// The section every fault names.
+const SECTION: &str = ".eh_frame";
+
+/// Checks the relocated `.eh_frame` as the unwinder will read it, before `publish` registers it:
+/// its FDEs must cover the cell's text sections, its personality slots and LSDAs lie in the
+/// cell's mapping.
+pub(super) fn check_unwind_table(
+    cell: &str,
+    layout: &Layout,
+    mapping: &Mapping,
+) -> Result<(), LoadError> {
+    // `publish` registers only a table with something before its terminator.
+    let Some(span) = layout.eh_frame.filter(|s| s.len > 4) else {
+        return Ok(());
+    };
+    let text = sorted(
+        layout
+            .sections
+            .iter()
+            .flatten()
+            .filter(|p| p.kind == SectionKind::Text)
+            .map(|p| (mapping.addr(p.offset), p.size as u64)),
+    );
+    let bytes = mapping.read(span.offset, span.len).map_err(|_| {
+        let section = SECTION.into();
+        malformed(cell, Malformation::SectionOutsideMapping { section })
+    })?;
+    let addr = mapping.addr(span.offset);
+    checked(bytes, span.len - 4, addr, &text, mapping)
+        .map(drop)
+        .map_err(|e| {
+            let what = Malformation::EhFrame {
+                section: SECTION.into(),
+                offset: e.offset as u64,
+                fault: e.fault,
+            };
+            malformed(cell, what)
+        })
+}
+
+impl<P: Platform> System<P> {
+    /// The unwind table of the loaded cell `id`, checked again where it lies (its FDEs at the
+    /// addresses the unwinder reads); `None` when the cell is not mapped or has no `.eh_frame`.
+    /// An `Err` would mean the table registered at load no longer passes the check.
+    pub fn unwind_table(&self, id: CellId) -> Option<Result<Table, EhFrameError>> {
+        let mapping = &self.mapped.get(&id)?.mapping;
+        let cell = self.registry.cell(id)?;
+        let eh = cell
+            .sections
+            .iter()
+            .find(|s| s.kind == SectionKind::EhFrame)?;
+        let text = cell.sections.iter().filter(|s| s.kind == SectionKind::Text);
+        let text = sorted(text.map(|s| (s.addr, s.size)));
+        let len = usize::try_from(eh.size).ok()?;
+        let bytes = mapping
+            .read(mapping.offset_of(eh.addr)?, len.checked_add(4)?)
+            .ok()?;
+        Some(checked(bytes, len, eh.addr, &text, mapping))
+    }
+}
+
+/// The non-empty sections of `(address, size)` as sorted `[start, end)` ranges.
+fn sorted(sections: impl Iterator<Item = (u64, u64)>) -> Vec<(u64, u64)> {
+    let mut ranges: Vec<(u64, u64)> = sections
+        .filter(|&(_, size)| size > 0)
+        .filter_map(|(start, size)| Some((start, start.checked_add(size)?)))
+        .collect();
+    ranges.sort_unstable();
+    ranges
+}
+
+fn checked(
+    bytes: &[u8],
+    len: usize,
+    addr: u64,
+    text: &[(u64, u64)],
+    mapping: &Mapping,
+) -> Result<Table, EhFrameError> {
+    let bounds = Bounds {
+        text,
+        mapping: (mapping.addr(0), mapping.addr(mapping.len())),
+    };
+    eh_frame::check(bytes, len, addr, &bounds)
+}
