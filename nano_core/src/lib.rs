@@ -20,6 +20,7 @@
 pub mod apps;
 pub mod boot;
 pub mod control;
+pub mod faults;
 pub mod files;
 pub mod live;
 pub mod logger;
