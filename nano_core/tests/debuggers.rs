@@ -251,7 +251,7 @@ fn perf_report_names_cell_functions() {
     std::fs::create_dir_all(&dir).unwrap();
     let data = dir.join("perf.data");
     // The demo workload, sampled by the CPU clock (no hardware counters in these machines).
-    let record = Command::new(perf)
+    let record = Command::new(&perf)
         .args(["record", "-q", "-e", "cpu-clock", "-F", "10000", "-o"])
         .arg(&data)
         .arg(env!("CARGO_BIN_EXE_nano_core"))
@@ -266,7 +266,7 @@ fn perf_report_names_cell_functions() {
         "perf record failed: {}",
         String::from_utf8_lossy(&record.stderr)
     );
-    let report = Command::new(perf)
+    let report = Command::new(&perf)
         .args(["report", "--stdio", "--sort", "sym", "-i"])
         .arg(&data)
         .output()
