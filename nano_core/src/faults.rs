@@ -11,8 +11,9 @@
 //!   before (std's).
 //! - a **fault report**: on `SIGSEGV`, `SIGBUS`, `SIGILL` or `SIGFPE` the faulting instruction and
 //!   the stack are printed the same way, then the signal's previous disposition is put back and
-//!   the instruction runs again, so the process dies of the signal as before (or std's stack
-//!   overflow handler reports it). The report allocates and takes no lock that may be held
+//!   the instruction runs again, so the process dies of the signal as before (a stack overflow is
+//!   left to std's handler, which reports it). The same signal sent by `kill` is reported too,
+//!   then raised again with its default action. The report allocates and takes no lock that may be held
 //!   (the cells' table is only tried): good enough for a process about to die, not
 //!   async-signal-safe in general.
 
@@ -99,12 +100,52 @@ mod signals {
             return;
         };
         // SAFETY: the kernel passes a valid `siginfo_t` to an `SA_SIGINFO` handler.
-        let addr = unsafe { (*info).si_addr() } as u64;
+        let (addr, code) = unsafe { ((*info).si_addr() as u64, (*info).si_code) };
         // SAFETY: and a valid `ucontext_t` as its third argument; x86_64 keeps the interrupted
-        // instruction pointer in `gregs[REG_RIP]`.
-        let pc = unsafe {
-            (*context.cast::<libc::ucontext_t>()).uc_mcontext.gregs[libc::REG_RIP as usize]
-        } as u64;
+        // registers in `gregs`.
+        let (pc, sp) = unsafe {
+            let gregs = &(*context.cast::<libc::ucontext_t>()).uc_mcontext.gregs;
+            (
+                gregs[libc::REG_RIP as usize] as u64,
+                gregs[libc::REG_RSP as usize] as u64,
+            )
+        };
+        // A fault just below the stack pointer is a stack overflow: std's handler reports it,
+        // and the small alternate stack is no place for a backtrace.
+        let overflow = code > 0 && addr <= sp && sp - addr < STACK_OVERFLOW_REACH;
+        if !overflow {
+            let cause = if code > 0 {
+                format!("at address {addr:#x}")
+            } else {
+                "sent by kill".to_string()
+            };
+            report(SIGNALS[i].1, &cause, pc);
+        }
+        // SAFETY: an all-zero `sigaction` with `SIG_DFL` is the default disposition.
+        let mut default: libc::sigaction = unsafe { std::mem::zeroed() };
+        default.sa_sigaction = libc::SIG_DFL;
+        // A signal sent by `kill`/`tgkill` (code <= 0) is not raised again by returning: it is
+        // raised once more with the default action, which ends the process when this handler
+        // returns (the signal is blocked until then). A fault runs its instruction again.
+        let (then, sent) = match PREVIOUS[i].get() {
+            Some(previous) if code > 0 => (previous, false),
+            _ => (&default, code <= 0),
+        };
+        // SAFETY: `then` is the disposition `sigaction` reported for this signal when ours was
+        // installed, or the default one; putting it back makes the re-executed instruction fault
+        // into it (std's guard-page handler, or the default action).
+        unsafe { libc::sigaction(sig, then, std::ptr::null_mut()) };
+        if sent {
+            // SAFETY: raising a signal whose disposition is the default one.
+            unsafe { libc::raise(sig) };
+        }
+    }
+
+    /// How far below the stack pointer a fault counts as a stack overflow.
+    const STACK_OVERFLOW_REACH: u64 = 1 << 20;
+
+    /// Prints the fault report: the signal and its cause, the interrupted instruction, the stack.
+    fn report(signal: &str, cause: &str, pc: u64) {
         let place = loader::hosted::debug::name_address(pc)
             .map(|c| format!(" in {c}"))
             .unwrap_or_default();
@@ -112,16 +153,9 @@ mod signals {
         let mut err = std::io::stderr().lock();
         let _ = write!(
             err,
-            "\nnano_core: fault: {} at address {addr:#x}, instruction {pc:#x}{place}\n\
-             stack backtrace (cells named from the registry):\n{bt}",
-            SIGNALS[i].1
+            "\nnano_core: fault: {signal} {cause}, instruction {pc:#x}{place}\n\
+             stack backtrace (cells named from the registry):\n{bt}"
         );
-        if let Some(previous) = PREVIOUS[i].get() {
-            // SAFETY: `previous` is the disposition `sigaction` reported for this signal when
-            // ours was installed; putting it back makes the re-executed instruction fault into
-            // it (std's guard-page handler, or the default action).
-            unsafe { libc::sigaction(sig, previous, std::ptr::null_mut()) };
-        }
     }
 
     pub(super) fn install() {

@@ -280,3 +280,60 @@ fn perf_report_names_cell_functions() {
         "perf report names no memfs function:\n{text}"
     );
 }
+
+#[test]
+fn a_fault_report_names_the_cell_on_the_stack() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::ExitStatusExt;
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nano_core"))
+        .arg("--cells")
+        .arg(common::cells_dir())
+        .arg("--prompt")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("nano_core starts");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"run sleeper hold\n").unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("started #1 sleeper") {
+        line.clear();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "nano_core ended");
+    }
+    // The application's thread sleeps inside `sleeper::main`: a SIGSEGV sent to it is reported
+    // with that frame, then ends the process.
+    let pid = child.id() as i32;
+    let task = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .find(|t| {
+            std::fs::read_to_string(t.path().join("comm"))
+                .is_ok_and(|c| c.starts_with("app:sleeper"))
+        })
+        .expect("the application's thread");
+    let tid: i32 = task.file_name().to_string_lossy().parse().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    // SAFETY: tgkill only sends a signal to a thread of the child process.
+    let sent = unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, libc::SIGSEGV) };
+    assert_eq!(sent, 0, "tgkill");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    drop(stdin); // ends a nano_core that the signal did not end
+    let out = child.wait_with_output().expect("nano_core ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(libc::SIGSEGV), "{stderr}");
+    assert!(
+        stderr.contains("nano_core: fault: SIGSEGV sent by kill"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.lines().any(|l| l.contains("sleeper::main+0x")
+            && l.contains("(cell sleeper 0.1.0, namespace app:sleeper#1)")),
+        "{stderr}"
+    );
+}
