@@ -8,6 +8,7 @@
 //! any point and check that a failed operation changed nothing.
 
 pub(crate) mod cells;
+pub(crate) mod debuggers;
 pub(crate) mod elf;
 
 use alloc::collections::{BTreeMap, BTreeSet};
@@ -61,6 +62,8 @@ pub(crate) struct HeapPlatform {
     clock: AtomicU64,
     calls: AtomicUsize,
     fail_at: AtomicUsize,
+    /// What the loader told the platform's debuggers.
+    pub(crate) debugger: debuggers::Recorder,
 }
 
 impl Default for HeapPlatform {
@@ -74,6 +77,7 @@ impl Default for HeapPlatform {
             clock: AtomicU64::new(0),
             calls: AtomicUsize::new(0),
             fail_at: AtomicUsize::new(usize::MAX),
+            debugger: debuggers::Recorder::default(),
         }
     }
 }
@@ -281,6 +285,10 @@ impl Process for HeapPlatform {
 
     fn runs_code(&self) -> bool {
         false
+    }
+
+    fn debuggers(&self) -> Option<&dyn crate::platform::Debuggers> {
+        Some(&self.debugger)
     }
 }
 
