@@ -3,7 +3,7 @@
 
 use alloc::vec;
 
-use crate::swap::{NewVersion, SwapOptions, SwapRequest};
+use crate::swap::SwapOptions;
 use crate::testing::cells::{provider, Provider};
 use crate::testing::debuggers::Event;
 use crate::testing::{system, HeapPlatform};
@@ -38,24 +38,11 @@ fn debuggers_follow_load_swap_reclaim_and_unload() {
         fresh_all: true,
         ..SwapOptions::default()
     };
-    let bytes = Provider {
+    let version = Provider {
         answer: 2,
         ..Provider::default()
-    }
-    .object();
-    let report = system
-        .swap(
-            &[SwapRequest {
-                old,
-                new: NewVersion::Object {
-                    spec: CellSpec::named("p"),
-                    bytes: &bytes,
-                },
-            }],
-            &fresh,
-        )
-        .unwrap();
-    let new = report.cells[0].new;
+    };
+    let new = super::reclaim::swap(&mut system, ns, version, &fresh);
     let new_base = system.registry().cell(new).unwrap().base_addr;
     let told: vec::Vec<_> = system
         .platform()
