@@ -168,7 +168,7 @@ fn place_of(addr: usize, after_call: bool) -> Place {
     };
     Place::Object {
         name,
-        offset: (addr - base) as u64 + back,
+        offset: addr.saturating_sub(base) as u64 + back,
     }
 }
 
