@@ -45,12 +45,14 @@ pub mod demangle;
 mod edge;
 pub mod hex;
 mod ids;
+mod locate;
 pub mod manifest;
 mod registry;
 
 pub use cell::{Cell, CellState, LoadStats, Origin, Section, SectionKind, Symbol, SymbolKind};
 pub use edge::{Edge, SlotKind};
 pub use ids::{CellId, EdgeId, NamespaceId, SectionId, SymbolId};
+pub use locate::{section_function, Function, Location};
 pub use manifest::{
     CellKind, CrateInfo, DependencyUpgrade, Manifest, ManifestEntry, PlanError, Rename, Unverified,
     MANIFEST_FILE,

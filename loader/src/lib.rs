@@ -16,6 +16,7 @@
 //! | swap | `swap/` (`stage.rs`, `verify.rs`, `rebind.rs`, `commit.rs`, `undo.rs`) | stage, verify, rebind statics / transfer state, commit (slot stores through relro write windows), retire — all or nothing |
 //! | unload | `system/unload.rs` | removes a cell or a namespace with nothing bound to it; releases TLS, unwind information and memory |
 //! | reclaim | `reclaim.rs`, `quiesce.rs` | frees a retired cell once no edge points into it and every registered thread passed a quiescent point |
+//! | debuggers | `system/debuggers.rs`, `hosted/debug/` | tells the platform's [`platform::Debuggers`] of each cell published, changed by a swap or freed; hosted: GDB JIT registration, the perf map, backtraces that name cells |
 //!
 //! Around the phases: `system/mod.rs` (the [`System`] and what it keeps per cell), `system/handles.rs`
 //! (host handles), `region.rs` (the four regions of a mapping), `mapping/` (the only raw memory

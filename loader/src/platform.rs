@@ -270,6 +270,45 @@ pub trait Process {
     fn gate_hooks(&self) -> GateHooks {
         GateHooks::SPIN
     }
+
+    /// The debuggers and profilers to tell about cells ([`Debuggers`]); none by default (bare
+    /// metal, dry runs).
+    fn debuggers(&self) -> Option<&dyn Debuggers> {
+        None
+    }
+}
+
+/// A mapped cell as debuggers and profilers are told about it.
+#[derive(Clone, Copy, Debug)]
+pub struct CellImage<'a> {
+    /// Its metadata from the registry: name, version, state, sections and symbols at their load
+    /// addresses ([`crate_metadata::Cell::functions`] lists its functions).
+    pub cell: &'a crate_metadata::Cell,
+    /// The name of the namespace it is in.
+    pub namespace: &'a str,
+    /// Its text region (code and call stubs).
+    pub text: TextRange,
+    /// Its relocated `.eh_frame` and the address it is mapped at (a debugger unwinds through the
+    /// cell's frames with it), when it has one.
+    pub eh_frame: Option<(u64, &'a [u8])>,
+}
+
+/// Debuggers and profilers that want to know where cells' code is: the hosted backend registers
+/// each cell with the GDB JIT interface, writes perf map entries and keeps the table its
+/// backtraces are named from. Every call comes from the thread that changes the system, with the
+/// system borrowed mutably: no two calls run at once for one system.
+pub trait Debuggers {
+    /// A cell was published: its code is mapped executable at its final address (its
+    /// `.init_array` has not run yet).
+    fn cell_published(&self, cell: &CellImage<'_>);
+
+    /// A published cell changed its state or namespace (a swap retired it, or made it live in
+    /// its namespace).
+    fn cell_changed(&self, cell: &CellImage<'_>);
+
+    /// The cell whose mapping starts at `base` is being freed; its code is unmapped right after
+    /// this returns. Called for cells that were never published too (a failed load).
+    fn cell_released(&self, base: u64);
 }
 
 /// The text of one cell version, for [`Process::threads_inside`].

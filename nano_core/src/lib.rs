@@ -22,6 +22,7 @@ pub mod apps;
 pub mod boot;
 pub mod control;
 pub mod errors;
+pub mod faults;
 pub mod files;
 pub mod kernel;
 pub mod live;

@@ -1,7 +1,7 @@
 //! `nano_core`: boots the cell system in this process and runs the workload.
 //!
 //! ```text
-//! nano_core [--cells DIR] [--verbose] [--prompt | --serve SOCKET [--watch] [--load N]]
+//! nano_core [--cells DIR] [--verbose] [--perf-map] [--prompt | --serve SOCKET [--watch] [--load N]]
 //! ```
 //!
 //! `DIR` is where `cargo cell build` wrote the objects and `manifest.json` (`target/cells`).
@@ -9,7 +9,9 @@
 //! Unix socket `SOCKET` until a `quit` request (see `nano_core::control`) instead of running the
 //! workload (with `--prompt`, it reads the same commands at a prompt on standard input);
 //! workload; `--watch` swaps in cells whose objects a rebuild changed, `--load N` keeps N threads
-//! calling through cell handles.
+//! calling through cell handles. `--perf-map` writes `/tmp/perf-<pid>.map` for `perf report`.
+//! A panic or fault inside a cell is reported with frames that name the cells
+//! ([`nano_core::faults`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +27,7 @@ fn main() -> ExitCode {
     let mut watch = false;
     let mut load: Option<usize> = None;
     let mut prompt = false;
+    let mut perf_map = false;
     let mut trusted: Vec<PathBuf> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
             },
             "--watch" => watch = true,
             "--prompt" => prompt = true,
+            "--perf-map" => perf_map = true,
             "--trust" => match args.next() {
                 Some(key) => trusted.push(PathBuf::from(key)),
                 None => return usage("--trust needs a public key file (cargo cell keygen)"),
@@ -65,6 +69,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    nano_core::faults::install();
+    if perf_map {
+        if let Err(e) = loader::hosted::debug::perf_map::enable() {
+            eprintln!("nano_core: cannot write the perf map: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     logger::install(if verbose {
         LevelFilter::Info
     } else {
@@ -91,7 +102,8 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str = "usage: nano_core [--cells DIR] [--verbose] [--trust PUBLIC_KEY]... \
+const USAGE: &str =
+    "usage: nano_core [--cells DIR] [--verbose] [--trust PUBLIC_KEY]... [--perf-map] \
      [--prompt | --serve SOCKET [--watch] [--load N]]";
 
 /// The trusted public keys (`--trust FILE`), and the highest manifest serial accepted with them

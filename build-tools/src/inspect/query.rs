@@ -234,13 +234,8 @@ pub fn addr(index: &Index<'_>, addr: u64) -> Result<View> {
         );
     }
     let hit = index.registry().cells().find_map(|cell| {
-        let section_id = cell.section_at(addr)?;
-        let section = cell.section(section_id)?;
-        let nearest = cell
-            .symbols
-            .iter()
-            .filter(|s| s.section == Some(section_id) && s.addr <= addr)
-            .max_by_key(|s| s.addr);
+        let at = cell.locate(addr)?;
+        let section = cell.section(at.section)?;
         let slot = cell
             .uses
             .iter()
@@ -250,10 +245,10 @@ pub fn addr(index: &Index<'_>, addr: u64) -> Result<View> {
             cell: CellRef::of(index, cell),
             section: section.name.clone(),
             section_addr: section.addr,
-            section_offset: addr - section.addr,
-            symbol: nearest.map(|s| s.name.clone()),
-            demangled: nearest.map(|s| crate_metadata::demangle::path(&s.name)),
-            symbol_offset: nearest.map_or(addr - section.addr, |s| addr - s.addr),
+            section_offset: at.section_offset,
+            symbol: at.name.map(str::to_string),
+            demangled: at.name.map(crate_metadata::demangle::path),
+            symbol_offset: at.offset,
             slot,
         })
     });

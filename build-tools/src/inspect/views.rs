@@ -409,7 +409,8 @@ pub struct AddrHit {
     pub section_addr: u64,
     /// The address's offset in the section.
     pub section_offset: u64,
-    /// The nearest exported symbol at or below the address in that section (mangled).
+    /// What the address lies in (mangled): the nearest exported symbol at or below it in that
+    /// section, or the function the section is named after ([`crate_metadata::Cell::locate`]).
     pub symbol: Option<String>,
     /// Its demangled path.
     pub demangled: Option<String>,

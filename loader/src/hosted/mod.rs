@@ -12,12 +12,17 @@
 //! - **thread-local storage** (`tls.rs`): the loader's own `__tls_get_addr`
 //!   ([`cell_tls_get_addr`]), which serves the modules the loader creates for cells and forwards
 //!   every other module id to glibc. A thread's blocks are freed when the thread exits.
+//! - **debuggers and profilers** (`debug/`): each published cell is registered with the GDB JIT
+//!   interface, listed in the perf map when it is enabled, and kept in the table that names cell
+//!   frames in backtraces ([`debug::backtrace`]).
 //! - **who is inside** (`threads.rs`): a stack check of every thread, by a signal each thread
 //!   answers with what its live stack holds, for swaps whose state moves.
 //!
-//! The TLS registry is process-wide (cells call a plain function, not a method), so every
-//! [`Hosted`] of a process shares it; everything else belongs to one [`Hosted`].
+//! The TLS registry is process-wide (cells call a plain function, not a method), and so are the
+//! debuggers' table, the GDB descriptor and the perf map, so every [`Hosted`] of a process shares
+//! them; everything else belongs to one [`Hosted`].
 
+pub mod debug;
 mod memory;
 mod process;
 mod symbols;

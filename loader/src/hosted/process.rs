@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use super::{threads, Hosted};
-use crate::platform::{GateHooks, InitArgs, Inside, PlatformError, Process, TextRange};
+use crate::platform::{Debuggers, GateHooks, InitArgs, Inside, PlatformError, Process, TextRange};
 
 static ARGC: AtomicI32 = AtomicI32::new(0);
 static ARGV: AtomicPtr<*const u8> = AtomicPtr::new(std::ptr::null_mut());
@@ -98,6 +98,10 @@ impl Process for Hosted {
 
     fn pause(&self) {
         std::thread::sleep(std::time::Duration::from_micros(50));
+    }
+
+    fn debuggers(&self) -> Option<&dyn Debuggers> {
+        Some(&super::debug::HostedDebuggers)
     }
 
     fn gate_hooks(&self) -> GateHooks {

@@ -111,7 +111,7 @@ impl Symbols {
 }
 
 /// The load bias of the running executable.
-fn load_bias(elf: &Elf<'_>) -> Result<usize, HostedError> {
+pub(super) fn load_bias(elf: &Elf<'_>) -> Result<usize, HostedError> {
     // SAFETY: getauxval only reads the auxiliary vector the kernel gave the process.
     let (at_phdr, at_entry) = unsafe {
         (

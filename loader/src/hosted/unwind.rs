@@ -16,17 +16,17 @@ use crate::platform::{PlatformError, Unwinder};
 
 /// libgcc's `struct _Unwind_Context`, seen only through pointers.
 #[repr(C)]
-struct UnwindContext {
+pub(crate) struct UnwindContext {
     _opaque: [u8; 0],
 }
 
 /// `_URC_NO_REASON`: a backtrace callback's "go on to the next frame".
-const URC_NO_REASON: i32 = 0;
+pub(crate) const URC_NO_REASON: i32 = 0;
 /// `_URC_NORMAL_STOP`: a backtrace callback's "stop here".
 const URC_NORMAL_STOP: i32 = 4;
 
 /// A `_Unwind_Backtrace` callback.
-type TraceFn = extern "C" fn(*mut UnwindContext, *mut c_void) -> i32;
+pub(crate) type TraceFn = extern "C" fn(*mut UnwindContext, *mut c_void) -> i32;
 
 /// libgcc's `struct dwarf_eh_bases`: what `_Unwind_Find_FDE` reports besides the FDE.
 #[repr(C)]
@@ -43,7 +43,7 @@ extern "C" {
     fn __deregister_frame(begin: *const u8);
     /// libgcc: calls `trace` for each frame of the calling thread, innermost first, until it
     /// returns something other than `_URC_NO_REASON` or the frames end.
-    fn _Unwind_Backtrace(trace: TraceFn, arg: *mut c_void) -> i32;
+    pub(crate) fn _Unwind_Backtrace(trace: TraceFn, arg: *mut c_void) -> i32;
     /// libgcc: the instruction pointer of a frame (for a caller's frame, its return address).
     fn _Unwind_GetIP(context: *mut UnwindContext) -> usize;
     /// libgcc: the FDE that covers `pc`, among the registered tables and the loaded objects'.

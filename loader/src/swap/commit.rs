@@ -198,6 +198,10 @@ impl<P: Platform> System<P> {
         if let Some(s) = staging {
             let _ = self.namespaces.remove(s);
         }
+        for p in pairs {
+            self.tell_debuggers_changed(p.old);
+            self.tell_debuggers_changed(p.new);
+        }
         self.prune_handles();
         undo.loaded.clear();
         undo.reused.clear();

@@ -5,12 +5,14 @@
 //! |------|------|
 //! | `mod.rs` | [`System`], what it keeps per mapped cell ([`Mapped`]), accessors and inspection |
 //! | `load.rs` | [`System::load`]: checks, parse, layout, resolve, map, link, then publish; all or nothing |
+//! | `debuggers.rs` | telling the platform's debuggers and profilers about published, changed and freed cells |
 //! | `describe.rs` | the cell's metadata (sections, exported symbols) and its namespace exports |
 //! | `publish.rs` | protections, `.eh_frame` and TLS registration, the namespace entry, the edges, `.init_array` |
 //! | `handles.rs` | host handles: [`System::find_symbol`], [`System::handle`] |
 //! | `unload.rs` | [`System::unload`], [`System::remove_namespace`], releasing a cell's platform state |
 //! | `unwind.rs` | the unwind-table check at load (before publish registers it), [`System::unwind_table`] |
 
+mod debuggers;
 pub(crate) mod describe;
 mod handles;
 pub(crate) mod load;

@@ -124,6 +124,7 @@ impl<P: Platform> System<P> {
         for e in linked.edges {
             self.add_pending_edge(id, &ids, e);
         }
+        self.tell_debuggers(id, mapped, true);
         Ok(id)
     }
 

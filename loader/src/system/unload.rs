@@ -1,5 +1,5 @@
 //! Unloading: a single cell, or a whole namespace, and releasing what a cell holds of the
-//! platform (TLS module, unwind registration, memory).
+//! platform (debugger registration, TLS module, unwind registration, memory).
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -181,6 +181,7 @@ impl<P: Platform> System<P> {
         mapped: Mapped,
         keep: &mut dyn FnMut(AddrRange) -> bool,
     ) {
+        self.tell_debuggers_released(&mapped);
         if let Some(module) = mapped.tls_module {
             // SAFETY: the caller promises no code of the cell runs any more.
             unsafe { self.platform.destroy_module(module) };

@@ -8,6 +8,7 @@
 //! any point and check that a failed operation changed nothing.
 
 pub(crate) mod cells;
+pub(crate) mod debuggers;
 pub(crate) mod elf;
 pub(crate) mod unwind;
 
@@ -62,6 +63,8 @@ pub(crate) struct HeapPlatform {
     clock: AtomicU64,
     calls: AtomicUsize,
     fail_at: AtomicUsize,
+    /// What the loader told the platform's debuggers.
+    pub(crate) debugger: debuggers::Recorder,
 }
 
 impl Default for HeapPlatform {
@@ -75,6 +78,7 @@ impl Default for HeapPlatform {
             clock: AtomicU64::new(0),
             calls: AtomicUsize::new(0),
             fail_at: AtomicUsize::new(usize::MAX),
+            debugger: debuggers::Recorder::default(),
         }
     }
 }
@@ -282,6 +286,10 @@ impl Process for HeapPlatform {
 
     fn runs_code(&self) -> bool {
         false
+    }
+
+    fn debuggers(&self) -> Option<&dyn crate::platform::Debuggers> {
+        Some(&self.debugger)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The loader's unit tests by phase, on the heap platform and objects written by the tests
 //! themselves (`crate::testing`). Small tests of one table or function stay next to it.
 
+mod debuggers;
 mod layout;
 mod link;
 mod parse;

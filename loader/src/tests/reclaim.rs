@@ -12,7 +12,7 @@ use crate::{CellSpec, ReclaimError};
 use crate_metadata::{CellId, NamespaceId};
 
 /// Swaps the live `p` of `ns` for `version`; returns the new id.
-fn swap(
+pub(super) fn swap(
     system: &mut System<HeapPlatform>,
     ns: NamespaceId,
     version: Provider,

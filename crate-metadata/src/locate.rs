@@ -1,0 +1,195 @@
+//! Addresses to names: which section and function of a cell an address lies in.
+//!
+//! One lookup serves every reader that starts from an address: `cargo cell deps --addr`, the
+//! hosted backtraces and fault reports, and the function lists that debuggers and profilers get
+//! (the GDB JIT interface, perf maps). A cell is compiled with one section per function
+//! (`.text.<mangled name>`), so a code address always has a name: the nearest symbol of its
+//! section at or below it, or, for a function the cell does not export, the name its section
+//! carries.
+
+use alloc::vec::Vec;
+
+use crate::cell::{Cell, SectionKind, SymbolKind};
+use crate::ids::{SectionId, SymbolId};
+
+/// Where an address lies in a cell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Location<'c> {
+    /// The section that contains it.
+    pub section: SectionId,
+    /// How far into the section it is.
+    pub section_offset: u64,
+    /// The nearest symbol of the section at or below it, if the cell exports one.
+    pub symbol: Option<SymbolId>,
+    /// The mangled name of what it lies in: the symbol's, or the function's name from its section
+    /// name (`.text._ZN7crasher4main17h…E` names `_ZN7crasher4main17h…E`); `None` for a section
+    /// that names no function (`.stubs`, `.rodata.…`) with no symbol in it.
+    pub name: Option<&'c str>,
+    /// How far past the start of `name` (or of the section, without a name) it is.
+    pub offset: u64,
+}
+
+/// One function of a cell, as a debugger's symbol table or a profiler's map lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Function<'c> {
+    /// Its mangled name.
+    pub name: &'c str,
+    /// Its first byte.
+    pub addr: u64,
+    /// Its size in bytes (at least 1).
+    pub size: u64,
+}
+
+/// The function a text section is named after (`.text.<name>`), if it is named after one.
+pub fn section_function(section_name: &str) -> Option<&str> {
+    section_name
+        .strip_prefix(".text.")
+        .filter(|n| n.starts_with("_ZN") || n.starts_with("_R") || !n.contains('.'))
+        .filter(|n| !n.is_empty())
+}
+
+impl Cell {
+    /// Where `addr` lies in this cell: its section, the nearest symbol of that section at or below
+    /// it, and the name of what it lies in. `None` when no section of the cell contains it.
+    pub fn locate(&self, addr: u64) -> Option<Location<'_>> {
+        let section_id = self.section_at(addr)?;
+        let section = self.section(section_id)?;
+        let nearest = self
+            .symbols
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.section == Some(section_id) && s.addr <= addr)
+            .max_by_key(|(_, s)| s.addr);
+        let section_offset = addr - section.addr;
+        let by_section = || {
+            matches!(section.kind, SectionKind::Text)
+                .then(|| section_function(&section.name))
+                .flatten()
+        };
+        let (symbol, name, offset) = match nearest {
+            Some((i, s)) => (
+                Some(SymbolId(i as u32)),
+                Some(s.name.as_str()),
+                addr - s.addr,
+            ),
+            None => (None, by_section(), section_offset),
+        };
+        Some(Location {
+            section: section_id,
+            section_offset,
+            symbol,
+            name,
+            offset,
+        })
+    }
+
+    /// Every function of the cell with its address and size, by address: each exported function
+    /// symbol, and each text section without one at its start under the name the section carries.
+    pub fn functions(&self) -> Vec<Function<'_>> {
+        let mut out = Vec::new();
+        for (i, section) in self.sections.iter().enumerate() {
+            if section.kind != SectionKind::Text || section.size == 0 {
+                continue;
+            }
+            let id = SectionId(i as u32);
+            let start = out.len();
+            out.extend(
+                self.symbols
+                    .iter()
+                    .filter(|s| s.section == Some(id) && s.kind == SymbolKind::Function)
+                    .map(|s| Function {
+                        name: s.name.as_str(),
+                        addr: s.addr,
+                        size: s.size.max(1),
+                    }),
+            );
+            let covered = out[start..].iter().any(|f| f.addr == section.addr);
+            if !covered {
+                if let Some(name) = section_function(&section.name) {
+                    out.push(Function {
+                        name,
+                        addr: section.addr,
+                        size: section.size,
+                    });
+                }
+            }
+        }
+        out.sort_unstable_by_key(|f| f.addr);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cell::{Origin, Section, Symbol};
+
+    fn cell() -> Cell {
+        let mut c = Cell::new("memfs", "0.1.0", Origin::Object);
+        let text = |name: &str, addr, size| Section {
+            name: name.into(),
+            kind: SectionKind::Text,
+            addr,
+            size,
+            align: 16,
+        };
+        c.sections.push(text(
+            ".text._ZN5memfs4read17h0123456789abcdefE",
+            0x1000,
+            0x80,
+        ));
+        c.sections.push(text(
+            ".text._ZN5memfs6helper17h0123456789abcdefE",
+            0x1080,
+            0x20,
+        ));
+        c.sections.push(Section {
+            name: ".stubs".into(),
+            kind: SectionKind::Stubs,
+            addr: 0x10a0,
+            size: 0x10,
+            align: 16,
+        });
+        c.symbols.push(Symbol {
+            name: "_ZN5memfs4read17h0123456789abcdefE".into(),
+            section: Some(SectionId(0)),
+            addr: 0x1000,
+            size: 0x80,
+            kind: SymbolKind::Function,
+        });
+        c
+    }
+
+    #[test]
+    fn an_exported_function_is_named_by_its_symbol() {
+        let c = cell();
+        let at = c.locate(0x104f).unwrap();
+        assert_eq!(at.name, Some("_ZN5memfs4read17h0123456789abcdefE"));
+        assert_eq!((at.symbol, at.offset), (Some(SymbolId(0)), 0x4f));
+    }
+
+    #[test]
+    fn a_local_function_is_named_by_its_section() {
+        let c = cell();
+        let at = c.locate(0x1085).unwrap();
+        assert_eq!(at.name, Some("_ZN5memfs6helper17h0123456789abcdefE"));
+        assert_eq!((at.symbol, at.offset, at.section), (None, 5, SectionId(1)));
+        let stub = c.locate(0x10a4).unwrap();
+        assert_eq!((stub.name, stub.offset), (None, 4));
+        assert_eq!(c.locate(0x10b0), None);
+    }
+
+    #[test]
+    fn functions_list_symbols_and_unexported_sections() {
+        let c = cell();
+        let f = c.functions();
+        let names: Vec<(&str, u64, u64)> = f.iter().map(|f| (f.name, f.addr, f.size)).collect();
+        assert_eq!(
+            names,
+            [
+                ("_ZN5memfs4read17h0123456789abcdefE", 0x1000, 0x80),
+                ("_ZN5memfs6helper17h0123456789abcdefE", 0x1080, 0x20),
+            ]
+        );
+    }
+}
