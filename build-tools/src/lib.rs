@@ -21,6 +21,7 @@ pub mod files;
 pub mod inspect;
 pub mod objects;
 pub mod qemu;
+pub mod safe_apps;
 pub mod sign;
 pub mod signatures;
 pub mod synth_cells;

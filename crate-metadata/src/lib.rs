@@ -46,6 +46,7 @@ mod edge;
 pub mod hex;
 mod ids;
 pub mod manifest;
+pub mod policy;
 mod registry;
 
 pub use cell::{Cell, CellState, LoadStats, Origin, Section, SectionKind, Symbol, SymbolKind};
@@ -54,4 +55,5 @@ pub use ids::{CellId, EdgeId, NamespaceId, SectionId, SymbolId};
 pub use manifest::{
     CellKind, CrateInfo, DependencyUpgrade, Manifest, ManifestEntry, PlanError, Rename, Unverified,
 };
+pub use policy::{AppInterface, Refusal, Rule};
 pub use registry::{Checkpoint, Registry};

@@ -8,6 +8,7 @@
 //! | parse | `parse.rs`, `index.rs` | checks the header (class, endianness, machine, type) and that every table and section lies inside the file; typed section and symbol indices |
 //! | layout | `layout.rs` | places sections into four page-aligned regions of one mapping; counts GOT slots, TLS pairs and call stubs (checked arithmetic) |
 //! | resolve | `resolve.rs`, `system/load.rs` | binds each undefined symbol: the cell, its namespace and parents, the base image, the platform |
+//! | policy | `policy.rs` | in a confined (application) namespace: every binding allowed by an export policy rule, the application admitted as safe; before anything is mapped |
 //! | link | `link.rs`, `reloc.rs` | copies sections, fills the GOT and stubs, applies relocations from the table through one checked writer |
 //! | describe | `system/describe.rs` | the cell's metadata (sections, exported symbols) and its namespace exports |
 //! | rebind | `swap/rebind.rs` | statics shared with the base image bound to its memory on load; statics rebound to the old version's memory, or state transferred, on swap |
@@ -60,6 +61,7 @@ mod malformation;
 mod mapping;
 mod parse;
 pub mod platform;
+mod policy;
 mod quiesce;
 mod reclaim;
 mod region;
@@ -82,6 +84,7 @@ pub use handle::{Handle, HandleSlot};
 pub use image::ImageSymbols;
 pub use index::{SectionIndex, SymbolIndex};
 pub use malformation::{Malformation, Truncation};
+pub use policy::{NamespacePolicy, PolicyError, RefusedBinding};
 pub use quiesce::{Epochs, ThreadRegistration};
 pub use reclaim::{ReclaimError, Reclaimed};
 pub use resolve::Catalog;

@@ -121,6 +121,7 @@ impl Kernel {
             .system_mut()
             .create_namespace(&ns_name, Some(kernel_ns))
             .map_err(|e| anyhow!("{e}"))?;
+        self.confine_app(ns, entry);
         let loaded = (|| -> Result<Handle<MainFn>> {
             for lib in &entry.brings {
                 let own = manifest.get(CellKind::Upgrades, lib).with_context(|| {

@@ -46,6 +46,8 @@ pub struct Kernel {
     trusted: Vec<VerifyingKey>,
     failed: Vec<BootFailure>,
     load_provided: bool,
+    /// Keys trusted for unsafe applications (`policy.rs`).
+    pub(crate) unsafe_app_keys: Vec<VerifyingKey>,
 }
 
 /// Choices for [`Kernel::boot_with`].
@@ -127,6 +129,7 @@ impl Kernel {
         let platform = Hosted::new().context("reading the base image's symbols")?;
         let mut system = System::new(platform, "nano_core");
         system.set_catalog(Arc::new(ManifestCatalog::new(&manifest)));
+        crate::policy::declare_policies(&mut system, &manifest);
         let kernel_ns = system
             .create_namespace(KERNEL_NAMESPACE, None)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -141,6 +144,7 @@ impl Kernel {
             trusted,
             failed: Vec::new(),
             load_provided: options.load_provided_dependencies,
+            unsafe_app_keys: Vec::new(),
         };
         for kind in [CellKind::Kernel, CellKind::Libs] {
             let order = kernel.manifest.load_order(kind).map_err(|cycle| {
@@ -191,9 +195,11 @@ impl Kernel {
             kind: Some(entry.kind),
             sha256: Some(&entry.sha256),
         };
-        self.system
-            .load(ns, spec, &bytes)
-            .map_err(|e| anyhow::anyhow!("{e}"))
+        self.system.load(ns, spec, &bytes).map_err(|e| match e {
+            // Typed, so that callers and tests can tell a policy refusal by its variant.
+            loader::LoadError::Policy(_) => anyhow::Error::new(e),
+            e => anyhow::anyhow!("{e}"),
+        })
     }
 
     /// The dependency cells `entry` needs that namespace `ns` does not see yet and the base image
@@ -372,6 +378,7 @@ impl Kernel {
         if !self.trusted.is_empty() {
             check_serial(&manifest, self.manifest.serial.unwrap_or(0))?;
         }
+        crate::policy::declare_policies(&mut self.system, &manifest);
         self.manifest = manifest;
         Ok(&self.manifest)
     }

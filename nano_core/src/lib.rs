@@ -23,6 +23,7 @@ pub mod control;
 pub mod files;
 pub mod live;
 pub mod logger;
+mod policy;
 pub mod report;
 pub mod upgrade_set;
 pub mod workload;

@@ -36,6 +36,8 @@ pub struct BuiltUpgrade {
     pub depends_on: Vec<String>,
     /// The library cells it brings its own version of (`[package.metadata.cell] brings`).
     pub brings: Vec<String>,
+    /// Its application interface, as its `Cargo.toml` declares it.
+    pub app_interface: Option<crate_metadata::AppInterface>,
     /// Its exports next to the live cell's.
     pub symbols: SymbolComparison,
     /// The unit ids of the dependency cells it uses directly.
@@ -174,6 +176,7 @@ fn build_group(
             exports,
             depends_on: package.depends_on.clone(),
             brings: package.brings.clone(),
+            app_interface: package.app_interface.clone(),
             symbols,
             crate_units,
             dep_cells: deps.cells.clone(),
@@ -211,6 +214,7 @@ fn build_group(
             exports,
             depends_on: cell.depends_on.clone(),
             brings: cell.brings.clone(),
+            app_interface: cell.app_interface.clone(),
             crate_units: deps.direct(&graph, &cell.id),
             dep_cells: deps.cells.clone(),
             rebuilt_for: Some(owner.clone()),

@@ -182,6 +182,7 @@ impl<P: Platform> System<P> {
         }
         if let Some(s) = staging {
             let _ = self.namespaces.remove(s);
+            self.forget_staging(s);
         }
         self.prune_handles();
         undo.loaded.clear();
