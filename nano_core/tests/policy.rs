@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use build_tools::sign;
-use crate_metadata::{AppInterface, CellKind, Manifest, Refusal};
+use crate_metadata::{AppInterface, CellKind, Manifest, Refusal, Registry};
 use loader::{LoadError, PolicyError, SwapError, SwapOptions};
 use nano_core::apps::Outcome;
 use nano_core::Kernel;
@@ -58,12 +58,23 @@ fn boot(dir: &Path) -> Kernel {
     Kernel::boot(dir).unwrap_or_else(|e| panic!("boot failed: {e:#}"))
 }
 
-/// What a refused start must leave as it was.
+/// What a refused start must leave as it was: the cells, the namespaces, and the value of every
+/// slot of a cell (the host's handle slots come and go with the logger's handles).
 fn state(k: &Kernel) -> (usize, usize, Vec<(u64, u64)>) {
+    let registry = k.system().registry();
+    let cell_slots: std::collections::BTreeSet<u64> = registry
+        .edges()
+        .filter(|(_, e)| e.dependent != Registry::BASE)
+        .map(|(_, e)| e.slot)
+        .collect();
     (
-        k.system().registry().cells().count(),
+        registry.cells().count(),
         k.namespaces().iter().count(),
-        k.system().slot_values(),
+        k.system()
+            .slot_values()
+            .into_iter()
+            .filter(|(slot, _)| cell_slots.contains(slot))
+            .collect(),
     )
 }
 
