@@ -13,6 +13,7 @@
 //! Interfaces are declared per object ([`System::declare_interface`], by SHA-256), so a new
 //! version brings its own and a swap compares the two (`swap/verify.rs`).
 
+use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -241,9 +242,9 @@ impl<P: Platform> System<P> {
                 .sha256
                 .is_some_and(|s| self.policies.admitted.contains(&s.to_ascii_lowercase()));
             if !admitted {
-                return Err(LoadError::Policy(PolicyError::UnsafeApplication {
-                    cell: cell.into(),
-                }));
+                return Err(LoadError::Policy(Box::new(
+                    PolicyError::UnsafeApplication { cell: cell.into() },
+                )));
             }
         }
         let mut refused = Vec::new();
@@ -273,11 +274,11 @@ impl<P: Platform> System<P> {
             .get(ns)
             .map(|n| n.name.clone())
             .unwrap_or_default();
-        Err(LoadError::Policy(PolicyError::Refused {
+        Err(LoadError::Policy(Box::new(PolicyError::Refused {
             cell: cell.into(),
             namespace,
             bindings: refused,
-        }))
+        })))
     }
 
     /// Forgets the policy of a namespace that is removed.
@@ -322,17 +323,19 @@ impl<P: Platform> System<P> {
                 continue;
             };
             if let Err(refusal) = self.decide_with(ns, policy, p.new, interface, &symbol.name) {
-                return Err(SwapError::Policy(PolicyError::InterfaceNarrowed {
-                    cell: old.name.clone(),
-                    app: dependent.name.clone(),
-                    namespace: self
-                        .namespaces
-                        .get(ns)
-                        .map(|n| n.name.clone())
-                        .unwrap_or_default(),
-                    symbol: demangle::demangle(&symbol.name),
-                    refusal,
-                }));
+                return Err(SwapError::Policy(Box::new(
+                    PolicyError::InterfaceNarrowed {
+                        cell: old.name.clone(),
+                        app: dependent.name.clone(),
+                        namespace: self
+                            .namespaces
+                            .get(ns)
+                            .map(|n| n.name.clone())
+                            .unwrap_or_default(),
+                        symbol: demangle::demangle(&symbol.name),
+                        refusal,
+                    },
+                )));
             }
         }
         Ok(())

@@ -80,7 +80,7 @@ fn state(k: &Kernel) -> (usize, usize, Vec<(u64, u64)>) {
 
 fn policy_error(e: &anyhow::Error) -> &PolicyError {
     match e.downcast_ref::<LoadError>() {
-        Some(LoadError::Policy(p)) => p,
+        Some(LoadError::Policy(p)) => p.as_ref(),
         _ => panic!("not a policy refusal: {e:#}"),
     }
 }
@@ -198,9 +198,12 @@ fn a_kernel_swap_that_removes_an_export_an_application_uses_is_refused_naming_it
     let err = kernel
         .swap_cell("greet", &object, &SwapOptions::default())
         .unwrap_err();
-    let Some(SwapError::Policy(PolicyError::InterfaceNarrowed {
+    let Some(SwapError::Policy(policy)) = err.downcast_ref::<SwapError>() else {
+        panic!("{err:#}");
+    };
+    let PolicyError::InterfaceNarrowed {
         cell, app, symbol, ..
-    })) = err.downcast_ref::<SwapError>()
+    } = policy.as_ref()
     else {
         panic!("{err:#}");
     };
