@@ -116,7 +116,7 @@ fn build_group(
     };
     let mut targets: Vec<&str> = packages.iter().map(|(_, p)| p.id.as_str()).collect();
     targets.extend(others.iter().map(|c| c.id.as_str()));
-    let artifacts = run_cargo(&CargoRun {
+    let mut artifacts = run_cargo(&CargoRun {
         ws: &shadow,
         packages: targets.clone(),
         target_dir: Some(&group.target_dir),
@@ -124,6 +124,12 @@ fn build_group(
         crate_label: &label,
         path_rewrites: &rewrites,
     })?;
+    if moving {
+        // The applications as the main build makes them (`-F unsafe_code`, which moves their
+        // unit hash): only then does an application that is not compiled against what moved
+        // compare equal to its live build.
+        crate::safe_apps::build_safe_apps(&shadow, Some(&group.target_dir), &mut artifacts)?;
+    }
     let graph = CrateGraph::load(&group.workspace, Some(&group.target_dir)).with_context(|| {
         format!(
             "cannot read the crate graph of the shadow workspace {}",
