@@ -20,6 +20,7 @@ use crate::cargo_build::run_cargo_build;
 use crate::dependency_cells::{self, CrateGraph, DepCell};
 use crate::files::write_if_changed;
 use crate::objects::{exported_symbols, extract_single_object, sha256_hex};
+use crate::safe_apps::build_safe_apps;
 use crate::upgrades::{build_upgrades, LiveCell, SymbolComparison};
 use crate::workspace::{find_workspace_root, Workspace};
 
@@ -138,7 +139,8 @@ pub fn build_cells(options: &BuildOptions) -> Result<BuildReport> {
     }
     let ws = Workspace::load(&root, options.target_dir.as_deref())
         .with_context(|| format!("cannot read the workspace at {}", root.display()))?;
-    let artifacts = run_cargo_build(&ws, options.target_dir.as_deref(), options.quiet)?;
+    let mut artifacts = run_cargo_build(&ws, options.target_dir.as_deref(), options.quiet)?;
+    let safe_apps = build_safe_apps(&ws, options.target_dir.as_deref(), &mut artifacts)?;
     let rustc = rustc_version(&ws.root)?;
 
     let cells_dir = ws.target_dir.join("cells");
@@ -178,6 +180,9 @@ pub fn build_cells(options: &BuildOptions) -> Result<BuildReport> {
             crate_info: None,
             dependency_upgrade: None,
             rebuilt_for: None,
+            app_interface: cell.app_interface.clone(),
+            grants: cell.grants.clone(),
+            unsafe_forbidden: safe_apps.contains(&cell.id),
         });
     }
 
@@ -234,6 +239,9 @@ pub fn build_cells(options: &BuildOptions) -> Result<BuildReport> {
             crate_info: None,
             dependency_upgrade: upgrade.dependency_upgrade,
             rebuilt_for: upgrade.rebuilt_for,
+            app_interface: upgrade.app_interface,
+            grants: Vec::new(),
+            unsafe_forbidden: false,
         });
         crate_units.insert(
             (CellKind::Upgrades, upgrade.name.clone()),

@@ -414,6 +414,9 @@ pub fn manifest_entry(
         }),
         dependency_upgrade: None,
         rebuilt_for: None,
+        app_interface: None,
+        grants: Vec::new(),
+        unsafe_forbidden: false,
     }
 }
 

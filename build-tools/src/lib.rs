@@ -22,6 +22,7 @@ pub mod inspect;
 pub mod manifest;
 pub mod objects;
 pub mod qemu;
+pub mod safe_apps;
 pub mod sign;
 pub mod signatures;
 pub mod synth_cells;

@@ -577,6 +577,8 @@ mod tests {
             dir: PathBuf::from(name),
             depends_on: deps.iter().map(|d| d.to_string()).collect(),
             brings: Vec::new(),
+            app_interface: None,
+            grants: Vec::new(),
         }
     }
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
-use crate_metadata::CellKind;
+use crate_metadata::{AppInterface, CellKind};
 use serde::Deserialize;
 
 /// The package name of the base image; built together with the cells when the workspace has it.
@@ -59,6 +59,10 @@ pub struct CellPackage {
     pub depends_on: Vec<String>,
     /// Library cells it brings its own version of (`[package.metadata.cell] brings`).
     pub brings: Vec<String>,
+    /// Its application interface (`[package.metadata.cell] app_interface`), if it declares one.
+    pub app_interface: Option<AppInterface>,
+    /// Cells of its namespace an application grants itself (`[package.metadata.cell] grants`).
+    pub grants: Vec<String>,
 }
 
 /// What `cargo metadata` says about the workspace, as far as building cells needs it.
@@ -132,6 +136,7 @@ impl Workspace {
                         package.manifest_path.display()
                     )
                 })?;
+            let cell_meta = package.metadata.as_ref().and_then(|m| m.cell.as_ref());
             cells.push(CellPackage {
                 id: package.id.clone(),
                 package: package.name.clone(),
@@ -140,12 +145,11 @@ impl Workspace {
                 kind,
                 dir: dir.to_path_buf(),
                 depends_on: Vec::new(),
-                brings: package
-                    .metadata
-                    .as_ref()
-                    .and_then(|m| m.cell.as_ref())
-                    .map(|c| c.brings.clone())
-                    .unwrap_or_default(),
+                brings: cell_meta.map(|c| c.brings.clone()).unwrap_or_default(),
+                app_interface: cell_meta
+                    .and_then(|c| c.app_interface.clone())
+                    .map(AppInterface::new),
+                grants: cell_meta.map(|c| c.grants.clone()).unwrap_or_default(),
             });
         }
         // Second pass: a cell's normal dependencies that are themselves cells, matched by path.
@@ -260,6 +264,12 @@ struct CellMetadata {
     /// Library cells the application brings its own version of.
     #[serde(default)]
     brings: Vec<String>,
+    /// The paths applications may bind to (see `crate_metadata::policy`).
+    #[serde(default)]
+    app_interface: Option<Vec<String>>,
+    /// Cells of the application's namespace it grants itself.
+    #[serde(default)]
+    grants: Vec<String>,
 }
 
 #[derive(Deserialize)]

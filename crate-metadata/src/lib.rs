@@ -47,6 +47,7 @@ pub mod hex;
 mod ids;
 mod locate;
 pub mod manifest;
+pub mod policy;
 mod registry;
 
 pub use cell::{Cell, CellState, LoadStats, Origin, Section, SectionKind, Symbol, SymbolKind};
@@ -57,4 +58,5 @@ pub use manifest::{
     CellKind, CrateInfo, DependencyUpgrade, Manifest, ManifestEntry, PlanError, Rename, Unverified,
     MANIFEST_FILE,
 };
+pub use policy::{AppInterface, Refusal, Rule};
 pub use registry::{Checkpoint, Registry};

@@ -19,6 +19,8 @@ use alloc::vec::Vec;
 use core::fmt;
 use serde::{Deserialize, Serialize};
 
+use crate::policy::AppInterface;
+
 /// Where a cell lives in the source tree, and so which namespace it is loaded into by default.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -104,6 +106,19 @@ pub struct ManifestEntry {
     /// the same transaction as that upgrade.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rebuilt_for: Option<String>,
+    /// For a kernel or library cell: the symbols applications may bind to
+    /// (`[package.metadata.cell] app_interface`, see [`crate::policy`]). `None`: it declares none,
+    /// and only kernel cells bind to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_interface: Option<AppInterface>,
+    /// For an application: the cells of its own namespace its namespace policy grants it, internals
+    /// included (`[package.metadata.cell] grants = ["greet"]`, a library it brings).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<String>,
+    /// For an application: whether the build compiled its own code with `unsafe` forbidden
+    /// (`-F unsafe_code`). Signatures cover it, so the claim is bound to the object's bytes.
+    #[serde(default, skip_serializing_if = "core::ops::Not::not")]
+    pub unsafe_forbidden: bool,
 }
 
 /// A new version that moves dependency crates to other releases (issue "every crate a cell").
@@ -296,7 +311,26 @@ impl ManifestEntry {
             self.version,
             self.key(),
             self.sha256
-        )
+        ) + &self.policy_statement()
+    }
+
+    /// The policy claims a signature covers besides the identity: an application's safety claim
+    /// and grants, a cell's application interface. Empty for an entry that makes none, so the
+    /// statement of such an entry is what it was before policies.
+    fn policy_statement(&self) -> String {
+        let mut out = String::new();
+        if self.unsafe_forbidden {
+            out.push_str("unsafe forbidden\n");
+        }
+        for g in &self.grants {
+            out += &alloc::format!("grant {g}\n");
+        }
+        if let Some(i) = &self.app_interface {
+            for item in &i.items {
+                out += &alloc::format!("interface {item}\n");
+            }
+        }
+        out
     }
 
     /// The key other entries name this one by in [`ManifestEntry::crates`] (dependency cells), or

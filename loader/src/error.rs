@@ -189,6 +189,8 @@ pub enum LoadError {
         /// The symbol.
         symbol: String,
     },
+    /// An export policy or the safe-application rule refused the cell (`policy.rs`).
+    Policy(alloc::boxed::Box<crate::policy::PolicyError>),
 }
 
 /// A [`LoadError::Malformed`] for `cell`.
@@ -350,6 +352,7 @@ impl fmt::Display for LoadError {
                 f,
                 "a handle to `{symbol}` must have the size of a function pointer"
             ),
+            Policy(error) => write!(f, "{error}"),
         }
     }
 }

@@ -8,6 +8,7 @@
 //! | parse | `parse.rs`, `index.rs` | checks the header (class, endianness, machine, type) and that every table and section lies inside the file; typed section and symbol indices |
 //! | layout | `layout.rs` | places sections into four page-aligned regions of one mapping; counts GOT slots, TLS pairs and call stubs (checked arithmetic) |
 //! | resolve | `resolve.rs`, `system/load.rs` | binds each undefined symbol: the cell, its namespace and parents, the base image, the platform |
+//! | policy | `policy.rs` | in a confined (application) namespace: every binding allowed by an export policy rule, the application admitted as safe; before anything is mapped |
 //! | link | `link.rs`, `reloc.rs` | copies sections, fills the GOT and stubs, applies relocations from the table through one checked writer |
 //! | check unwind table | `eh_frame.rs`, `system/unwind.rs` | walks the relocated `.eh_frame` as libgcc's unwinder will (records, CIEs, pointer encodings, FDE ranges inside the text, call-frame instructions) and refuses it, with the offset at fault, before it is registered |
 //! | describe | `system/describe.rs` | the cell's metadata (sections, exported symbols) and its namespace exports |
@@ -63,6 +64,7 @@ mod malformation;
 mod mapping;
 mod parse;
 pub mod platform;
+mod policy;
 mod quiesce;
 mod reclaim;
 mod region;
@@ -85,6 +87,7 @@ pub use handle::{Handle, HandleSlot};
 pub use image::ImageSymbols;
 pub use index::{SectionIndex, SymbolIndex};
 pub use malformation::{EhField, EhFrameFault, EhPointer, Malformation, Truncation};
+pub use policy::{NamespacePolicy, PolicyError, RefusedBinding};
 pub use quiesce::{Epochs, ThreadRegistration};
 pub use reclaim::{ReclaimError, Reclaimed};
 pub use resolve::Catalog;

@@ -48,6 +48,7 @@ impl Kernel {
         let ns = self
             .system_mut()
             .create_namespace(&ns_name, Some(kernel_ns))?;
+        self.confine_app(ns, entry);
         let loaded = (|| -> Result<Handle<MainFn>> {
             for lib in &entry.brings {
                 let own = manifest.get(CellKind::Upgrades, lib).with_context(|| {

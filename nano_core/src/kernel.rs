@@ -50,6 +50,8 @@ pub struct Kernel {
     pub(crate) driver: loader::ThreadRegistration,
     /// What was reclaimed since the boot.
     pub(crate) reclaimed: ReclaimTotals,
+    /// Keys trusted for unsafe applications (`policy.rs`).
+    pub(crate) unsafe_app_keys: Vec<VerifyingKey>,
 }
 
 /// Choices for [`Kernel::boot_with`].

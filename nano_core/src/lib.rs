@@ -28,6 +28,7 @@ pub mod kernel;
 pub mod live;
 pub mod logger;
 pub mod panic;
+mod policy;
 pub mod reclaim;
 pub mod report;
 pub mod swap;

@@ -29,6 +29,7 @@ fn main() -> ExitCode {
     let mut prompt = false;
     let mut perf_map = false;
     let mut trusted: Vec<PathBuf> = Vec::new();
+    let mut unsafe_apps: Vec<PathBuf> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -48,6 +49,14 @@ fn main() -> ExitCode {
                 Some(key) => trusted.push(PathBuf::from(key)),
                 None => return usage("--trust needs a public key file (cargo cell keygen)"),
             },
+            // A key trusted for unsafe applications is trusted for every cell too.
+            "--trust-unsafe-apps" => match args.next() {
+                Some(key) => {
+                    trusted.push(PathBuf::from(&key));
+                    unsafe_apps.push(PathBuf::from(key));
+                }
+                None => return usage("--trust-unsafe-apps needs a public key file"),
+            },
             "--load" => match args.next().map(|n| n.parse::<usize>()) {
                 Some(Ok(n)) if n <= 64 => load = Some(n),
                 _ => return usage("--load needs a number of threads (0 to 64)"),
@@ -62,7 +71,10 @@ fn main() -> ExitCode {
     if serve.is_none() && (watch || load.is_some()) {
         return usage("--watch and --load go with --serve SOCKET");
     }
-    let keys = match Trust::read(&trusted) {
+    let keys = match Trust::read(&trusted).and_then(|mut t| {
+        t.unsafe_apps = Trust::read(&unsafe_apps)?.keys;
+        Ok(t)
+    }) {
         Ok(trust) => trust,
         Err(e) => {
             eprintln!("nano_core: {}", nano_core::errors::render(&e));
@@ -102,8 +114,8 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str =
-    "usage: nano_core [--cells DIR] [--verbose] [--trust PUBLIC_KEY]... [--perf-map] \
+const USAGE: &str = "usage: nano_core [--cells DIR] [--verbose] [--trust PUBLIC_KEY]... \
+     [--trust-unsafe-apps PUBLIC_KEY]... [--perf-map] \
      [--prompt | --serve SOCKET [--watch] [--load N]]";
 
 /// The trusted public keys (`--trust FILE`), and the highest manifest serial accepted with them
@@ -111,6 +123,8 @@ const USAGE: &str =
 /// that a manifest rolled back to an older signing is refused across restarts too.
 struct Trust {
     keys: Vec<[u8; 32]>,
+    /// The keys also trusted for applications not built with `unsafe` forbidden.
+    unsafe_apps: Vec<[u8; 32]>,
     files: Vec<std::path::PathBuf>,
 }
 
@@ -130,6 +144,7 @@ impl Trust {
         }
         Ok(Trust {
             keys,
+            unsafe_apps: Vec::new(),
             files: paths.to_vec(),
         })
     }
@@ -252,7 +267,8 @@ fn run(cells: &std::path::Path, keys: &Trust) -> anyhow::Result<()> {
 /// Boots the kernel cells and prints the boot report: the cells loaded and the namespaces.
 fn boot(cells: &std::path::Path, trust: &Trust) -> anyhow::Result<Kernel> {
     let start = Instant::now();
-    let kernel = Kernel::boot_with(cells, &trust.options())?;
+    let mut kernel = Kernel::boot_with(cells, &trust.options())?;
+    kernel.trust_unsafe_apps(&trust.unsafe_apps)?;
     if !trust.keys.is_empty() {
         trust.accepted(kernel.manifest_serial());
     }

@@ -398,6 +398,9 @@ mod tests {
             }),
             dependency_upgrade: None,
             rebuilt_for: None,
+            app_interface: None,
+            grants: Vec::new(),
+            unsafe_forbidden: false,
         }
     }
 

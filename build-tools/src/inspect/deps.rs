@@ -80,6 +80,10 @@ impl TreeBuilder<'_, '_> {
             children: Vec::new(),
             symbols: Vec::new(),
             crates: Vec::new(),
+            rules: parent
+                .and_then(|p| index.cell(p))
+                .map(|p| super::policy::crossing_rules(index, p, cell, edges))
+                .unwrap_or_default(),
         };
         if cell.origin != Origin::Object {
             if let (Registry::BASE, Some(parent)) = (cell.id, parent) {

@@ -28,6 +28,8 @@
 //!   demangled}`: the slot at `offset` in the dependent's section `section` (address `slot`)
 //!   holds the address of the provider's `symbol` (+ `addend`). `kind` is `got` \| `data` \|
 //!   `tls_pair` \| `handle` \| `direct`. Names are mangled; `demangled` is the path without hash.
+//!   An edge from an application's cell carries `rule`, the export-policy rule that allowed it
+//!   (`app→kernel: interface `greet::greeting``, `app→own: granted `greet``, or `… refused: …`).
 //!
 //! Views:
 //!
@@ -47,13 +49,15 @@
 //!   `object_size`, `size`, `base_addr`, `stats` `{relocations, got_slots, stubs, mapped_bytes,
 //!   load_nanos}`, `sections: [{name, kind, addr, size, align}]`, `exports: [{symbol, demangled,
 //!   kind, size, section, addr, users: [{cell, slots}]}]`, `imports: [{symbol, demangled,
-//!   provider: cell, slots, kinds}]`.
+//!   provider: cell, slots, kinds, rule?}]` (`rule` as on an edge), and `app_interface:
+//!   {items}` when the cell declares an application interface.
 //! - `tree`: `depth` (`null` or the limit), `roots: [node]`; a node is `{cell, size, slots,
 //!   repeated, children: [node]}` plus `symbols` (mangled) for a base-image or platform leaf
 //!   under `--all`, and `crates` (`["log 0.4.35"]`) for a base-image leaf whose parent uses
 //!   dependency crates the image links; `slots` counts the parent's slots that bind to this cell
 //!   (0 for a dependency cell the parent is compiled against but binds nothing in); `repeated`
-//!   means the node's dependencies are listed where it first occurs.
+//!   means the node's dependencies are listed where it first occurs; `rules` lists the distinct
+//!   export-policy rules of the parent's slots when the parent is an application's cell.
 //! - `invert`: `cell`, `dependents: [{cell, depth, via: cell, slots: [edge]}]`, nearest first;
 //!   `via` is the cell that `slots` bind to (the inverted cell, or a dependent nearer to it).
 //! - `invert_crate` (`--invert` of a dependency crate): `crate: entry`, `info: build`,

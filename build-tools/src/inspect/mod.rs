@@ -22,6 +22,7 @@
 //! | `live.rs` | the live source |
 //! | `views.rs` | what each command shows, as data ([`views::View`]) |
 //! | `query.rs`, `deps.rs`, `crate_views.rs` | building the views: `ls`, `info`, `--symbols`, `--addr`; the tree, `--invert`, `--why`, `--unresolved`, `--cycles`; `ls --crates` and `--invert <crate>` |
+//! | `policy.rs` | export policies: a cell's application interface, the rule that allowed each edge from an application into the kernel |
 //! | `graph.rs` | the picture of a view for the graph formats |
 //! | `text/`, `json.rs`, `dot.rs`, `html.rs` (+ `page/`) | the formats (`json.rs` documents the JSON schema) |
 //! | `synth.rs` | generated systems for benchmarks and tests |
@@ -39,6 +40,7 @@ pub mod json;
 pub mod live;
 pub mod model;
 pub mod offline;
+pub mod policy;
 pub mod query;
 pub mod synth;
 pub mod text;

@@ -112,10 +112,12 @@ pub fn info(index: &Index<'_>, cell: &Cell) -> View {
     let mut imports: Vec<ImportRow> = imports
         .into_iter()
         .filter_map(|((provider, symbol), (slots, kinds))| {
+            let p = index.cell(provider)?;
             Some(ImportRow {
                 demangled: crate_metadata::demangle::path(&symbol),
+                rule: super::policy::crossing_rule(index, cell, p, &symbol),
                 symbol,
-                provider: CellRef::of(index, index.cell(provider)?),
+                provider: CellRef::of(index, p),
                 slots,
                 kinds,
             })
@@ -134,6 +136,7 @@ pub fn info(index: &Index<'_>, cell: &Cell) -> View {
         .collect();
     users.sort_by(|a, b| (a.kind, &a.name, &a.version).cmp(&(b.kind, &b.name, &b.version)));
     View::Info(Box::new(InfoView {
+        app_interface: super::policy::app_interface(index, cell),
         cell: CellRef::of(index, cell),
         kind: cell.kind,
         crate_info: crate_info(index, cell),

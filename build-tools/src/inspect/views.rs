@@ -99,6 +99,10 @@ pub struct EdgeRow {
     pub symbol: String,
     /// The symbol's demangled path.
     pub demangled: String,
+    /// For an edge from an application's namespace into the kernel, the base image or the
+    /// platform: the export-policy rule that allowed it (`app→kernel: interface `greet::greeting``).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
 }
 
 impl EdgeRow {
@@ -125,6 +129,7 @@ impl EdgeRow {
             addend: e.addend,
             provider: provider.name.clone(),
             demangled: crate_metadata::demangle::path(&symbol),
+            rule: super::policy::crossing_rule(index, dependent, provider, &symbol),
             symbol,
         })
     }
@@ -210,6 +215,10 @@ pub struct ImportRow {
     pub slots: usize,
     /// The kinds of those slots.
     pub kinds: Vec<SlotKind>,
+    /// For an import of an application's cell from outside its namespace: the export-policy rule
+    /// that allowed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
 }
 
 /// A crate a cell is compiled against, for `info`.
@@ -259,6 +268,9 @@ pub struct InfoView {
     pub exports: Vec<ExportRow>,
     /// The symbols it imports and who provides each.
     pub imports: Vec<ImportRow>,
+    /// For a kernel or library cell: what applications may bind to (`None`: it declares nothing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_interface: Option<crate_metadata::AppInterface>,
 }
 
 /// A node of the dependency tree.
@@ -281,6 +293,10 @@ pub struct TreeNode {
     /// instead of loading them (`log 0.4.35`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub crates: Vec<String>,
+    /// When the parent is an application's cell: the export-policy rules that allowed its slots
+    /// into this cell, distinct (`app→kernel: interface `greet::greeting``).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<String>,
 }
 
 /// A dependency crate, for `ls --crates`.

@@ -36,6 +36,8 @@ pub struct BuiltUpgrade {
     pub depends_on: Vec<String>,
     /// The library cells it brings its own version of (`[package.metadata.cell] brings`).
     pub brings: Vec<String>,
+    /// Its application interface, as its `Cargo.toml` declares it.
+    pub app_interface: Option<crate_metadata::AppInterface>,
     /// Its exports next to the live cell's.
     pub symbols: SymbolComparison,
     /// The unit ids of the dependency cells it uses directly.
@@ -114,7 +116,7 @@ fn build_group(
     };
     let mut targets: Vec<&str> = packages.iter().map(|(_, p)| p.id.as_str()).collect();
     targets.extend(others.iter().map(|c| c.id.as_str()));
-    let artifacts = run_cargo(&CargoRun {
+    let mut artifacts = run_cargo(&CargoRun {
         ws: &shadow,
         packages: targets.clone(),
         target_dir: Some(&group.target_dir),
@@ -122,6 +124,12 @@ fn build_group(
         crate_label: &label,
         path_rewrites: &rewrites,
     })?;
+    if moving {
+        // The applications as the main build makes them (`-F unsafe_code`, which moves their
+        // unit hash): only then does an application that is not compiled against what moved
+        // compare equal to its live build.
+        crate::safe_apps::build_safe_apps(&shadow, Some(&group.target_dir), &mut artifacts)?;
+    }
     let graph = CrateGraph::load(&group.workspace, Some(&group.target_dir)).with_context(|| {
         format!(
             "cannot read the crate graph of the shadow workspace {}",
@@ -174,6 +182,7 @@ fn build_group(
             exports,
             depends_on: package.depends_on.clone(),
             brings: package.brings.clone(),
+            app_interface: package.app_interface.clone(),
             symbols,
             crate_units,
             dep_cells: deps.cells.clone(),
@@ -211,6 +220,7 @@ fn build_group(
             exports,
             depends_on: cell.depends_on.clone(),
             brings: cell.brings.clone(),
+            app_interface: cell.app_interface.clone(),
             crate_units: deps.direct(&graph, &cell.id),
             dep_cells: deps.cells.clone(),
             rebuilt_for: Some(owner.clone()),

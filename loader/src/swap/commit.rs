@@ -197,6 +197,7 @@ impl<P: Platform> System<P> {
         }
         if let Some(s) = staging {
             let _ = self.namespaces.remove(s);
+            self.forget_staging(s);
         }
         for p in pairs {
             self.tell_debuggers_changed(p.old);

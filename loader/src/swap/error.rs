@@ -180,6 +180,9 @@ pub enum SwapError {
         /// The dependents that bind to it.
         dependents: Vec<String>,
     },
+    /// The new version breaks an export policy: an application binds to a symbol it no longer
+    /// offers applications.
+    Policy(alloc::boxed::Box<crate::policy::PolicyError>),
 }
 
 /// A thread found inside an old version by the drain.
@@ -336,6 +339,7 @@ impl fmt::Display for SwapError {
                 dependents.join(", "),
                 if dependents.len() == 1 { "s" } else { "" }
             ),
+            Policy(error) => write!(f, "{error}"),
         }
     }
 }

@@ -69,6 +69,7 @@ impl<P: Platform> System<P> {
                     error,
                 })?;
         undo.staging = Some(staging);
+        self.confine_staging(ns, staging);
         let olds: Vec<CellId> = requests.iter().map(|r| r.old).collect();
         let order = namespace::graph::dependency_order(&self.registry, &olds).unwrap_or(olds);
         // A reused version is already linked: it joins the staging namespace only for new

@@ -107,6 +107,7 @@ impl<P: Platform> System<P> {
         }
         if let Some(staging) = undo.staging {
             let _ = self.namespaces.remove(staging);
+            self.forget_staging(staging);
         }
         self.registry.rollback(&undo.registry);
     }

@@ -108,6 +108,7 @@ impl<P: Platform> System<P> {
                 dependents: direct.into_iter().collect(),
             });
         }
+        self.check_interfaces(p, &writes)?;
         Ok(writes)
     }
 

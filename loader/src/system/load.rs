@@ -73,6 +73,7 @@ impl<P: Platform> System<P> {
         let object = parse::parse(cell, bytes)?;
         let layout = layout::plan(cell, &object, self.platform.page_size())?;
         let bindings = self.resolve_undefined(cell, &ns_name, ns, &object)?;
+        self.check_policy(ns, spec, &object, &bindings)?;
         let loading = Loading {
             ns,
             spec,

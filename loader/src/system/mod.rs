@@ -164,6 +164,8 @@ pub struct System<P: Platform> {
     pub(crate) swaps: u64,
     /// Cells that could be loaded, to name the crate behind a missing symbol.
     pub(crate) catalog: Option<Arc<dyn Catalog>>,
+    /// Export policies and admitted applications (`policy.rs`).
+    pub(crate) policies: crate::policy::Policies,
 }
 
 impl<P: Platform> System<P> {
@@ -188,6 +190,7 @@ impl<P: Platform> System<P> {
             epochs: Epochs::new(),
             swaps: 0,
             catalog: None,
+            policies: Default::default(),
         }
     }
 

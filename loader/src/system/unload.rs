@@ -158,6 +158,7 @@ impl<P: Platform> System<P> {
             self.free_cell(*c);
         }
         let _ = self.namespaces.remove(ns);
+        self.forget_namespace_policy(ns);
         Ok(cells.len())
     }
 

@@ -6,6 +6,7 @@ mod layout;
 mod link;
 mod parse;
 mod permissions;
+mod policy;
 mod reclaim;
 mod resolve;
 mod swap;

@@ -7,6 +7,7 @@ use super::TextOptions;
 use crate::inspect::crates::source_label;
 use crate::inspect::model::state_name;
 use crate::inspect::views::InfoView;
+use crate_metadata::CellKind;
 
 /// Renders the `info` view.
 pub(super) fn render(out: &mut String, i: &InfoView, o: &TextOptions) {
@@ -53,6 +54,18 @@ pub(super) fn render(out: &mut String, i: &InfoView, o: &TextOptions) {
     );
     if o.live && i.base_addr != 0 {
         let _ = writeln!(out, "  mapped at {:#x}", i.base_addr);
+    }
+    match (&i.app_interface, i.kind) {
+        (Some(a), _) => {
+            let _ = writeln!(out, "  application interface  {}", a.items.join(", "));
+        }
+        (None, Some(CellKind::Kernel | CellKind::Libs | CellKind::Upgrades)) => {
+            let _ = writeln!(
+                out,
+                "  application interface  none (only kernel cells bind to it)"
+            );
+        }
+        _ => {}
     }
     if !i.users.is_empty() {
         let users: Vec<String> = i.users.iter().map(entry).collect();
@@ -131,9 +144,14 @@ pub(super) fn render(out: &mut String, i: &InfoView, o: &TextOptions) {
             let _ = writeln!(out, "  from {}:", im.provider.name);
         }
         let kinds: Vec<&str> = im.kinds.iter().map(|k| kind(*k)).collect();
+        let rule = im
+            .rule
+            .as_ref()
+            .map(|r| format!("  [{r}]"))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "    {}  ({}: {})",
+            "    {}  ({}: {}){rule}",
             o.names.symbol(&im.symbol),
             count(im.slots, "slot"),
             kinds.join(", ")

@@ -298,6 +298,9 @@ fn tree_node(out: &mut String, n: &TreeNode, first: &str, rest: &str, o: &TextOp
     if n.repeated {
         out.push_str(" (*)");
     }
+    if !n.rules.is_empty() {
+        let _ = write!(out, " {{{}}}", rules_label(&n.rules));
+    }
     out.push('\n');
     let total = n.children.len() + n.symbols.len();
     for (i, s) in n.symbols.iter().enumerate() {
@@ -325,15 +328,42 @@ fn edge_table(out: &mut String, rows: &[EdgeRow], incoming: bool, o: &TextOption
         return;
     }
     let peer = if incoming { "DEPENDENT" } else { "PROVIDER" };
+    // Edges from an application into the kernel carry the export-policy rule that allowed them.
+    let rules = rows.iter().any(|r| r.rule.is_some());
     let mut t = vec![cols(&["SLOT", "KIND", peer, "SYMBOL"])];
+    if rules {
+        t[0].push("RULE".into());
+    }
     for r in rows {
         let who = if incoming { &r.dependent } else { &r.provider };
-        t.push(vec![
+        let mut row = vec![
             slot(r, o),
             kind(r.kind).into(),
             who.clone(),
             o.names.symbol(&r.symbol),
-        ]);
+        ];
+        if rules {
+            row.push(r.rule.clone().unwrap_or_default());
+        }
+        t.push(row);
     }
     indent(out, &table(&t));
+}
+
+/// `app→kernel: runtime; toolchain `core`` for rules that share their prefix, else them all.
+fn rules_label(rules: &[String]) -> String {
+    let prefix = rules
+        .first()
+        .and_then(|r| r.split_once(": "))
+        .map(|(p, _)| p);
+    let split: Option<Vec<&str>> = prefix.and_then(|p| {
+        rules
+            .iter()
+            .map(|r| r.strip_prefix(p)?.strip_prefix(": "))
+            .collect()
+    });
+    match (prefix, split) {
+        (Some(p), Some(rest)) => format!("{p}: {}", rest.join("; ")),
+        _ => rules.join("; "),
+    }
 }

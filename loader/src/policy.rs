@@ -1,0 +1,351 @@
+//! Export policies and safe applications at load time (the rules are `crate_metadata::policy`).
+//!
+//! A namespace the caller **confines** ([`System::confine_namespace`], `nano_core` does it for
+//! every application's namespace) holds application code: every cell loaded into it binds to a
+//! symbol outside it only where a [`Rule`] allows, and to a cell inside it that declares an
+//! interface only through that interface or a [`NamespacePolicy::grants`] entry. The check runs
+//! after resolution and before anything is mapped, and names every refused symbol, its cell and
+//! the rule ([`PolicyError::Refused`]). An application cell ([`CellKind::Apps`]) loaded into a
+//! confined namespace must be **admitted** ([`System::admit_application`]): its object's SHA-256
+//! is one the caller vouches for — built with `unsafe` forbidden, or signed by a key trusted for
+//! unsafe applications; otherwise [`PolicyError::UnsafeApplication`].
+//!
+//! Interfaces are declared per object ([`System::declare_interface`], by SHA-256), so a new
+//! version brings its own and a swap compares the two (`swap/verify.rs`).
+
+use alloc::boxed::Box;
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::error::LoadError;
+use crate::index::SymbolIndex;
+use crate::link::{Bindings, Target};
+use crate::parse::Object;
+use crate::platform::Platform;
+use crate::swap::{Pair, SlotWrite, SwapError};
+use crate::system::{CellSpec, System};
+use crate_metadata::policy::{decide, AppInterface, Provider, Refusal, Rule};
+use crate_metadata::{demangle, CellId, CellKind, NamespaceId, Registry};
+
+/// What a confined namespace allows its own cells beyond the rules.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NamespacePolicy {
+    /// Cells of this namespace (a library the application brings) its cells may bind to
+    /// entirely, internals included.
+    pub grants: Vec<String>,
+}
+
+/// The policies a system enforces.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Policies {
+    /// Application interfaces by object SHA-256.
+    interfaces: BTreeMap<String, AppInterface>,
+    /// Dependency crates the base image links that applications may use (`log`).
+    vetted: Vec<String>,
+    /// The confined namespaces.
+    namespaces: BTreeMap<NamespaceId, NamespacePolicy>,
+    /// Application objects (SHA-256) admitted to run.
+    admitted: BTreeSet<String>,
+    /// A swap's staging namespace under a confined namespace, to that namespace: the new
+    /// versions staged there count as its own.
+    staging: BTreeMap<NamespaceId, NamespaceId>,
+}
+
+/// One binding a policy refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefusedBinding {
+    /// The symbol, demangled.
+    pub symbol: String,
+    /// The cell that defines it (`nano_core` for the base image, `platform`).
+    pub provider: String,
+    /// The rule that refused it.
+    pub refusal: Refusal,
+}
+
+/// Why a policy refused a load or a swap. Nothing was mapped or changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PolicyError {
+    /// A cell of a confined namespace binds to symbols no rule allows it.
+    Refused {
+        /// The cell being loaded.
+        cell: String,
+        /// Its namespace.
+        namespace: String,
+        /// Every refused binding.
+        bindings: Vec<RefusedBinding>,
+    },
+    /// An application object that was not built with `unsafe` forbidden and that no key trusted
+    /// for unsafe applications signed.
+    UnsafeApplication {
+        /// The application cell.
+        cell: String,
+    },
+    /// A new version of a cell no longer offers an application a symbol it binds to.
+    InterfaceNarrowed {
+        /// The swapped cell.
+        cell: String,
+        /// The application cell that binds to the symbol.
+        app: String,
+        /// Its namespace.
+        namespace: String,
+        /// The symbol, demangled.
+        symbol: String,
+        /// The rule that refuses it in the new version.
+        refusal: Refusal,
+    },
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PolicyError::Refused {
+                cell,
+                namespace,
+                bindings,
+            } => {
+                write!(
+                    f,
+                    "cell `{cell}` in namespace `{namespace}` binds to {} symbol{} applications \
+                     may not use:",
+                    bindings.len(),
+                    if bindings.len() == 1 { "" } else { "s" }
+                )?;
+                for b in bindings {
+                    write!(f, "\n  {} in `{}`: {}", b.symbol, b.provider, b.refusal)?;
+                }
+                Ok(())
+            }
+            PolicyError::UnsafeApplication { cell } => write!(
+                f,
+                "application `{cell}` was not built with `unsafe` forbidden, and no key trusted \
+                 for unsafe applications signed it"
+            ),
+            PolicyError::InterfaceNarrowed {
+                cell,
+                app,
+                namespace,
+                symbol,
+                refusal,
+            } => write!(
+                f,
+                "the new version of `{cell}` no longer offers `{symbol}`, which application \
+                 `{app}` (namespace `{namespace}`) binds to: {refusal}"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for PolicyError {}
+
+impl<P: Platform> System<P> {
+    /// Declares the application interface of the object whose SHA-256 is `sha256`.
+    pub fn declare_interface(&mut self, sha256: &str, interface: AppInterface) {
+        self.policies
+            .interfaces
+            .insert(sha256.to_ascii_lowercase(), interface);
+    }
+
+    /// The dependency crates the base image links that applications may use.
+    pub fn set_vetted_crates(&mut self, crates: Vec<String>) {
+        self.policies.vetted = crates;
+    }
+
+    /// Confines namespace `ns`: what its cells may bind to is checked (see the module doc).
+    pub fn confine_namespace(&mut self, ns: NamespaceId, policy: NamespacePolicy) {
+        self.policies.namespaces.insert(ns, policy);
+    }
+
+    /// Admits the application object whose SHA-256 is `sha256` into confined namespaces.
+    pub fn admit_application(&mut self, sha256: &str) {
+        self.policies.admitted.insert(sha256.to_ascii_lowercase());
+    }
+
+    /// Whether namespace `ns` is confined.
+    pub fn is_confined(&self, ns: NamespaceId) -> bool {
+        self.policies.namespaces.contains_key(&ns)
+    }
+
+    /// The interface declared for cell `id`'s object.
+    pub fn interface_of(&self, id: CellId) -> Option<&AppInterface> {
+        let sha = self.registry.cell(id)?.sha256.as_deref()?;
+        self.policies.interfaces.get(&sha.to_ascii_lowercase())
+    }
+
+    /// Which rule lets a cell of confined namespace `ns` bind to `symbol` of `provider` (a cell
+    /// id, [`Registry::BASE`] or [`Registry::PLATFORM`]); `None` when `ns` is not confined.
+    pub fn binding_rule(
+        &self,
+        ns: NamespaceId,
+        provider: CellId,
+        symbol: &str,
+    ) -> Option<Result<Rule, Refusal>> {
+        let policy = self.policies.namespaces.get(&ns)?;
+        let interface = self.interface_of(provider);
+        Some(self.decide_with(ns, policy, provider, interface, symbol))
+    }
+
+    /// [`System::binding_rule`] with the provider's interface given (a new version's, in a swap).
+    pub(crate) fn decide_with(
+        &self,
+        ns: NamespaceId,
+        policy: &NamespacePolicy,
+        provider: CellId,
+        interface: Option<&AppInterface>,
+        symbol: &str,
+    ) -> Result<Rule, Refusal> {
+        let view = match provider {
+            Registry::BASE => Provider::Base {
+                vetted: &self.policies.vetted,
+            },
+            Registry::PLATFORM => Provider::Platform,
+            id => {
+                let cell = self.registry.cell(id);
+                let kind = cell.and_then(|c| c.kind);
+                let name = cell.map_or("", |c| c.name.as_str());
+                let home = cell.and_then(|c| c.namespace);
+                let home = home.map(|h| *self.policies.staging.get(&h).unwrap_or(&h));
+                if home == Some(ns) {
+                    let declares = !matches!(kind, Some(CellKind::Deps | CellKind::Apps));
+                    Provider::Own {
+                        cell: name,
+                        interface: declares.then(|| interface.unwrap_or(&EMPTY)),
+                        granted: policy.grants.iter().any(|g| g == name),
+                    }
+                } else {
+                    Provider::Kernel {
+                        interface,
+                        vetted: (kind == Some(CellKind::Deps)).then_some(name),
+                    }
+                }
+            }
+        };
+        decide(view, symbol)
+    }
+
+    /// The policy check of a load into `ns`, before anything is mapped: an application must be
+    /// admitted, and every binding outside the cell must be allowed.
+    pub(crate) fn check_policy(
+        &self,
+        ns: NamespaceId,
+        spec: CellSpec<'_>,
+        object: &Object<'_>,
+        bindings: &Bindings<'_>,
+    ) -> Result<(), LoadError> {
+        let Some(policy) = self.policies.namespaces.get(&ns) else {
+            return Ok(());
+        };
+        let cell = spec.name;
+        if spec.kind == Some(CellKind::Apps) {
+            let admitted = spec
+                .sha256
+                .is_some_and(|s| self.policies.admitted.contains(&s.to_ascii_lowercase()));
+            if !admitted {
+                return Err(LoadError::Policy(Box::new(
+                    PolicyError::UnsafeApplication { cell: cell.into() },
+                )));
+            }
+        }
+        let mut refused = Vec::new();
+        for (i, target) in bindings.targets.iter_enumerated() {
+            let Some(Target::External(r)) = target else {
+                continue;
+            };
+            if i == SymbolIndex(0) {
+                continue;
+            }
+            let name = object.symbol_name(cell, i)?;
+            let provider = r.provider.cell();
+            let interface = self.interface_of(provider);
+            if let Err(refusal) = self.decide_with(ns, policy, provider, interface, name) {
+                refused.push(RefusedBinding {
+                    symbol: demangle::demangle(name),
+                    provider: self.name_of(provider),
+                    refusal,
+                });
+            }
+        }
+        if refused.is_empty() {
+            return Ok(());
+        }
+        let namespace = self
+            .namespaces
+            .get(ns)
+            .map(|n| n.name.clone())
+            .unwrap_or_default();
+        Err(LoadError::Policy(Box::new(PolicyError::Refused {
+            cell: cell.into(),
+            namespace,
+            bindings: refused,
+        })))
+    }
+
+    /// Forgets the policy of a namespace that is removed.
+    pub(crate) fn forget_namespace_policy(&mut self, ns: NamespaceId) {
+        self.policies.namespaces.remove(&ns);
+    }
+
+    /// Confines a swap's staging namespace `staging` under `ns` as `ns` is (when it is), so that
+    /// a new version of an application's cell is held to the same policy as its first load.
+    pub(crate) fn confine_staging(&mut self, ns: NamespaceId, staging: NamespaceId) {
+        if let Some(policy) = self.policies.namespaces.get(&ns).cloned() {
+            self.policies.namespaces.insert(staging, policy);
+            self.policies.staging.insert(staging, ns);
+        }
+    }
+
+    /// Forgets a staging namespace (the swap is over).
+    pub(crate) fn forget_staging(&mut self, staging: NamespaceId) {
+        self.policies.staging.remove(&staging);
+        self.policies.namespaces.remove(&staging);
+    }
+
+    /// A swap's check that the new version `p.new` still offers every application that binds to
+    /// the old one what it binds to, under the new version's interface: the slot writes `writes`
+    /// move those applications' slots.
+    pub(crate) fn check_interfaces(&self, p: &Pair, writes: &[SlotWrite]) -> Result<(), SwapError> {
+        let (Some(old), Some(new)) = (self.registry.cell(p.old), self.registry.cell(p.new)) else {
+            return Ok(());
+        };
+        let interface = self.interface_by_sha(new.sha256.as_deref());
+        for w in writes {
+            let Some(dependent) = self.registry.cell(w.dependent) else {
+                continue;
+            };
+            let Some(ns) = dependent.namespace else {
+                continue;
+            };
+            let Some(policy) = self.policies.namespaces.get(&ns) else {
+                continue;
+            };
+            let Some(symbol) = new.symbol(w.new_symbol) else {
+                continue;
+            };
+            if let Err(refusal) = self.decide_with(ns, policy, p.new, interface, &symbol.name) {
+                return Err(SwapError::Policy(Box::new(
+                    PolicyError::InterfaceNarrowed {
+                        cell: old.name.clone(),
+                        app: dependent.name.clone(),
+                        namespace: self
+                            .namespaces
+                            .get(ns)
+                            .map(|n| n.name.clone())
+                            .unwrap_or_default(),
+                        symbol: demangle::demangle(&symbol.name),
+                        refusal,
+                    },
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The interface declared for the object `sha256`.
+    fn interface_by_sha(&self, sha256: Option<&str>) -> Option<&AppInterface> {
+        self.policies.interfaces.get(&sha256?.to_ascii_lowercase())
+    }
+}
+
+/// The interface of a cell that declares none.
+static EMPTY: AppInterface = AppInterface { items: Vec::new() };
