@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Finds import circles between the files of each crate: `use crate::a::b`, `super::x`, and
-`crate::a::f(..)` paths in expressions, resolved to the module file they name."""
+`crate::a::f(..)` paths in expressions, resolved to the module file they name. Exits non-zero if it finds a circle."""
 import re, sys, pathlib
 
 def module_files(src):
@@ -111,3 +111,4 @@ for cargo in sorted(root.rglob('Cargo.toml')):
         found += 1
         print(f"{cargo.parent}: circle: " + ' -> '.join('/'.join(c) or '(root)' for c in sorted(comp)))
 print(f"{found} circle(s)")
+sys.exit(1 if found else 0)

@@ -13,9 +13,9 @@ use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate_metadata::{demangle, CellState, SectionKind, SymbolKind};
+use loader::platform::Platform;
 use loader::System;
 
-use crate::platform::BarePlatform;
 use crate::sync::IrqMutex;
 
 /// At most this many mapped cells have their text range checked by the timer.
@@ -65,7 +65,7 @@ pub fn set_kernel_symbols(mut symbols: Vec<(u64, u64, String)>) {
 const REGION_NAMES: [&str; 4] = ["text", "read-only data", "relro", "data"];
 
 /// Rebuilds the map from the loader's registry.
-pub fn refresh(system: &System<BarePlatform>) {
+pub fn refresh<P: Platform>(system: &System<P>) {
     let mut cells = Vec::new();
     for cell in system.registry().cells() {
         let Some(regions) = system.regions(cell.id) else {

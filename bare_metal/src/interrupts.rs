@@ -2,7 +2,7 @@
 //!
 //! Each vector's stub pushes an error code (zero when the CPU pushes none) and its number, then
 //! `interrupt_common` saves the 15 general registers and the SSE state (`fxsave`) on the
-//! interrupt stack and calls [`interrupt_dispatch`] with the whole [`Frame`]. The dispatch may
+//! interrupt stack and calls `interrupt_dispatch` (dispatch.rs) with the whole [`Frame`]. The dispatch may
 //! rewrite the frame: that is how the scheduler switches tasks (it copies the interrupted task's
 //! frame out and the next one's in), and how a fault ends a task. Every gate uses an interrupt
 //! stack of the TSS (gdt.rs), so nothing is pushed onto the interrupted stack, whose red zone the
@@ -13,7 +13,6 @@
 
 use alloc::boxed::Box;
 use core::arch::asm;
-use core::sync::atomic::Ordering;
 
 use crate::gdt::{IST_CRITICAL, IST_EXCEPTIONS, IST_INTERRUPTS, KERNEL_CODE};
 
@@ -332,33 +331,6 @@ pub fn load() {
     // SAFETY: the table lives for ever (leaked) and every present gate points at a stub above in
     // the kernel's code segment, with an IST index this CPU's TSS fills (gdt.rs runs first).
     unsafe { asm!("lidt [{}]", in(reg) &pointer, options(readonly, nostack, preserves_flags)) };
-}
-
-/// Where every interrupt and exception lands, with interrupts disabled, on an interrupt stack.
-#[no_mangle]
-extern "C" fn interrupt_dispatch(frame: &mut Frame) {
-    let cpu = crate::percpu::this_cpu();
-    cpu.in_interrupt.fetch_add(1, Ordering::Relaxed);
-    dispatch(frame);
-    cpu.in_interrupt.fetch_sub(1, Ordering::Relaxed);
-}
-
-fn dispatch(frame: &mut Frame) {
-    match frame.vector as u8 {
-        0..=31 => crate::fault::exception(frame),
-        TIMER => crate::task::on_timer(frame),
-        UART => crate::driver::on_interrupt(frame),
-        YIELD => crate::task::on_yield(frame),
-        QUIESCE => crate::quiesce::on_ipi(frame),
-        TLB_FLUSH => crate::smp::on_tlb_flush(),
-        STOP => crate::smp::on_stop(),
-        PROBE => crate::quiesce::on_probe(frame),
-        SPURIOUS => {}
-        other => {
-            crate::println!("kernel: unexpected interrupt vector {other:#x}");
-            crate::apic::eoi();
-        }
-    }
 }
 
 /// Gives the CPU up to the scheduler: `int $0x30` (see task.rs). Returns when the scheduler runs

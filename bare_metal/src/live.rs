@@ -36,7 +36,7 @@ use crate::percpu::{self, CPUS};
 use crate::pvh::BootInfo;
 use crate::quiesce::{self, CellFn};
 use crate::task::{self, SchedCell};
-use crate::{acpi, apic, cellmap, cpu, paging, println, shell, smp, us};
+use crate::{acpi, apic, cellmap, cpu, paging, println, smp, us};
 
 mod scenarios;
 mod swaps;
@@ -159,7 +159,9 @@ const MAX_WORKERS: usize = 2 * percpu::MAX_CPUS;
 
 /// Brings every CPU up and starts the tasks. Returns on the bootstrap CPU, which then becomes an
 /// idle loop like the others (`task::run_cpu`).
-pub fn start(mut b: Booted, boot: &BootInfo) -> Result<(), String> {
+/// `shell` is the shell task's body (shell.rs, passed in by main.rs: the shell sits above this
+/// module).
+pub fn start(mut b: Booted, boot: &BootInfo, shell: fn()) -> Result<(), String> {
     let words: Vec<&str> = boot.cmdline.split_whitespace().collect();
     let mode = if words.contains(&"shell") {
         Mode::Shell
@@ -289,7 +291,7 @@ pub fn start(mut b: Booted, boot: &BootInfo) -> Result<(), String> {
     }
     match mode {
         Mode::Swaps => task::spawn("control", || crate::finish(swaps_scenario()))?,
-        Mode::Shell => task::spawn("shell", shell::run)?,
+        Mode::Shell => task::spawn("shell", shell)?,
         Mode::UartTest => task::spawn("control", || crate::finish(uart_scenario()))?,
     };
     println!(

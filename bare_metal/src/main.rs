@@ -21,6 +21,7 @@ mod apic;
 mod boot;
 mod cellmap;
 mod cpu;
+mod dispatch;
 mod driver;
 mod fault;
 mod gdt;
@@ -167,7 +168,7 @@ extern "C" fn kernel_main(start_info: u64) -> ! {
         }
     };
     TSC_PER_US.store(booted.tsc_per_us.max(1), Ordering::Relaxed);
-    match live::start(booted, &boot) {
+    match live::start(booted, &boot, shell::run) {
         Ok(()) => task::run_cpu(),
         Err(e) => {
             println!("nano_core (bare metal): FAILED: {e}");

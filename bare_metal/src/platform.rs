@@ -106,7 +106,7 @@ impl Process for BarePlatform {
         out: &mut alloc::vec::Vec<Inside>,
     ) -> Result<(), PlatformError> {
         // Every other CPU, asked with an IPI what it interrupted (quiesce.rs).
-        crate::quiesce::threads_inside(ranges, entries, out);
+        crate::quiesce::threads_inside(ranges, entries, out, crate::task::name_of);
         Ok(())
     }
 

@@ -39,6 +39,7 @@
 //! stubs lie in no cell.
 
 use alloc::format;
+use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -257,7 +258,14 @@ pub static FOUND_INSIDE: AtomicU64 = AtomicU64::new(0);
 
 /// `Process::threads_inside` on bare metal: every other online CPU that may run code in `ranges`
 /// or hold one of `entries` (see the module docs). The caller is pinned to its CPU.
-pub fn threads_inside(ranges: &[TextRange], entries: &[u64], out: &mut Vec<Inside>) {
+/// `name_of` names a task by its index (task.rs, passed in by platform.rs: the scheduler sits
+/// above this module).
+pub fn threads_inside(
+    ranges: &[TextRange],
+    entries: &[u64],
+    out: &mut Vec<Inside>,
+    name_of: fn(usize) -> String,
+) {
     let _pinned = pin();
     let _one = PROBING.lock();
     let seq = {
@@ -297,7 +305,7 @@ pub fn threads_inside(ranges: &[TextRange], entries: &[u64], out: &mut Vec<Insid
                 thread: i as u64,
                 name: format!(
                     "cpu {i} (task {})",
-                    crate::task::name_of(c.current.load(Ordering::Relaxed))
+                    name_of(c.current.load(Ordering::Relaxed))
                 ),
                 addr,
             });
