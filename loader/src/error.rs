@@ -190,7 +190,7 @@ pub enum LoadError {
         symbol: String,
     },
     /// An export policy or the safe-application rule refused the cell (`policy.rs`).
-    Policy(alloc::boxed::Box<crate::policy::PolicyError>),
+    Policy(alloc::boxed::Box<crate::policy::types::PolicyError>),
 }
 
 /// A [`LoadError::Malformed`] for `cell`.

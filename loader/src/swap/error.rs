@@ -182,7 +182,7 @@ pub enum SwapError {
     },
     /// The new version breaks an export policy: an application binds to a symbol it no longer
     /// offers applications.
-    Policy(alloc::boxed::Box<crate::policy::PolicyError>),
+    Policy(alloc::boxed::Box<crate::policy::types::PolicyError>),
 }
 
 /// A thread found inside an old version by the drain.

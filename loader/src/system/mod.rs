@@ -165,7 +165,7 @@ pub struct System<P: Platform> {
     /// Cells that could be loaded, to name the crate behind a missing symbol.
     pub(crate) catalog: Option<Arc<dyn Catalog>>,
     /// Export policies and admitted applications (`policy.rs`).
-    pub(crate) policies: crate::policy::Policies,
+    pub(crate) policies: crate::policy::types::Policies,
 }
 
 impl<P: Platform> System<P> {
