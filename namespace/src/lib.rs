@@ -384,7 +384,12 @@ impl Namespaces {
         new: CellId,
         exports: &[Export],
     ) -> Result<(), NamespaceError> {
-        self.replace_cell_owned(ns, old, new, exports.to_vec())
+        self.replace_cell_by(
+            ns,
+            old,
+            new,
+            exports.iter().map(|e| (e.name.as_str(), e.target)),
+        )
     }
 
     /// Replaces `old` by `new` in `ns` when `new` exports exactly `old`'s symbols, with the same
@@ -410,22 +415,6 @@ impl Namespaces {
             None => n.cells.push(new),
         }
         Ok(())
-    }
-
-    /// [`Namespaces::replace_cell`] with the exports given by value.
-    pub fn replace_cell_owned(
-        &mut self,
-        ns: NamespaceId,
-        old: CellId,
-        new: CellId,
-        exports: Vec<Export>,
-    ) -> Result<(), NamespaceError> {
-        self.replace_cell_by(
-            ns,
-            old,
-            new,
-            exports.iter().map(|e| (e.name.as_str(), e.target)),
-        )
     }
 
     /// [`Namespaces::replace_cell`] with the exports borrowed from wherever they live (a swap
