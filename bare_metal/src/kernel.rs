@@ -10,7 +10,7 @@ use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use crate_metadata::{CellKind, CellState, Manifest, ManifestEntry, NamespaceId};
+use crate_metadata::{CellKind, CellState, Manifest, ManifestEntry, NamespaceId, Sha256};
 use loader::platform::SymbolSource;
 use loader::{CellSpec, Handle, ImageSymbols, ManifestCatalog, System};
 
@@ -79,7 +79,7 @@ impl Kernel {
             name: &entry.name,
             version: &entry.version,
             kind: Some(entry.kind),
-            sha256: Some(&entry.sha256),
+            sha256: Some(entry.sha256),
         };
         let id = self
             .system
@@ -109,7 +109,7 @@ impl Kernel {
     }
 
     /// The SHA-256 of every live cell in `_kernel` (which has no parent namespace).
-    fn loaded_hashes(&self) -> Vec<String> {
+    fn loaded_hashes(&self) -> Vec<Sha256> {
         let Some(ns) = self.system.namespaces().get(self.ns) else {
             return Vec::new();
         };
@@ -117,7 +117,7 @@ impl Kernel {
             .iter()
             .filter_map(|id| self.system.registry().cell(*id))
             .filter(|c| c.state == CellState::Live)
-            .filter_map(|c| c.sha256.clone())
+            .filter_map(|c| c.sha256)
             .collect()
     }
 

@@ -19,7 +19,7 @@ use crate_metadata::{CellKind, Manifest, ManifestEntry};
 use crate::cargo_build::run_cargo_build;
 use crate::dependency_cells::{self, CrateGraph, DepCell};
 use crate::files::write_if_changed;
-use crate::objects::{exported_symbols, extract_single_object, sha256_hex};
+use crate::objects::{exported_symbols, extract_single_object, sha256};
 use crate::safe_apps::build_safe_apps;
 use crate::upgrades::{build_upgrades, LiveCell, SymbolComparison};
 use crate::workspace::{find_workspace_root, Workspace};
@@ -96,7 +96,7 @@ impl BuildReport {
                     entry.object,
                     kind.dir(),
                     entry.size,
-                    entry.sha256.get(..12).unwrap_or(&entry.sha256)
+                    entry.sha256.short()
                 );
             }
             if *kind == CellKind::Upgrades {
@@ -171,7 +171,7 @@ pub fn build_cells(options: &BuildOptions) -> Result<BuildReport> {
             kind: cell.kind,
             object: relative,
             size: object.len() as u64,
-            sha256: sha256_hex(&object),
+            sha256: sha256(&object),
             exports,
             depends_on: cell.depends_on.clone(),
             brings: cell.brings.clone(),
@@ -230,7 +230,7 @@ pub fn build_cells(options: &BuildOptions) -> Result<BuildReport> {
             kind: CellKind::Upgrades,
             object: relative,
             size: upgrade.object.len() as u64,
-            sha256: sha256_hex(&upgrade.object),
+            sha256: sha256(&upgrade.object),
             exports: upgrade.exports,
             depends_on: upgrade.depends_on,
             brings: upgrade.brings,

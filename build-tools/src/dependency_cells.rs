@@ -24,7 +24,7 @@ use crate_metadata::{CellKind, CrateInfo, ManifestEntry};
 use serde::Deserialize;
 
 use crate::cargo_build::{CargoArtifacts, LibUnit};
-use crate::objects::{exported_symbols, extract_single_object, hashed_rlib, rlib_hash, sha256_hex};
+use crate::objects::{exported_symbols, extract_single_object, hashed_rlib, rlib_hash, sha256};
 use crate::workspace::cargo_binary;
 
 /// The resolved package graph of a workspace, as far as dependency cells need it.
@@ -398,7 +398,7 @@ pub fn manifest_entry(
         kind: CellKind::Deps,
         object: format!("{}/{key}.o", CellKind::Deps.dir()),
         size: cell.object.len() as u64,
-        sha256: sha256_hex(&cell.object),
+        sha256: sha256(&cell.object),
         exports: cell.exports.clone(),
         depends_on: Vec::new(),
         brings: Vec::new(),

@@ -98,7 +98,7 @@ pub fn exported_symbols(object: &[u8]) -> Result<Vec<String>> {
 }
 
 /// SHA-256 of `bytes` as lowercase hex, as the manifest and the loader write it (one function).
-pub use loader::sha256_hex;
+pub use loader::sha256;
 
 /// The hash cargo puts in an rlib's file name (`libfoo-0123abcd.rlib` gives `0123abcd`): it is
 /// derived from what makes the crate's identity (package, version, features, dependencies,
@@ -256,7 +256,7 @@ mod tests {
     #[test]
     fn sha256_of_empty_input() {
         assert_eq!(
-            sha256_hex(b""),
+            sha256(b"").to_string(),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
     }

@@ -86,7 +86,7 @@ pub fn sign_manifest(cells_dir: &Path, key: &Path) -> Result<usize> {
         let object = cells_dir.join(&entry.object);
         let bytes =
             std::fs::read(&object).with_context(|| format!("reading {}", object.display()))?;
-        if crate::objects::sha256_hex(&bytes) != entry.sha256 {
+        if crate::objects::sha256(&bytes) != entry.sha256 {
             bail!(
                 "{} is not the object the manifest lists for `{}` (its SHA-256 differs): rebuild \
                  before signing",

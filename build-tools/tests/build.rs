@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use build_tools::objects::sha256_hex;
+use build_tools::objects::sha256;
 use build_tools::{build_cells, BuildFailed, BuildOptions};
 use common::{write, TempDir};
 use crate_metadata::{CellKind, Manifest};
@@ -104,8 +104,12 @@ fn builds_cells_then_rewrites_nothing_then_names_a_broken_cell() {
     assert_eq!(good.depends_on, ["util"]);
     let object = std::fs::read(report.object_path(good)).unwrap();
     assert_eq!(good.size, object.len() as u64);
-    assert_eq!(good.sha256, sha256_hex(&object));
-    assert_eq!(good.sha256.len(), 64);
+    assert_eq!(good.sha256, sha256(&object));
+    assert_eq!(
+        good.sha256.to_string().len(),
+        64,
+        "written as 64 hex digits"
+    );
     assert!(
         good.exports
             .iter()

@@ -213,7 +213,7 @@ fn the_dry_link_loads_dependency_cells_as_nano_core_does() {
         let mut have: Vec<String> = s
             .registry
             .cells()
-            .filter(|c| c.sha256.as_deref() == Some(entry.sha256.as_str()))
+            .filter(|c| c.sha256 == Some(entry.sha256))
             .filter_map(namespace_of)
             .collect();
         want.sort();
@@ -367,7 +367,7 @@ fn two_releases_of_a_crate_are_named_not_guessed() {
                     || m.snapshot
                         .registry
                         .cells()
-                        .any(|c| c.sha256.as_deref() == Some(e.sha256.as_str()))
+                        .any(|c| c.sha256 == Some(e.sha256))
             })
             .collect();
         let got = view(&index, &Query::Invert(name.into()), &Options::default());
@@ -415,7 +415,7 @@ fn dependency_cells_show_as_crates_in_ls_info_and_the_crate_list() {
     let regex_cell = s
         .registry
         .cells()
-        .find(|c| c.sha256.as_deref() == Some(regex.sha256.as_str()))
+        .find(|c| c.sha256 == Some(regex.sha256))
         .expect("regex is loaded");
     assert_eq!(regex_cell.kind, Some(CellKind::Deps));
     // ls: kind and crate.
@@ -488,7 +488,7 @@ fn dependency_cells_show_as_crates_in_ls_info_and_the_crate_list() {
         let loaded = s
             .registry
             .cells()
-            .filter(|x| x.sha256.as_deref() == Some(e.sha256.as_str()))
+            .filter(|x| x.sha256 == Some(e.sha256))
             .count();
         assert_eq!(c.cells.len(), loaded, "{}", c.info.key);
         assert_eq!(

@@ -4,6 +4,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
+use crate::digest::Sha256;
 use crate::ids::{CellId, EdgeId, NamespaceId, SectionId, SymbolId};
 use crate::manifest::CellKind;
 
@@ -134,8 +135,8 @@ pub struct Cell {
     pub namespace: Option<NamespaceId>,
     /// Live or retired.
     pub state: CellState,
-    /// SHA-256 of the object, lowercase hex, when known.
-    pub sha256: Option<String>,
+    /// SHA-256 of the object, when known.
+    pub sha256: Option<Sha256>,
     /// Size of the object file in bytes.
     pub object_size: u64,
     /// Start of the cell's mapping (0 when not mapped).

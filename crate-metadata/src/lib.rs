@@ -42,6 +42,7 @@ extern crate alloc;
 
 mod cell;
 pub mod demangle;
+mod digest;
 mod edge;
 pub mod hex;
 mod ids;
@@ -51,6 +52,7 @@ pub mod policy;
 mod registry;
 
 pub use cell::{Cell, CellState, LoadStats, Origin, Section, SectionKind, Symbol, SymbolKind};
+pub use digest::{BadDigest, Sha256};
 pub use edge::{Edge, SlotKind};
 pub use ids::{CellId, EdgeId, NamespaceId, SectionId, SymbolId};
 pub use locate::{section_function, Function, Location};

@@ -19,6 +19,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use serde::{Deserialize, Serialize};
 
+use crate::digest::Sha256;
 use crate::policy::AppInterface;
 
 /// Where a cell lives in the source tree, and so which namespace it is loaded into by default.
@@ -76,8 +77,8 @@ pub struct ManifestEntry {
     pub object: String,
     /// The object's size in bytes.
     pub size: u64,
-    /// SHA-256 of the object, lowercase hex.
-    pub sha256: String,
+    /// SHA-256 of the object.
+    pub sha256: Sha256,
     /// Mangled names of the global symbols the object defines.
     pub exports: Vec<String>,
     /// Names of the cells this cell depends on (its cell dependencies in `Cargo.toml`).

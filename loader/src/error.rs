@@ -7,7 +7,7 @@ use core::fmt;
 
 pub use crate::malformation::{Malformation, Truncation};
 use crate::platform::PlatformError;
-use crate_metadata::demangle;
+use crate_metadata::{demangle, Sha256};
 use namespace::NamespaceError;
 
 /// Why symbols that a cell needs are missing, when the loader can tell.
@@ -136,9 +136,9 @@ pub enum LoadError {
         /// The cell.
         cell: String,
         /// The manifest's hash.
-        expected: String,
+        expected: Sha256,
         /// The object's hash.
-        actual: String,
+        actual: Sha256,
     },
     /// A cell of this name is loaded in the namespace already.
     AlreadyLoaded {

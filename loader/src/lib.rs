@@ -97,6 +97,6 @@ pub use swap::{
     StaticReport, SwapError, SwapOptions, SwapReport, SwapRequest, SwappedCell, ThreadInside,
     TlsOutcome, TransferFn, DRAIN_DEADLINE,
 };
-pub use system::load::sha256_hex;
+pub use system::load::sha256;
 pub use system::unload::UnloadError;
 pub use system::{CellSpec, System};

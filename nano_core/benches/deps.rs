@@ -104,7 +104,7 @@ fn bench(c: &mut Criterion) {
             let bytes = std::fs::read(cells_dir.join(&entry.object)).expect("object");
             read += t.elapsed();
             let t = Instant::now();
-            std::hint::black_box(loader::sha256_hex(&bytes));
+            std::hint::black_box(loader::sha256(&bytes));
             hash += t.elapsed();
         }
         reads.push(read.as_nanos() as u64);

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use crate_metadata::{CellId, CellKind, CellState, Manifest, ManifestEntry, NamespaceId};
+use crate_metadata::{CellId, CellKind, CellState, Manifest, ManifestEntry, NamespaceId, Sha256};
 use ed25519_dalek::{Signature, VerifyingKey};
 use loader::hosted::Hosted;
 use loader::platform::SymbolSource;
@@ -127,7 +127,7 @@ impl Kernel {
             name: &entry.name,
             version: &entry.version,
             kind: Some(entry.kind),
-            sha256: Some(&entry.sha256),
+            sha256: Some(entry.sha256),
         };
         self.system
             .load(ns, spec, &bytes)
@@ -141,7 +141,7 @@ impl Kernel {
         ns: NamespaceId,
         entry: &ManifestEntry,
     ) -> Result<Vec<ManifestEntry>> {
-        let visible: Vec<&str> = self
+        let visible: Vec<Sha256> = self
             .system
             .namespaces()
             .chain(ns)
@@ -150,12 +150,12 @@ impl Kernel {
             .flat_map(|n| &n.cells)
             .filter_map(|c| self.system.registry().cell(*c))
             .filter(|c| c.state == CellState::Live)
-            .filter_map(|c| c.sha256.as_deref())
+            .filter_map(|c| c.sha256)
             .collect();
         let platform = self.system.platform();
         let load_provided = self.load_provided;
         let plan = self.manifest.dependency_plan(entry, &mut |dep| {
-            visible.contains(&dep.sha256.as_str())
+            visible.contains(&dep.sha256)
                 || (!load_provided && dep.provided_by(&mut |s| platform.image_symbol(s).is_some()))
         })?;
         Ok(plan.into_iter().cloned().collect())
@@ -282,7 +282,7 @@ impl Kernel {
         let sig = crate_metadata::hex::decode::<64>(hex_sig)
             .map(|b| Signature::from_bytes(&b))
             .with_context(|| format!("{who}: its signature is not 64 hex bytes"))?;
-        if loader::sha256_hex(bytes) != entry.sha256 {
+        if loader::sha256(bytes) != entry.sha256 {
             bail!("{who}: the object is not the one the manifest lists (its SHA-256 differs)");
         }
         let statement = entry.signed_statement(serial);

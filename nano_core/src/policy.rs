@@ -21,7 +21,7 @@ use crate::kernel::Kernel;
 pub(crate) fn declare_policies(system: &mut System<Hosted>, manifest: &Manifest) {
     for entry in &manifest.cells {
         if let Some(interface) = &entry.app_interface {
-            system.declare_interface(&entry.sha256, interface.clone());
+            system.declare_interface(entry.sha256, interface.clone());
         }
     }
     let mut vetted: Vec<String> = manifest
@@ -59,7 +59,7 @@ impl Kernel {
         };
         self.system_mut().confine_namespace(ns, policy);
         if entry.unsafe_forbidden || self.signed_for_unsafe(entry) {
-            self.system_mut().admit_application(&entry.sha256);
+            self.system_mut().admit_application(entry.sha256);
         }
     }
 

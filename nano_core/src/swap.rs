@@ -19,7 +19,7 @@ impl Kernel {
         let live_sha = self
             .cell_id(cell)
             .and_then(|id| self.system.registry().cell(id))
-            .and_then(|c| c.sha256.clone());
+            .and_then(|c| c.sha256);
         let differs = |e: &&ManifestEntry| Some(&e.sha256) != live_sha.as_ref();
         let upgrade = self
             .manifest
@@ -117,7 +117,7 @@ impl Kernel {
         let old = self
             .cell_id(cell)
             .with_context(|| format!("no live cell `{cell}` in {KERNEL_NAMESPACE}"))?;
-        let sha = loader::sha256_hex(bytes);
+        let sha = loader::sha256(bytes);
         // A dependency upgrade (or the way back from one) is a transaction of several cells.
         let target = self
             .manifest
@@ -152,7 +152,7 @@ impl Kernel {
             name: cell,
             version: &version,
             kind: self.system.registry().cell(old).and_then(|c| c.kind),
-            sha256: Some(&sha),
+            sha256: Some(sha),
         };
         let request = SwapRequest {
             old,

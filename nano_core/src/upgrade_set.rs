@@ -20,7 +20,7 @@
 //! the dependency cells loaded for it are unloaded again.
 
 use anyhow::{Context, Result};
-use crate_metadata::{CellId, CellKind, DependencyUpgrade, ManifestEntry};
+use crate_metadata::{CellId, CellKind, DependencyUpgrade, ManifestEntry, Sha256};
 use loader::{CellSpec, NewVersion, SwapError, SwapOptions, SwapReport, SwapRequest};
 
 use crate::kernel::Kernel;
@@ -47,7 +47,7 @@ impl Kernel {
         let live_sha = self
             .cell_id(cell)
             .and_then(|id| self.system().registry().cell(id))
-            .and_then(|c| c.sha256.clone())?;
+            .and_then(|c| c.sha256)?;
         let live = self
             .manifest()
             .cells
@@ -110,7 +110,7 @@ impl Kernel {
         let result = (|| -> Result<SwapReport> {
             let mut by_path = Vec::new();
             for (from, to) in &moving {
-                let Some(old) = self.live_with_sha(&from.sha256) else {
+                let Some(old) = self.live_with_sha(from.sha256) else {
                     // The old release is not loaded (the image provided it): load the new one.
                     loaded.extend(self.load_beside(to)?);
                     continue;
@@ -154,7 +154,7 @@ impl Kernel {
                             name: &s.entry.name,
                             version: &s.entry.version,
                             kind: Some(s.entry.kind),
-                            sha256: Some(&s.entry.sha256),
+                            sha256: Some(s.entry.sha256),
                         },
                         bytes: &s.bytes,
                     },
@@ -173,12 +173,12 @@ impl Kernel {
     }
 
     /// The live cell in `_kernel` whose object has this SHA-256.
-    fn live_with_sha(&self, sha: &str) -> Option<CellId> {
+    fn live_with_sha(&self, sha: Sha256) -> Option<CellId> {
         let registry = self.system().registry();
         let ns = self.system().namespaces().get(self.kernel_namespace())?;
         ns.cells.iter().copied().find(|c| {
             registry.cell(*c).is_some_and(|c| {
-                c.state == crate_metadata::CellState::Live && c.sha256.as_deref() == Some(sha)
+                c.state == crate_metadata::CellState::Live && c.sha256 == Some(sha)
             })
         })
     }
@@ -201,7 +201,7 @@ impl Kernel {
     /// the same crate keeps its users).
     fn load_beside(&mut self, entry: &ManifestEntry) -> Result<Vec<CellId>> {
         let ns = self.kernel_namespace();
-        if self.live_with_sha(&entry.sha256).is_some() {
+        if self.live_with_sha(entry.sha256).is_some() {
             return Ok(Vec::new());
         }
         let id = self

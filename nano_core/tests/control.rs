@@ -124,7 +124,7 @@ fn rebuild(cells: &Path, manifest: &mut Manifest, name: &str, bytes: &[u8]) {
         .find(|e| e.kind == CellKind::Kernel && e.name == name)
         .expect("a kernel cell");
     replace(&cells.join(&entry.object), bytes);
-    entry.sha256 = loader::sha256_hex(bytes);
+    entry.sha256 = loader::sha256(bytes);
     entry.size = bytes.len() as u64;
     build_tools::manifest::write(cells, manifest).expect("write the manifest");
 }

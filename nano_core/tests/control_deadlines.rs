@@ -186,7 +186,7 @@ fn rebuild(cells: &Path, manifest: &mut Manifest, name: &str) {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, &bytes).unwrap();
     std::fs::rename(&tmp, &path).unwrap();
-    entry.sha256 = loader::sha256_hex(&bytes);
+    entry.sha256 = loader::sha256(&bytes);
     entry.size = bytes.len() as u64;
     build_tools::manifest::write(cells, manifest).unwrap();
 }

@@ -145,7 +145,7 @@ fn a_signature_binds_the_cell_it_names_and_its_signing() {
         .unwrap();
     lib.object = upgrade.object.clone();
     lib.size = upgrade.size;
-    lib.sha256 = upgrade.sha256.clone();
+    lib.sha256 = upgrade.sha256;
     lib.signature = upgrade.signature.clone();
     write_manifest(&cells.0, &swapped);
     // A library that fails is left out, named, and the rest boots.

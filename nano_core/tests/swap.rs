@@ -36,12 +36,12 @@ fn boot<P: Platform>(platform: P) -> Sys<P> {
         (CellKind::Libs, "counter"),
     ] {
         let bytes = common::object(kind, name);
-        let hash = loader::sha256_hex(&bytes);
+        let hash = loader::sha256(&bytes);
         let spec = CellSpec {
             name,
             version: "0.1.0",
             kind: Some(kind),
-            sha256: Some(&hash),
+            sha256: Some(hash),
         };
         system
             .load(ns, spec, &bytes)
@@ -75,13 +75,13 @@ impl<P: Platform + common::LiveMappings> Sys<P> {
         bytes: &[u8],
         options: &SwapOptions,
     ) -> Result<loader::SwapReport, SwapError> {
-        let hash = loader::sha256_hex(bytes);
+        let hash = loader::sha256(bytes);
         let old = self.id(name);
         let spec = CellSpec {
             name,
             version: "0.1.0",
             kind: Some(CellKind::Upgrades),
-            sha256: Some(&hash),
+            sha256: Some(hash),
         };
         self.system.swap(
             &[SwapRequest {

@@ -103,7 +103,7 @@ pub fn swap(name: &str, object: Option<&str>) -> Result<SwapRecord, String> {
         name,
         version: &entry.version,
         kind: Some(entry.kind),
-        sha256: Some(&entry.sha256),
+        sha256: Some(entry.sha256),
     };
     let request = SwapRequest {
         old,

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use anyhow::{bail, Result};
-use crate_metadata::{CellId, CellKind, Manifest, ManifestEntry, Origin, Registry};
+use crate_metadata::{CellId, CellKind, Manifest, ManifestEntry, Origin, Registry, Sha256};
 
 /// A manifest entry, by its position in [`Manifest::cells`].
 pub type EntryId = usize;
@@ -48,14 +48,14 @@ impl<'a> Crates<'a> {
             return Crates::default();
         };
         let n = m.cells.len();
-        let mut by_sha: BTreeMap<&str, Vec<EntryId>> = BTreeMap::new();
+        let mut by_sha: BTreeMap<Sha256, Vec<EntryId>> = BTreeMap::new();
         for (i, e) in m.cells.iter().enumerate() {
-            by_sha.entry(e.sha256.as_str()).or_default().push(i);
+            by_sha.entry(e.sha256).or_default().push(i);
         }
         let mut loaded = vec![Vec::new(); n];
         let mut entry_of = BTreeMap::new();
         for cell in registry.cells().filter(|c| c.origin == Origin::Object) {
-            let Some(candidates) = cell.sha256.as_deref().and_then(|s| by_sha.get(s)) else {
+            let Some(candidates) = cell.sha256.and_then(|s| by_sha.get(&s)) else {
                 continue;
             };
             // The same object may be two entries (an upgrade identical to its cell): the one of
@@ -382,7 +382,7 @@ mod tests {
             kind,
             object: format!("{}/{key}.o", kind.dir()),
             size: 0,
-            sha256: format!("sha-{key}-{}", kind.dir()),
+            sha256: loader::sha256(format!("{key}-{}", kind.dir()).as_bytes()),
             exports: Vec::new(),
             depends_on: Vec::new(),
             brings: Vec::new(),

@@ -23,7 +23,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
-use crate_metadata::{CellId, CellKind, CellState, Manifest, ManifestEntry, NamespaceId};
+use crate_metadata::{CellId, CellKind, CellState, Manifest, ManifestEntry, NamespaceId, Sha256};
 use loader::platform::SymbolSource;
 use loader::{CellSpec, LoadError, ManifestCatalog, System};
 
@@ -166,24 +166,24 @@ impl<'m> DryLink<'m> {
     ) -> Result<Vec<&'m ManifestEntry>, crate_metadata::PlanError> {
         let chain = self.system.namespaces().chain(ns);
         let registry = self.system.registry();
-        let visible: Vec<&str> = chain
+        let visible: Vec<Sha256> = chain
             .iter()
             .filter_map(|n| self.system.namespaces().get(*n))
             .flat_map(|n| &n.cells)
             .filter_map(|c| registry.cell(*c))
             .filter(|c| c.state == CellState::Live)
-            .filter_map(|c| c.sha256.as_deref())
+            .filter_map(|c| c.sha256)
             .collect();
-        let failed: Vec<&str> = self
+        let failed: Vec<Sha256> = self
             .failed
             .iter()
             .filter(|(n, _)| chain.contains(n))
-            .map(|(_, e)| e.sha256.as_str())
+            .map(|(_, e)| e.sha256)
             .collect();
         let platform = self.system.platform();
         self.manifest.dependency_plan(entry, &mut |dep| {
-            visible.contains(&dep.sha256.as_str())
-                || failed.contains(&dep.sha256.as_str())
+            visible.contains(&dep.sha256)
+                || failed.contains(&dep.sha256)
                 || dep.provided_by(&mut |s| platform.image_symbol(s).is_some())
         })
     }
@@ -213,7 +213,7 @@ impl<'m> DryLink<'m> {
             name: &entry.name,
             version: &entry.version,
             kind: Some(entry.kind),
-            sha256: Some(&entry.sha256),
+            sha256: Some(entry.sha256),
         };
         match self.system.load(ns, spec, &bytes) {
             Ok(id) => Ok(Some(id)),

@@ -11,13 +11,13 @@ use super::model::Index;
 
 /// The manifest entry of the object `cell` was loaded from (by SHA-256).
 fn entry_of<'a>(index: &Index<'a>, cell: &Cell) -> Option<&'a ManifestEntry> {
-    let sha = cell.sha256.as_deref()?;
+    let sha = cell.sha256?;
     index
         .crates
         .manifest()?
         .cells
         .iter()
-        .find(|e| e.sha256.eq_ignore_ascii_case(sha))
+        .find(|e| e.sha256 == sha)
 }
 
 /// The application interface `cell` declares, if any.

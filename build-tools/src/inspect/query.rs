@@ -153,7 +153,7 @@ pub fn info(index: &Index<'_>, cell: &Cell) -> View {
                 })
             })
             .collect(),
-        sha256: cell.sha256.clone(),
+        sha256: cell.sha256,
         object_size: cell.object_size,
         size: cell.size(),
         base_addr: cell.base_addr,

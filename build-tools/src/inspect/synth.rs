@@ -3,8 +3,8 @@
 //! and the platform — the same model a live system produces, with live-looking addresses.
 
 use crate_metadata::{
-    Cell, CellId, CellKind, Edge, Origin, Registry, Section, SectionId, SectionKind, SlotKind,
-    Symbol, SymbolId, SymbolKind,
+    Cell, CellId, CellKind, Edge, Origin, Registry, Section, SectionId, SectionKind, Sha256,
+    SlotKind, Symbol, SymbolId, SymbolKind,
 };
 use namespace::{Export, Namespaces, SymbolRef};
 
@@ -82,7 +82,10 @@ pub fn generate(options: &SynthOptions) -> Snapshot {
         cell.namespace = Some(ns);
         cell.base_addr = base;
         cell.object_size = 4096 + rng.below(60_000) as u64;
-        cell.sha256 = Some(format!("{:064x}", rng.next()));
+        // 64 hex digits of which the last 16 are random, as a `{:064x}` of a `u64`.
+        let mut digest = [0u8; 32];
+        digest[24..].copy_from_slice(&rng.next().to_be_bytes());
+        cell.sha256 = Some(Sha256(digest));
         let mut addr = base;
         for f in 0..options.exports {
             let function = format!("func_{f}");

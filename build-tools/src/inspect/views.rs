@@ -6,7 +6,7 @@
 
 use crate_metadata::{
     Cell, CellKind, CellState, CrateInfo, EdgeId, LoadStats, ManifestEntry, Origin, SectionKind,
-    SlotKind, SymbolKind,
+    Sha256, SlotKind, SymbolKind,
 };
 use serde::Serialize;
 
@@ -253,7 +253,7 @@ pub struct InfoView {
     /// The cells that hold slots bound to it, with how many.
     pub dependents: Vec<UseCount>,
     /// SHA-256 of its object.
-    pub sha256: Option<String>,
+    pub sha256: Option<Sha256>,
     /// Size of its object file.
     pub object_size: u64,
     /// Total size of its sections.

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use build_tools::inspect::model::{Index, Model, Snapshot};
 use build_tools::inspect::views::{CrateDependent, View};
 use build_tools::inspect::{view, Options, Query};
-use crate_metadata::{CellId, CellKind, Manifest, ManifestEntry, Origin, Registry};
+use crate_metadata::{CellId, CellKind, Manifest, ManifestEntry, Origin, Registry, Sha256};
 
 /// Dependent -> provider -> mangled symbol names, straight from the registry's edges.
 pub fn uses(s: &Snapshot) -> BTreeMap<CellId, BTreeMap<CellId, Vec<String>>> {
@@ -113,11 +113,11 @@ pub fn check_bump(m: &Model, spec: &str) -> Vec<CrateDependent> {
         "what a bump of {spec} touches"
     );
     let uses = uses(&m.snapshot);
-    let by_sha = |sha: &str| -> Vec<CellId> {
+    let by_sha = |sha: &Sha256| -> Vec<CellId> {
         m.snapshot
             .registry
             .cells()
-            .filter(|c| c.sha256.as_deref() == Some(sha))
+            .filter(|c| c.sha256.as_ref() == Some(sha))
             .map(|c| c.id)
             .collect()
     };

@@ -30,14 +30,12 @@ use crate::platform::Platform;
 use crate::swap::{Pair, SlotWrite, SwapError};
 use crate::system::{CellSpec, System};
 use crate_metadata::policy::{decide, AppInterface, Provider, Refusal, Rule};
-use crate_metadata::{demangle, CellId, CellKind, NamespaceId, Registry};
+use crate_metadata::{demangle, CellId, CellKind, NamespaceId, Registry, Sha256};
 
 impl<P: Platform> System<P> {
     /// Declares the application interface of the object whose SHA-256 is `sha256`.
-    pub fn declare_interface(&mut self, sha256: &str, interface: AppInterface) {
-        self.policies
-            .interfaces
-            .insert(sha256.to_ascii_lowercase(), interface);
+    pub fn declare_interface(&mut self, sha256: Sha256, interface: AppInterface) {
+        self.policies.interfaces.insert(sha256, interface);
     }
 
     /// The dependency crates the base image links that applications may use.
@@ -51,8 +49,8 @@ impl<P: Platform> System<P> {
     }
 
     /// Admits the application object whose SHA-256 is `sha256` into confined namespaces.
-    pub fn admit_application(&mut self, sha256: &str) {
-        self.policies.admitted.insert(sha256.to_ascii_lowercase());
+    pub fn admit_application(&mut self, sha256: Sha256) {
+        self.policies.admitted.insert(sha256);
     }
 
     /// Whether namespace `ns` is confined.
@@ -62,8 +60,8 @@ impl<P: Platform> System<P> {
 
     /// The interface declared for cell `id`'s object.
     pub fn interface_of(&self, id: CellId) -> Option<&AppInterface> {
-        let sha = self.registry.cell(id)?.sha256.as_deref()?;
-        self.policies.interfaces.get(&sha.to_ascii_lowercase())
+        let sha = self.registry.cell(id)?.sha256?;
+        self.policies.interfaces.get(&sha)
     }
 
     /// Which rule lets a cell of confined namespace `ns` bind to `symbol` of `provider` (a cell
@@ -133,7 +131,7 @@ impl<P: Platform> System<P> {
         if spec.kind == Some(CellKind::Apps) {
             let admitted = spec
                 .sha256
-                .is_some_and(|s| self.policies.admitted.contains(&s.to_ascii_lowercase()));
+                .is_some_and(|s| self.policies.admitted.contains(&s));
             if !admitted {
                 return Err(LoadError::Policy(Box::new(
                     PolicyError::UnsafeApplication { cell: cell.into() },
@@ -201,7 +199,7 @@ impl<P: Platform> System<P> {
         let (Some(old), Some(new)) = (self.registry.cell(p.old), self.registry.cell(p.new)) else {
             return Ok(());
         };
-        let interface = self.interface_by_sha(new.sha256.as_deref());
+        let interface = self.interface_by_sha(new.sha256);
         for w in writes {
             let Some(dependent) = self.registry.cell(w.dependent) else {
                 continue;
@@ -235,8 +233,8 @@ impl<P: Platform> System<P> {
     }
 
     /// The interface declared for the object `sha256`.
-    fn interface_by_sha(&self, sha256: Option<&str>) -> Option<&AppInterface> {
-        self.policies.interfaces.get(&sha256?.to_ascii_lowercase())
+    fn interface_by_sha(&self, sha256: Option<Sha256>) -> Option<&AppInterface> {
+        self.policies.interfaces.get(&sha256?)
     }
 }
 

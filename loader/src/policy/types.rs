@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate_metadata::policy::{AppInterface, Refusal};
-use crate_metadata::NamespaceId;
+use crate_metadata::{NamespaceId, Sha256};
 
 /// What a confined namespace allows its own cells beyond the rules.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -21,13 +21,13 @@ pub struct NamespacePolicy {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Policies {
     /// Application interfaces by object SHA-256.
-    pub(super) interfaces: BTreeMap<String, AppInterface>,
+    pub(super) interfaces: BTreeMap<Sha256, AppInterface>,
     /// Dependency crates the base image links that applications may use (`log`).
     pub(super) vetted: Vec<String>,
     /// The confined namespaces.
     pub(super) namespaces: BTreeMap<NamespaceId, NamespacePolicy>,
     /// Application objects (SHA-256) admitted to run.
-    pub(super) admitted: BTreeSet<String>,
+    pub(super) admitted: BTreeSet<Sha256>,
     /// A swap's staging namespace under a confined namespace, to that namespace: the new
     /// versions staged there count as its own.
     pub(super) staging: BTreeMap<NamespaceId, NamespaceId>,

@@ -10,7 +10,7 @@ use super::undo::Undo;
 use super::{NewVersion, Pair, SwapError, SwapRequest};
 use crate::platform::Platform;
 use crate::system::System;
-use crate_metadata::{CellId, CellState, NamespaceId, Origin};
+use crate_metadata::{CellId, CellState, NamespaceId, Origin, Sha256};
 
 impl<P: Platform> System<P> {
     /// The namespace of the cells to replace, once every request names a live cell of its own,
@@ -138,14 +138,12 @@ impl<P: Platform> System<P> {
     }
 
     /// A retired, still mapped cell named `name` whose object had this SHA-256.
-    fn retired_with_hash(&self, name: &str, sha256: Option<&str>) -> Option<CellId> {
+    fn retired_with_hash(&self, name: &str, sha256: Option<Sha256>) -> Option<CellId> {
         let sha = sha256?;
         self.mapped
             .keys()
             .filter_map(|id| self.registry.cell(*id))
-            .find(|c| {
-                c.name == name && c.state == CellState::Retired && c.sha256.as_deref() == Some(sha)
-            })
+            .find(|c| c.name == name && c.state == CellState::Retired && c.sha256 == Some(sha))
             .map(|c| c.id)
     }
 }

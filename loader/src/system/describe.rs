@@ -99,7 +99,7 @@ pub(crate) fn describe<'a>(
 ) -> Result<Described<'a>, LoadError> {
     let mut cell = Cell::new(spec.name, spec.version, Origin::Object);
     cell.kind = spec.kind;
-    cell.sha256 = spec.sha256.map(ToString::to_string);
+    cell.sha256 = spec.sha256;
     cell.object_size = object.bytes.len() as u64;
     cell.base_addr = mapping.addr(0);
     let by_index = describe_sections(spec.name, object, layout, mapping, &mut cell)?;

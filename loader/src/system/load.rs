@@ -20,7 +20,7 @@ use crate::mapping::Mapping;
 use crate::parse::{self, Object};
 use crate::platform::{Platform, PlatformError};
 use crate::resolve::Resolution;
-use crate_metadata::{demangle, Cell, CellId, CellState, NamespaceId, SectionKind};
+use crate_metadata::{demangle, Cell, CellId, CellState, NamespaceId, SectionKind, Sha256};
 use namespace::NamespaceError;
 
 /// What one load works on, from the checks to the publication.
@@ -61,11 +61,11 @@ impl<P: Platform> System<P> {
         let cell = spec.name;
         let ns_name = self.check_loadable(ns, spec)?;
         if let Some(expected) = spec.sha256 {
-            let actual = sha256_hex(bytes);
-            if !actual.eq_ignore_ascii_case(expected) {
+            let actual = sha256(bytes);
+            if actual != expected {
                 return Err(LoadError::IntegrityMismatch {
                     cell: cell.into(),
-                    expected: expected.into(),
+                    expected,
                     actual,
                 });
             }
@@ -266,8 +266,8 @@ fn local_targets(
     Ok(())
 }
 
-/// Lowercase hex SHA-256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
+/// The SHA-256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> Sha256 {
     use sha2::Digest;
-    crate_metadata::hex::encode(&sha2::Sha256::digest(bytes))
+    Sha256(sha2::Sha256::digest(bytes).into())
 }

@@ -33,8 +33,8 @@ use crate::quiesce::Epochs;
 use crate::region::Region;
 use crate::resolve::{Catalog, Resolver};
 use crate_metadata::{
-    CellId, CellKind, CellState, EdgeId, NamespaceId, Registry, Section, SectionKind, SlotKind,
-    SymbolId,
+    CellId, CellKind, CellState, EdgeId, NamespaceId, Registry, Section, SectionKind, Sha256,
+    SlotKind, SymbolId,
 };
 use namespace::{NamespaceError, Namespaces};
 
@@ -47,10 +47,10 @@ pub struct CellSpec<'a> {
     pub version: &'a str,
     /// Where in `cells/` it comes from.
     pub kind: Option<CellKind>,
-    /// SHA-256 of the object as the manifest records it (lowercase hex). When given, the loader
+    /// SHA-256 of the object as the manifest records it. When given, the loader
     /// checks the bytes against it before anything else and refuses a mismatch; it is recorded in
     /// the metadata.
-    pub sha256: Option<&'a str>,
+    pub sha256: Option<Sha256>,
 }
 
 impl<'a> CellSpec<'a> {

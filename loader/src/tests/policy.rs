@@ -12,8 +12,8 @@ use crate::swap::{NewVersion, SwapError, SwapOptions, SwapRequest};
 use crate::system::System;
 use crate::testing::cells::{provider, user, Provider};
 use crate::testing::{system, HeapPlatform, SystemState};
-use crate::{sha256_hex, CellSpec};
-use crate_metadata::{AppInterface, CellKind, NamespaceId, Refusal};
+use crate::{sha256, CellSpec};
+use crate_metadata::{AppInterface, CellKind, NamespaceId, Refusal, Sha256};
 
 /// The test cells' symbols, demangled as errors name them.
 const P_F: &str = "p::f::h0123456789abcdef";
@@ -31,7 +31,7 @@ fn interface(items: &[&str]) -> AppInterface {
     AppInterface::new(items.iter().map(|s| String::from(*s)))
 }
 
-fn spec<'a>(name: &'a str, kind: CellKind, sha: &'a str) -> CellSpec<'a> {
+fn spec(name: &str, kind: CellKind, sha: Sha256) -> CellSpec<'_> {
     CellSpec {
         name,
         version: "0.1.0",
@@ -44,10 +44,10 @@ fn spec<'a>(name: &'a str, kind: CellKind, sha: &'a str) -> CellSpec<'a> {
 fn kernel_with(items: &[&str]) -> (System<HeapPlatform>, NamespaceId, NamespaceId) {
     let (mut system, kernel) = system();
     let bytes = provider();
-    let sha = sha256_hex(&bytes);
-    system.declare_interface(&sha, interface(items));
+    let sha = sha256(&bytes);
+    system.declare_interface(sha, interface(items));
     system
-        .load(kernel, spec("p", CellKind::Kernel, &sha), &bytes)
+        .load(kernel, spec("p", CellKind::Kernel, sha), &bytes)
         .unwrap();
     let app = system.create_namespace("app:u#1", Some(kernel)).unwrap();
     system.confine_namespace(app, NamespacePolicy::default());
@@ -58,12 +58,12 @@ fn kernel_with(items: &[&str]) -> (System<HeapPlatform>, NamespaceId, NamespaceI
 fn an_application_binding_to_a_non_exported_symbol_is_refused_by_name_with_nothing_mapped() {
     let (mut system, _, app) = kernel_with(&["p::h"]);
     let bytes = user();
-    let sha = sha256_hex(&bytes);
-    system.admit_application(&sha);
+    let sha = sha256(&bytes);
+    system.admit_application(sha);
     let before = SystemState::of(&system);
     let calls = system.platform().calls();
     let err = system
-        .load(app, spec("u", CellKind::Apps, &sha), &bytes)
+        .load(app, spec("u", CellKind::Apps, sha), &bytes)
         .unwrap_err();
     let refused = |symbol: &str| RefusedBinding {
         symbol: symbol.into(),
@@ -91,10 +91,10 @@ fn an_application_binding_to_a_non_exported_symbol_is_refused_by_name_with_nothi
 fn an_interface_that_lists_the_symbols_lets_the_application_bind() {
     let (mut system, _, app) = kernel_with(&["p::f", "p::STATE"]);
     let bytes = user();
-    let sha = sha256_hex(&bytes);
-    system.admit_application(&sha);
+    let sha = sha256(&bytes);
+    system.admit_application(sha);
     system
-        .load(app, spec("u", CellKind::Apps, &sha), &bytes)
+        .load(app, spec("u", CellKind::Apps, sha), &bytes)
         .unwrap();
 }
 
@@ -102,10 +102,10 @@ fn an_interface_that_lists_the_symbols_lets_the_application_bind() {
 fn an_application_not_built_safe_is_refused_unless_admitted() {
     let (mut system, _, app) = kernel_with(&["p::*"]);
     let bytes = user();
-    let sha = sha256_hex(&bytes);
+    let sha = sha256(&bytes);
     let before = SystemState::of(&system);
     let err = system
-        .load(app, spec("u", CellKind::Apps, &sha), &bytes)
+        .load(app, spec("u", CellKind::Apps, sha), &bytes)
         .unwrap_err();
     assert_eq!(
         err,
@@ -114,9 +114,9 @@ fn an_application_not_built_safe_is_refused_unless_admitted() {
         }))
     );
     before.assert_same(&SystemState::of(&system), "refused application");
-    system.admit_application(&sha);
+    system.admit_application(sha);
     system
-        .load(app, spec("u", CellKind::Apps, &sha), &bytes)
+        .load(app, spec("u", CellKind::Apps, sha), &bytes)
         .unwrap();
 }
 
@@ -124,20 +124,20 @@ fn an_application_not_built_safe_is_refused_unless_admitted() {
 fn an_application_may_bind_to_the_internals_of_a_library_it_brings_when_its_namespace_grants_it() {
     let (mut system, kernel) = system();
     let p = provider();
-    let p_sha = sha256_hex(&p);
-    system.declare_interface(&p_sha, interface(&["p::h"]));
+    let p_sha = sha256(&p);
+    system.declare_interface(p_sha, interface(&["p::h"]));
     let u = user();
-    let u_sha = sha256_hex(&u);
-    system.admit_application(&u_sha);
+    let u_sha = sha256(&u);
+    system.admit_application(u_sha);
     for (n, grants) in [(1, vec![]), (2, vec![String::from("p")])] {
         let name = alloc::format!("app:u#{n}");
         let app = system.create_namespace(&name, Some(kernel)).unwrap();
         system.confine_namespace(app, NamespacePolicy { grants });
         // The library the application brings, into its own namespace.
         system
-            .load(app, spec("p", CellKind::Upgrades, &p_sha), &p)
+            .load(app, spec("p", CellKind::Upgrades, p_sha), &p)
             .unwrap();
-        let result = system.load(app, spec("u", CellKind::Apps, &u_sha), &u);
+        let result = system.load(app, spec("u", CellKind::Apps, u_sha), &u);
         if n == 1 {
             assert!(
                 matches!(result.map_err(policy), Err(PolicyError::Refused { .. })),
@@ -153,10 +153,10 @@ fn an_application_may_bind_to_the_internals_of_a_library_it_brings_when_its_name
 fn a_grant_never_reaches_a_kernel_cell() {
     let (mut system, kernel) = system();
     let p = provider();
-    let p_sha = sha256_hex(&p);
-    system.declare_interface(&p_sha, interface(&["p::h"]));
+    let p_sha = sha256(&p);
+    system.declare_interface(p_sha, interface(&["p::h"]));
     system
-        .load(kernel, spec("p", CellKind::Kernel, &p_sha), &p)
+        .load(kernel, spec("p", CellKind::Kernel, p_sha), &p)
         .unwrap();
     let app = system.create_namespace("app:u#1", Some(kernel)).unwrap();
     system.confine_namespace(
@@ -166,10 +166,10 @@ fn a_grant_never_reaches_a_kernel_cell() {
         },
     );
     let u = user();
-    let u_sha = sha256_hex(&u);
-    system.admit_application(&u_sha);
+    let u_sha = sha256(&u);
+    system.admit_application(u_sha);
     let err = system
-        .load(app, spec("u", CellKind::Apps, &u_sha), &u)
+        .load(app, spec("u", CellKind::Apps, u_sha), &u)
         .unwrap_err();
     assert!(matches!(policy(err), PolicyError::Refused { .. }));
 }
@@ -178,19 +178,19 @@ fn a_grant_never_reaches_a_kernel_cell() {
 fn a_swap_that_removes_an_export_an_application_uses_is_refused_naming_the_application() {
     let (mut system, kernel, app) = kernel_with(&["p::*"]);
     let u = user();
-    let u_sha = sha256_hex(&u);
-    system.admit_application(&u_sha);
+    let u_sha = sha256(&u);
+    system.admit_application(u_sha);
     system
-        .load(app, spec("u", CellKind::Apps, &u_sha), &u)
+        .load(app, spec("u", CellKind::Apps, u_sha), &u)
         .unwrap();
     let new = Provider {
         answer: 43,
         ..Provider::default()
     }
     .object();
-    let new_sha = sha256_hex(&new);
+    let new_sha = sha256(&new);
     // The new version offers applications only `p::h`.
-    system.declare_interface(&new_sha, interface(&["p::h"]));
+    system.declare_interface(new_sha, interface(&["p::h"]));
     let before = SystemState::of(&system);
     let swap = |system: &mut System<HeapPlatform>| {
         let old = system.cell_in(kernel, "p").unwrap();
@@ -198,7 +198,7 @@ fn a_swap_that_removes_an_export_an_application_uses_is_refused_naming_the_appli
             &[SwapRequest {
                 old,
                 new: NewVersion::Object {
-                    spec: spec("p", CellKind::Kernel, &new_sha),
+                    spec: spec("p", CellKind::Kernel, new_sha),
                     bytes: &new,
                 },
             }],
@@ -226,6 +226,6 @@ fn a_swap_that_removes_an_export_an_application_uses_is_refused_naming_the_appli
     assert_eq!(refusal, Refusal::NotInInterface { declared: 1 });
     before.assert_same(&SystemState::of(&system), "refused swap");
     // The same version with its interface kept swaps.
-    system.declare_interface(&new_sha, interface(&["p::*"]));
+    system.declare_interface(new_sha, interface(&["p::*"]));
     swap(&mut system).unwrap();
 }

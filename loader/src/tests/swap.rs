@@ -376,12 +376,12 @@ fn a_retired_version_is_reused_by_id_or_by_hash() {
         ..Provider::default()
     }
     .object();
-    let sha = crate::sha256_hex(&second);
+    let sha = crate::sha256(&second);
     let with_hash = |old| SwapRequest {
         old,
         new: NewVersion::Object {
             spec: CellSpec {
-                sha256: Some(&sha),
+                sha256: Some(sha),
                 ..CellSpec::named("p")
             },
             bytes: &second,

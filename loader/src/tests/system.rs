@@ -9,7 +9,7 @@ use crate::region::Region;
 use crate::testing::cells::{p_f, p_state, provider, user};
 use crate::testing::{system, SystemState};
 use crate::{CellSpec, UnloadError};
-use crate_metadata::{CellState, Registry, SlotKind};
+use crate_metadata::{CellState, Registry, Sha256, SlotKind};
 
 #[test]
 fn a_loaded_cell_is_published_with_w_xor_x_and_unloads_without_a_trace() {
@@ -137,7 +137,7 @@ fn the_same_release_twice_and_a_wrong_hash_are_refused_before_anything_is_mapped
     );
     let other = system.create_namespace("other", None).unwrap();
     let spec = CellSpec {
-        sha256: Some("00"),
+        sha256: Some(Sha256([0; 32])),
         ..CellSpec::named("p")
     };
     let err = system.load(other, spec, &bytes).unwrap_err();
@@ -145,8 +145,8 @@ fn the_same_release_twice_and_a_wrong_hash_are_refused_before_anything_is_mapped
         err,
         LoadError::IntegrityMismatch {
             cell: "p".into(),
-            expected: "00".into(),
-            actual: crate::sha256_hex(&bytes),
+            expected: Sha256([0; 32]),
+            actual: crate::sha256(&bytes),
         }
     );
     // The namespace was created after `before`; everything else is unchanged.

@@ -206,7 +206,7 @@ pub fn render_swap(kernel: &Kernel, report: &SwapReport) -> Vec<String> {
                 new.name,
                 new.version,
                 bytes(new.stats.mapped_bytes),
-                short_sha(new.sha256.as_deref())
+                short_sha(new.sha256)
             ));
         }
     }

@@ -1,6 +1,6 @@
 //! The views: `ls`, `ns`, `status` and `apps` as text lines.
 
-use crate_metadata::{CellState, NamespaceId, Origin};
+use crate_metadata::{CellState, NamespaceId, Origin, Sha256};
 
 use super::load::Load;
 use crate::kernel::Kernel;
@@ -8,11 +8,8 @@ use crate::reclaim::ReclaimPass;
 use crate::report::bytes;
 
 /// The first 12 hex digits of a SHA-256, or `-`.
-pub fn short_sha(sha: Option<&str>) -> &str {
-    match sha {
-        Some(s) => s.get(..12).unwrap_or(s),
-        None => "-",
-    }
+pub fn short_sha(sha: Option<Sha256>) -> String {
+    sha.map_or_else(|| "-".into(), |s| s.short().to_string())
 }
 
 fn namespace_name(kernel: &Kernel, ns: Option<NamespaceId>) -> String {
@@ -41,7 +38,7 @@ pub fn ls(kernel: &Kernel) -> Vec<String> {
             },
             bytes(c.stats.mapped_bytes),
             registry.dependents(c.id).len(),
-            short_sha(c.sha256.as_deref())
+            short_sha(c.sha256)
         ));
     }
     out

@@ -102,13 +102,13 @@ impl Watch {
             else {
                 continue;
             };
-            if live.sha256.as_deref() == Some(entry.sha256.as_str()) {
+            if live.sha256 == Some(entry.sha256) {
                 continue;
             }
             let runs = |e: &ManifestEntry| {
                 self.manifest
                     .get(e.kind, &e.name)
-                    .is_some_and(|old| live.sha256.as_deref() == Some(old.sha256.as_str()))
+                    .is_some_and(|old| live.sha256 == Some(old.sha256))
             };
             match plan.iter_mut().find(|p| p.name == entry.name) {
                 None => plan.push(entry.clone()),
@@ -148,7 +148,7 @@ fn swap_entry(kernel: &mut Kernel, entry: &ManifestEntry) -> Vec<String> {
             return out;
         }
     };
-    if loader::sha256_hex(&bytes) != entry.sha256 {
+    if loader::sha256(&bytes) != entry.sha256 {
         out.push(format!(
             "nano_core: watch: swapping {} failed: {} does not match the manifest's SHA-256",
             entry.name,
