@@ -11,7 +11,9 @@ fn main() {
         "-nostdlib".to_string(),
         "-static".to_string(),
         format!("-Wl,-T,{dir}/link.ld"),
-        "-Wl,--build-id=none".to_string(),
+        // A hash of the whole output in a note: the kernel checks the boot module's copy of
+        // its ELF file against it (src/build_id.rs).
+        "-Wl,--build-id=sha1".to_string(),
         "-Wl,-z,max-page-size=4096".to_string(),
         "-Wl,-z,noexecstack".to_string(),
     ] {

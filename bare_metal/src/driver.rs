@@ -14,6 +14,8 @@
 use alloc::string::String;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
+use cell_abi::{uart, Revision};
+
 use crate::interrupts::{self, Frame};
 use crate::quiesce::CellFn;
 use crate::{apic, println};
@@ -23,20 +25,20 @@ pub const COM1: u16 = 0x3f8;
 /// COM1's ISA interrupt.
 const COM1_IRQ: u8 = 4;
 
-/// The driver cell's functions.
+/// The driver cell's functions, of the types `cell-abi` declares.
 pub struct UartCell {
     /// `uart::attach`.
-    pub attach: CellFn<fn(u16) -> Result<(), String>>,
+    pub attach: CellFn<uart::Attach>,
     /// `uart::on_interrupt`.
-    pub on_interrupt: CellFn<fn(u16) -> usize>,
+    pub on_interrupt: CellFn<uart::OnInterrupt>,
     /// `uart::read`.
-    pub read: CellFn<fn(&mut [u8]) -> usize>,
+    pub read: CellFn<uart::Read>,
     /// `uart::throttled`.
-    pub throttled: CellFn<fn() -> bool>,
+    pub throttled: CellFn<uart::Throttled>,
     /// `uart::stats`.
-    pub stats: CellFn<fn() -> String>,
+    pub stats: CellFn<uart::Stats>,
     /// `uart::revision`.
-    pub revision: CellFn<fn() -> String>,
+    pub revision: CellFn<Revision>,
 }
 
 static UART: spin::Once<UartCell> = spin::Once::new();

@@ -10,6 +10,7 @@ use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
+use cell_abi::{frame_alloc, kvstore, memfs, sched, Interface, INIT, REVISION};
 use crate_metadata::{CellKind, CellState, Manifest, ManifestEntry, NamespaceId, Sha256};
 use loader::platform::SymbolSource;
 use loader::{CellSpec, Handle, ImageSymbols, ManifestCatalog, System};
@@ -19,27 +20,6 @@ use crate::paging::{CellMemory, KernelMap};
 use crate::platform::{calibrate_tsc, BarePlatform};
 use crate::println;
 use crate::pvh::BootInfo;
-
-type InitFn = fn() -> Result<(), String>;
-type Count = fn() -> usize;
-type AllocFrame = fn() -> Option<u64>;
-type FreeFrame = fn(u64) -> Result<(), String>;
-type Spawn = fn(&str, u8) -> Result<u64, String>;
-type Schedule = fn() -> Option<u64>;
-type Strings = fn() -> Vec<String>;
-type Text = fn() -> String;
-type Create = fn(&str, &[u8]) -> Result<(), String>;
-type Read = fn(&str) -> Result<Vec<u8>, String>;
-type List = fn(&str) -> Result<Vec<String>, String>;
-type KvPut = fn(&str, &[u8]) -> Result<u32, String>;
-type KvGet = fn(&str) -> Option<Vec<u8>>;
-type KvChecksum = fn(&str) -> Option<u32>;
-type KvFlags = fn(&str) -> Option<u8>;
-type KvSetFlags = fn(&str, u8) -> Result<u8, String>;
-type KvRemove = fn(&str) -> bool;
-type KvTag = fn(&str, &str) -> Result<usize, String>;
-type KvStrings = fn(&str) -> Vec<String>;
-type KvCrc = fn(&[u8]) -> u32;
 
 /// The loader's system on this machine, with the `_kernel` namespace.
 pub struct Kernel {
@@ -57,13 +37,12 @@ pub struct Kernel {
 }
 
 impl Kernel {
-    /// A handle to `path` in `_kernel`.
-    ///
-    /// # Safety
-    /// `F` is the exact signature of the function `path` names.
-    pub unsafe fn handle<F: Copy>(&mut self, path: &str) -> Result<Handle<F>, String> {
-        // SAFETY: passed on from the caller.
-        unsafe { self.system.handle::<F>(self.ns, path) }.map_err(|e| e.to_string())
+    /// A handle to the interface function `interface` in `_kernel`, of the type `cell-abi`
+    /// declares for it: `k.bind(cell_abi::memfs::READ)` is a `Handle<cell_abi::memfs::Read>`.
+    pub fn bind<F: Copy>(&mut self, interface: Interface<F>) -> Result<Handle<F>, String> {
+        self.system
+            .bind(self.ns, interface)
+            .map_err(|e| e.to_string())
     }
 
     /// Loads the manifest's cell `entry` from `bytes` into `_kernel` (the loader checks the
@@ -207,22 +186,17 @@ pub fn run(boot: &BootInfo, map: KernelMap) -> Result<Booted, String> {
             .join(", ")
     );
 
-    let elf = goblin::elf::Elf::parse(modules.get(KERNEL_ELF)?)
+    let kernel_elf = modules.get(KERNEL_ELF)?;
+    let elf = goblin::elf::Elf::parse(kernel_elf)
         .map_err(|e| format!("the kernel's ELF file in the boot module: {e}"))?;
+    // The symbol table is this very build's, or nothing is linked against it.
+    let build_id = crate::build_id::check_module(&elf, kernel_elf)?;
     // A static executable: symbol values are the running addresses (no load bias).
     let symbols = ImageSymbols::from_elf(&elf, 0);
-    let running = crate::kernel_main as *const () as usize;
-    match symbols.address("kernel_main") {
-        Some(a) if a == running => {}
-        other => {
-            return Err(format!(
-                "the kernel ELF in the boot module is not the running kernel (its kernel_main is at {other:x?}, the running one at {running:#x}); rebuild with cargo cell qemu"
-            ))
-        }
-    }
     println!(
-        "kernel symbols: {} from its own ELF file (checked against the running image)",
-        symbols.len()
+        "kernel symbols: {} from its own ELF file (build id {}, the running kernel's)",
+        symbols.len(),
+        crate_metadata::hex::encode(build_id)
     );
     // The kernel's functions by address, for naming where a fault happened.
     crate::cellmap::set_kernel_symbols(
@@ -275,9 +249,7 @@ pub fn run(boot: &BootInfo, map: KernelMap) -> Result<Booted, String> {
                     entry.name, entry.version
                 )
             })?;
-        let path = format!("{}::init", entry.name);
-        // SAFETY: the init convention's signature is `fn() -> Result<(), String>`.
-        if let Ok(init) = unsafe { k.handle::<InitFn>(&path) } {
+        if let Ok(init) = k.bind(INIT.of(&entry.name)) {
             (init.get())().map_err(|e| format!("cell `{}`: init failed: {e}", entry.name))?;
         }
     }
@@ -290,8 +262,6 @@ pub fn run(boot: &BootInfo, map: KernelMap) -> Result<Booted, String> {
     );
     check_w_xor_x(&k)?;
 
-    // SAFETY (every handle below): the types are the exact signatures of the cells' functions,
-    // as declared in cells/kernel and cells/upgrades.
     let windows = k.system.platform().memory.write_windows();
     if windows != Default::default() {
         return Err(format!(
@@ -299,9 +269,8 @@ pub fn run(boot: &BootInfo, map: KernelMap) -> Result<Booted, String> {
         ));
     }
     println!("GOT write windows: loading opened none");
-    let (notes, boot_frames) = unsafe { workload(&mut k)? };
-    // SAFETY: as above (cells/kernel/kvstore).
-    unsafe { kvstore_workload(&mut k)? };
+    let (notes, boot_frames) = workload(&mut k)?;
+    kvstore_workload(&mut k)?;
     Ok(Booted {
         k,
         manifest,
@@ -313,56 +282,50 @@ pub fn run(boot: &BootInfo, map: KernelMap) -> Result<Booted, String> {
 }
 
 /// The workload before any swap. Returns the notes written and the frames it keeps allocated.
-///
-/// # Safety
-/// The kernel cells are the ones in cells/kernel (the handles' types are their signatures).
-unsafe fn workload(k: &mut Kernel) -> Result<(String, Vec<u64>), String> {
-    // SAFETY: per this function's contract.
-    unsafe {
-        let total = (k.handle::<Count>("frame_alloc::total_frames")?.get())();
-        let free_count = k.handle::<Count>("frame_alloc::free_count")?;
-        let alloc = k.handle::<AllocFrame>("frame_alloc::alloc_frame")?;
-        let free = k.handle::<FreeFrame>("frame_alloc::free_frame")?;
-        let before = (free_count.get())();
-        let frames: Vec<u64> = (0..4).filter_map(|_| (alloc.get())()).collect();
-        let last = *frames.last().ok_or("frame_alloc gave no frame")?;
-        (free.get())(last)?;
-        let double_free = (free.get())(last).err().unwrap_or_default();
-        println!(
-            "workload: frame_alloc: {total} frames, {before} free; allocated {frames:x?}; double free refused: {double_free:?}"
-        );
-        if double_free.is_empty() {
-            return Err("frame_alloc accepted a double free".into());
-        }
-
-        let spawn = k.handle::<Spawn>("sched::spawn")?;
-        for (name, prio) in [("shell", 2), ("netd", 1), ("fsd", 3)] {
-            (spawn.get())(name, prio)?;
-        }
-        let schedule = k.handle::<Schedule>("sched::schedule")?;
-        let order: Vec<u64> = (0..6).filter_map(|_| (schedule.get())()).collect();
-        let tasks = (k.handle::<Strings>("sched::tasks")?.get())();
-        println!("workload: sched: {tasks:?}; round robin picks {order:?}");
-
-        let notes = "cells are linked at run time, on bare metal too\n".repeat(100);
-        (k.handle::<Create>("memfs::create")?.get())("/home/notes.txt", notes.as_bytes())?;
-        let read = (k.handle::<Read>("memfs::read")?.get())("/home/notes.txt")?;
-        let listing = (k.handle::<List>("memfs::list")?.get())("/")?;
-        let missing = (k.handle::<Read>("memfs::read")?.get())("/no/such/file")
-            .err()
-            .unwrap_or_default();
-        let revision = (k.handle::<Text>("memfs::revision")?.get())();
-        println!(
-            "workload: memfs {revision:?}: wrote and read back /home/notes.txt ({} bytes); / = {listing:?}; missing file: {missing:?}",
-            read.len()
-        );
-        if read != notes.as_bytes() {
-            return Err("memfs returned other bytes than were written".into());
-        }
-        println!("workload: frames free after: {}", (free_count.get())());
-        let _ = tasks;
-        Ok((notes, frames[..frames.len() - 1].to_vec()))
+fn workload(k: &mut Kernel) -> Result<(String, Vec<u64>), String> {
+    let total = (k.bind(frame_alloc::TOTAL_FRAMES)?.get())();
+    let free_count = k.bind(frame_alloc::FREE_COUNT)?;
+    let alloc = k.bind(frame_alloc::ALLOC_FRAME)?;
+    let free = k.bind(frame_alloc::FREE_FRAME)?;
+    let before = (free_count.get())();
+    let frames: Vec<u64> = (0..4).filter_map(|_| (alloc.get())()).collect();
+    let last = *frames.last().ok_or("frame_alloc gave no frame")?;
+    (free.get())(last)?;
+    let double_free = (free.get())(last).err().unwrap_or_default();
+    println!(
+        "workload: frame_alloc: {total} frames, {before} free; allocated {frames:x?}; double free refused: {double_free:?}"
+    );
+    if double_free.is_empty() {
+        return Err("frame_alloc accepted a double free".into());
     }
+
+    let spawn = k.bind(sched::SPAWN)?;
+    for (name, prio) in [("shell", 2), ("netd", 1), ("fsd", 3)] {
+        (spawn.get())(name, prio)?;
+    }
+    let schedule = k.bind(sched::SCHEDULE)?;
+    let order: Vec<u64> = (0..6).filter_map(|_| (schedule.get())()).collect();
+    let tasks = (k.bind(sched::TASKS)?.get())();
+    println!("workload: sched: {tasks:?}; round robin picks {order:?}");
+
+    let notes = "cells are linked at run time, on bare metal too\n".repeat(100);
+    (k.bind(memfs::CREATE)?.get())("/home/notes.txt", notes.as_bytes())?;
+    let read = (k.bind(memfs::READ)?.get())("/home/notes.txt")?;
+    let listing = (k.bind(memfs::LIST)?.get())("/")?;
+    let missing = (k.bind(memfs::READ)?.get())("/no/such/file")
+        .err()
+        .unwrap_or_default();
+    let revision = (k.bind(REVISION.of("memfs"))?.get())();
+    println!(
+        "workload: memfs {revision:?}: wrote and read back /home/notes.txt ({} bytes); / = {listing:?}; missing file: {missing:?}",
+        read.len()
+    );
+    if read != notes.as_bytes() {
+        return Err("memfs returned other bytes than were written".into());
+    }
+    println!("workload: frames free after: {}", (free_count.get())());
+    let _ = tasks;
+    Ok((notes, frames[..frames.len() - 1].to_vec()))
 }
 
 /// `items` joined with `, `, or `none`.
@@ -378,136 +341,129 @@ fn list_or_none(items: &BTreeSet<String>) -> String {
 /// CRC-32 check value and the kernel's own bitwise CRC-32), `bitflags`, `hashbrown` with its
 /// default hasher `foldhash` (the tag index, grown past its first allocation), and `smallvec`
 /// (inline and spilled to the heap).
-///
-/// # Safety
-/// The kernel cell `kvstore` is the one in cells/kernel/kvstore (the handles' types are its
-/// functions' signatures).
-unsafe fn kvstore_workload(k: &mut Kernel) -> Result<(), String> {
-    // SAFETY: per this function's contract.
-    unsafe {
-        let put = k.handle::<KvPut>("kvstore::put")?;
-        let get = k.handle::<KvGet>("kvstore::get")?;
-        let len = k.handle::<Count>("kvstore::len")?;
-        let checksum = k.handle::<KvChecksum>("kvstore::checksum")?;
-        let flags = k.handle::<KvFlags>("kvstore::flags")?;
-        let set_flags = k.handle::<KvSetFlags>("kvstore::set_flags")?;
-        let remove = k.handle::<KvRemove>("kvstore::remove")?;
-        let tag = k.handle::<KvTag>("kvstore::tag")?;
-        let tagged = k.handle::<KvStrings>("kvstore::tagged")?;
-        let split_path = k.handle::<KvStrings>("kvstore::split_path")?;
-        let crc32 = k.handle::<KvCrc>("kvstore::crc32")?;
-        let revision = (k.handle::<Text>("kvstore::revision")?.get())();
+fn kvstore_workload(k: &mut Kernel) -> Result<(), String> {
+    let put = k.bind(kvstore::PUT)?;
+    let get = k.bind(kvstore::GET)?;
+    let len = k.bind(kvstore::LEN)?;
+    let checksum = k.bind(kvstore::CHECKSUM)?;
+    let flags = k.bind(kvstore::FLAGS)?;
+    let set_flags = k.bind(kvstore::SET_FLAGS)?;
+    let remove = k.bind(kvstore::REMOVE)?;
+    let tag = k.bind(kvstore::TAG)?;
+    let tagged = k.bind(kvstore::TAGGED)?;
+    let split_path = k.bind(kvstore::SPLIT_PATH)?;
+    let crc32 = k.bind(kvstore::CRC32)?;
+    let revision = (k.bind(REVISION.of("kvstore"))?.get())();
 
-        // init stored `motd` in the heapless index map.
-        let motd = (get.get())("motd").ok_or("kvstore: init stored no `motd`")?;
-        if motd != b"kvstore ready" {
-            return Err(format!("kvstore: motd is {motd:?}"));
-        }
-
-        // crc32fast: the CRC-32 check value, and the kernel's own bitwise CRC-32 of other data.
-        let check = (put.get())("check", b"123456789")?;
-        let greeting: &[u8] = b"cells linked at run time, in ring 0";
-        let greeting_crc = (put.get())("greeting", greeting)?;
-        let page: Vec<u8> = (0..4096u32).map(|i| (i * 7 + i / 251) as u8).collect();
-        let page_crc = (crc32.get())(&page);
-        println!(
-            "workload: kvstore {revision:?}: crc32fast: put(\"check\", \"123456789\") = {check:#010x}, put(\"greeting\", ...) = {greeting_crc:#010x}, crc32(4096 bytes) = {page_crc:#010x}"
-        );
-        if check != 0xcbf4_3926 {
-            return Err(format!(
-                "kvstore: the CRC-32 of \"123456789\" is {check:#010x}, not 0xcbf43926"
-            ));
-        }
-        if greeting_crc != crc32_bitwise(greeting) || page_crc != crc32_bitwise(&page) {
-            return Err(format!(
-                "kvstore: crc32fast disagrees with the kernel's CRC-32: {greeting_crc:#010x} / {:#010x}, {page_crc:#010x} / {:#010x}",
-                crc32_bitwise(greeting),
-                crc32_bitwise(&page)
-            ));
-        }
-        if (get.get())("greeting").as_deref() != Some(greeting) {
-            return Err("kvstore: `greeting` reads back other bytes".into());
-        }
-
-        // bitflags: DIRTY | TEXT after put, TEXT after checksum; unknown bits dropped; PINNED.
-        let dirty = (flags.get())("greeting");
-        let sum = (checksum.get())("greeting");
-        let clean = (flags.get())("greeting");
-        let pinned = (set_flags.get())("greeting", 0xff)?;
-        let removed = (remove.get())("greeting");
-        println!(
-            "workload: kvstore: bitflags: flags(\"greeting\") = {} until checksum(\"greeting\") = {}, then {}; set_flags(0xff) = {} (unknown bits dropped); remove refused while PINNED: {}",
-            flag_names(dirty),
-            sum.map_or("None".into(), |c| format!("{c:#010x}")),
-            flag_names(clean),
-            flag_names(Some(pinned)),
-            !removed
-        );
-        if dirty != Some(0b110) || sum != Some(greeting_crc) || clean != Some(0b100) {
-            return Err(format!(
-                "kvstore: flags/checksum of `greeting`: {dirty:?}, {sum:x?}, {clean:?}"
-            ));
-        }
-        if pinned != 0b111 || removed {
-            return Err(format!(
-                "kvstore: set_flags(0xff) = {pinned:#x}, pinned entry removed: {removed}"
-            ));
-        }
-
-        // heapless: fixed capacities, refused with an error rather than a panic.
-        let long_key = (put.get())(&"k".repeat(33), b"x").err().unwrap_or_default();
-        let long_value = (put.get())("big", &[0u8; 129]).err().unwrap_or_default();
-        println!("workload: kvstore: heapless: {long_key:?}; {long_value:?}");
-        if !long_key.contains("longer than 32 bytes") || !long_value.contains("over 128 bytes") {
-            return Err(format!(
-                "kvstore: heapless limits not enforced: {long_key:?}, {long_value:?}"
-            ));
-        }
-
-        // hashbrown + foldhash: 20 more keys with 4 tags, enough for the tag map to grow.
-        for i in 0..20 {
-            let key = format!("node{i}");
-            (put.get())(&key, key.as_bytes())?;
-            (tag.get())(&key, &format!("t{}", i % 4))?;
-        }
-        for key in ["motd", "check", "greeting"] {
-            (tag.get())(key, "boot")?;
-        }
-        let entries = (len.get())();
-        let t1 = (tagged.get())("t1");
-        let boot = (tagged.get())("boot");
-        let missing = (tag.get())("nosuch", "t1").err().unwrap_or_default();
-        let mut expected_t1: Vec<String> = (0..20)
-            .filter(|i| i % 4 == 1)
-            .map(|i| format!("node{i}"))
-            .collect();
-        expected_t1.sort();
-        println!(
-            "workload: kvstore: hashbrown/foldhash: {entries} entries; tagged(\"t1\") = {t1:?}; tagged(\"boot\") = {boot:?}; {missing:?}"
-        );
-        if entries != 23 || t1 != expected_t1 || boot != ["check", "greeting", "motd"] {
-            return Err(format!(
-                "kvstore: {entries} entries (want 23), tagged(\"t1\") = {t1:?} (want {expected_t1:?}), tagged(\"boot\") = {boot:?}"
-            ));
-        }
-        if !missing.contains("no key `nosuch`") {
-            return Err(format!("kvstore: tagging a missing key: {missing:?}"));
-        }
-
-        // smallvec: 8 components inline, more spill to the heap.
-        let short = (split_path.get())("/usr//local/bin/");
-        let deep_path: String = (0..12).map(|i| format!("/d{i}")).collect();
-        let deep = (split_path.get())(&deep_path);
-        println!(
-            "workload: kvstore: smallvec: split_path(\"/usr//local/bin/\") = {short:?}; split_path(\"/d0/.../d11\") = {} components",
-            deep.len()
-        );
-        let expected_deep: Vec<String> = (0..12).map(|i| format!("d{i}")).collect();
-        if short != ["usr", "local", "bin"] || deep != expected_deep {
-            return Err(format!("kvstore: split_path gave {short:?} and {deep:?}"));
-        }
-        Ok(())
+    // init stored `motd` in the heapless index map.
+    let motd = (get.get())("motd").ok_or("kvstore: init stored no `motd`")?;
+    if motd != b"kvstore ready" {
+        return Err(format!("kvstore: motd is {motd:?}"));
     }
+
+    // crc32fast: the CRC-32 check value, and the kernel's own bitwise CRC-32 of other data.
+    let check = (put.get())("check", b"123456789")?;
+    let greeting: &[u8] = b"cells linked at run time, in ring 0";
+    let greeting_crc = (put.get())("greeting", greeting)?;
+    let page: Vec<u8> = (0..4096u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    let page_crc = (crc32.get())(&page);
+    println!(
+        "workload: kvstore {revision:?}: crc32fast: put(\"check\", \"123456789\") = {check:#010x}, put(\"greeting\", ...) = {greeting_crc:#010x}, crc32(4096 bytes) = {page_crc:#010x}"
+    );
+    if check != 0xcbf4_3926 {
+        return Err(format!(
+            "kvstore: the CRC-32 of \"123456789\" is {check:#010x}, not 0xcbf43926"
+        ));
+    }
+    if greeting_crc != crc32_bitwise(greeting) || page_crc != crc32_bitwise(&page) {
+        return Err(format!(
+            "kvstore: crc32fast disagrees with the kernel's CRC-32: {greeting_crc:#010x} / {:#010x}, {page_crc:#010x} / {:#010x}",
+            crc32_bitwise(greeting),
+            crc32_bitwise(&page)
+        ));
+    }
+    if (get.get())("greeting").as_deref() != Some(greeting) {
+        return Err("kvstore: `greeting` reads back other bytes".into());
+    }
+
+    // bitflags: DIRTY | TEXT after put, TEXT after checksum; unknown bits dropped; PINNED.
+    let dirty = (flags.get())("greeting");
+    let sum = (checksum.get())("greeting");
+    let clean = (flags.get())("greeting");
+    let pinned = (set_flags.get())("greeting", 0xff)?;
+    let removed = (remove.get())("greeting");
+    println!(
+        "workload: kvstore: bitflags: flags(\"greeting\") = {} until checksum(\"greeting\") = {}, then {}; set_flags(0xff) = {} (unknown bits dropped); remove refused while PINNED: {}",
+        flag_names(dirty),
+        sum.map_or("None".into(), |c| format!("{c:#010x}")),
+        flag_names(clean),
+        flag_names(Some(pinned)),
+        !removed
+    );
+    if dirty != Some(0b110) || sum != Some(greeting_crc) || clean != Some(0b100) {
+        return Err(format!(
+            "kvstore: flags/checksum of `greeting`: {dirty:?}, {sum:x?}, {clean:?}"
+        ));
+    }
+    if pinned != 0b111 || removed {
+        return Err(format!(
+            "kvstore: set_flags(0xff) = {pinned:#x}, pinned entry removed: {removed}"
+        ));
+    }
+
+    // heapless: fixed capacities, refused with an error rather than a panic.
+    let long_key = (put.get())(&"k".repeat(33), b"x").err().unwrap_or_default();
+    let long_value = (put.get())("big", &[0u8; 129]).err().unwrap_or_default();
+    println!("workload: kvstore: heapless: {long_key:?}; {long_value:?}");
+    if !long_key.contains("longer than 32 bytes") || !long_value.contains("over 128 bytes") {
+        return Err(format!(
+            "kvstore: heapless limits not enforced: {long_key:?}, {long_value:?}"
+        ));
+    }
+
+    // hashbrown + foldhash: 20 more keys with 4 tags, enough for the tag map to grow.
+    for i in 0..20 {
+        let key = format!("node{i}");
+        (put.get())(&key, key.as_bytes())?;
+        (tag.get())(&key, &format!("t{}", i % 4))?;
+    }
+    for key in ["motd", "check", "greeting"] {
+        (tag.get())(key, "boot")?;
+    }
+    let entries = (len.get())();
+    let t1 = (tagged.get())("t1");
+    let boot = (tagged.get())("boot");
+    let missing = (tag.get())("nosuch", "t1").err().unwrap_or_default();
+    let mut expected_t1: Vec<String> = (0..20)
+        .filter(|i| i % 4 == 1)
+        .map(|i| format!("node{i}"))
+        .collect();
+    expected_t1.sort();
+    println!(
+        "workload: kvstore: hashbrown/foldhash: {entries} entries; tagged(\"t1\") = {t1:?}; tagged(\"boot\") = {boot:?}; {missing:?}"
+    );
+    if entries != 23 || t1 != expected_t1 || boot != ["check", "greeting", "motd"] {
+        return Err(format!(
+            "kvstore: {entries} entries (want 23), tagged(\"t1\") = {t1:?} (want {expected_t1:?}), tagged(\"boot\") = {boot:?}"
+        ));
+    }
+    if !missing.contains("no key `nosuch`") {
+        return Err(format!("kvstore: tagging a missing key: {missing:?}"));
+    }
+
+    // smallvec: 8 components inline, more spill to the heap.
+    let short = (split_path.get())("/usr//local/bin/");
+    let deep_path: String = (0..12).map(|i| format!("/d{i}")).collect();
+    let deep = (split_path.get())(&deep_path);
+    println!(
+        "workload: kvstore: smallvec: split_path(\"/usr//local/bin/\") = {short:?}; split_path(\"/d0/.../d11\") = {} components",
+        deep.len()
+    );
+    let expected_deep: Vec<String> = (0..12).map(|i| format!("d{i}")).collect();
+    if short != ["usr", "local", "bin"] || deep != expected_deep {
+        return Err(format!("kvstore: split_path gave {short:?} and {deep:?}"));
+    }
+    Ok(())
 }
 
 /// `kvstore`'s flag bits by name (`DIRTY|TEXT`), or `None`.

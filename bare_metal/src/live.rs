@@ -28,6 +28,7 @@ use alloc::vec::Vec;
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::Ordering;
 
+use cell_abi::{counter, frame_alloc, memfs, sched, uart, Interface, Revision, INIT, REVISION};
 use crate_metadata::{CellId, CellKind, ManifestEntry};
 
 use crate::driver::{self, UartCell};
@@ -83,45 +84,40 @@ impl Drop for KernelGuard {
     }
 }
 
-/// `memfs::create` and `memfs::write`.
-pub type WriteFn = fn(&str, &[u8]) -> Result<(), String>;
-/// `memfs::read`.
-pub type ReadFn = fn(&str) -> Result<Vec<u8>, String>;
-
-/// The cell functions the tasks call.
+/// The cell functions the tasks call, of the types `cell-abi` declares.
 pub struct Cells {
     /// `frame_alloc::alloc_frame`.
-    pub alloc_frame: CellFn<fn() -> Option<u64>>,
+    pub alloc_frame: CellFn<frame_alloc::AllocFrame>,
     /// `frame_alloc::free_frame`.
-    pub free_frame: CellFn<fn(u64) -> Result<(), String>>,
+    pub free_frame: CellFn<frame_alloc::FreeFrame>,
     /// `frame_alloc::allocated_frames`.
-    pub allocated_frames: CellFn<fn() -> Vec<u64>>,
+    pub allocated_frames: CellFn<frame_alloc::AllocatedFrames>,
     /// `frame_alloc::free_count`.
-    pub free_count: CellFn<fn() -> usize>,
+    pub free_count: CellFn<frame_alloc::FreeCount>,
     /// `frame_alloc::revision`.
-    pub frame_alloc_revision: CellFn<fn() -> String>,
+    pub frame_alloc_revision: CellFn<Revision>,
     /// `memfs::create`.
-    pub create: CellFn<WriteFn>,
+    pub create: CellFn<memfs::Create>,
     /// `memfs::write`.
-    pub write: CellFn<WriteFn>,
+    pub write: CellFn<memfs::Write>,
     /// `memfs::read`.
-    pub read: CellFn<ReadFn>,
+    pub read: CellFn<memfs::Read>,
     /// `memfs::file_count`.
-    pub file_count: CellFn<fn() -> usize>,
+    pub file_count: CellFn<memfs::FileCount>,
     /// `memfs::frames_used`.
-    pub frames_used: CellFn<fn() -> usize>,
+    pub frames_used: CellFn<memfs::FramesUsed>,
     /// `memfs::revision`.
-    pub memfs_revision: CellFn<fn() -> String>,
+    pub memfs_revision: CellFn<Revision>,
     /// `counter::bump`.
-    pub bump: CellFn<fn() -> u64>,
+    pub bump: CellFn<counter::Bump>,
     /// `counter::count`.
-    pub count: CellFn<fn() -> u64>,
+    pub count: CellFn<counter::Count>,
     /// `counter::revision`.
-    pub counter_revision: CellFn<fn() -> String>,
+    pub counter_revision: CellFn<Revision>,
     /// `sched::tasks`.
-    pub sched_tasks: CellFn<fn() -> Vec<String>>,
+    pub sched_tasks: CellFn<sched::Tasks>,
     /// `sched::revision`.
-    pub sched_revision: CellFn<fn() -> String>,
+    pub sched_revision: CellFn<Revision>,
 }
 
 static CELLS: spin::Once<Cells> = spin::Once::new();
@@ -131,14 +127,10 @@ pub fn cells() -> &'static Cells {
     CELLS.get().expect("set by start")
 }
 
-/// A typed cell function of `_kernel`.
-///
-/// # Safety
-/// `F` is the exact signature of the function `path` names.
-unsafe fn cell_fn<F: Copy>(b: &mut Booted, path: &str) -> Result<CellFn<F>, String> {
-    // SAFETY: passed on from the caller.
-    let handle = unsafe { b.k.handle::<F>(path)? };
-    Ok(CellFn::new(handle))
+/// The interface function `interface` of `_kernel`, for calls from tasks and interrupt
+/// handlers.
+fn cell_fn<F: Copy>(b: &mut Booted, interface: Interface<F>) -> Result<CellFn<F>, String> {
+    Ok(CellFn::new(b.k.bind(interface)?))
 }
 
 /// What the kernel command line asks for.
@@ -195,46 +187,36 @@ pub fn start(mut b: Booted, boot: &BootInfo, shell: fn()) -> Result<(), String> 
     // The counter library cell, for the tasks' counters.
     load_object(&mut b, "libs/counter.o")?;
 
-    // SAFETY (every `cell_fn` below): the types are the functions' signatures in cells/kernel,
-    // cells/libs/counter and cells/upgrades.
-    unsafe {
-        CELLS.call_once(|| Cells {
-            alloc_frame: cell_fn(&mut b, "frame_alloc::alloc_frame").expect("frame_alloc"),
-            free_frame: cell_fn(&mut b, "frame_alloc::free_frame").expect("frame_alloc"),
-            allocated_frames: cell_fn(&mut b, "frame_alloc::allocated_frames")
-                .expect("frame_alloc"),
-            free_count: cell_fn(&mut b, "frame_alloc::free_count").expect("frame_alloc"),
-            frame_alloc_revision: cell_fn(&mut b, "frame_alloc::revision").expect("frame_alloc"),
-            create: cell_fn(&mut b, "memfs::create").expect("memfs"),
-            write: cell_fn(&mut b, "memfs::write").expect("memfs"),
-            read: cell_fn(&mut b, "memfs::read").expect("memfs"),
-            file_count: cell_fn(&mut b, "memfs::file_count").expect("memfs"),
-            frames_used: cell_fn(&mut b, "memfs::frames_used").expect("memfs"),
-            memfs_revision: cell_fn(&mut b, "memfs::revision").expect("memfs"),
-            bump: cell_fn(&mut b, "counter::bump").expect("counter"),
-            count: cell_fn(&mut b, "counter::count").expect("counter"),
-            counter_revision: cell_fn(&mut b, "counter::revision").expect("counter"),
-            sched_tasks: cell_fn(&mut b, "sched::tasks").expect("sched"),
-            sched_revision: cell_fn(&mut b, "sched::revision").expect("sched"),
-        });
-        task::set_policy(SchedCell {
-            spawn: cell_fn(&mut b, "sched::spawn")?,
-            exit: cell_fn(&mut b, "sched::exit")?,
-            schedule: cell_fn(&mut b, "sched::schedule")?,
-        });
-    }
-    let uart = {
-        // SAFETY: as above (cells/kernel/uart).
-        unsafe {
-            UartCell {
-                attach: cell_fn(&mut b, "uart::attach")?,
-                on_interrupt: cell_fn(&mut b, "uart::on_interrupt")?,
-                read: cell_fn(&mut b, "uart::read")?,
-                throttled: cell_fn(&mut b, "uart::throttled")?,
-                stats: cell_fn(&mut b, "uart::stats")?,
-                revision: cell_fn(&mut b, "uart::revision")?,
-            }
-        }
+    CELLS.call_once(|| Cells {
+        alloc_frame: cell_fn(&mut b, frame_alloc::ALLOC_FRAME).expect("frame_alloc"),
+        free_frame: cell_fn(&mut b, frame_alloc::FREE_FRAME).expect("frame_alloc"),
+        allocated_frames: cell_fn(&mut b, frame_alloc::ALLOCATED_FRAMES).expect("frame_alloc"),
+        free_count: cell_fn(&mut b, frame_alloc::FREE_COUNT).expect("frame_alloc"),
+        frame_alloc_revision: cell_fn(&mut b, REVISION.of("frame_alloc")).expect("frame_alloc"),
+        create: cell_fn(&mut b, memfs::CREATE).expect("memfs"),
+        write: cell_fn(&mut b, memfs::WRITE).expect("memfs"),
+        read: cell_fn(&mut b, memfs::READ).expect("memfs"),
+        file_count: cell_fn(&mut b, memfs::FILE_COUNT).expect("memfs"),
+        frames_used: cell_fn(&mut b, memfs::FRAMES_USED).expect("memfs"),
+        memfs_revision: cell_fn(&mut b, REVISION.of("memfs")).expect("memfs"),
+        bump: cell_fn(&mut b, counter::BUMP).expect("counter"),
+        count: cell_fn(&mut b, counter::COUNT).expect("counter"),
+        counter_revision: cell_fn(&mut b, REVISION.of("counter")).expect("counter"),
+        sched_tasks: cell_fn(&mut b, sched::TASKS).expect("sched"),
+        sched_revision: cell_fn(&mut b, REVISION.of("sched")).expect("sched"),
+    });
+    task::set_policy(SchedCell {
+        spawn: cell_fn(&mut b, sched::SPAWN)?,
+        exit: cell_fn(&mut b, sched::EXIT)?,
+        schedule: cell_fn(&mut b, sched::SCHEDULE)?,
+    });
+    let uart = UartCell {
+        attach: cell_fn(&mut b, uart::ATTACH)?,
+        on_interrupt: cell_fn(&mut b, uart::ON_INTERRUPT)?,
+        read: cell_fn(&mut b, uart::READ)?,
+        throttled: cell_fn(&mut b, uart::THROTTLED)?,
+        stats: cell_fn(&mut b, uart::STATS)?,
+        revision: cell_fn(&mut b, REVISION.of("uart"))?,
     };
 
     // The boot workload's task records (`shell`, `netd`, `fsd`: entries of the policy with no
@@ -368,9 +350,7 @@ pub fn load_object(b: &mut Booted, path: &str) -> Result<CellId, String> {
         b.k.system
             .cell_in(b.k.ns, &entry.name)
             .ok_or("the loaded cell is not live")?;
-    let init = format!("{}::init", entry.name);
-    // SAFETY: the init convention's signature is `fn() -> Result<(), String>`.
-    if let Ok(init) = unsafe { b.k.handle::<fn() -> Result<(), String>>(&init) } {
+    if let Ok(init) = b.k.bind(INIT.of(&entry.name)) {
         (init.get())().map_err(|e| format!("cell `{}`: init failed: {e}", entry.name))?;
     }
     cellmap::refresh(&b.k.system);

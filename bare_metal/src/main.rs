@@ -19,6 +19,7 @@ extern crate alloc;
 mod acpi;
 mod apic;
 mod boot;
+mod build_id;
 mod cellmap;
 mod cpu;
 mod dispatch;

@@ -25,23 +25,22 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use cell_abi::sched;
+
 use crate::interrupts::{self, Frame};
 use crate::percpu::{self, IDLE, MAX_CPUS};
 use crate::quiesce::{self, CellFn};
 use crate::sync::{IrqGuard, IrqMutex};
 use crate::{apic, cpu};
 
-/// `sched::spawn`'s signature.
-pub type SpawnFn = fn(&str, u8) -> Result<u64, String>;
-
 /// The policy and the task-table functions of the `sched` cell.
 pub struct SchedCell {
     /// `sched::spawn`.
-    pub spawn: CellFn<SpawnFn>,
+    pub spawn: CellFn<sched::Spawn>,
     /// `sched::exit`.
-    pub exit: CellFn<fn(u64) -> Result<(), String>>,
+    pub exit: CellFn<sched::Exit>,
     /// `sched::schedule`.
-    pub schedule: CellFn<fn() -> Option<u64>>,
+    pub schedule: CellFn<sched::Schedule>,
 }
 
 static SCHED_CELL: spin::Once<SchedCell> = spin::Once::new();

@@ -16,8 +16,9 @@
 //! 4. The kernel, `cargo build --release` in `bare_metal/` (its own workspace: `panic = "abort"`,
 //!    static relocation model, `link.ld`).
 //! 5. The boot module: one `ar` archive with the kernel's own ELF file (its symbol table, which
-//!    QEMU does not load), the objects under their manifest paths, and `manifest.json`: the cell
-//!    build's manifest cut down to the entries of those objects.
+//!    QEMU does not load, and its GNU build id, which the kernel compares with its own before it
+//!    links a cell against those symbols), the objects under their manifest paths, and
+//!    `manifest.json`: the cell build's manifest cut down to the entries of those objects.
 //! 6. `qemu-system-x86_64 -kernel <kernel> -initrd <module>` (PVH boot), the serial console on
 //!    stdout, and the kernel's verdict from the `isa-debug-exit` device.
 
@@ -30,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use crate_metadata::{CellKind, Manifest, ManifestEntry};
+use goblin::elf::note::NT_GNU_BUILD_ID;
 use goblin::elf::{sym, Elf};
 
 use crate::build::BuildReport;
@@ -53,6 +55,8 @@ pub struct BareImage {
     pub members: Vec<(String, usize)>,
     /// The symbols the kernel keeps for the cells.
     pub kept_symbols: usize,
+    /// The kernel's GNU build id, packed with its symbol table.
+    pub build_id: Vec<u8>,
 }
 
 /// Builds the kernel and its boot module from a finished cell build.
@@ -100,6 +104,11 @@ pub fn build_image(report: &BuildReport, quiet: bool) -> Result<BareImage> {
     let kernel = build_kernel(&bare_dir, &out, &keep_path, quiet)?;
     let kernel_bytes =
         std::fs::read(&kernel).with_context(|| format!("cannot read {}", kernel.display()))?;
+    // The kernel refuses a symbol table whose build id is not its own; one without any would
+    // be refused at boot, so it is refused here already.
+    let build_id = build_id(&kernel_bytes)
+        .with_context(|| format!("the bare-metal kernel {}", kernel.display()))?
+        .to_vec();
     members.insert(0, ("manifest.json".into(), manifest));
     members.insert(0, ("nano_core_bare".into(), kernel_bytes));
 
@@ -111,7 +120,48 @@ pub fn build_image(report: &BuildReport, quiet: bool) -> Result<BareImage> {
         module,
         members: members.iter().map(|(n, b)| (n.clone(), b.len())).collect(),
         kept_symbols: keep.len(),
+        build_id,
     })
+}
+
+/// The GNU build id of the ELF file `bytes`: the descriptor of its `.note.gnu.build-id` note
+/// (`bare_metal/build.rs` links the kernel with `--build-id=sha1`).
+pub fn build_id(bytes: &[u8]) -> Result<&[u8]> {
+    let range = build_id_range(bytes)?;
+    Ok(&bytes[range])
+}
+
+/// Where in the ELF file `bytes` its build id is: the byte range of the note's descriptor.
+fn build_id_range(bytes: &[u8]) -> Result<std::ops::Range<usize>> {
+    let elf = Elf::parse(bytes).context("not an ELF file")?;
+    let desc = elf
+        .iter_note_sections(bytes, Some(".note.gnu.build-id"))
+        .into_iter()
+        .flatten()
+        .filter_map(|note| note.ok())
+        .find(|note| note.n_type == NT_GNU_BUILD_ID && note.name == "GNU" && !note.desc.is_empty())
+        .map(|note| note.desc)
+        .context("it has no GNU build id note (.note.gnu.build-id): link it with --build-id")?;
+    // The descriptor is a slice of `bytes`: its offset is the distance between the two starts.
+    let start = desc.as_ptr() as usize - bytes.as_ptr() as usize;
+    Ok(start..start + desc.len())
+}
+
+/// A copy of the ELF file `bytes` whose build id note says `id` (of the same length) instead:
+/// the kernel file of another build, as far as the build id check can tell, with the very same
+/// symbols. For tests of the kernel's refusal.
+pub fn with_build_id(bytes: &[u8], id: &[u8]) -> Result<Vec<u8>> {
+    let range = build_id_range(bytes)?;
+    if range.len() != id.len() {
+        bail!(
+            "the build id has {} bytes, the replacement {}",
+            range.len(),
+            id.len()
+        );
+    }
+    let mut copy = bytes.to_vec();
+    copy[range].copy_from_slice(id);
+    Ok(copy)
 }
 
 /// The manifest entries whose objects go into the boot module, in manifest order: the kernel

@@ -21,11 +21,11 @@ mod qemu_shell;
 mod qemu_support;
 
 use build_tools::qemu;
-use crate_metadata::{CellKind, Manifest};
+use crate_metadata::{hex, CellKind, Manifest};
 
 use qemu_support::{
     boot_edited, default_run, dep_cell, failure_line, image, line, loaded_at, module_manifest,
-    number_after, require_qemu, TIMEOUT,
+    module_members, number_after, require_qemu, TIMEOUT,
 };
 
 #[test]
@@ -35,7 +35,14 @@ fn the_kernel_links_the_cells_with_their_dependency_cells() {
     // The boot itself: PVH, paging with NX, the kernel's own symbols from its ELF file.
     assert!(out.contains("booted through PVH, in long mode"), "{out}");
     assert!(out.contains("paging on, NX on, CR0.WP on"), "{out}");
-    assert!(out.contains("(checked against the running image)"), "{out}");
+    // Accepted by build id: the module's copy of the kernel's ELF file is the running build.
+    assert!(
+        out.contains(&format!(
+            "from its own ELF file (build id {}, the running kernel's)",
+            hex::encode(&image().build_id)
+        )),
+        "{out}"
+    );
     // Every kernel cell linked by the loader into _kernel, each after the dependency cells it
     // needs, each of those loaded once (by name and version, as the manifest has them) although
     // several kernel cells need `log` and `spin`. The kernel's own `log` and `spin` are other
@@ -490,6 +497,60 @@ fn the_boot_module_holds_the_kernel_cells_and_the_dependency_cells_they_need() {
             "{names:?}"
         );
     }
+}
+
+#[test]
+fn the_packer_reads_the_kernels_build_id_and_refuses_a_file_without_one() {
+    let image = image();
+    let kernel = std::fs::read(&image.kernel).unwrap();
+    // `--build-id=sha1`: 20 bytes, the ones packed with the symbol table.
+    let id = qemu::build_id(&kernel).unwrap();
+    assert_eq!(id.len(), 20);
+    assert_eq!(id, image.build_id.as_slice());
+    // The test hook changes the note and nothing else.
+    let other = qemu::with_build_id(&kernel, &[0xab; 20]).unwrap();
+    assert_eq!(qemu::build_id(&other).unwrap(), &[0xab; 20]);
+    let differing = kernel.iter().zip(&other).filter(|(a, b)| a != b).count();
+    assert!((1..=20).contains(&differing), "{differing} bytes differ");
+    assert!(qemu::with_build_id(&kernel, &[0; 16]).is_err());
+    // A cell object has no build id note: a kernel linked like that would be refused.
+    let members = module_members(image);
+    let (_, object) = members
+        .iter()
+        .find(|(name, _)| name == "kernel/memfs.o")
+        .unwrap();
+    let error = format!("{:#}", qemu::build_id(object).unwrap_err());
+    assert!(error.contains("no GNU build id note"), "{error}");
+}
+
+#[test]
+fn a_kernel_symbol_table_of_another_build_is_refused_by_build_id() {
+    // The boot module's copy of the kernel's ELF file says another build id, with the very same
+    // symbols: `kernel_main` is where it runs, so a check by that one address would accept it
+    // (as it accepted a stale symbol table after a rebuild by hand, which then faulted).
+    let running = image().build_id.clone();
+    let stale: Vec<u8> = running.iter().map(|b| !b).collect();
+    let run = boot_edited("test-other-build", |name, data| {
+        if name == "nano_core_bare" {
+            *data = qemu::with_build_id(data, &stale).unwrap();
+        }
+    });
+    let out = &run.output;
+    let failed = failure_line(out);
+    assert!(
+        failed.contains(&format!(
+            "build id {} in the boot module, {} running",
+            hex::encode(&stale),
+            hex::encode(&running)
+        )),
+        "{failed}"
+    );
+    assert!(failed.contains("no cell was linked"), "{failed}");
+    assert!(failed.contains("cargo cell qemu --build-only"), "{failed}");
+    // Refused before the symbols were taken and before any cell was loaded.
+    assert!(!out.contains("kernel symbols:"), "{out}");
+    assert!(!out.contains("loaded cell"), "{out}");
+    assert!(!out.contains("loaded dependency cell"), "{out}");
 }
 
 #[test]

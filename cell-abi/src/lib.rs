@@ -305,6 +305,35 @@ pub mod kvstore {
     }}
 }
 
+/// `uart` (cells/kernel/uart, the bare-metal kernel's driver cell for COM1's receive path, and
+/// its new version in cells/upgrades).
+pub mod uart {
+    use super::*;
+    interfaces! { uart {
+        /// Turns the receive interrupt of the UART at an I/O port on.
+        Attach, ATTACH = attach: fn(u16) -> Result<(), String>;
+        /// The interrupt handler: drains the UART at a port into the ring; returns the bytes it
+        /// took.
+        OnInterrupt, ON_INTERRUPT = on_interrupt: fn(u16) -> usize;
+        /// Takes the bytes received into a buffer, oldest first; returns how many.
+        Read, READ = read: fn(&mut [u8]) -> usize;
+        /// Whether the handler left bytes in the UART (the ring was full).
+        Throttled, THROTTLED = throttled: fn() -> bool;
+        /// Bytes in the ring.
+        Pending, PENDING = pending: fn() -> usize;
+        /// Bytes received so far.
+        Received, RECEIVED = received: fn() -> u64;
+        /// Bytes dropped so far.
+        Dropped, DROPPED = dropped: fn() -> u64;
+        /// The counters in one line.
+        Stats, STATS = stats: fn() -> String;
+        /// Lines received (version 2 only).
+        Lines, LINES = lines: fn() -> u64;
+        /// Transfers into version 2 so far (version 2 only).
+        Generation, GENERATION = generation: fn() -> u64;
+    }}
+}
+
 /// `counter` (cells/libs/counter, the live-swap fixture, and its new version).
 pub mod counter {
     interfaces! { counter {
@@ -449,6 +478,7 @@ mod tests {
     fn paths_and_types() {
         assert_eq!(memfs::READ.path(), "memfs::read");
         assert_eq!(klog::COUNT_AT_LEVEL.path(), "klog::count_at_level");
+        assert_eq!(uart::ON_INTERRUPT.path(), "uart::on_interrupt");
         assert_eq!(INIT.of("memfs").path(), "memfs::init");
         assert_eq!(MAIN.name(), "main");
         // What a cell writes: a function of another type does not compile here.

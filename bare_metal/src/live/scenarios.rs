@@ -160,8 +160,7 @@ fn check_memfs_v2() -> Result<(), String> {
     }
     let stat = {
         let mut b = kernel();
-        // SAFETY: memfs v2's `stat` is `fn(&str) -> Result<String, String>`.
-        unsafe { cell_fn::<fn(&str) -> Result<String, String>>(&mut b, "memfs::stat")? }
+        cell_fn(&mut b, cell_abi::memfs::STAT)?
     };
     let stat = stat.call(|f| f("/home/notes.txt"))?;
     println!(

@@ -500,8 +500,9 @@ fn run(cli: Cli) -> Result<()> {
             let image = build_tools::qemu::build_image(&report, options.build.quiet)?;
             if !options.build.quiet {
                 println!(
-                    "bare-metal kernel: {}\nboot module: {} ({} members; {} symbols kept in the image for the cells)",
+                    "bare-metal kernel: {} (build id {})\nboot module: {} ({} members; {} symbols kept in the image for the cells)",
                     image.kernel.display(),
+                    crate_metadata::hex::encode(&image.build_id),
                     image.module.display(),
                     image.members.len(),
                     image.kept_symbols

@@ -282,6 +282,20 @@ pub fn transfer_state(old: &dyn Fn(&str) -> Option<usize>) -> Result<(), String>
     Ok(())
 }
 
+// The interface, checked against cell-abi at compile time: the bare-metal kernel binds these
+// functions by the types declared there.
+const _: cell_abi::Init = init;
+const _: cell_abi::uart::Attach = attach;
+const _: cell_abi::uart::OnInterrupt = on_interrupt;
+const _: cell_abi::uart::Read = read;
+const _: cell_abi::uart::Throttled = throttled;
+const _: cell_abi::uart::Pending = pending;
+const _: cell_abi::uart::Received = received;
+const _: cell_abi::uart::Dropped = dropped;
+const _: cell_abi::uart::Stats = stats;
+const _: cell_abi::Revision = revision;
+const _: cell_abi::TransferState = transfer_state;
+
 #[cfg(test)]
 mod tests {
     use super::*;
