@@ -221,10 +221,11 @@ impl<P: Platform> System<P> {
     }
 
     /// The admission check of a new version `spec` of the live cell `old`, staged in `staging`:
-    /// when `old` is an application's cell in a confined namespace, the new version is one too
-    /// and must be admitted, whatever kind `spec` names (a new version from `cells/upgrades`
-    /// says `upgrades`). Runs before the new version is loaded; its bindings are then checked by
-    /// the load itself, under the application's policy.
+    /// when `old` is an application's cell in a confined namespace (loaded as one, or admitted as
+    /// a new version of one), the new version is one too and must be admitted, whatever kind
+    /// `spec` names (a new version from `cells/upgrades` says `upgrades`). Runs before the new
+    /// version is loaded; its bindings are then checked by the load itself, under the
+    /// application's policy.
     pub(crate) fn check_new_version(
         &self,
         staging: NamespaceId,
@@ -234,10 +235,9 @@ impl<P: Platform> System<P> {
         if !self.policies.namespaces.contains_key(&staging) {
             return Ok(());
         }
-        let replaces_app = self
-            .registry
-            .cell(old)
-            .is_some_and(|c| c.kind == Some(CellKind::Apps));
+        let replaces_app = self.registry.cell(old).is_some_and(|c| {
+            c.kind == Some(CellKind::Apps) || self.is_admitted(c.sha256.as_deref())
+        });
         if replaces_app && !self.is_admitted(spec.sha256) {
             return Err(LoadError::Policy(Box::new(
                 PolicyError::UnsafeApplication {

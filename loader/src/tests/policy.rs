@@ -305,4 +305,25 @@ fn a_new_version_of_an_application_is_held_to_its_namespace_policy() {
     before.assert_same(&SystemState::of(&system), "refused unadmitted version");
     system.admit_application(&v3_sha);
     swap(&mut system, &v3, &v3_sha).unwrap();
+
+    // And the version after it, which the request names `upgrades` as v3's did: still held.
+    let old = system.cell_in(app, "u").unwrap();
+    let v4 = app_calling(&p_f(), 4);
+    let v4_sha = sha256_hex(&v4);
+    let err = system
+        .swap(
+            &[SwapRequest {
+                old,
+                new: NewVersion::Object {
+                    spec: spec("u", CellKind::Upgrades, &v4_sha),
+                    bytes: &v4,
+                },
+            }],
+            &SwapOptions::default(),
+        )
+        .unwrap_err();
+    assert_eq!(
+        stage_policy(err),
+        PolicyError::UnsafeApplication { cell: "u".into() }
+    );
 }
