@@ -241,7 +241,7 @@ pub fn build_cells(options: &BuildOptions) -> Result<BuildReport> {
             rebuilt_for: upgrade.rebuilt_for,
             app_interface: upgrade.app_interface,
             grants: Vec::new(),
-            unsafe_forbidden: false,
+            unsafe_forbidden: upgrade.unsafe_forbidden,
         });
         crate_units.insert(
             (CellKind::Upgrades, upgrade.name.clone()),

@@ -6,7 +6,10 @@
 //! before, and no other crate's symbol hash moves. The object cut from that rlib is the one the
 //! manifest lists, with [`ManifestEntry::unsafe_forbidden`](crate_metadata::ManifestEntry) set; a
 //! signature covers the claim with the object's SHA-256. An application whose code uses `unsafe`
-//! fails the build with [`UnsafeApplication`], naming it, with the compiler's diagnostics.
+//! fails the build with [`UnsafeApplication`], naming it, with the compiler's diagnostics. New
+//! versions of applications (`cells/upgrades/<app>`) and applications rebuilt against a
+//! dependency upgrade (`upgrades/<cell>/<app>.o`) are compiled the same way in their shadow
+//! workspaces ([`build_safe_cells`]) and carry the same claim.
 //!
 //! `-F` (forbid) cannot be lifted by an `#[allow(unsafe_code)]` inside the crate. What it does not
 //! cover: `unsafe` inside macros of other crates marked `allow_internal_unsafe` (the toolchain's
@@ -21,7 +24,7 @@ use anyhow::{Context, Result};
 use crate_metadata::CellKind;
 
 use crate::cargo_build::CargoArtifacts;
-use crate::workspace::{cargo_binary, Workspace};
+use crate::workspace::{cargo_binary, CellPackage, Workspace};
 
 /// The flags an application's own crate is compiled with.
 pub const SAFE_APP_FLAGS: &[&str] = &["-F", "unsafe_code"];
@@ -61,8 +64,20 @@ pub fn build_safe_apps(
     target_dir: Option<&std::path::Path>,
     artifacts: &mut CargoArtifacts,
 ) -> Result<HashSet<String>> {
+    build_safe_cells(ws, target_dir, &ws.cells, artifacts)
+}
+
+/// [`build_safe_apps`] for the application cells among `cells` (packages of `ws`): a shadow
+/// workspace's new version of an application, or the applications rebuilt against a dependency
+/// upgrade, are compiled as the main build compiles the live ones.
+pub fn build_safe_cells<'a>(
+    ws: &Workspace,
+    target_dir: Option<&std::path::Path>,
+    cells: impl IntoIterator<Item = &'a CellPackage>,
+    artifacts: &mut CargoArtifacts,
+) -> Result<HashSet<String>> {
     let mut safe = HashSet::new();
-    for cell in ws.cells.iter().filter(|c| c.kind == CellKind::Apps) {
+    for cell in cells.into_iter().filter(|c| c.kind == CellKind::Apps) {
         let rlib = compile_forbidding_unsafe(ws, target_dir, &cell.id, &cell.name)?;
         artifacts.rlibs.insert(cell.id.clone(), rlib);
         safe.insert(cell.id.clone());

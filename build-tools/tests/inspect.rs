@@ -9,16 +9,15 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixListener;
 
-use build_tools::inspect::dry::DryPlatform;
 use build_tools::inspect::model::{self, Index, Model, Snapshot, SnapshotSource};
 use build_tools::inspect::synth::{generate, SynthOptions};
 use build_tools::inspect::views::View;
-use build_tools::inspect::{live, offline, show, view, Format, Options, Query};
+use build_tools::inspect::{live, show, view, Format, Options, Query};
 use crate_metadata::{
-    Cell, CellId, CellKind, Edge, Manifest, ManifestEntry, Registry, SectionId, SlotKind, SymbolId,
+    Cell, CellId, CellKind, Edge, ManifestEntry, Registry, SectionId, SlotKind, SymbolId,
 };
 use inspect_support::expect::{check_bump, expected_dependents, uses};
-use inspect_support::{model, report, TempDir};
+use inspect_support::{dry_link_edited, model, report, TempDir};
 
 fn check_invert(m: &Model, cell: CellId) {
     let s = &m.snapshot;
@@ -507,21 +506,6 @@ fn dependency_cells_show_as_crates_in_ls_info_and_the_crate_list() {
         log.contains("linked by the base image") && log.contains("klog"),
         "{log}"
     );
-}
-
-/// A copy of the built cells in which `edit` changes the manifest and the objects.
-fn dry_link_edited(edit: impl FnOnce(&mut Manifest, &std::path::Path)) -> Model {
-    let r = report();
-    let tmp = TempDir::new("unresolved");
-    let mut manifest = r.manifest.clone();
-    for e in &manifest.cells {
-        let to = tmp.0.join(&e.object);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(r.object_path(e), &to).unwrap();
-    }
-    edit(&mut manifest, &tmp.0);
-    let nano_core = r.nano_core.clone().expect("nano_core was built");
-    offline::dry_link(&manifest, &tmp.0, DryPlatform::new(&nano_core).unwrap()).unwrap()
 }
 
 #[test]

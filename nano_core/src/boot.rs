@@ -59,7 +59,7 @@ impl Kernel {
         let platform = Hosted::new().context("reading the base image's symbols")?;
         let mut system = System::new(platform, "nano_core");
         system.set_catalog(Arc::new(ManifestCatalog::new(&manifest)));
-        crate::policy::declare_policies(&mut system, &manifest);
+        system.declare_manifest_policies(&manifest);
         let kernel_ns = system.create_namespace(KERNEL_NAMESPACE, None)?;
         // The thread that boots drives the kernel: it calls `init`s and, later, whatever it is
         // asked to (reclaim.rs).
@@ -254,7 +254,7 @@ impl Kernel {
         if !self.trusted.is_empty() {
             check_serial(&manifest, self.manifest.serial.unwrap_or(0))?;
         }
-        crate::policy::declare_policies(&mut self.system, &manifest);
+        self.system.declare_manifest_policies(&manifest);
         self.manifest = manifest;
         Ok(&self.manifest)
     }

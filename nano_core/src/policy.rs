@@ -1,39 +1,19 @@
 //! Export policies and safe applications in the hosted kernel (the loader enforces them, see
-//! `loader/src/policy.rs`; the rules are `crate_metadata::policy`).
+//! `loader/src/policy/`; the rules are `crate_metadata::policy`).
 //!
 //! At boot every manifest entry's application interface is declared to the loader by its
 //! object's SHA-256 (new versions in `cells/upgrades` included, so a swap compares the two), and
 //! the dependency crates of the manifest are the vetted crates applications may use from the base
-//! image. Each application's namespace is confined with the grants its entry lists, and its object
-//! is admitted when the build compiled it with `unsafe` forbidden (the entry's claim, covered by
-//! its signature when keys are trusted) or when a key trusted for unsafe applications signed it.
+//! image (`System::declare_manifest_policies`). Each application's namespace is confined with the
+//! grants its entry lists, and its object is admitted when the build compiled it with `unsafe`
+//! forbidden (the entry's claim, covered by its signature when keys are trusted) or when a key
+//! trusted for unsafe applications signed it.
 
 use anyhow::{anyhow, Result};
-use crate_metadata::{CellKind, Manifest, ManifestEntry, NamespaceId};
+use crate_metadata::{ManifestEntry, NamespaceId};
 use ed25519_dalek::{Signature, VerifyingKey};
-use loader::hosted::Hosted;
-use loader::{NamespacePolicy, System};
 
 use crate::kernel::Kernel;
-
-/// Declares to `system` the interface of every entry of `manifest` that has one, and the vetted
-/// dependency crates.
-pub(crate) fn declare_policies(system: &mut System<Hosted>, manifest: &Manifest) {
-    for entry in &manifest.cells {
-        if let Some(interface) = &entry.app_interface {
-            system.declare_interface(entry.sha256, interface.clone());
-        }
-    }
-    let mut vetted: Vec<String> = manifest
-        .cells
-        .iter()
-        .filter(|e| e.kind == CellKind::Deps)
-        .map(|e| e.name.clone())
-        .collect();
-    vetted.sort();
-    vetted.dedup();
-    system.set_vetted_crates(vetted);
-}
 
 impl Kernel {
     /// Trusts the Ed25519 public keys `keys` for unsafe applications: an application entry that
@@ -52,15 +32,11 @@ impl Kernel {
         Ok(())
     }
 
-    /// Confines the namespace `ns` of application `entry` and admits its object when it may run.
+    /// Confines the namespace `ns` of application `entry` and admits its object when it may run
+    /// (`loader::System::confine_application`).
     pub(crate) fn confine_app(&mut self, ns: NamespaceId, entry: &ManifestEntry) {
-        let policy = NamespacePolicy {
-            grants: entry.grants.clone(),
-        };
-        self.system_mut().confine_namespace(ns, policy);
-        if entry.unsafe_forbidden || self.signed_for_unsafe(entry) {
-            self.system_mut().admit_application(entry.sha256);
-        }
+        let signed = self.signed_for_unsafe(entry);
+        self.system_mut().confine_application(ns, entry, signed);
     }
 
     /// Whether a key trusted for unsafe applications signed `entry` in this manifest's signing.

@@ -12,6 +12,14 @@
 //!    it brings from `cells/upgrades`, then the application, each after its own plan, so an
 //!    application's own release of a crate is loaded into its namespace.
 //!
+//! The export policies hold as they do in `nano_core`
+//! ([`System::declare_manifest_policies`], [`System::confine_application`]): each application's
+//! namespace is confined with its entry's grants, so an application that binds to what the
+//! kernel does not export to it is refused (`LoadError::Policy`) before anything is mapped and
+//! recorded like any other cell that fails. An application is admitted when its entry claims it
+//! was built with `unsafe` forbidden; offline no key is trusted for unsafe applications, so one
+//! without the claim is recorded as refused, as a `nano_core` without `--trust-unsafe-apps` would.
+//!
 //! The system carries a [`ManifestCatalog`], so an undefined symbol names the cell that exports
 //! it. A cell that fails to link is recorded in [`Snapshot::unresolved`] with the loader's error
 //! and left out with the dependency cells loaded for it (as `nano_core` leaves a library out), and
@@ -57,6 +65,7 @@ pub fn from_build_with(report: &BuildReport, manifest: &Manifest) -> Result<Mode
 pub fn dry_link(manifest: &Manifest, cells_dir: &Path, platform: DryPlatform) -> Result<Model> {
     let mut system = System::new(platform, crate::workspace::NANO_CORE);
     system.set_catalog(Arc::new(ManifestCatalog::new(manifest)));
+    system.declare_manifest_policies(manifest);
     let kernel = system
         .create_namespace(KERNEL_NAMESPACE, None)
         .map_err(|e| anyhow!("{e}"))?;
@@ -77,6 +86,7 @@ pub fn dry_link(manifest: &Manifest, cells_dir: &Path, platform: DryPlatform) ->
                 .system
                 .create_namespace(&format!("app:{}", entry.name), Some(kernel))
                 .map_err(|e| anyhow!("{e}"))?;
+            link.system.confine_application(ns, entry, false);
             // An application first gets its own versions of the libraries it brings.
             let brought = entry
                 .brings

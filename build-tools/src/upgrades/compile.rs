@@ -17,6 +17,7 @@ use crate::cargo_build::{run_cargo, CargoArtifacts, CargoRun};
 use crate::dependency_cells::{self, CrateGraph, DepCell};
 use crate::dependency_upgrade::{check_renames, closure_change, ClosureChange};
 use crate::objects::{exported_symbols, extract_single_object, hashed_rlib, rlib_hash};
+use crate::safe_apps::build_safe_cells;
 use crate::workspace::{CellPackage, Workspace};
 
 /// An upgrade that was built.
@@ -49,6 +50,9 @@ pub struct BuiltUpgrade {
     pub dependency_upgrade: Option<DependencyUpgrade>,
     /// For a cell rebuilt unchanged against a dependency upgrade: that upgrade's cell.
     pub rebuilt_for: Option<String>,
+    /// Whether it is an application compiled with `unsafe` forbidden
+    /// ([`crate::safe_apps::build_safe_cells`]), as the main build compiles the live one.
+    pub unsafe_forbidden: bool,
 }
 
 /// Builds every upgrade of `ws` in its shadow workspace and checks that it keeps the crate identity
@@ -124,12 +128,16 @@ fn build_group(
         crate_label: &label,
         path_rewrites: &rewrites,
     })?;
-    if moving {
-        // The applications as the main build makes them (`-F unsafe_code`, which moves their
-        // unit hash): only then does an application that is not compiled against what moved
-        // compare equal to its live build.
-        crate::safe_apps::build_safe_apps(&shadow, Some(&group.target_dir), &mut artifacts)?;
-    }
+    // The applications as the main build makes them (`-F unsafe_code`, which moves their unit
+    // hash): only then does an application that is not compiled against what moved compare equal
+    // to its live build, and a new version of an application keep its identity. For a dependency
+    // upgrade every application of the shadow; otherwise the upgrades that are applications.
+    let apps: Vec<&CellPackage> = if moving {
+        shadow.cells.iter().collect()
+    } else {
+        packages.iter().map(|(_, p)| p).collect()
+    };
+    let safe = build_safe_cells(&shadow, Some(&group.target_dir), apps, &mut artifacts)?;
     let graph = CrateGraph::load(&group.workspace, Some(&group.target_dir)).with_context(|| {
         format!(
             "cannot read the crate graph of the shadow workspace {}",
@@ -188,6 +196,7 @@ fn build_group(
             dep_cells: deps.cells.clone(),
             rebuilt_for: None,
             dependency_upgrade,
+            unsafe_forbidden: safe.contains(&package.id),
             upgrade,
         });
     }
@@ -225,6 +234,7 @@ fn build_group(
             dep_cells: deps.cells.clone(),
             rebuilt_for: Some(owner.clone()),
             dependency_upgrade: None,
+            unsafe_forbidden: safe.contains(&cell.id),
             upgrade,
         });
     }

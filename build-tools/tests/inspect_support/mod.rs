@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use build_tools::inspect::dry::DryPlatform;
 use build_tools::inspect::model::Model;
 use build_tools::inspect::offline;
 use build_tools::{build_cells, BuildOptions, BuildReport};
@@ -102,6 +103,21 @@ pub fn model() -> &'static Model {
         offline::from_build_with(report, &fixture_manifest(&report.manifest))
             .unwrap_or_else(|e| panic!("dry link failed: {e:#}"))
     })
+}
+
+/// A dry link of a copy of the built cells in which `edit` changes the manifest and the objects.
+pub fn dry_link_edited(edit: impl FnOnce(&mut Manifest, &Path)) -> Model {
+    let r = report();
+    let tmp = TempDir::new("unresolved");
+    let mut manifest = r.manifest.clone();
+    for e in &manifest.cells {
+        let to = tmp.0.join(&e.object);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(r.object_path(e), &to).unwrap();
+    }
+    edit(&mut manifest, &tmp.0);
+    let nano_core = r.nano_core.clone().expect("nano_core was built");
+    offline::dry_link(&manifest, &tmp.0, DryPlatform::new(&nano_core).unwrap()).unwrap()
 }
 
 /// A fresh directory under the system temp dir, removed on drop.

@@ -11,7 +11,12 @@
 //! unsafe applications; otherwise [`PolicyError::UnsafeApplication`].
 //!
 //! Interfaces are declared per object ([`System::declare_interface`], by SHA-256), so a new
-//! version brings its own and a swap compares the two (`swap/verify.rs`).
+//! version brings its own and a swap compares the two (`swap/verify.rs`). A new version of an
+//! application's cell is staged in a namespace confined like the application's and must be
+//! admitted itself, whatever kind its caller names it ([`System::check_new_version`]).
+//!
+//! [`System::declare_manifest_policies`] and [`System::confine_application`] set all of this up
+//! from a manifest, the same way for `nano_core` and for the build tool's dry link.
 
 pub(crate) mod types;
 
@@ -30,7 +35,9 @@ use crate::platform::Platform;
 use crate::swap::{Pair, SlotWrite, SwapError};
 use crate::system::{CellSpec, System};
 use crate_metadata::policy::{decide, AppInterface, Provider, Refusal, Rule};
-use crate_metadata::{demangle, CellId, CellKind, NamespaceId, Registry, Sha256};
+use crate_metadata::{
+    demangle, CellId, CellKind, Manifest, ManifestEntry, NamespaceId, Registry, Sha256,
+};
 
 impl<P: Platform> System<P> {
     /// Declares the application interface of the object whose SHA-256 is `sha256`.
@@ -51,6 +58,50 @@ impl<P: Platform> System<P> {
     /// Admits the application object whose SHA-256 is `sha256` into confined namespaces.
     pub fn admit_application(&mut self, sha256: Sha256) {
         self.policies.admitted.insert(sha256);
+    }
+
+    /// Declares the policies `manifest` carries: every entry's application interface (by its
+    /// object's SHA-256, new versions in `cells/upgrades` included, so a swap compares the two),
+    /// and the manifest's dependency crates as the vetted crates applications may use.
+    pub fn declare_manifest_policies(&mut self, manifest: &Manifest) {
+        for entry in &manifest.cells {
+            if let Some(interface) = &entry.app_interface {
+                self.declare_interface(entry.sha256, interface.clone());
+            }
+        }
+        let mut vetted: Vec<String> = manifest
+            .cells
+            .iter()
+            .filter(|e| e.kind == CellKind::Deps)
+            .map(|e| e.name.clone())
+            .collect();
+        vetted.sort();
+        vetted.dedup();
+        self.set_vetted_crates(vetted);
+    }
+
+    /// Confines namespace `ns` of the application `entry` with the grants its entry lists, and
+    /// admits its object when the entry claims it was built with `unsafe` forbidden or when
+    /// `signed_for_unsafe` (the caller checked that a key trusted for unsafe applications signed
+    /// the entry).
+    pub fn confine_application(
+        &mut self,
+        ns: NamespaceId,
+        entry: &ManifestEntry,
+        signed_for_unsafe: bool,
+    ) {
+        let policy = NamespacePolicy {
+            grants: entry.grants.clone(),
+        };
+        self.confine_namespace(ns, policy);
+        if entry.unsafe_forbidden || signed_for_unsafe {
+            self.admit_application(entry.sha256);
+        }
+    }
+
+    /// Whether the object whose SHA-256 is `sha256` is admitted.
+    fn is_admitted(&self, sha256: Option<Sha256>) -> bool {
+        sha256.is_some_and(|s| self.policies.admitted.contains(&s))
     }
 
     /// Whether namespace `ns` is confined.
@@ -128,15 +179,10 @@ impl<P: Platform> System<P> {
             return Ok(());
         };
         let cell = spec.name;
-        if spec.kind == Some(CellKind::Apps) {
-            let admitted = spec
-                .sha256
-                .is_some_and(|s| self.policies.admitted.contains(&s));
-            if !admitted {
-                return Err(LoadError::Policy(Box::new(
-                    PolicyError::UnsafeApplication { cell: cell.into() },
-                )));
-            }
+        if spec.kind == Some(CellKind::Apps) && !self.is_admitted(spec.sha256) {
+            return Err(LoadError::Policy(Box::new(
+                PolicyError::UnsafeApplication { cell: cell.into() },
+            )));
         }
         let mut refused = Vec::new();
         for (i, target) in bindings.targets.iter_enumerated() {
@@ -160,9 +206,11 @@ impl<P: Platform> System<P> {
         if refused.is_empty() {
             return Ok(());
         }
+        // A new version staged for a swap is named by the namespace it is to join.
+        let home = *self.policies.staging.get(&ns).unwrap_or(&ns);
         let namespace = self
             .namespaces
-            .get(ns)
+            .get(home)
             .map(|n| n.name.clone())
             .unwrap_or_default();
         Err(LoadError::Policy(Box::new(PolicyError::Refused {
@@ -170,6 +218,35 @@ impl<P: Platform> System<P> {
             namespace,
             bindings: refused,
         })))
+    }
+
+    /// The admission check of a new version `spec` of the live cell `old`, staged in `staging`:
+    /// when `old` is an application's cell in a confined namespace (loaded as one, or admitted as
+    /// a new version of one), the new version is one too and must be admitted, whatever kind
+    /// `spec` names (a new version from `cells/upgrades` says `upgrades`). Runs before the new
+    /// version is loaded; its bindings are then checked by the load itself, under the
+    /// application's policy.
+    pub(crate) fn check_new_version(
+        &self,
+        staging: NamespaceId,
+        old: CellId,
+        spec: CellSpec<'_>,
+    ) -> Result<(), LoadError> {
+        if !self.policies.namespaces.contains_key(&staging) {
+            return Ok(());
+        }
+        let replaces_app = self
+            .registry
+            .cell(old)
+            .is_some_and(|c| c.kind == Some(CellKind::Apps) || self.is_admitted(c.sha256));
+        if replaces_app && !self.is_admitted(spec.sha256) {
+            return Err(LoadError::Policy(Box::new(
+                PolicyError::UnsafeApplication {
+                    cell: spec.name.into(),
+                },
+            )));
+        }
+        Ok(())
     }
 
     /// Forgets the policy of a namespace that is removed.

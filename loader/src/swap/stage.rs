@@ -120,6 +120,8 @@ impl<P: Platform> System<P> {
                     id
                 }
                 (None, NewVersion::Object { spec, bytes }) => {
+                    self.check_new_version(staging, old, spec)
+                        .map_err(SwapError::Stage)?;
                     let id = self.load(staging, spec, bytes).map_err(SwapError::Stage)?;
                     undo.loaded.push(id);
                     id

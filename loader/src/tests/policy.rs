@@ -10,13 +10,16 @@ use crate::error::LoadError;
 use crate::policy::{NamespacePolicy, PolicyError, RefusedBinding};
 use crate::swap::{NewVersion, SwapError, SwapOptions, SwapRequest};
 use crate::system::System;
-use crate::testing::cells::{provider, user, Provider};
+use crate::testing::cells::{p_f, p_h, provider, u_g, user, Provider};
+use crate::testing::elf::{Cell, R_PLT32};
 use crate::testing::{system, HeapPlatform, SystemState};
 use crate::{sha256, CellSpec};
 use crate_metadata::{AppInterface, CellKind, NamespaceId, Refusal, Sha256};
+use object::SymbolKind;
 
 /// The test cells' symbols, demangled as errors name them.
 const P_F: &str = "p::f::h0123456789abcdef";
+const P_H: &str = "p::h::h0123456789abcdef";
 const P_STATE: &str = "p::STATE::h0123456789abcdef";
 
 /// The policy error of a load refused by a policy.
@@ -228,4 +231,99 @@ fn a_swap_that_removes_an_export_an_application_uses_is_refused_naming_the_appli
     // The same version with its interface kept swaps.
     system.declare_interface(new_sha, interface(&["p::*"]));
     swap(&mut system).unwrap();
+}
+
+/// A version of the application `u` whose `g` calls `callee` (mangled) and returns `answer`.
+fn app_calling(callee: &str, answer: u8) -> alloc::vec::Vec<u8> {
+    let mut cell = Cell::new();
+    // call rel32; mov eax, answer; ret
+    let code = [0xe8, 0, 0, 0, 0, 0xb8, answer, 0, 0, 0, 0xc3];
+    let (text, _) = cell.func(&u_g(), &code);
+    let target = cell.undefined(callee, SymbolKind::Text, false);
+    cell.reloc(text, 1, target, R_PLT32, -4);
+    cell.bytes()
+}
+
+#[test]
+fn a_new_version_of_an_application_is_held_to_its_namespace_policy() {
+    // `p` offers applications `p::f` only; `u` v1 calls it.
+    let (mut system, _, app) = kernel_with(&["p::f"]);
+    let v1 = app_calling(&p_f(), 1);
+    let v1_sha = sha256(&v1);
+    system.admit_application(v1_sha);
+    system
+        .load(app, spec("u", CellKind::Apps, v1_sha), &v1)
+        .unwrap();
+    let old = system.cell_in(app, "u").unwrap();
+    // A new version names itself as `nano_core` names one from `cells/upgrades`.
+    let swap = |system: &mut System<HeapPlatform>, bytes: &[u8], sha: Sha256| {
+        system.swap(
+            &[SwapRequest {
+                old,
+                new: NewVersion::Object {
+                    spec: spec("u", CellKind::Upgrades, sha),
+                    bytes,
+                },
+            }],
+            &SwapOptions::default(),
+        )
+    };
+    let stage_policy = |e: SwapError| match e {
+        SwapError::Stage(LoadError::Policy(p)) => *p,
+        e => panic!("not a policy refusal at staging: {e}"),
+    };
+
+    // v2 calls `p::h`, which `p` does not export to applications: refused by name, under the
+    // application's namespace, with nothing mapped or changed.
+    let v2 = app_calling(&p_h(), 2);
+    let v2_sha = sha256(&v2);
+    system.admit_application(v2_sha);
+    let before = SystemState::of(&system);
+    let calls = system.platform().calls();
+    let err = stage_policy(swap(&mut system, &v2, v2_sha).unwrap_err());
+    assert_eq!(
+        err,
+        PolicyError::Refused {
+            cell: "u".into(),
+            namespace: "app:u#1".into(),
+            bindings: vec![RefusedBinding {
+                symbol: P_H.into(),
+                provider: "p".into(),
+                refusal: Refusal::NotInInterface { declared: 1 },
+            }],
+        }
+    );
+    assert_eq!(system.platform().calls(), calls, "no memory was mapped");
+    before.assert_same(&SystemState::of(&system), "refused application swap");
+
+    // v3 binds only to `p::f`, but nobody admitted its object: a new version of an application
+    // is one too, whatever kind it is named.
+    let v3 = app_calling(&p_f(), 3);
+    let v3_sha = sha256(&v3);
+    let err = stage_policy(swap(&mut system, &v3, v3_sha).unwrap_err());
+    assert_eq!(err, PolicyError::UnsafeApplication { cell: "u".into() });
+    before.assert_same(&SystemState::of(&system), "refused unadmitted version");
+    system.admit_application(v3_sha);
+    swap(&mut system, &v3, v3_sha).unwrap();
+
+    // And the version after it, which the request names `upgrades` as v3's did: still held.
+    let old = system.cell_in(app, "u").unwrap();
+    let v4 = app_calling(&p_f(), 4);
+    let v4_sha = sha256(&v4);
+    let err = system
+        .swap(
+            &[SwapRequest {
+                old,
+                new: NewVersion::Object {
+                    spec: spec("u", CellKind::Upgrades, v4_sha),
+                    bytes: &v4,
+                },
+            }],
+            &SwapOptions::default(),
+        )
+        .unwrap_err();
+    assert_eq!(
+        stage_policy(err),
+        PolicyError::UnsafeApplication { cell: "u".into() }
+    );
 }
