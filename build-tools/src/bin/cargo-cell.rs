@@ -43,9 +43,20 @@ COMMANDS:
              cell's rebuilt or upgrade object from the manifest); --fresh starts its statics
              fresh instead of keeping their state (refused for a static the base image shares,
              such as klog's log, unless --force). Prints what changed.
+    load <CELL|OBJECT> [--ns <NAMESPACE>]
+             Load a cell into the running nano_core: a kernel, library or dependency cell of
+             the manifest by name, or an object file (a path with a `/` or ending in `.o`),
+             checked as at boot (SHA-256, signature with --trust). The dependency cells it
+             needs are loaded first, then its init runs. Into _kernel, or NAMESPACE (made
+             under _kernel if it does not exist). Prints what was loaded.
+    unload <CELL> [--ns <NAMESPACE>]
+             Unload a cell nothing uses (refused, naming its users, while a cell, an
+             application or the host binds to it): its deinit runs, the loader frees it,
+             then the dependency cells nothing else uses go too
     ctl <REQUEST>...
              Send a request to the running nano_core and print the reply: ping, ls, ns,
-             status, reclaim, apps, quit, swap <cell> [<object>] [--fresh [--force]]
+             status, reclaim, apps, quit, swap <cell> [<object>] [--fresh [--force]],
+             load ..., unload ...
              (`cargo cell ctl help` lists them all)
     ls       List the cells: namespace, version, size, dependents, state
     info <CELL>
@@ -69,7 +80,7 @@ OPTIONS (run):
     --load <N>               Keep N threads calling through cell handles (see `ctl status`)
     --socket <PATH>          The control socket (default: <target>/cells/nano_core.sock)
 
-OPTIONS (swap, ctl):
+OPTIONS (swap, load, unload, ctl):
     --socket <PATH>          The control socket (default: <target>/cells/nano_core.sock)
     --workspace-root <DIR>, --target-dir <DIR>
                              Where to find the default socket
@@ -78,7 +89,8 @@ OPTIONS (upgrades, before its cargo command):
     --workspace-root <DIR>, --target-dir <DIR>
                              The workspace and target directory, as for build
 
-A relative OBJECT is resolved against the current directory. `swap` and `ctl` exit non-zero
+A relative OBJECT is resolved against the current directory. `swap`, `load`, `unload` and `ctl`
+exit non-zero
 when the server answers `error:` or when no server listens on the socket.
 ";
 
@@ -101,6 +113,13 @@ enum Cli {
         object: Option<PathBuf>,
         fresh: bool,
         force: bool,
+    },
+    /// `load <cell|object> [--ns <namespace>]` and `unload <cell> [--ns <namespace>]`.
+    LoadUnload {
+        target: SocketTarget,
+        unload: bool,
+        what: String,
+        namespace: Option<String>,
     },
     Ctl {
         target: SocketTarget,
@@ -372,6 +391,41 @@ fn parse(mut args: Vec<String>) -> Result<Cli> {
                 force,
             })
         }
+        "load" | "unload" => {
+            let mut target = SocketTarget::default();
+            let mut namespace = None;
+            let mut positional = Vec::new();
+            while let Some(arg) = args.next() {
+                if target.take(&arg, &mut args)? {
+                    continue;
+                }
+                match arg.as_str() {
+                    "--ns" => namespace = Some(args.next().context("--ns needs a namespace")?),
+                    "-h" | "--help" => return Ok(Cli::Help),
+                    other if other.starts_with('-') => {
+                        bail!("unknown option `{other}` for `cargo cell {command}`")
+                    }
+                    _ => positional.push(arg),
+                }
+            }
+            let what = match positional.as_slice() {
+                [one] => one.clone(),
+                [] if command == "load" => bail!(
+                    "`cargo cell load` needs a cell or an object: cargo cell load <CELL|OBJECT> \
+                     [--ns <NAMESPACE>]"
+                ),
+                [] => bail!(
+                    "`cargo cell unload` needs a cell: cargo cell unload <CELL> [--ns <NAMESPACE>]"
+                ),
+                [_, extra, ..] => bail!("unexpected argument `{extra}` for `cargo cell {command}`"),
+            };
+            Ok(Cli::LoadUnload {
+                target,
+                unload: command == "unload",
+                what,
+                namespace,
+            })
+        }
         "ctl" => {
             let mut target = SocketTarget::default();
             let mut request = Vec::new();
@@ -569,6 +623,20 @@ fn run(cli: Cli) -> Result<()> {
             let line = control::swap_request(&cell, object.as_deref(), flags, &cwd)?;
             send(&target, &line)?;
         }
+        Cli::LoadUnload {
+            target,
+            unload,
+            what,
+            namespace,
+        } => {
+            let line = if unload {
+                control::unload_request(&what, namespace.as_deref())?
+            } else {
+                let cwd = std::env::current_dir().context("cannot read the current directory")?;
+                control::load_request(&what, namespace.as_deref(), &cwd)?
+            };
+            send(&target, &line)?;
+        }
         Cli::Ctl { target, request } => send(&target, &request.join(" "))?,
     }
     Ok(())
@@ -697,6 +765,42 @@ mod tests {
         assert!(parse(args("swap")).is_err());
         assert!(parse(args("swap memfs a b")).is_err());
         assert!(parse(args("swap memfs --frsh")).is_err());
+    }
+
+    #[test]
+    fn load_and_unload_take_one_argument_and_a_namespace() {
+        let Cli::LoadUnload {
+            target,
+            unload,
+            what,
+            namespace,
+        } = parse(args("cell load greet --ns test --socket s")).unwrap()
+        else {
+            panic!("not load")
+        };
+        assert!(!unload);
+        assert_eq!(
+            (what.as_str(), namespace.as_deref()),
+            ("greet", Some("test"))
+        );
+        assert_eq!(target.socket.as_deref(), Some(Path::new("s")));
+        assert!(matches!(
+            parse(args("unload greet")).unwrap(),
+            Cli::LoadUnload {
+                unload: true,
+                namespace: None,
+                ..
+            }
+        ));
+        for bad in [
+            "load",
+            "unload",
+            "load a b",
+            "load greet --ns",
+            "unload greet --fresh",
+        ] {
+            assert!(parse(args(bad)).is_err(), "{bad}");
+        }
     }
 
     #[test]
