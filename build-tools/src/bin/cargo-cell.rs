@@ -44,15 +44,12 @@ COMMANDS:
              fresh instead of keeping their state (refused for a static the base image shares,
              such as klog's log, unless --force). Prints what changed.
     load <CELL|OBJECT> [--ns <NAMESPACE>]
-             Load a cell into the running nano_core: a kernel, library or dependency cell of
-             the manifest by name, or an object file (a path with a `/` or ending in `.o`),
-             checked as at boot (SHA-256, signature with --trust). The dependency cells it
-             needs are loaded first, then its init runs. Into _kernel, or NAMESPACE (made
-             under _kernel if it does not exist). Prints what was loaded.
+             Load a cell of the manifest (or an object file: a path with a `/` or ending in
+             `.o`) into the running nano_core, its dependency cells first; into _kernel or
+             NAMESPACE (made if need be)
     unload <CELL> [--ns <NAMESPACE>]
-             Unload a cell nothing uses (refused, naming its users, while a cell, an
-             application or the host binds to it): its deinit runs, the loader frees it,
-             then the dependency cells nothing else uses go too
+             Unload a cell nothing uses (else name its users), then the dependency cells
+             only it used
     ctl <REQUEST>...
              Send a request to the running nano_core and print the reply: ping, ls, ns,
              status, reclaim, apps, quit, swap <cell> [<object>] [--fresh [--force]],
@@ -114,12 +111,10 @@ enum Cli {
         fresh: bool,
         force: bool,
     },
-    /// `load <cell|object> [--ns <namespace>]` and `unload <cell> [--ns <namespace>]`.
-    LoadUnload {
+    /// `load` and `unload`: the request line, made at parsing.
+    Request {
         target: SocketTarget,
-        unload: bool,
-        what: String,
-        namespace: Option<String>,
+        line: String,
     },
     Ctl {
         target: SocketTarget,
@@ -408,23 +403,16 @@ fn parse(mut args: Vec<String>) -> Result<Cli> {
                     _ => positional.push(arg),
                 }
             }
-            let what = match positional.as_slice() {
-                [one] => one.clone(),
-                [] if command == "load" => bail!(
-                    "`cargo cell load` needs a cell or an object: cargo cell load <CELL|OBJECT> \
-                     [--ns <NAMESPACE>]"
-                ),
-                [] => bail!(
-                    "`cargo cell unload` needs a cell: cargo cell unload <CELL> [--ns <NAMESPACE>]"
-                ),
-                [_, extra, ..] => bail!("unexpected argument `{extra}` for `cargo cell {command}`"),
+            let [what] = <[String; 1]>::try_from(positional).map_err(|_| {
+                anyhow::anyhow!("usage: cargo cell {command} <CELL> [--ns <NAMESPACE>]")
+            })?;
+            let line = if command == "unload" {
+                control::unload_request(&what, namespace.as_deref())?
+            } else {
+                let cwd = std::env::current_dir().context("cannot read the current directory")?;
+                control::load_request(&what, namespace.as_deref(), &cwd)?
             };
-            Ok(Cli::LoadUnload {
-                target,
-                unload: command == "unload",
-                what,
-                namespace,
-            })
+            Ok(Cli::Request { target, line })
         }
         "ctl" => {
             let mut target = SocketTarget::default();
@@ -623,20 +611,7 @@ fn run(cli: Cli) -> Result<()> {
             let line = control::swap_request(&cell, object.as_deref(), flags, &cwd)?;
             send(&target, &line)?;
         }
-        Cli::LoadUnload {
-            target,
-            unload,
-            what,
-            namespace,
-        } => {
-            let line = if unload {
-                control::unload_request(&what, namespace.as_deref())?
-            } else {
-                let cwd = std::env::current_dir().context("cannot read the current directory")?;
-                control::load_request(&what, namespace.as_deref(), &cwd)?
-            };
-            send(&target, &line)?;
-        }
+        Cli::Request { target, line } => send(&target, &line)?,
         Cli::Ctl { target, request } => send(&target, &request.join(" "))?,
     }
     Ok(())
@@ -769,35 +744,22 @@ mod tests {
 
     #[test]
     fn load_and_unload_take_one_argument_and_a_namespace() {
-        let Cli::LoadUnload {
-            target,
-            unload,
-            what,
-            namespace,
-        } = parse(args("cell load greet --ns test --socket s")).unwrap()
+        let Cli::Request { target, line } =
+            parse(args("cell load greet --ns test --socket s")).unwrap()
         else {
             panic!("not load")
         };
-        assert!(!unload);
-        assert_eq!(
-            (what.as_str(), namespace.as_deref()),
-            ("greet", Some("test"))
-        );
+        assert_eq!(line, "load greet --ns test");
         assert_eq!(target.socket.as_deref(), Some(Path::new("s")));
-        assert!(matches!(
-            parse(args("unload greet")).unwrap(),
-            Cli::LoadUnload {
-                unload: true,
-                namespace: None,
-                ..
-            }
-        ));
+        assert!(
+            matches!(parse(args("unload x")), Ok(Cli::Request { line, .. }) if line == "unload x")
+        );
         for bad in [
             "load",
             "unload",
             "load a b",
-            "load greet --ns",
-            "unload greet --fresh",
+            "load a --ns",
+            "unload a --fresh",
         ] {
             assert!(parse(args(bad)).is_err(), "{bad}");
         }
