@@ -453,3 +453,48 @@ fn a_load_brings_its_dependency_cells_first_and_a_failure_takes_them_back() {
     );
     assert_same(&before, &state(&kernel), "after the refused load");
 }
+
+#[test]
+fn with_trusted_keys_a_load_checks_the_signature_as_the_boot_does() {
+    let _serial = serial();
+    let dir = TempDir::new("load-signed");
+    let manifest = common::copy_cells(common::cells_dir(), &dir.0);
+    let keys = dir.0.join("keys");
+    build_tools::sign::keygen(&keys).expect("keygen");
+    build_tools::sign::sign_manifest(&dir.0, &keys.join("cell-signing.key")).expect("sign");
+    let public = build_tools::sign::read_key(&keys.join("cell-signing.pub")).expect("key");
+    nano_core::logger::install(log::LevelFilter::Off);
+    let mut kernel = Kernel::boot_trusting(&dir.0, &[public]).expect("a signed boot");
+    kernel.unload_cell("greet", None).expect("unload greet");
+    let before = state(&kernel);
+
+    // An object the manifest does not list: nothing vouches for it.
+    let path = dir
+        .0
+        .join(&manifest.get(CellKind::Libs, "greet").expect("greet").object);
+    let good = std::fs::read(&path).expect("greet.o");
+    let mut bad = good.clone();
+    let middle = bad.len() / 2;
+    bad[middle] ^= 0xff;
+    let stray = dir.0.join("stray.o");
+    std::fs::write(&stray, &bad).expect("write");
+    let e = kernel
+        .load_cell(&LoadTarget::Object(stray.clone()), None)
+        .expect_err("an unlisted object is refused");
+    assert_eq!(
+        find::<CellError>(&e),
+        Some(&CellError::Unlisted { object: stray })
+    );
+    assert_same(&before, &state(&kernel), "after the unlisted object");
+    // The manifest's object changed on disk: its signature no longer covers it.
+    std::fs::write(&path, &bad).expect("write");
+    let e = kernel
+        .load_cell(&LoadTarget::Cell("greet".into()), None)
+        .expect_err("a changed object is refused");
+    assert!(e.to_string().contains("SHA-256 differs"), "{e:#}");
+    assert_same(&before, &state(&kernel), "after the changed object");
+    std::fs::write(&path, &good).expect("write");
+    kernel
+        .load_cell(&LoadTarget::Cell("greet".into()), None)
+        .expect("the signed object loads");
+}
