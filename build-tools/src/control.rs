@@ -1,4 +1,4 @@
-//! The client side of `nano_core`'s control channel (`cargo cell swap`, `cargo cell ctl`).
+//! The client side of `nano_core`'s control channel (`cargo cell swap`, `load`, `unload`, `ctl`).
 //!
 //! The protocol is the `control-protocol` crate's, which the server (`nano_core::control`) uses
 //! too: connect to the Unix socket, send one request line, read the reply until the server closes
@@ -92,9 +92,86 @@ pub fn swap_request(
     Ok(line)
 }
 
+/// Whether `cargo cell load`'s argument is an object file rather than a cell name: it has a
+/// `/` or ends in `.o` (a cell name has neither).
+pub fn is_object_path(what: &str) -> bool {
+    what.contains('/') || what.ends_with(".o")
+}
+
+/// The request line for `cargo cell load <cell|object> [--ns <namespace>]`; an object path is made
+/// absolute against `cwd` (the server runs elsewhere), so the server sees a `/` in it.
+pub fn load_request(what: &str, namespace: Option<&str>, cwd: &Path) -> Result<String> {
+    let what = if is_object_path(what) {
+        let path = Path::new(what);
+        let path = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            cwd.join(path)
+        };
+        path.to_str()
+            .with_context(|| format!("{} is not valid UTF-8", path.display()))?
+            .to_string()
+    } else {
+        cell_name(what)?.to_string()
+    };
+    with_namespace(format!("load {what}"), namespace)
+}
+
+/// The request line for `cargo cell unload <cell> [--ns <namespace>]`.
+pub fn unload_request(cell: &str, namespace: Option<&str>) -> Result<String> {
+    with_namespace(format!("unload {}", cell_name(cell)?), namespace)
+}
+
+fn cell_name(cell: &str) -> Result<&str> {
+    if cell.is_empty() || cell.contains(char::is_whitespace) || cell.starts_with('-') {
+        bail!("`{cell}` is not a cell name");
+    }
+    Ok(cell)
+}
+
+fn with_namespace(line: String, namespace: Option<&str>) -> Result<String> {
+    match namespace {
+        None => Ok(line),
+        Some(ns) if ns.is_empty() || ns.contains(char::is_whitespace) || ns.starts_with('-') => {
+            bail!("`{ns}` is not a namespace name")
+        }
+        Some(ns) => Ok(format!("{line} --ns {ns}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn load_and_unload_requests() {
+        let cwd = Path::new("/work");
+        assert_eq!(load_request("greet", None, cwd).unwrap(), "load greet");
+        assert_eq!(
+            load_request("greet", Some("test"), cwd).unwrap(),
+            "load greet --ns test"
+        );
+        assert_eq!(
+            load_request("greet.o", None, cwd).unwrap(),
+            "load /work/greet.o"
+        );
+        assert_eq!(
+            load_request("t/x", Some("app:hello#1"), cwd).unwrap(),
+            "load /work/t/x --ns app:hello#1"
+        );
+        assert_eq!(
+            load_request("/abs/greet.o", None, cwd).unwrap(),
+            "load /abs/greet.o"
+        );
+        assert_eq!(
+            unload_request("greet", Some("test")).unwrap(),
+            "unload greet --ns test"
+        );
+        assert!(load_request("two words", None, cwd).is_err());
+        assert!(load_request("--ns", None, cwd).is_err());
+        assert!(unload_request("greet", Some("a b")).is_err());
+        assert!(unload_request("", None).is_err());
+    }
 
     #[test]
     fn swap_requests_resolve_relative_paths() {

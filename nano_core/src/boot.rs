@@ -78,6 +78,7 @@ impl Kernel {
             driver,
             reclaimed: Default::default(),
             unsafe_app_keys: Vec::new(),
+            load_namespaces: Vec::new(),
         };
         for kind in [CellKind::Kernel, CellKind::Libs] {
             let order = kernel.manifest.load_order(kind).map_err(|cycle| {
@@ -89,8 +90,8 @@ impl Kernel {
             })?;
             let order: Vec<ManifestEntry> = order.into_iter().cloned().collect();
             for entry in order {
-                match kernel.load_with_dependencies(kernel_ns, &entry) {
-                    Ok(()) => {}
+                match kernel.load_with_dependencies(kernel_ns, &entry, None) {
+                    Ok(loaded) => kernel.booted.extend(loaded),
                     // A library that fails is reported and left out; the rest boots.
                     Err(error) if kind == CellKind::Libs => {
                         log::warn!(target: "nano_core", "library cell `{}` left out: {}", entry.name, crate::errors::render(&error));
@@ -122,7 +123,17 @@ impl Kernel {
         // in its place is refused before anything is allocated.
         let bytes = crate::files::read_regular(&path, entry.size)
             .with_context(|| format!("cell `{}`", entry.name))?;
-        self.check_signature(entry, &bytes)?;
+        self.load_entry_bytes(ns, entry, &bytes)
+    }
+
+    /// [`Kernel::load_entry`] with the object's bytes, read already (from a path a person named).
+    pub(crate) fn load_entry_bytes(
+        &mut self,
+        ns: NamespaceId,
+        entry: &ManifestEntry,
+        bytes: &[u8],
+    ) -> Result<CellId> {
+        self.check_signature(entry, bytes)?;
         let spec = CellSpec {
             name: &entry.name,
             version: &entry.version,
@@ -130,7 +141,7 @@ impl Kernel {
             sha256: Some(entry.sha256),
         };
         self.system
-            .load(ns, spec, &bytes)
+            .load(ns, spec, bytes)
             .map_err(anyhow::Error::new)
     }
 
@@ -162,35 +173,51 @@ impl Kernel {
     }
 
     /// Loads the dependency cells `entry` needs (see [`Kernel::dependency_plan`]) into `ns`, then
-    /// `entry` itself, and calls its `init`. On any failure, everything loaded here is unloaded
-    /// again, dependents first, and the error names the cell that failed.
+    /// `entry` itself (from `bytes` when given, else from its object in the cells directory), and
+    /// calls its `init`. Returns what it loaded, in load order. On any failure, everything loaded
+    /// here is unloaded again, dependents first, and the error names the cell that failed.
     pub(crate) fn load_with_dependencies(
         &mut self,
         ns: NamespaceId,
         entry: &ManifestEntry,
-    ) -> Result<()> {
+        bytes: Option<&[u8]>,
+    ) -> Result<Vec<Booted>> {
         let deps = self.load_dependencies(ns, entry)?;
-        let mut loaded: Vec<CellId> = deps.iter().map(|(id, _)| *id).collect();
+        let mut loaded: Vec<Booted> = Vec::with_capacity(deps.len() + 1);
         for (id, dep) in deps {
             log::info!(target: "nano_core", "loaded dependency cell `{}` {}", dep.name, dep.version);
-            self.booted.push(Booted {
+            loaded.push(Booted {
                 id,
                 entry: dep,
                 had_init: false,
             });
         }
-        let result = self.load_entry(ns, entry).and_then(|id| {
-            loaded.push(id);
-            self.init_loaded(id, entry)
-        });
-        if let Err(error) = result {
-            for id in loaded.iter().rev() {
-                let _ = self.system.unload(*id);
-            }
-            self.booted.retain(|b| !loaded.contains(&b.id));
-            return Err(error);
+        let result = match bytes {
+            Some(bytes) => self.load_entry_bytes(ns, entry, bytes),
+            None => self.load_entry(ns, entry),
         }
-        Ok(())
+        .and_then(|id| {
+            loaded.push(Booted {
+                id,
+                entry: entry.clone(),
+                had_init: false,
+            });
+            self.init_loaded(ns, id, entry)
+        });
+        match result {
+            Ok(had_init) => {
+                if let Some(last) = loaded.last_mut() {
+                    last.had_init = had_init;
+                }
+                Ok(loaded)
+            }
+            Err(error) => {
+                for b in loaded.iter().rev() {
+                    let _ = self.system.unload(b.id);
+                }
+                Err(error)
+            }
+        }
     }
 
     /// Loads into `ns` the dependency cells `entry` needs that `ns` does not see yet (see
@@ -219,25 +246,21 @@ impl Kernel {
         Ok(loaded)
     }
 
-    /// Calls the init of `entry`, just loaded into `_kernel` as `id`, and records it as booted.
-    fn init_loaded(&mut self, id: CellId, entry: &ManifestEntry) -> Result<()> {
-        let had_init = self.call_init(&entry.name)?;
-        if entry.name == "klog" {
+    /// Calls the init of `entry`, just loaded into `ns` as `id`; returns whether it had one.
+    fn init_loaded(&mut self, ns: NamespaceId, id: CellId, entry: &ManifestEntry) -> Result<bool> {
+        let had_init = self.call_init(ns, &entry.name)?;
+        if entry.name == "klog" && ns == self.kernel_ns {
             let push = self.bind(cell_abi::klog::PUSH)?;
             self.log_token = Some(logger::attach(push));
         }
-        log::info!(target: "nano_core", "loaded cell `{}` {}", entry.name, entry.version);
-        self.booted.push(Booted {
-            id,
-            entry: entry.clone(),
-            had_init,
-        });
-        Ok(())
+        log::info!(target: "nano_core", "loaded cell `{}` {} ({id})", entry.name, entry.version);
+        Ok(had_init)
     }
 
-    /// Calls `<cell>::init` if the cell has one. Returns whether it had one.
-    fn call_init(&mut self, cell: &str) -> Result<bool> {
-        let init = match self.system.bind(self.kernel_ns, cell_abi::INIT.of(cell)) {
+    /// Calls `<cell>::init`, as namespace `ns` sees it, if the cell has one. Returns whether it
+    /// had one.
+    pub(crate) fn call_init(&mut self, ns: NamespaceId, cell: &str) -> Result<bool> {
+        let init = match self.system.bind(ns, cell_abi::INIT.of(cell)) {
             Ok(h) => h,
             Err(loader::LoadError::NoSuchSymbol { .. }) => return Ok(false),
             Err(e) => return Err(e.into()),

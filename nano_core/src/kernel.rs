@@ -34,7 +34,7 @@ pub struct Booted {
 /// A booted system: the loader's [`System`] on the hosted platform, with the kernel cells loaded.
 ///
 /// Its methods live with their concerns: booting and loading in `boot.rs`, swaps in `swap.rs`,
-/// applications in `apps.rs`.
+/// applications in `apps.rs`, loading and unloading while it runs in `load_unload.rs`.
 pub struct Kernel {
     pub(crate) system: System<Hosted>,
     pub(crate) kernel_ns: NamespaceId,
@@ -52,6 +52,9 @@ pub struct Kernel {
     pub(crate) reclaimed: ReclaimTotals,
     /// Keys trusted for unsafe applications (`policy.rs`).
     pub(crate) unsafe_app_keys: Vec<VerifyingKey>,
+    /// The namespaces a run-time `load` made, which go when their last cell is unloaded
+    /// (`load_unload.rs`).
+    pub(crate) load_namespaces: Vec<NamespaceId>,
 }
 
 /// Choices for [`Kernel::boot_with`].

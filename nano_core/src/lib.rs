@@ -26,6 +26,8 @@ pub mod faults;
 pub mod files;
 pub mod kernel;
 pub mod live;
+pub mod load_unload;
+pub mod load_unload_error;
 pub mod logger;
 pub mod panic;
 mod policy;
@@ -36,6 +38,8 @@ pub mod upgrade_set;
 pub mod workload;
 
 pub use kernel::{BootFailure, BootOptions, Kernel, KERNEL_NAMESPACE};
+pub use load_unload::{CellChange, CellChanges, LoadTarget};
+pub use load_unload_error::CellError;
 
 // A kernel may be handed to another thread (behind a lock, for concurrent swaps and loads).
 const _: fn() = || {

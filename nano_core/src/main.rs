@@ -204,8 +204,8 @@ fn usage(msg: &str) -> ExitCode {
 }
 
 /// Boots, prints the boot report, and reads commands at a prompt (the control channel's
-/// commands: `ls`, `ns`, `swap`, `run`, `apps`, `end`, `help`, `quit`) until `quit` or the end of
-/// input.
+/// commands: `ls`, `ns`, `swap`, `load`, `unload`, `run`, `apps`, `end`, `help`, `quit`) until `quit`
+/// or the end of input.
 fn run_prompt(cells: &std::path::Path, keys: &Trust) -> anyhow::Result<()> {
     use std::io::{BufRead, Write};
     let mut kernel = boot(cells, keys)?;

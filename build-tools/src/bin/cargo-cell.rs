@@ -43,9 +43,17 @@ COMMANDS:
              cell's rebuilt or upgrade object from the manifest); --fresh starts its statics
              fresh instead of keeping their state (refused for a static the base image shares,
              such as klog's log, unless --force). Prints what changed.
+    load <CELL|OBJECT> [--ns <NAMESPACE>]
+             Load a cell of the manifest (or an object file: a path with a `/` or ending in
+             `.o`) into the running nano_core, its dependency cells first; into _kernel or
+             NAMESPACE (made if need be)
+    unload <CELL> [--ns <NAMESPACE>]
+             Unload a cell nothing uses (else name its users), then the dependency cells
+             only it used
     ctl <REQUEST>...
              Send a request to the running nano_core and print the reply: ping, ls, ns,
-             status, reclaim, apps, quit, swap <cell> [<object>] [--fresh [--force]]
+             status, reclaim, apps, quit, swap <cell> [<object>] [--fresh [--force]],
+             load ..., unload ...
              (`cargo cell ctl help` lists them all)
     ls       List the cells: namespace, version, size, dependents, state
     info <CELL>
@@ -69,7 +77,7 @@ OPTIONS (run):
     --load <N>               Keep N threads calling through cell handles (see `ctl status`)
     --socket <PATH>          The control socket (default: <target>/cells/nano_core.sock)
 
-OPTIONS (swap, ctl):
+OPTIONS (swap, load, unload, ctl):
     --socket <PATH>          The control socket (default: <target>/cells/nano_core.sock)
     --workspace-root <DIR>, --target-dir <DIR>
                              Where to find the default socket
@@ -78,7 +86,8 @@ OPTIONS (upgrades, before its cargo command):
     --workspace-root <DIR>, --target-dir <DIR>
                              The workspace and target directory, as for build
 
-A relative OBJECT is resolved against the current directory. `swap` and `ctl` exit non-zero
+A relative OBJECT is resolved against the current directory. `swap`, `load`, `unload` and `ctl`
+exit non-zero
 when the server answers `error:` or when no server listens on the socket.
 ";
 
@@ -101,6 +110,11 @@ enum Cli {
         object: Option<PathBuf>,
         fresh: bool,
         force: bool,
+    },
+    /// `load` and `unload`: the request line, made at parsing.
+    Request {
+        target: SocketTarget,
+        line: String,
     },
     Ctl {
         target: SocketTarget,
@@ -372,6 +386,34 @@ fn parse(mut args: Vec<String>) -> Result<Cli> {
                 force,
             })
         }
+        "load" | "unload" => {
+            let mut target = SocketTarget::default();
+            let mut namespace = None;
+            let mut positional = Vec::new();
+            while let Some(arg) = args.next() {
+                if target.take(&arg, &mut args)? {
+                    continue;
+                }
+                match arg.as_str() {
+                    "--ns" => namespace = Some(args.next().context("--ns needs a namespace")?),
+                    "-h" | "--help" => return Ok(Cli::Help),
+                    other if other.starts_with('-') => {
+                        bail!("unknown option `{other}` for `cargo cell {command}`")
+                    }
+                    _ => positional.push(arg),
+                }
+            }
+            let [what] = <[String; 1]>::try_from(positional).map_err(|_| {
+                anyhow::anyhow!("usage: cargo cell {command} <CELL> [--ns <NAMESPACE>]")
+            })?;
+            let line = if command == "unload" {
+                control::unload_request(&what, namespace.as_deref())?
+            } else {
+                let cwd = std::env::current_dir().context("cannot read the current directory")?;
+                control::load_request(&what, namespace.as_deref(), &cwd)?
+            };
+            Ok(Cli::Request { target, line })
+        }
         "ctl" => {
             let mut target = SocketTarget::default();
             let mut request = Vec::new();
@@ -570,6 +612,7 @@ fn run(cli: Cli) -> Result<()> {
             let line = control::swap_request(&cell, object.as_deref(), flags, &cwd)?;
             send(&target, &line)?;
         }
+        Cli::Request { target, line } => send(&target, &line)?,
         Cli::Ctl { target, request } => send(&target, &request.join(" "))?,
     }
     Ok(())
@@ -698,6 +741,29 @@ mod tests {
         assert!(parse(args("swap")).is_err());
         assert!(parse(args("swap memfs a b")).is_err());
         assert!(parse(args("swap memfs --frsh")).is_err());
+    }
+
+    #[test]
+    fn load_and_unload_take_one_argument_and_a_namespace() {
+        let Cli::Request { target, line } =
+            parse(args("cell load greet --ns test --socket s")).unwrap()
+        else {
+            panic!("not load")
+        };
+        assert_eq!(line, "load greet --ns test");
+        assert_eq!(target.socket.as_deref(), Some(Path::new("s")));
+        assert!(
+            matches!(parse(args("unload x")), Ok(Cli::Request { line, .. }) if line == "unload x")
+        );
+        for bad in [
+            "load",
+            "unload",
+            "load a b",
+            "load a --ns",
+            "unload a --fresh",
+        ] {
+            assert!(parse(args(bad)).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use super::{Mapped, System};
 use crate::mapping::AddrRange;
 use crate::platform::Platform;
 use crate::region::Region;
-use crate_metadata::{CellId, NamespaceId, Origin};
+use crate_metadata::{CellId, NamespaceId, Origin, SlotKind};
 
 /// Why a cell could not be unloaded. Nothing was changed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,6 +69,27 @@ impl core::fmt::Display for UnloadError {
 impl core::error::Error for UnloadError {}
 
 impl<P: Platform> System<P> {
+    /// What binds to the cell `id` now: the cells with an edge into it, and
+    /// [`Registry::BASE`](crate_metadata::Registry::BASE) while the host holds a handle to it.
+    /// Exactly what [`System::unload`] refuses for; changes nothing (a handle the host dropped is
+    /// left for the next unload to forget).
+    pub fn dependents(&self, id: CellId) -> Vec<CellId> {
+        let Some(cell) = self.registry.cell(id) else {
+            return Vec::new();
+        };
+        let mut out: Vec<CellId> = cell
+            .used_by
+            .iter()
+            .filter_map(|e| Some((*e, self.registry.edge(*e)?)))
+            .filter(|(e, edge)| edge.kind != SlotKind::Handle || self.handle_alive(*e))
+            .map(|(_, edge)| edge.dependent)
+            .filter(|d| *d != id)
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     /// Unloads a cell: removes it from its namespace and the registry, deregisters its unwind
     /// information, frees its TLS blocks and unmaps it. Refused while anything binds to it.
     pub fn unload(&mut self, id: CellId) -> Result<(), UnloadError> {
@@ -103,7 +124,11 @@ impl<P: Platform> System<P> {
     /// removes the namespace. Refused, with nothing changed, while a cell outside the namespace
     /// (or a host handle) still binds to one of its cells, or while it has child namespaces.
     pub fn remove_namespace(&mut self, ns: NamespaceId) -> Result<usize, UnloadError> {
-        self.prune_handles();
+        // Forgetting dropped handles matters only to the check of its cells' users: an empty
+        // namespace goes without touching anything else.
+        if self.namespaces.get(ns).is_some_and(|n| !n.cells.is_empty()) {
+            self.prune_handles();
+        }
         let Some(n) = self.namespaces.get(ns) else {
             return Err(UnloadError::NoSuchNamespace(ns));
         };

@@ -8,7 +8,7 @@ use loader::ReclaimError;
 
 use super::load::Load;
 use super::protocol::Response;
-use super::{swap, views};
+use super::{load_unload, swap, views};
 use crate::apps::{AppState, LaunchOptions};
 use crate::errors::render;
 use crate::kernel::Kernel;
@@ -79,6 +79,20 @@ pub const COMMANDS: &[Command] = &[
         args: "<cell> [<object>] [--fresh [--force]]",
         about: "swaps a live cell for a new version (the manifest's when no object is named)",
         run: |cx, rest| swap::swap(cx.kernel, cx.load, rest),
+    },
+    Command {
+        name: "load",
+        args: "<cell|object> [--ns <namespace>]",
+        about: "loads a cell of the manifest (or an object file: a path with a `/`), the \
+                dependency cells it needs first, and runs its init; into _kernel by default",
+        run: |cx, rest| load_unload::load(cx.kernel, rest),
+    },
+    Command {
+        name: "unload",
+        args: "<cell> [--ns <namespace>]",
+        about: "unloads a cell nothing uses (refused naming its users), then the dependency \
+                cells only it used",
+        run: |cx, rest| load_unload::unload(cx.kernel, rest),
     },
     Command {
         name: "reclaim",

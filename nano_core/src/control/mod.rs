@@ -15,6 +15,7 @@
 //! | `swap.rs` | `swap`: its arguments, what `--fresh` would split, the reply |
 //! | `views.rs` | `ls`, `ns`, `status`, `apps` and a swap's report, as text |
 //! | `load.rs` | the background load of `--load N` ([`Load`]) |
+//! | `load_unload.rs` | `load` and `unload`: loading and unloading cells while the system runs |
 //! | `watch.rs` | `--watch`: swapping in rebuilt cells ([`Watch`]) |
 //! | `socket.rs`, `signals.rs` | the socket file, SIGINT and SIGTERM |
 //!
@@ -26,6 +27,7 @@
 
 pub mod commands;
 pub mod load;
+pub mod load_unload;
 pub mod protocol;
 pub mod server;
 mod signals;

@@ -127,6 +127,8 @@ pub fn status(kernel: &Kernel, load: Option<&Load>) -> Vec<String> {
         epochs.registered(),
         kernel.system().retired().len()
     ));
+    let (mappings, mapped) = kernel.system().platform().live_mappings();
+    out.push(format!("loader mappings {mappings} ({mapped} bytes)"));
     let reclaimed = kernel.reclaimed();
     out.push(format!(
         "reclaimed {} retired versions ({} unmapped)",
