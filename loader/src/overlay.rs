@@ -10,14 +10,23 @@
 //! platform, and [`Overlay`] implements the traits by asking its layer. A layer overrides the
 //! methods it changes and nothing else:
 //!
-//! ```ignore
+//! ```
+//! use loader::hosted::Hosted;
+//! use loader::overlay::{Layer, Overlay};
+//! use loader::platform::{Memory, Platform, Process};
+//!
+//! /// Never runs a cell's code; everything else as the platform underneath.
 //! struct NoCode;
+//!
 //! impl<P: Platform> Layer<P> for NoCode {
 //!     fn runs_code(&self, _inner: &P) -> bool {
 //!         false
 //!     }
 //! }
-//! let platform = Overlay::new(Hosted::new()?, NoCode);
+//!
+//! let platform = Overlay::new(Hosted::new().unwrap(), NoCode);
+//! assert!(!platform.runs_code());
+//! assert_eq!(platform.page_size(), platform.inner().page_size());
 //! ```
 //!
 //! A method added to a platform trait gets its line here too, in [`Layer`] and in the trait's
