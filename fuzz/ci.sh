@@ -25,13 +25,6 @@ for t in load_bytes mutate_structure unwind_tables; do
         echo "== $t: replaying $crash (a crash found and fixed)"
         cargo +nightly fuzz run "$t" "$crash" -- -runs=1 -rss_limit_mb=4096
     done
-    if [ "$t" = unwind_tables ]; then
-        # Not fuzzed in CI until fuzz/known/unwind_tables-libgcc-finds-no-fde is understood: with
-        # it, the target's oracle sees libgcc find no FDE for the start of a table the loader's
-        # check accepted (see fuzz/README.md). Its corpus and regressions are replayed above.
-        echo "== $t: not fuzzed in CI (a known open finding, fuzz/README.md)"
-        continue
-    fi
     echo "== $t: fuzzing for ${SECONDS_EACH}s"
     # New inputs go to a scratch directory: CI does not grow the committed corpus.
     scratch="$(mktemp -d)"

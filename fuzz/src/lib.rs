@@ -8,94 +8,31 @@ use std::cell::RefCell;
 
 use crate_metadata::{CellId, NamespaceId};
 use loader::hosted::Hosted;
-use loader::platform::{
-    InitArgs, Memory, PlatformError, Process, Protection, SymbolSource, ThreadLocals, TlsSymbol,
-    TlsTemplate, Unwinder,
-};
+use loader::overlay::{Layer, Overlay};
+use loader::platform::SymbolSource;
 use loader::{CellSpec, System};
 
 /// Where every symbol nobody defines resolves to: a fuzzed cell then links as far as it can (GOT,
 /// stubs, relocations, publish) instead of stopping at "undefined symbols". Nothing is ever called
-/// or read through it: [`NoRun::runs_code`] is false.
+/// or read through it: [`NoRun`] runs no code.
 static DUMMY: [u8; 4096] = [0; 4096];
 
 /// The hosted platform, except that loaded code never runs (no `.init_array`: a mutated object
 /// that links would otherwise have the loader call garbage), and every symbol that neither the
 /// namespace nor the base image defines resolves to a dummy address.
-pub struct NoRun {
-    inner: Hosted,
-}
+pub type NoRun = Overlay<Hosted, NoCode>;
 
-impl Memory for NoRun {
-    fn page_size(&self) -> usize {
-        self.inner.page_size()
-    }
-    fn map(&self, len: usize) -> Result<*mut u8, PlatformError> {
-        self.inner.map(len)
-    }
-    fn protect(&self, addr: *mut u8, len: usize, prot: Protection) -> Result<(), PlatformError> {
-        self.inner.protect(addr, len, prot)
-    }
-    unsafe fn unmap(&self, addr: *mut u8, len: usize) {
-        // SAFETY: passed on from the caller.
-        unsafe { self.inner.unmap(addr, len) }
-    }
-}
+/// What [`NoRun`] changes of the hosted platform.
+pub struct NoCode;
 
-impl SymbolSource for NoRun {
-    fn image_symbol(&self, name: &str) -> Option<usize> {
-        self.inner.image_symbol(name)
-    }
-    fn image_tls_symbol(&self, name: &str) -> Option<TlsSymbol> {
-        self.inner.image_tls_symbol(name)
-    }
-    fn platform_symbol(&self, name: &str) -> Option<usize> {
-        self.inner
+impl Layer<Hosted> for NoCode {
+    fn platform_symbol(&self, inner: &Hosted, name: &str) -> Option<usize> {
+        inner
             .platform_symbol(name)
             .or(Some(DUMMY.as_ptr() as usize))
     }
-    fn for_each_image_symbol(&self, f: &mut dyn FnMut(&str)) {
-        self.inner.for_each_image_symbol(f)
-    }
-}
-
-impl Unwinder for NoRun {
-    unsafe fn register(&self, eh_frame: *const u8) -> Result<(), PlatformError> {
-        // SAFETY: passed on from the caller.
-        unsafe { self.inner.register(eh_frame) }
-    }
-    unsafe fn deregister(&self, eh_frame: *const u8) {
-        // SAFETY: passed on from the caller.
-        unsafe { self.inner.deregister(eh_frame) }
-    }
-}
-
-impl ThreadLocals for NoRun {
-    unsafe fn create_module(&self, template: TlsTemplate) -> Result<u64, PlatformError> {
-        // SAFETY: passed on from the caller.
-        unsafe { self.inner.create_module(template) }
-    }
-    unsafe fn destroy_module(&self, module: u64) {
-        // SAFETY: passed on from the caller.
-        unsafe { self.inner.destroy_module(module) }
-    }
-    fn tls_get_addr(&self) -> usize {
-        self.inner.tls_get_addr()
-    }
-}
-
-impl Process for NoRun {
-    fn init_args(&self) -> InitArgs {
-        self.inner.init_args()
-    }
-    fn now_nanos(&self) -> u64 {
-        self.inner.now_nanos()
-    }
-    fn runs_code(&self) -> bool {
+    fn runs_code(&self, _inner: &Hosted) -> bool {
         false
-    }
-    fn guarded(&self, f: &mut dyn FnMut()) -> Result<(), String> {
-        self.inner.guarded(f)
     }
 }
 
@@ -136,16 +73,14 @@ pub fn load_then(bytes: &[u8], loaded: &mut dyn FnMut(&System<NoRun>, CellId)) {
     SCRATCH.with(|scratch| {
         let mut scratch = scratch.borrow_mut();
         let s = scratch.get_or_insert_with(|| {
-            let platform = NoRun {
-                inner: Hosted::new().expect("hosted platform"),
-            };
+            let platform = Overlay::new(Hosted::new().expect("hosted platform"), NoCode);
             let mut system = System::new(platform, "fuzz");
             let ns = system
                 .create_namespace("_kernel", None)
                 .expect("a namespace");
             Scratch { system, ns }
         });
-        let before = s.system.platform().inner.live_mappings();
+        let before = s.system.platform().inner().live_mappings();
         match s.system.load(s.ns, CellSpec::named("fuzzed"), bytes) {
             Ok(id) => {
                 loaded(&s.system, id);
@@ -158,7 +93,7 @@ pub fn load_then(bytes: &[u8], loaded: &mut dyn FnMut(&System<NoRun>, CellId)) {
                 let _ = e.to_string();
             }
         }
-        let after = s.system.platform().inner.live_mappings();
+        let after = s.system.platform().inner().live_mappings();
         assert_eq!(
             before, after,
             "a load (failed or unloaded) left mappings behind"

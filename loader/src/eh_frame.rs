@@ -18,7 +18,8 @@
 //!   at most once each in that order, a return address register the unwinder has, augmentation
 //!   data exactly as long as the letters need, pointer encodings it serves;
 //! - **FDEs**: a CIE pointer that leads back to the start of a CIE of the section, `pc_begin` and
-//!   `pc_range` inside one text section of the cell and apart from every other FDE's range,
+//!   `pc_range` inside one text section of the cell and apart from every other FDE's range (an
+//!   empty range too: its `pc_begin` must not lie in another's range, start included),
 //!   augmentation data exactly as long as the LSDA pointer, an LSDA inside the cell;
 //! - **personality routine**: when reached through a slot (indirect, as rustc emits it), the slot
 //!   is an aligned word inside the cell;
@@ -149,11 +150,15 @@ pub fn check(bytes: &[u8], section_len: usize, addr: u64, bounds: &Bounds<'_>) -
     Ok(table)
 }
 
-/// Refuses two FDEs whose ranges overlap: libgcc sorts the FDEs by `pc_begin` and binary-searches
-/// them, so an address inside an FDE that holds another would find none, and a panic there would
-/// abort the process instead of unwinding.
+/// Refuses FDEs that libgcc's search would step past: it sorts the FDEs by `pc_begin` alone and
+/// binary-searches them (`binary_search_single_encoding_fdes`: go left when `pc < pc_begin`, right
+/// when `pc >= pc_begin + pc_range`), so an address inside an FDE that holds another would find
+/// none, and a panic there would abort the process instead of unwinding. That holds for an FDE
+/// with an empty range too: the search always steps right past it, so one that starts inside
+/// another FDE's range, or at its very start (equal keys sort either way), hides that FDE's
+/// addresses from its `pc_begin` on. An empty FDE elsewhere (at another's end, say) is harmless.
 fn check_overlaps(fdes: &[Fde]) -> Checked<()> {
-    let mut ranges: Vec<&Fde> = fdes.iter().filter(|f| f.pc_range > 0).collect();
+    let (mut ranges, empty): (Vec<&Fde>, Vec<&Fde>) = fdes.iter().partition(|f| f.pc_range > 0);
     ranges.sort_unstable_by_key(|f| (f.pc_begin, f.offset));
     for pair in ranges.windows(2) {
         let (before, after) = (pair[0], pair[1]);
@@ -161,6 +166,15 @@ fn check_overlaps(fdes: &[Fde]) -> Checked<()> {
         if after.pc_begin < before.pc_begin.saturating_add(before.pc_range) {
             let other = before.offset as u64;
             return fail(after.offset + 8, Fault::FdeOverlap { other });
+        }
+    }
+    for point in empty {
+        // The last FDE that starts at or below the point is the only one that can hold it.
+        let i = ranges.partition_point(|f| f.pc_begin <= point.pc_begin);
+        let holder = i.checked_sub(1).map(|i| ranges[i]);
+        if let Some(holder) = holder.filter(|h| point.pc_begin - h.pc_begin < h.pc_range) {
+            let other = holder.offset as u64;
+            return fail(point.offset + 8, Fault::EmptyFdeInside { other });
         }
     }
     Ok(())

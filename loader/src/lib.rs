@@ -22,7 +22,8 @@
 //! Around the phases: `system/mod.rs` (the [`System`] and what it keeps per cell), `system/handles.rs`
 //! (host handles), `region.rs` (the four regions of a mapping), `mapping/` (the only raw memory
 //! access; `mapping/permissions.rs` is the one permission API), `platform.rs` (what a platform
-//! provides), `error.rs` and `malformation.rs` (typed errors).
+//! provides), `overlay.rs` (a platform that is another with a few methods changed, for test and
+//! fuzz platforms), `error.rs` and `malformation.rs` (typed errors).
 //!
 //! Tests: `tests/`, one file per phase, load objects that `testing/elf.rs` writes (with
 //! `object::write`) on `testing/`'s heap platform; `nano_core/tests/differential_link.rs` compares
@@ -62,6 +63,7 @@ mod layout;
 mod link;
 mod malformation;
 mod mapping;
+pub mod overlay;
 mod parse;
 pub mod platform;
 mod policy;

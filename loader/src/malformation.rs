@@ -262,6 +262,14 @@ pub enum EhFrameFault {
         /// The offset in the section of the FDE that starts lower.
         other: u64,
     },
+    /// An FDE with an empty range (`pc_range` 0) whose `pc_begin` lies inside another FDE's
+    /// range, or at its start: libgcc's binary search steps past an empty FDE towards higher
+    /// addresses, so it would miss the other FDE's addresses from that point on (found by the
+    /// `unwind_tables` fuzz target: no FDE for the first address of a function).
+    EmptyFdeInside {
+        /// The offset in the section of the FDE whose range holds it.
+        other: u64,
+    },
     /// The personality routine is reached through a slot (indirect) that is not an aligned
     /// word inside the cell's mapping.
     PersonalityOutside {
@@ -408,6 +416,9 @@ impl fmt::Display for EhFrameFault {
             ),
             FdeOverlap { other } => {
                 write!(f, "an FDE whose range overlaps the FDE at {other:#x}")
+            }
+            EmptyFdeInside { other } => {
+                write!(f, "an empty FDE inside the range of the FDE at {other:#x}")
             }
             PersonalityOutside { addr } => write!(
                 f,

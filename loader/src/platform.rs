@@ -183,6 +183,10 @@ pub trait ThreadLocals {
 }
 
 /// Everything the loader needs from its platform.
+///
+/// A platform that differs from another in a few methods (a test's failing memory, a fuzzer's
+/// platform that runs no code) is an `Overlay` of it (`overlay.rs`). Every method added to these
+/// five traits gets its line in `overlay.rs` as well.
 pub trait Platform: Memory + SymbolSource + Unwinder + ThreadLocals + Process {}
 
 impl<T: Memory + SymbolSource + Unwinder + ThreadLocals + Process> Platform for T {}

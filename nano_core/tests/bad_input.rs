@@ -334,8 +334,7 @@ fn a_tampered_object_is_refused_before_anything_is_mapped() {
 
 #[test]
 fn every_memory_failure_during_a_load_leaves_the_system_as_it_was() {
-    use common::flaky::Flaky;
-    let platform = Flaky::new();
+    let platform = common::flaky::new();
     let mut system = System::new(platform, "nano_core");
     let ns = system.create_namespace("_kernel", None).unwrap();
     for name in ["klog", "frame_alloc"] {
@@ -348,9 +347,9 @@ fn every_memory_failure_during_a_load_leaves_the_system_as_it_was() {
             .unwrap();
     }
     let bytes = memfs();
-    system.platform().fail_call(None);
+    system.platform().layer().fail_call(None);
     let probe = system.load(ns, CellSpec::named("memfs"), &bytes).unwrap();
-    let calls = system.platform().calls();
+    let calls = system.platform().layer().calls();
     system.unload(probe).unwrap();
     assert!(
         calls >= 3,
@@ -360,18 +359,18 @@ fn every_memory_failure_during_a_load_leaves_the_system_as_it_was() {
         let before = (
             system.namespaces().snapshot(),
             system.registry().clone(),
-            system.platform().hosted().live_mappings(),
+            system.platform().inner().live_mappings(),
         );
-        system.platform().fail_call(Some(n));
+        system.platform().layer().fail_call(Some(n));
         let err = system
             .load(ns, CellSpec::named("memfs"), &bytes)
             .expect_err("the failure surfaces");
-        system.platform().fail_call(None);
+        system.platform().layer().fail_call(None);
         assert!(matches!(err, LoadError::Platform { .. }), "call {n}: {err}");
         let after = (
             system.namespaces().snapshot(),
             system.registry().clone(),
-            system.platform().hosted().live_mappings(),
+            system.platform().inner().live_mappings(),
         );
         assert!(
             before == after,

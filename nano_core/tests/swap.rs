@@ -5,7 +5,6 @@ mod common;
 
 use std::sync::{Mutex, MutexGuard};
 
-use common::flaky::Flaky;
 use crate_metadata::{CellId, CellKind, CellState, NamespaceId, Registry};
 use loader::platform::Platform;
 use loader::{
@@ -354,13 +353,13 @@ fn a_static_that_changed_size_needs_a_transfer_or_fresh_state() {
 
 #[test]
 fn every_memory_failure_during_a_swap_leaves_the_system_as_it_was() {
-    let mut s = boot(Flaky::new());
+    let mut s = boot(common::flaky::new());
     let bytes = common::object(CellKind::Kernel, "frame_alloc");
     // Count the memory calls of a whole swap, then undo it by swapping back.
-    s.system.platform().fail_call(None);
+    s.system.platform().layer().fail_call(None);
     s.swap_object("frame_alloc", &bytes, &SwapOptions::default())
         .unwrap();
-    let calls = s.system.platform().calls();
+    let calls = s.system.platform().layer().calls();
     assert!(calls >= 4, "a swap maps and protects: {calls} calls");
     let retired = s.system.retired()[0];
     let live = s.id("frame_alloc");
@@ -378,9 +377,9 @@ fn every_memory_failure_during_a_swap_leaves_the_system_as_it_was() {
     let mut refused = 0;
     for n in 0..calls {
         let before = s.state();
-        s.system.platform().fail_call(Some(n));
+        s.system.platform().layer().fail_call(Some(n));
         let result = s.swap_object("frame_alloc", &bytes, &SwapOptions::default());
-        s.system.platform().fail_call(None);
+        s.system.platform().layer().fail_call(None);
         match result {
             Err(err) => {
                 assert!(

@@ -10,10 +10,8 @@ use std::sync::{Mutex, MutexGuard};
 use crate_metadata::{CellKind, SectionKind};
 use goblin::elf::Elf;
 use loader::hosted::Hosted;
-use loader::platform::{
-    InitArgs, Memory, PlatformError, Process, Protection, SymbolSource, ThreadLocals, TlsSymbol,
-    TlsTemplate, Unwinder,
-};
+use loader::overlay::{Layer, Overlay};
+use loader::platform::{SymbolSource, TlsSymbol};
 use loader::{
     CellSpec, EhFrameFault, EhPointer, LoadError, Malformation, NewVersion, SwapError, SwapOptions,
     SwapRequest, System,
@@ -39,82 +37,32 @@ static DUMMY: [u64; 512] = [0; 512];
 /// The hosted platform (real `mmap`, real libgcc registration), except that no cell code runs
 /// and a symbol no one defines resolves to [`DUMMY`]: every object of `target/cells` loads by
 /// itself.
-struct Standalone(Hosted);
+type Standalone = Overlay<Hosted, Alone>;
 
-impl Memory for Standalone {
-    fn page_size(&self) -> usize {
-        self.0.page_size()
-    }
-    fn map(&self, len: usize) -> Result<*mut u8, PlatformError> {
-        self.0.map(len)
-    }
-    fn protect(&self, addr: *mut u8, len: usize, prot: Protection) -> Result<(), PlatformError> {
-        self.0.protect(addr, len, prot)
-    }
-    unsafe fn unmap(&self, addr: *mut u8, len: usize) {
-        // SAFETY: passed on from the caller.
-        unsafe { self.0.unmap(addr, len) }
-    }
-}
+/// What [`Standalone`] changes of the hosted platform.
+struct Alone;
 
-impl SymbolSource for Standalone {
-    fn image_symbol(&self, name: &str) -> Option<usize> {
-        self.0.image_symbol(name)
-    }
-    fn image_tls_symbol(&self, name: &str) -> Option<TlsSymbol> {
+impl Layer<Hosted> for Alone {
+    fn image_tls_symbol(&self, inner: &Hosted, name: &str) -> Option<TlsSymbol> {
         // A thread-local of a dependency cell that is not loaded here: never reached.
         let dummy = TlsSymbol {
             module: 1,
             offset: 0,
         };
-        self.0.image_tls_symbol(name).or(Some(dummy))
+        inner.image_tls_symbol(name).or(Some(dummy))
     }
-    fn platform_symbol(&self, name: &str) -> Option<usize> {
-        self.0
+    fn platform_symbol(&self, inner: &Hosted, name: &str) -> Option<usize> {
+        inner
             .platform_symbol(name)
             .or(Some(DUMMY.as_ptr() as usize))
     }
-    fn for_each_image_symbol(&self, f: &mut dyn FnMut(&str)) {
-        self.0.for_each_image_symbol(f)
-    }
-}
-
-impl Unwinder for Standalone {
-    unsafe fn register(&self, eh_frame: *const u8) -> Result<(), PlatformError> {
-        // SAFETY: passed on from the caller.
-        unsafe { self.0.register(eh_frame) }
-    }
-    unsafe fn deregister(&self, eh_frame: *const u8) {
-        // SAFETY: passed on from the caller.
-        unsafe { self.0.deregister(eh_frame) }
-    }
-}
-
-impl ThreadLocals for Standalone {
-    unsafe fn create_module(&self, template: TlsTemplate) -> Result<u64, PlatformError> {
-        // SAFETY: passed on from the caller.
-        unsafe { self.0.create_module(template) }
-    }
-    unsafe fn destroy_module(&self, module: u64) {
-        // SAFETY: passed on from the caller.
-        unsafe { self.0.destroy_module(module) }
-    }
-    fn tls_get_addr(&self) -> usize {
-        self.0.tls_get_addr()
-    }
-}
-
-impl Process for Standalone {
-    fn init_args(&self) -> InitArgs {
-        self.0.init_args()
-    }
-    fn runs_code(&self) -> bool {
+    fn runs_code(&self, _inner: &Hosted) -> bool {
         false
     }
 }
 
 fn standalone() -> (System<Standalone>, crate_metadata::NamespaceId) {
-    let mut system = System::new(Standalone(Hosted::new().unwrap()), "unwind-tables");
+    let mut system = System::new(Overlay::new(Hosted::new().unwrap(), Alone), "unwind-tables");
     let ns = system.create_namespace("_kernel", None).unwrap();
     (system, ns)
 }
@@ -259,7 +207,7 @@ type Scratch = (System<Standalone>, crate_metadata::NamespaceId);
 fn refusal((system, ns): &mut Scratch, bytes: &[u8], what: &str) -> (u64, EhFrameFault) {
     let ns = *ns;
     let before = (
-        system.platform().0.live_mappings(),
+        system.platform().inner().live_mappings(),
         system.registry().clone(),
         system.namespaces().snapshot(),
     );
@@ -267,7 +215,7 @@ fn refusal((system, ns): &mut Scratch, bytes: &[u8], what: &str) -> (u64, EhFram
         .load(ns, CellSpec::named("greet"), bytes)
         .expect_err(what);
     let after = (
-        system.platform().0.live_mappings(),
+        system.platform().inner().live_mappings(),
         system.registry().clone(),
         system.namespaces().snapshot(),
     );

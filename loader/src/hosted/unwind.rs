@@ -209,6 +209,67 @@ mod tests {
         unsafe { hosted.unmap(base, 2 * page) };
     }
 
+    /// Why `eh_frame.rs` refuses an empty FDE at another's start (`EmptyFdeInside`), on libgcc
+    /// itself: with the check bypassed, libgcc finds no FDE for the first address of a function
+    /// once a table also has an FDE with an empty range there. It sorts both under the same key
+    /// (table order, equal keys stay put) and its binary search steps right past the empty one,
+    /// losing every address of the function.
+    #[test]
+    fn libgcc_misses_a_function_whose_start_an_empty_fde_shares() {
+        use crate::eh_frame::{check, Bounds};
+        use crate::malformation::EhFrameFault;
+        use crate::testing::unwind::{rustc_cie, Table};
+
+        let hosted = Hosted::new().unwrap();
+        let page = hosted.page_size();
+        let base = hosted.map(2 * page).unwrap();
+        // The first page stands for the function's text (never run); the table is in the second.
+        let (code, frame_at) = (base as u64, base.wrapping_add(page));
+        let table = |empty: bool| {
+            let mut t = Table::at(frame_at as u64);
+            let cie = t.cie(&rustc_cie());
+            let function = t.fde(cie, code, 0x40);
+            if empty {
+                t.fde(cie, code, 0);
+            }
+            (t.terminated(), function)
+        };
+        for empty in [false, true] {
+            let (frame, function) = table(empty);
+            // SAFETY: the copy stays inside the fresh mapping's second page (a few dozen bytes).
+            unsafe { std::ptr::copy_nonoverlapping(frame.as_ptr(), frame_at, frame.len()) };
+            // SAFETY: `frame_at` holds a complete, zero-terminated table that stays mapped and
+            // unchanged until it is deregistered below.
+            unsafe { hosted.register(frame_at) }.unwrap();
+            let found = find_fde(code);
+            let middle = find_fde(code + 0x20);
+            // SAFETY: registered above; nothing runs the "function".
+            unsafe { hosted.deregister(frame_at) };
+            let fde = frame_at as u64 + function as u64;
+            let text = [(code, code + page as u64)];
+            let bounds = Bounds {
+                text: &text,
+                mapping: (code, code + 2 * page as u64),
+            };
+            let checked = check(&frame, frame.len() - 4, frame_at as u64, &bounds);
+            if empty {
+                // Every address at or after the empty FDE's start is lost, not just that one.
+                assert_eq!((found, middle), (None, None), "libgcc found the function");
+                let fault = EhFrameFault::EmptyFdeInside {
+                    other: function as u64,
+                };
+                assert_eq!(checked.map_err(|e| e.fault), Err(fault));
+            } else {
+                let function = code;
+                assert_eq!(found, Some(FoundFde { fde, function }));
+                assert_eq!(middle, found);
+                assert!(checked.is_ok());
+            }
+        }
+        // SAFETY: exactly the mapping made above; nothing refers to it any more.
+        unsafe { hosted.unmap(base, 2 * page) };
+    }
+
     #[test]
     fn null_is_refused() {
         let hosted = Hosted::new().unwrap();

@@ -4,6 +4,7 @@
 mod debuggers;
 mod layout;
 mod link;
+mod overlay;
 mod parse;
 mod permissions;
 mod policy;

@@ -274,6 +274,42 @@ fn fdes_may_touch_but_not_overlap() {
     refused(&t.terminated(), inner + 8, Fault::FdeOverlap { other });
 }
 
+/// The `unwind_tables` fuzz target's finding (`fuzz/regressions/unwind_tables-empty-fde-at-start`):
+/// an FDE with an empty range at the start of another FDE. libgcc sorts both under the same key
+/// and its binary search steps right past the empty one, so it found no FDE for the function's
+/// first address (`hosted::unwind`'s tests show that on libgcc itself).
+#[test]
+fn an_empty_fde_must_not_lie_inside_another() {
+    let mut t = Table::at(ADDR);
+    let cie = t.cie(&rustc_cie());
+    let a = t.fde(cie, TEXT.0, 0x40);
+    t.fde(cie, TEXT.0 + 0x40, 0x40);
+    // Empty ranges at an FDE's end, between FDEs, and twice at one address: harmless.
+    t.fde(cie, TEXT.0 + 0x80, 0);
+    t.fde(cie, TEXT.0 + 0x90, 0);
+    t.fde(cie, TEXT.0 + 0x90, 0);
+    assert_eq!(checked(&t.terminated()).unwrap().len(), 5);
+    // One more at `a`'s start.
+    let empty = t.fde(cie, TEXT.0, 0);
+    let other = a as u64;
+    refused(&t.terminated(), empty + 8, Fault::EmptyFdeInside { other });
+    for pc in [TEXT.0, TEXT.0 + 1, TEXT.0 + 0x3f] {
+        let mut t = Table::at(ADDR);
+        let cie = t.cie(&rustc_cie());
+        let a = t.fde(cie, TEXT.0, 0x40);
+        let empty = t.fde(cie, pc, 0);
+        let other = a as u64;
+        refused(&t.terminated(), empty + 8, Fault::EmptyFdeInside { other });
+        // Written before the FDE that holds it: the same.
+        let mut t = Table::at(ADDR);
+        let cie = t.cie(&rustc_cie());
+        let empty = t.fde(cie, pc, 0);
+        let a = t.fde(cie, TEXT.0, 0x40);
+        let other = a as u64;
+        refused(&t.terminated(), empty + 8, Fault::EmptyFdeInside { other });
+    }
+}
+
 #[test]
 fn call_frame_instructions_are_known_with_registers_the_unwinder_has() {
     // The CIE's instructions start at 8 + 9.

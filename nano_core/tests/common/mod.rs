@@ -82,7 +82,7 @@ impl LiveMappings for loader::hosted::Hosted {
 
 impl LiveMappings for flaky::Flaky {
     fn live(&self) -> (usize, usize) {
-        self.hosted().live_mappings()
+        self.inner().live_mappings()
     }
 }
 
@@ -92,28 +92,28 @@ pub mod flaky {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use loader::hosted::Hosted;
-    use loader::platform::{
-        InitArgs, Memory, PlatformError, Process, Protection, SymbolSource, ThreadLocals,
-        TlsSymbol, TlsTemplate, Unwinder,
-    };
+    use loader::overlay::{Layer, Overlay};
+    use loader::platform::{Memory, PlatformError, Protection};
 
     /// The hosted platform with an injectable memory failure.
-    pub struct Flaky {
-        inner: Hosted,
+    pub type Flaky = Overlay<Hosted, FailNth>;
+
+    /// A hosted platform that never fails until [`FailNth::fail_call`] says so.
+    pub fn new() -> Flaky {
+        let fail = FailNth {
+            calls: AtomicUsize::new(0),
+            fail_at: AtomicUsize::new(usize::MAX),
+        };
+        Overlay::new(Hosted::new().expect("hosted platform"), fail)
+    }
+
+    /// Fails the Nth memory call.
+    pub struct FailNth {
         calls: AtomicUsize,
         fail_at: AtomicUsize,
     }
 
-    impl Flaky {
-        /// Never fails until [`Flaky::fail_call`] says so.
-        pub fn new() -> Flaky {
-            Flaky {
-                inner: Hosted::new().expect("hosted platform"),
-                calls: AtomicUsize::new(0),
-                fail_at: AtomicUsize::new(usize::MAX),
-            }
-        }
-
+    impl FailNth {
         /// Fails the `n`th memory call from now (0 = the next one); `None` = never.
         pub fn fail_call(&self, n: Option<usize>) {
             self.calls.store(0, Ordering::SeqCst);
@@ -121,12 +121,7 @@ pub mod flaky {
                 .store(n.unwrap_or(usize::MAX), Ordering::SeqCst);
         }
 
-        /// The hosted platform inside.
-        pub fn hosted(&self) -> &Hosted {
-            &self.inner
-        }
-
-        /// Memory calls made since the last [`Flaky::fail_call`].
+        /// Memory calls made since the last [`FailNth::fail_call`].
         pub fn calls(&self) -> usize {
             self.calls.load(Ordering::SeqCst)
         }
@@ -137,18 +132,16 @@ pub mod flaky {
         }
     }
 
-    impl Memory for Flaky {
-        fn page_size(&self) -> usize {
-            self.inner.page_size()
-        }
-        fn map(&self, len: usize) -> Result<*mut u8, PlatformError> {
+    impl Layer<Hosted> for FailNth {
+        fn map(&self, inner: &Hosted, len: usize) -> Result<*mut u8, PlatformError> {
             if self.tick() {
                 return Err(PlatformError::OutOfMemory { len });
             }
-            self.inner.map(len)
+            inner.map(len)
         }
         fn protect(
             &self,
+            inner: &Hosted,
             addr: *mut u8,
             len: usize,
             prot: Protection,
@@ -160,63 +153,7 @@ pub mod flaky {
                     code: 12,
                 });
             }
-            self.inner.protect(addr, len, prot)
-        }
-        unsafe fn unmap(&self, addr: *mut u8, len: usize) {
-            // SAFETY: passed on from the caller.
-            unsafe { self.inner.unmap(addr, len) }
-        }
-    }
-
-    impl SymbolSource for Flaky {
-        fn image_symbol(&self, name: &str) -> Option<usize> {
-            self.inner.image_symbol(name)
-        }
-        fn image_tls_symbol(&self, name: &str) -> Option<TlsSymbol> {
-            self.inner.image_tls_symbol(name)
-        }
-        fn platform_symbol(&self, name: &str) -> Option<usize> {
-            self.inner.platform_symbol(name)
-        }
-        fn for_each_image_symbol(&self, f: &mut dyn FnMut(&str)) {
-            self.inner.for_each_image_symbol(f)
-        }
-    }
-
-    impl Unwinder for Flaky {
-        unsafe fn register(&self, eh_frame: *const u8) -> Result<(), PlatformError> {
-            // SAFETY: passed on from the caller.
-            unsafe { self.inner.register(eh_frame) }
-        }
-        unsafe fn deregister(&self, eh_frame: *const u8) {
-            // SAFETY: passed on from the caller.
-            unsafe { self.inner.deregister(eh_frame) }
-        }
-    }
-
-    impl ThreadLocals for Flaky {
-        unsafe fn create_module(&self, template: TlsTemplate) -> Result<u64, PlatformError> {
-            // SAFETY: passed on from the caller.
-            unsafe { self.inner.create_module(template) }
-        }
-        unsafe fn destroy_module(&self, module: u64) {
-            // SAFETY: passed on from the caller.
-            unsafe { self.inner.destroy_module(module) }
-        }
-        fn tls_get_addr(&self) -> usize {
-            self.inner.tls_get_addr()
-        }
-    }
-
-    impl Process for Flaky {
-        fn init_args(&self) -> InitArgs {
-            self.inner.init_args()
-        }
-        fn now_nanos(&self) -> u64 {
-            self.inner.now_nanos()
-        }
-        fn guarded(&self, f: &mut dyn FnMut()) -> Result<(), String> {
-            self.inner.guarded(f)
+            inner.protect(addr, len, prot)
         }
     }
 }
