@@ -136,6 +136,30 @@ struct RunOptions {
     trust: Option<PathBuf>,
 }
 
+impl RunOptions {
+    /// nano_core's arguments after `--cells`: serve `socket`, and what the options ask for.
+    fn nano_core_args(&self, socket: &std::path::Path) -> Result<Vec<String>> {
+        let utf8 = |path: &std::path::Path| {
+            path.to_str()
+                .map(str::to_string)
+                .with_context(|| format!("the path {} is not UTF-8", path.display()))
+        };
+        let mut args = vec!["--serve".to_string(), utf8(socket)?];
+        if self.watch {
+            args.push("--watch".into());
+        }
+        if let Some(load) = self.load {
+            args.extend(["--load".into(), load.to_string()]);
+        }
+        if let Some(key) = &self.trust {
+            // nano_core runs in the workspace root: a relative key is this directory's.
+            let key = std::path::absolute(key).context("the --trust key's path")?;
+            args.extend(["--trust".into(), utf8(&key)?]);
+        }
+        Ok(args)
+    }
+}
+
 /// Where the control socket is: given, or found from the workspace's target directory.
 #[derive(Debug, Default)]
 struct SocketTarget {
@@ -444,22 +468,8 @@ fn run(cli: Cli) -> Result<()> {
                 .socket
                 .clone()
                 .unwrap_or_else(|| control::default_socket(&report.target_dir));
-            let socket = socket
-                .to_str()
-                .with_context(|| format!("the socket path {} is not UTF-8", socket.display()))?
-                .to_string();
-            let load = options.load.map(|n| n.to_string());
-            let mut args = vec!["--serve", socket.as_str()];
-            if options.watch {
-                args.push("--watch");
-            }
-            if let Some(load) = &load {
-                args.extend(["--load", load.as_str()]);
-            }
-            let trust = options.trust.as_ref().map(|key| key.to_string_lossy());
-            if let Some(key) = &trust {
-                args.extend(["--trust", key.as_ref()]);
-            }
+            let args = options.nano_core_args(&socket)?;
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
             build_tools::demo::run_nano_core(&report, &args)?;
         }
         Cli::Qemu(options) => build_tools::qemu_cli::run(&options)?,
@@ -541,6 +551,21 @@ mod tests {
         assert!(o.watch && o.build.quiet);
         assert_eq!(o.load, Some(3));
         assert_eq!(o.socket.as_deref(), Some(Path::new("/tmp/s.sock")));
+        let Cli::Run(o) = parse(args("run --trust keys/cell-signing.pub")).unwrap() else {
+            panic!("not run")
+        };
+        assert_eq!(o.trust.as_deref(), Some(Path::new("keys/cell-signing.pub")));
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(
+            o.nano_core_args(Path::new("/s.sock")).unwrap(),
+            [
+                "--serve".to_string(),
+                "/s.sock".into(),
+                "--trust".into(),
+                cwd.join("keys/cell-signing.pub").to_str().unwrap().into(),
+            ]
+        );
+        assert!(parse(args("run --trust")).is_err());
         assert!(parse(args("run --load many")).is_err());
         assert!(parse(args("run --load")).is_err());
         assert!(parse(args("run --fresh")).is_err());
