@@ -159,5 +159,5 @@ fn list_names_the_steps_in_order_ending_with_the_workspace_tests() {
         last.ends_with("workspace tests: cargo test --workspace"),
         "{stdout}"
     );
-    assert!(stdout.contains("fuzz replay: fuzz/ci.sh"), "{stdout}");
+    assert!(stdout.contains("fuzz targets: fuzz/ci.sh"), "{stdout}");
 }

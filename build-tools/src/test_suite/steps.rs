@@ -111,7 +111,7 @@ pub const STEPS: &[Step] = &[
         &["cargo", "cell", "upgrades", "test", "--quiet"],
     ),
     Step {
-        name: "fuzz replay",
+        name: "fuzz targets",
         action: Action::Script { path: "fuzz/ci.sh" },
     },
     run("workspace tests", &["cargo", "test", "--workspace"]),
@@ -242,7 +242,7 @@ mod tests {
         let at = |n: &str| names.iter().position(|x| *x == n).unwrap();
         assert!(at("fmt") < at("clippy") && at("clippy") < at("import circles"));
         assert!(at("file length") < at("bare_metal fmt"));
-        assert!(at("upgrades' tests") < at("fuzz replay"));
+        assert!(at("upgrades' tests") < at("fuzz targets"));
         assert_eq!(names.last(), Some(&"workspace tests"));
         assert_eq!(
             STEPS[at("bare_metal clippy")].to_string(),
