@@ -35,6 +35,28 @@ pub struct BuildOptions {
     pub quiet: bool,
 }
 
+/// Takes `arg` (and its value from `args`) if it is one of the options every building command
+/// has (`--workspace-root`, `--target-dir`, `-q`); returns whether it was one.
+pub fn take_build_option(
+    arg: &str,
+    args: &mut impl Iterator<Item = String>,
+    options: &mut BuildOptions,
+) -> Result<bool> {
+    match arg {
+        "--workspace-root" => {
+            let dir = args.next().context("--workspace-root needs a directory")?;
+            options.workspace_root = Some(PathBuf::from(dir));
+        }
+        "--target-dir" => {
+            let dir = args.next().context("--target-dir needs a directory")?;
+            options.target_dir = Some(PathBuf::from(dir));
+        }
+        "-q" | "--quiet" => options.quiet = true,
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
 /// What a build produced and what it wrote.
 #[derive(Clone, Debug)]
 pub struct BuildReport {

@@ -20,12 +20,15 @@ pub mod dependency_upgrade;
 pub mod files;
 pub mod inspect;
 pub mod manifest;
+pub mod new_cell;
 pub mod objects;
 pub mod qemu;
+pub mod qemu_cli;
 pub mod safe_apps;
 pub mod sign;
 pub mod signatures;
 pub mod synth_cells;
+pub mod test_suite;
 pub mod upgrades;
 pub mod workspace;
 

@@ -438,6 +438,7 @@ pub fn boot_with(
     let (input, to_write) = mpsc::channel::<Vec<u8>>();
     let writer = child.stdin.take().map(|mut stdin| {
         std::thread::spawn(move || {
+            ignore_sigpipe_on_this_thread();
             for bytes in to_write {
                 if stdin
                     .write_all(&bytes)
@@ -529,5 +530,19 @@ pub fn describe_failure(run: &QemuRun, timeout: Duration) -> String {
                     instead of powering off"
             .into(),
         Some(code) => format!("QEMU exited with status {code}"),
+    }
+}
+
+/// Blocks `SIGPIPE` for the calling thread: a write to QEMU's standard input after QEMU exited
+/// then fails with `EPIPE` instead of ending the process (`cargo-cell` restores the signal's
+/// default action, so that printing into a closed pipe ends it quietly).
+fn ignore_sigpipe_on_this_thread() {
+    // SAFETY: the set is initialised by sigemptyset before it is read; pthread_sigmask changes
+    // only this thread's mask and accepts a null old-set pointer.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
 }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
+use build_tools::build::take_build_option;
 use build_tools::workspace::{find_workspace_root, Workspace};
 use build_tools::{build_cells, control, BuildFailed, BuildOptions};
 
@@ -31,13 +32,22 @@ COMMANDS:
     demo     Build what is stale, boot nano_core on the cells and run its workload
     qemu     Build the cells and the bare-metal nano_core (bare_metal/), boot it under
              qemu-system-x86_64 on 4 CPUs and show its serial console: it links the kernel
-             cells, runs tasks on every CPU that call them, swaps cells under that load, and
-             powers off with a verdict
+             cells, runs tasks on every CPU that call them, swaps five cells under that load
+             (memfs, sched, frame_alloc, counter, uart), and powers off with a verdict
              --timeout <SECS> (default 60; 3600 with --shell), --build-only, --smp <N>,
              --append <WORDS> (the kernel command line), --shell (the kernel's shell on
              this terminal: what you type goes to its serial port)
     run      Build what is stale, boot nano_core and serve its control socket in the
              foreground until `cargo cell ctl quit` (or Ctrl-C)
+    test     The whole test suite, as CI runs it: installs the programs the tests need
+             (Chromium, QEMU, gdb, perf, nightly + cargo-fuzz, ...) with apt-get, rustup and
+             cargo install when it can, else stops with the exact commands; then fmt, clippy,
+             the shape gates, bare_metal's gates, the upgrades' tests, fuzz/ci.sh and
+             `cargo test --workspace`, stopping at the first failure
+             --check: only say what is missing and how it would be installed; --list: the steps
+    new <kernel|lib|app> <NAME>
+             Write a cell that follows the conventions to cells/<kind>/<NAME> (with its
+             interface in cell-abi and a test that loads it: `cargo test -p NAME`), then build
     swap <CELL> [<OBJECT>] [--fresh [--force]]
              Swap a cell of the running nano_core for a new version: OBJECT (default: the
              cell's rebuilt or upgrade object from the manifest); --fresh starts its statics
@@ -76,6 +86,8 @@ OPTIONS (run):
     --watch                  Swap in every cell whose object a later `cargo cell build` changes
     --load <N>               Keep N threads calling through cell handles (see `ctl status`)
     --socket <PATH>          The control socket (default: <target>/cells/nano_core.sock)
+    --trust <KEY>            Refuse every cell not signed by the public key KEY
+                             (passed on: nano_core --trust KEY; see `cargo cell keygen`)
 
 OPTIONS (swap, load, unload, ctl):
     --socket <PATH>          The control socket (default: <target>/cells/nano_core.sock)
@@ -103,7 +115,13 @@ enum Cli {
     Demo(BuildOptions),
     Upgrades(BuildOptions, Vec<String>),
     Run(RunOptions),
-    Qemu(QemuOptions),
+    Qemu(build_tools::qemu_cli::QemuOptions),
+    Test(build_tools::test_suite::TestOptions),
+    New {
+        kind: build_tools::new_cell::Kind,
+        name: String,
+        build: BuildOptions,
+    },
     Swap {
         target: SocketTarget,
         cell: String,
@@ -129,18 +147,31 @@ struct RunOptions {
     watch: bool,
     load: Option<usize>,
     socket: Option<PathBuf>,
+    trust: Option<PathBuf>,
 }
 
-/// `cargo cell qemu`'s options.
-#[derive(Debug)]
-struct QemuOptions {
-    build: BuildOptions,
-    /// `None`: 60 s, or an hour with `--shell`.
-    timeout_secs: Option<u64>,
-    build_only: bool,
-    cpus: usize,
-    append: String,
-    shell: bool,
+impl RunOptions {
+    /// nano_core's arguments after `--cells`: serve `socket`, and what the options ask for.
+    fn nano_core_args(&self, socket: &std::path::Path) -> Result<Vec<String>> {
+        let utf8 = |path: &std::path::Path| {
+            path.to_str()
+                .map(str::to_string)
+                .with_context(|| format!("the path {} is not UTF-8", path.display()))
+        };
+        let mut args = vec!["--serve".to_string(), utf8(socket)?];
+        if self.watch {
+            args.push("--watch".into());
+        }
+        if let Some(load) = self.load {
+            args.extend(["--load".into(), load.to_string()]);
+        }
+        if let Some(key) = &self.trust {
+            // nano_core runs in the workspace root: a relative key is this directory's.
+            let key = std::path::absolute(key).context("the --trust key's path")?;
+            args.extend(["--trust".into(), utf8(&key)?]);
+        }
+        Ok(args)
+    }
 }
 
 /// Where the control socket is: given, or found from the workspace's target directory.
@@ -183,28 +214,6 @@ impl SocketTarget {
             .with_context(|| format!("cannot read the workspace at {}", root.display()))?;
         Ok(control::default_socket(&ws.target_dir))
     }
-}
-
-/// Takes `arg` (and its value from `args`) if it is one of the options every building command
-/// has (`--workspace-root`, `--target-dir`, `-q`); returns whether it was one.
-fn take_build_option(
-    arg: &str,
-    args: &mut impl Iterator<Item = String>,
-    options: &mut BuildOptions,
-) -> Result<bool> {
-    match arg {
-        "--workspace-root" => {
-            let dir = args.next().context("--workspace-root needs a directory")?;
-            options.workspace_root = Some(PathBuf::from(dir));
-        }
-        "--target-dir" => {
-            let dir = args.next().context("--target-dir needs a directory")?;
-            options.target_dir = Some(PathBuf::from(dir));
-        }
-        "-q" | "--quiet" => options.quiet = true,
-        _ => return Ok(false),
-    }
-    Ok(true)
 }
 
 fn parse(mut args: Vec<String>) -> Result<Cli> {
@@ -280,48 +289,10 @@ fn parse(mut args: Vec<String>) -> Result<Cli> {
                 _ => Cli::Build(options),
             })
         }
-        "qemu" => {
-            let mut options = QemuOptions {
-                build: BuildOptions::default(),
-                timeout_secs: None,
-                build_only: false,
-                cpus: build_tools::qemu::DEFAULT_CPUS,
-                append: String::new(),
-                shell: false,
-            };
-            while let Some(arg) = args.next() {
-                match arg.as_str() {
-                    a if take_build_option(a, &mut args, &mut options.build)? => {}
-                    "--build-only" => options.build_only = true,
-                    "--shell" => options.shell = true,
-                    "--append" => {
-                        options.append = args.next().context("--append needs kernel words")?;
-                    }
-                    "--smp" => {
-                        let n = args.next().context("--smp needs a number of CPUs")?;
-                        options.cpus = n
-                            .parse::<usize>()
-                            .ok()
-                            .filter(|n| (1..=16).contains(n))
-                            .with_context(|| format!("--smp takes 1 to 16 CPUs, not `{n}`"))?;
-                    }
-                    "--timeout" => {
-                        let secs = args.next().context("--timeout needs a number of seconds")?;
-                        options.timeout_secs = Some(
-                            secs.parse::<u64>()
-                                .ok()
-                                .filter(|s| (1..=3600).contains(s))
-                                .with_context(|| {
-                                    format!("--timeout takes 1 to 3600 seconds, not `{secs}`")
-                                })?,
-                        );
-                    }
-                    "-h" | "--help" => return Ok(Cli::Help),
-                    other => bail!("unknown option `{other}` for `cargo cell qemu`"),
-                }
-            }
-            Ok(Cli::Qemu(options))
-        }
+        "qemu" => Ok(match build_tools::qemu_cli::parse(args)? {
+            Some(options) => Cli::Qemu(options),
+            None => Cli::Help,
+        }),
         "run" => {
             let mut options = RunOptions::default();
             while let Some(arg) = args.next() {
@@ -341,11 +312,30 @@ fn parse(mut args: Vec<String>) -> Result<Cli> {
                         let path = args.next().context("--socket needs a path")?;
                         options.socket = Some(PathBuf::from(path));
                     }
+                    "--trust" => {
+                        let key = args.next().context("--trust needs a public key file")?;
+                        options.trust = Some(PathBuf::from(key));
+                    }
                     "-h" | "--help" => return Ok(Cli::Help),
                     other => bail!("unknown option `{other}` for `cargo cell run`"),
                 }
             }
             Ok(Cli::Run(options))
+        }
+        "test" => Ok(Cli::Test(build_tools::test_suite::parse(args)?)),
+        "new" => {
+            const NEW: &str = "usage: cargo cell new <kernel|lib|app> <NAME>";
+            let kind = args.next().context(NEW)?;
+            let kind = build_tools::new_cell::Kind::parse(&kind)
+                .with_context(|| format!("`{kind}` is not a kind of cell; {NEW}"))?;
+            let name = args.next().context(NEW)?;
+            let mut build = BuildOptions::default();
+            while let Some(arg) = args.next() {
+                if !take_build_option(&arg, &mut args, &mut build)? {
+                    bail!("unexpected argument `{arg}`; {NEW}");
+                }
+            }
+            Ok(Cli::New { kind, name, build })
         }
         "swap" => {
             let mut target = SocketTarget::default();
@@ -520,85 +510,20 @@ fn run(cli: Cli) -> Result<()> {
                 .socket
                 .clone()
                 .unwrap_or_else(|| control::default_socket(&report.target_dir));
-            let socket = socket
-                .to_str()
-                .with_context(|| format!("the socket path {} is not UTF-8", socket.display()))?
-                .to_string();
-            let load = options.load.map(|n| n.to_string());
-            let mut args = vec!["--serve", socket.as_str()];
-            if options.watch {
-                args.push("--watch");
-            }
-            if let Some(load) = &load {
-                args.extend(["--load", load.as_str()]);
-            }
+            let args = options.nano_core_args(&socket)?;
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
             build_tools::demo::run_nano_core(&report, &args)?;
         }
-        Cli::Qemu(options) => {
-            let report = build_cells(&options.build)?;
-            if !options.build.quiet {
-                println!("{}", report.summary());
-            }
-            let image = build_tools::qemu::build_image(&report, options.build.quiet)?;
-            if !options.build.quiet {
-                println!(
-                    "bare-metal kernel: {} (build id {})\nboot module: {} ({} members; {} symbols kept in the image for the cells)",
-                    image.kernel.display(),
-                    crate_metadata::hex::encode(&image.build_id),
-                    image.module.display(),
-                    image.members.len(),
-                    image.kept_symbols
-                );
-            }
-            if !options.build_only {
-                let default_secs = if options.shell { 3600 } else { 60 };
-                let timeout =
-                    std::time::Duration::from_secs(options.timeout_secs.unwrap_or(default_secs));
-                if !options.build.quiet {
-                    println!(
-                        "booting under qemu-system-x86_64 on {} CPUs (serial console below)\n",
-                        options.cpus
-                    );
-                }
-                let mut cmdline = options.append.clone();
-                if options.shell {
-                    cmdline = format!("shell {cmdline}").trim().to_string();
-                }
-                let boot = build_tools::qemu::BootOptions {
-                    cmdline,
-                    cpus: options.cpus,
-                    timeout,
-                    echo: true,
-                };
-                // With the shell, every line typed here goes to the kernel's serial port.
-                let mut forwarding = false;
-                let mut forward = |_line: &str, input: &build_tools::qemu::Input| {
-                    if std::mem::replace(&mut forwarding, true) {
-                        return;
-                    }
-                    let input = input.clone();
-                    std::thread::spawn(move || {
-                        for line in std::io::stdin().lines() {
-                            let Ok(line) = line else { break };
-                            if input.send(format!("{line}\r").into_bytes()).is_err() {
-                                break;
-                            }
-                        }
-                    });
-                };
-                let on_line: Option<build_tools::qemu::OnLine<'_>> =
-                    options.shell.then_some(&mut forward);
-                let run = build_tools::qemu::boot_with(&image, &boot, on_line)?;
-                if !run.succeeded() {
-                    bail!("{}", build_tools::qemu::describe_failure(&run, timeout));
-                }
-                if !options.build.quiet {
-                    println!(
-                        "\nQEMU powered off with the kernel's success code after {:.1} s",
-                        run.elapsed.as_secs_f64()
-                    );
-                }
-            }
+        Cli::Qemu(options) => build_tools::qemu_cli::run(&options)?,
+        Cli::Test(options) => {
+            let root = find_workspace_root(
+                &std::env::current_dir().context("cannot read the current directory")?,
+            )?;
+            let machine = build_tools::test_suite::programs::Machine::current();
+            build_tools::test_suite::run(&root, options, &machine)?;
+        }
+        Cli::New { kind, name, build } => {
+            build_tools::new_cell::create_and_build(kind, &name, build)?
         }
         Cli::Swap {
             target,
@@ -619,6 +544,10 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn main() -> ExitCode {
+    // `cargo cell ... | head -1`: a closed pipe ends the process quietly, as it ends `cat`, instead
+    // of making `print!` panic (Rust ignores SIGPIPE by default).
+    // SAFETY: restoring a signal's default disposition before any thread starts.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = match parse(std::env::args().skip(1).collect()) {
         Ok(cli) => cli,
         Err(err) => {
@@ -657,41 +586,6 @@ mod tests {
     }
 
     #[test]
-    fn qemu_takes_timeout_build_only_smp_append_shell_and_the_build_options() {
-        let Cli::Qemu(o) =
-            parse(args("qemu --timeout 30 --build-only --target-dir /t -q")).unwrap()
-        else {
-            panic!("not qemu")
-        };
-        assert_eq!(o.timeout_secs, Some(30));
-        assert!(o.build_only && o.build.quiet);
-        assert_eq!(o.build.target_dir.as_deref(), Some(Path::new("/t")));
-        let Cli::Qemu(o) = parse(args("qemu")).unwrap() else {
-            panic!("not qemu")
-        };
-        assert_eq!(
-            (o.timeout_secs, o.build_only, o.shell),
-            (None, false, false)
-        );
-        assert_eq!((o.cpus, o.append.as_str()), (4, ""));
-        let Cli::Qemu(o) = parse(args("qemu --smp 2 --append uart-test --shell")).unwrap() else {
-            panic!("not qemu")
-        };
-        assert_eq!((o.cpus, o.append.as_str(), o.shell), (2, "uart-test", true));
-        for bad in [
-            "qemu --timeout 0",
-            "qemu --timeout soon",
-            "qemu --timeout",
-            "qemu --fast",
-            "qemu --smp 0",
-            "qemu --smp 17",
-            "qemu --append",
-        ] {
-            assert!(parse(args(bad)).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
     fn run_takes_watch_load_and_socket() {
         let Cli::Run(o) = parse(args("run --watch --load 3 --socket /tmp/s.sock -q")).unwrap()
         else {
@@ -700,6 +594,21 @@ mod tests {
         assert!(o.watch && o.build.quiet);
         assert_eq!(o.load, Some(3));
         assert_eq!(o.socket.as_deref(), Some(Path::new("/tmp/s.sock")));
+        let Cli::Run(o) = parse(args("run --trust keys/cell-signing.pub")).unwrap() else {
+            panic!("not run")
+        };
+        assert_eq!(o.trust.as_deref(), Some(Path::new("keys/cell-signing.pub")));
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(
+            o.nano_core_args(Path::new("/s.sock")).unwrap(),
+            [
+                "--serve".to_string(),
+                "/s.sock".into(),
+                "--trust".into(),
+                cwd.join("keys/cell-signing.pub").to_str().unwrap().into(),
+            ]
+        );
+        assert!(parse(args("run --trust")).is_err());
         assert!(parse(args("run --load many")).is_err());
         assert!(parse(args("run --load")).is_err());
         assert!(parse(args("run --fresh")).is_err());
