@@ -334,7 +334,7 @@ fn a_task_that_faults_in_a_cell_ends_and_the_kernel_goes_on() {
     );
     assert!(
         out.contains(
-            "faults: 2 tasks ended by faults (wx, ud), their sched entries removed; the kernel went on"
+            "faults: 2 tasks ended by faults (ud, wx), their sched entries removed; the kernel went on"
         ),
         "{out}"
     );
