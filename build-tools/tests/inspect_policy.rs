@@ -31,11 +31,7 @@ fn the_dry_link_refuses_an_application_binding_to_what_the_kernel_does_not_expor
     // The kernel's `greet` exports applications only `greet::revision`; `hello` binds to
     // `greet::greeting`.
     let m = dry_link_edited(|m, _| {
-        let greet = m
-            .cells
-            .iter_mut()
-            .find(|e| e.kind == CellKind::Libs && e.name == "greet")
-            .unwrap();
+        let greet = m.get_mut(CellKind::Libs, "greet").unwrap();
         greet.app_interface = Some(AppInterface::new(["greet::revision".to_string()]));
     });
     let s = &m.snapshot;
@@ -68,11 +64,7 @@ fn the_dry_link_refuses_an_application_binding_to_what_the_kernel_does_not_expor
 #[test]
 fn the_dry_link_refuses_an_application_without_the_safety_claim() {
     let m = dry_link_edited(|m, _| {
-        let hello = m
-            .cells
-            .iter_mut()
-            .find(|e| e.kind == CellKind::Apps && e.name == "hello")
-            .unwrap();
+        let hello = m.get_mut(CellKind::Apps, "hello").unwrap();
         hello.unsafe_forbidden = false;
     });
     let s = &m.snapshot;

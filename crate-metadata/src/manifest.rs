@@ -212,6 +212,13 @@ impl Manifest {
         self.cells.iter().find(|c| c.kind == kind && c.name == name)
     }
 
+    /// [`Manifest::get`], to change the entry.
+    pub fn get_mut(&mut self, kind: CellKind, name: &str) -> Option<&mut ManifestEntry> {
+        self.cells
+            .iter_mut()
+            .find(|c| c.kind == kind && c.name == name)
+    }
+
     /// The dependency cell whose [`CrateInfo::key`] is `key`.
     pub fn dep(&self, key: &str) -> Option<&ManifestEntry> {
         self.cells

@@ -119,9 +119,7 @@ fn replace(path: &Path, bytes: &[u8]) {
 /// Gives the cell `name` new object bytes in the copy, as a rebuild would.
 fn rebuild(cells: &Path, manifest: &mut Manifest, name: &str, bytes: &[u8]) {
     let entry = manifest
-        .cells
-        .iter_mut()
-        .find(|e| e.kind == CellKind::Kernel && e.name == name)
+        .get_mut(CellKind::Kernel, name)
         .expect("a kernel cell");
     replace(&cells.join(&entry.object), bytes);
     entry.sha256 = loader::sha256(bytes);

@@ -176,9 +176,7 @@ fn over_long_requests_and_control_bytes_get_a_clean_error() {
 /// ELF with another hash), as `cargo cell build` writes it.
 fn rebuild(cells: &Path, manifest: &mut Manifest, name: &str) {
     let entry = manifest
-        .cells
-        .iter_mut()
-        .find(|e| e.kind == CellKind::Kernel && e.name == name)
+        .get_mut(CellKind::Kernel, name)
         .expect("a kernel cell");
     let path = cells.join(&entry.object);
     let mut bytes = std::fs::read(&path).expect("object");

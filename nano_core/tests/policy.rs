@@ -52,11 +52,7 @@ impl Cells {
     /// Puts `object` in place of application `app`'s object and changes its entry with `edit`.
     fn replace_app(&self, app: &str, object: &[u8], edit: impl FnOnce(&mut ManifestEntry)) {
         self.edit(|m| {
-            let entry = m
-                .cells
-                .iter_mut()
-                .find(|e| e.kind == CellKind::Apps && e.name == app)
-                .unwrap();
+            let entry = m.get_mut(CellKind::Apps, app).unwrap();
             std::fs::write(self.0.join(&entry.object), object).unwrap();
             edit(entry);
         });
@@ -139,11 +135,7 @@ fn an_application_binding_to_a_symbol_the_kernel_does_not_export_is_refused_by_n
     // The kernel's `greet` exports applications only `greet::revision`: `hello` binds to
     // `greet::greeting`.
     let cells = Cells::edited("refused", |m| {
-        let greet = m
-            .cells
-            .iter_mut()
-            .find(|e| e.kind == CellKind::Libs && e.name == "greet")
-            .unwrap();
+        let greet = m.get_mut(CellKind::Libs, "greet").unwrap();
         greet.app_interface = Some(AppInterface::new(["greet::revision".to_string()]));
     });
     let mut kernel = boot(&cells.0);
@@ -213,11 +205,7 @@ fn a_kernel_swap_that_removes_an_export_an_application_uses_is_refused_naming_it
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // The new `greet` (cells/upgrades) offers applications only `greet::revision`.
     let cells = Cells::edited("swap", |m| {
-        let greet = m
-            .cells
-            .iter_mut()
-            .find(|e| e.kind == CellKind::Upgrades && e.name == "greet")
-            .unwrap();
+        let greet = m.get_mut(CellKind::Upgrades, "greet").unwrap();
         greet.app_interface = Some(AppInterface::new(["greet::revision".to_string()]));
     });
     let mut kernel = boot(&cells.0);
@@ -403,11 +391,7 @@ fn a_hand_built_application_using_unsafe_runs_only_when_signed_by_a_key_trusted_
     // Signed as what it is (no claim): a key trusted for cells is not one trusted for unsafe
     // applications; trusted for them too, it runs, and it is the hand-built object that runs.
     cells.edit(|m| {
-        let hello = m
-            .cells
-            .iter_mut()
-            .find(|e| e.kind == CellKind::Apps && e.name == "hello")
-            .unwrap();
+        let hello = m.get_mut(CellKind::Apps, "hello").unwrap();
         hello.unsafe_forbidden = false;
     });
     sign::sign_manifest(&cells.0, &secret).unwrap();
@@ -426,11 +410,7 @@ fn a_hand_built_application_using_unsafe_runs_only_when_signed_by_a_key_trusted_
     // The claim added to that signed entry afterwards: the signature covers it, refused even
     // where the key is trusted for cells only.
     cells.edit(|m| {
-        let hello = m
-            .cells
-            .iter_mut()
-            .find(|e| e.kind == CellKind::Apps && e.name == "hello")
-            .unwrap();
+        let hello = m.get_mut(CellKind::Apps, "hello").unwrap();
         hello.unsafe_forbidden = true;
     });
     let mut kernel = Kernel::boot_trusting(&cells.0, &[public]).unwrap();

@@ -138,11 +138,7 @@ fn a_signature_binds_the_cell_it_names_and_its_signing() {
     // object, hash and signature copied into the libs entry.
     let mut swapped = signed.clone();
     let upgrade = swapped.get(CellKind::Upgrades, "greet").unwrap().clone();
-    let lib = swapped
-        .cells
-        .iter_mut()
-        .find(|e| e.kind == CellKind::Libs && e.name == "greet")
-        .unwrap();
+    let lib = swapped.get_mut(CellKind::Libs, "greet").unwrap();
     lib.object = upgrade.object.clone();
     lib.size = upgrade.size;
     lib.sha256 = upgrade.sha256;
@@ -179,11 +175,7 @@ fn a_signature_binds_the_cell_it_names_and_its_signing() {
     let resigned = manifest_of(&cells.0);
     assert!(resigned.serial > signed.serial, "the serial only grows");
     let mut mixed = resigned.clone();
-    let memfs = mixed
-        .cells
-        .iter_mut()
-        .find(|e| e.kind == CellKind::Kernel && e.name == "memfs")
-        .unwrap();
+    let memfs = mixed.get_mut(CellKind::Kernel, "memfs").unwrap();
     memfs.signature = signed
         .get(CellKind::Kernel, "memfs")
         .unwrap()
