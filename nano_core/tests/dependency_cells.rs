@@ -12,8 +12,6 @@ use loader::{CellSpec, LoadError, ManifestCatalog, MissingCause, SwapError, Swap
 use nano_core::upgrade_set::UpgradeSetError;
 use nano_core::Kernel;
 
-// Not `use cell_abi::kvstore`: the name would reach the `kvstore` crate (a dev-dependency for the
-// differential test), and linking it into this binary makes its dependency cells the image's.
 use cell_abi::kvstore as kv;
 
 fn boot() -> Kernel {

@@ -7,9 +7,24 @@
 //! boot asks for every dependency cell to be loaded anyway (`load_provided_dependencies`), so the
 //! calls through handles run the loader's relocated copies of the third-party code.
 
-mod common;
+use std::path::{Path, PathBuf};
 
+use build_tools::build::{build_cells, BuildOptions};
 use nano_core::{BootOptions, Kernel};
+
+/// `target/cells`, built as `cargo cell build` builds it (nothing to do when it is up to date).
+fn cells_dir() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("differential sits in the workspace");
+    build_cells(&BuildOptions {
+        workspace_root: Some(root.to_path_buf()),
+        target_dir: None,
+        quiet: true,
+    })
+    .unwrap_or_else(|e| panic!("building the cells failed: {e:#}"))
+    .cells_dir
+}
 
 /// A small deterministic generator (xorshift), so that failures reproduce.
 struct Rng(u64);
@@ -71,7 +86,7 @@ const PATTERNS: &[&str] = &[
 #[test]
 fn the_cells_compute_what_the_statically_linked_crates_compute() {
     let mut kernel = Kernel::boot_with(
-        common::cells_dir(),
+        &cells_dir(),
         &BootOptions {
             load_provided_dependencies: true,
             ..BootOptions::default()
