@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{CellId, EdgeId, NamespaceId, SectionId, SymbolId};
 use crate::manifest::CellKind;
+use crate::name::Name;
 
 /// What a cell of the registry stands for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -61,7 +62,7 @@ pub enum SectionKind {
 pub struct Section {
     /// The section's name in the object (`.text._ZN4klog4push17h…E`) or a loader-made name
     /// (`.got`, `.stubs`).
-    pub name: String,
+    pub name: Name,
     /// What it holds.
     pub kind: SectionKind,
     /// Where it was placed (0 for `.tbss`, which is not mapped).
@@ -90,7 +91,7 @@ pub enum SymbolKind {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Symbol {
     /// The mangled name, exactly as in the object.
-    pub name: String,
+    pub name: Name,
     /// The section that holds it (`None` for the base image and the platform).
     pub section: Option<SectionId>,
     /// Its address (for [`SymbolKind::Tls`], its offset in the TLS block).

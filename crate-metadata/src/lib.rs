@@ -15,7 +15,9 @@
 //!
 //! - Everything is named by a typed id ([`CellId`], [`SectionId`], [`SymbolId`], [`EdgeId`],
 //!   [`NamespaceId`]) into plain vectors: no pointers, no `Arc` cycles, so the whole model
-//!   serializes with serde and the inspection tools read exactly what the loader wrote.
+//!   serializes with serde and the inspection tools read exactly what the loader wrote. (The one
+//!   `Arc` is inside [`Name`]: the names of a cell's sections and symbols are slices of one shared
+//!   string, which serializes as the names themselves.)
 //! - Every edge is stored once in the [`Registry`] and referenced from both of its cells
 //!   ([`Cell::uses`] on the dependent, [`Cell::used_by`] on the provider). The registry keeps the
 //!   two sides in step; nothing else writes them.
@@ -47,12 +49,14 @@ pub mod hex;
 mod ids;
 mod locate;
 pub mod manifest;
+mod name;
 pub mod policy;
 mod registry;
 
 pub use cell::{Cell, CellState, LoadStats, Origin, Section, SectionKind, Symbol, SymbolKind};
 pub use edge::{Edge, SlotKind};
 pub use ids::{CellId, EdgeId, NamespaceId, SectionId, SymbolId};
+pub use name::{Name, NameArena, NameSpan, Names};
 pub use locate::{section_function, Function, Location};
 pub use manifest::{
     CellKind, CrateInfo, DependencyUpgrade, Manifest, ManifestEntry, PlanError, Rename, Unverified,
