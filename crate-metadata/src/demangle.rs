@@ -47,7 +47,10 @@ fn plain_legacy_path(name: &str) -> Option<String> {
         if hash && rest == b"E" {
             break;
         }
-        if !ident.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_') {
+        if !ident
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        {
             return None;
         }
         if parts > 0 {

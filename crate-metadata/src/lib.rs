@@ -56,11 +56,11 @@ mod registry;
 pub use cell::{Cell, CellState, LoadStats, Origin, Section, SectionKind, Symbol, SymbolKind};
 pub use edge::{Edge, SlotKind};
 pub use ids::{CellId, EdgeId, NamespaceId, SectionId, SymbolId};
-pub use name::{Name, NameArena, NameSpan, Names};
 pub use locate::{section_function, Function, Location};
 pub use manifest::{
     CellKind, CrateInfo, DependencyUpgrade, Manifest, ManifestEntry, PlanError, Rename, Unverified,
     MANIFEST_FILE,
 };
+pub use name::{Name, NameArena, NameSpan, Names};
 pub use policy::{AppInterface, Refusal, Rule};
 pub use registry::{Checkpoint, Registry};

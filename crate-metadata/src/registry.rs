@@ -87,7 +87,10 @@ impl Registry {
         let mut platform = Cell::new("platform", "", Origin::Platform);
         platform.id = Self::PLATFORM;
         let mut by_name: HashMap<String, Vec<CellId>> = HashMap::new();
-        by_name.entry(base.name.clone()).or_default().push(Self::BASE);
+        by_name
+            .entry(base.name.clone())
+            .or_default()
+            .push(Self::BASE);
         by_name
             .entry(platform.name.clone())
             .or_default()

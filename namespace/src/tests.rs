@@ -148,7 +148,7 @@ fn repoint_cell_moves_every_entry_to_the_new_version() {
     all.repoint_cell(k, CellId(2), CellId(6), ["a", "c"], |id| {
         Some(100 + u64::from(id.0))
     })
-        .unwrap();
+    .unwrap();
     let (_, a) = all.lookup(k, "a").unwrap();
     assert_eq!((a.cell, a.addr), (CellId(6), 100 + u64::from(a.symbol.0)));
     assert_eq!(all.lookup(k, "c").unwrap().1.cell, CellId(6));

@@ -25,8 +25,8 @@ use std::time::Instant;
 
 use crate_metadata::{CellKind, Manifest, ManifestEntry};
 use loader::hosted::Hosted;
-use nano_core::kernel::{BootOptions, Kernel};
 use loader::{CellSpec, System};
+use nano_core::kernel::{BootOptions, Kernel};
 use perf_event::events::{Software, Tracepoint};
 use perf_event::{Builder, Counter};
 
@@ -242,7 +242,9 @@ fn boot_cells(system: &mut System<Hosted>, set: &[(ManifestEntry, Vec<u8>, PathB
             .load(ns, spec, bytes)
             .unwrap_or_else(|e| panic!("{} loads: {e}", entry.name));
     }
-    system.remove_namespace(ns).expect("the boot namespace goes");
+    system
+        .remove_namespace(ns)
+        .expect("the boot namespace goes");
 }
 
 /// `dlopen`s every shared library of `set`, in order (global, so that each binds to those before

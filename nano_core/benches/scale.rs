@@ -205,18 +205,10 @@ fn measure_memory(system: &System<Hosted>, synth: &SynthSystem, ids: &[CellId]) 
         let cell = registry.cell(*id).expect("loaded");
         row.sections += cell.sections.len();
         row.section_bytes += cell.sections.len() * size_of::<Section>()
-            + cell
-                .sections
-                .iter()
-                .map(|s| s.name.len())
-                .sum::<usize>();
+            + cell.sections.iter().map(|s| s.name.len()).sum::<usize>();
         row.symbols += cell.symbols.len();
         row.symbol_bytes += cell.symbols.len() * size_of::<Symbol>()
-            + cell
-                .symbols
-                .iter()
-                .map(|s| s.name.len())
-                .sum::<usize>();
+            + cell.symbols.iter().map(|s| s.name.len()).sum::<usize>();
         row.mapped_bytes += cell.stats.mapped_bytes;
         row.cell_nanos.push(cell.stats.load_nanos as f64);
         for e in &cell.uses {
@@ -492,9 +484,7 @@ fn print_tables(rows: &[Row]) {
             r.one.swap_slots,
         );
     }
-    println!(
-        "\nOne cell in a system of N (medians of {ONE_CELL_ROUNDS} rounds):\n\n{one}"
-    );
+    println!("\nOne cell in a system of N (medians of {ONE_CELL_ROUNDS} rounds):\n\n{one}");
     println!(
         "\nLoading N synthetic cells (load: median of criterion's {} samples; unload: median \
          of {} rounds):\n\n{md}\n{csv}\n{positions}",

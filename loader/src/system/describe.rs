@@ -153,7 +153,9 @@ pub(crate) fn describe(
 
     cell.sections.reserve_exact(section_names.len() + 2);
     for ((i, _), span) in section_names.iter().zip(section_spans) {
-        let Some(p) = layout.sections[*i] else { continue };
+        let Some(p) = layout.sections[*i] else {
+            continue;
+        };
         let addr = if p.kind == SectionKind::TlsBss {
             0
         } else {
@@ -167,7 +169,12 @@ pub(crate) fn describe(
             align: object.sections[*i].sh_addralign.max(1),
         });
     }
-    let got = add_loader_sections(layout, mapping, [got_name, stubs_name].map(|s| names.name(s)), &mut cell);
+    let got = add_loader_sections(
+        layout,
+        mapping,
+        [got_name, stubs_name].map(|s| names.name(s)),
+        &mut cell,
+    );
 
     let mut exports = Vec::with_capacity(exported.len());
     cell.symbols.reserve_exact(exported.len());

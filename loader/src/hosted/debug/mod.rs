@@ -23,11 +23,11 @@ pub mod gdb_jit;
 mod image;
 pub mod perf_map;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::format;
 use std::string::{String, ToString};
 use std::sync::{Mutex, MutexGuard, TryLockError};
-use std::collections::BTreeMap;
 
 use crate::platform::{CellImage, Debuggers, TextRange};
 use crate_metadata::{demangle, Cell, CellId, CellState};
@@ -141,9 +141,7 @@ impl Debuggers for HostedDebuggers {
     }
 
     fn cell_released(&self, base: u64) {
-        let record = {
-            table().remove(&base)
-        };
+        let record = { table().remove(&base) };
         if let Some(r) = record {
             gdb_jit::unregister(r.jit);
         }
@@ -198,7 +196,9 @@ fn name_in(table: &BTreeMap<u64, Record>, addr: u64) -> Option<CellAddress> {
     let at = r.cell.locate(addr)?;
     let section = r.cell.section(at.section)?;
     Some(CellAddress {
-        function: at.name.map_or_else(|| section.name.to_string(), demangle::path),
+        function: at
+            .name
+            .map_or_else(|| section.name.to_string(), demangle::path),
         mangled: at.name.map(String::from),
         offset: at.offset,
         id: r.cell.id,
@@ -212,7 +212,7 @@ fn name_in(table: &BTreeMap<u64, Record>, addr: u64) -> Option<CellAddress> {
 /// Names a code address inside a published cell (live or retired), or `None` when no cell's text
 /// holds it. Waits for nobody: `None` too while another thread changes the table.
 pub fn name_address(addr: u64) -> Option<CellAddress> {
-    name_in(&try_table()?, addr)
+    name_in(&*try_table()?, addr)
 }
 
 /// The text ranges of the published cells, for tests and inspection.
