@@ -267,7 +267,8 @@ mod tests {
         let mut map = hashbrown::HashMap::new();
         map.insert(Name::from("klog::push"), 1);
         assert_eq!(map.get("klog::push"), Some(&1));
-        assert!(Name::from("a") < Name::from("b"));
+        let (a, b) = (Name::from("a"), Name::from("b"));
+        assert!(a < b && b.cmp(&a).is_gt());
         let json = serde_json::to_string(&Name::from("x\"y")).unwrap();
         assert_eq!(json, "\"x\\\"y\"");
         let back: Name = serde_json::from_str(&json).unwrap();
