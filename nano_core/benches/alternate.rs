@@ -15,6 +15,13 @@
 //! dependencies opened as shared libraries beforehand); a kernel cell's crate built as a `cdylib`
 //! (`support::cell_cdylib`: its object and the small crates it links statically).
 //!
+//! The first row (without a filter, or with the filter `boot` alone) is a whole boot: every cell
+//! `Kernel::boot_with` loads (kernel, library and dependency cells, the latter even where the
+//! image links the crate), loaded in boot order into a fresh namespace that is then removed,
+//! against `dlopen(RTLD_NOW | RTLD_GLOBAL)` of each one's object linked by `cc -shared`, in the
+//! same order, then `dlclose` of all, last first (`boot_cells` / `boot_dlopen`, not inlined, so
+//! that callgrind counts each side).
+//!
 //! `cargo bench -p nano_core --bench alternate [-- <filter>]`; `BENCH_ROUNDS` (default 21) sets
 //! the rounds.
 
