@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::digest::Sha256;
 use crate::ids::{CellId, EdgeId, NamespaceId, SectionId, SymbolId};
 use crate::manifest::CellKind;
+use crate::name::Name;
 
 /// What a cell of the registry stands for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -62,7 +63,7 @@ pub enum SectionKind {
 pub struct Section {
     /// The section's name in the object (`.text._ZN4klog4push17h…E`) or a loader-made name
     /// (`.got`, `.stubs`).
-    pub name: String,
+    pub name: Name,
     /// What it holds.
     pub kind: SectionKind,
     /// Where it was placed (0 for `.tbss`, which is not mapped).
@@ -91,7 +92,7 @@ pub enum SymbolKind {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Symbol {
     /// The mangled name, exactly as in the object.
-    pub name: String,
+    pub name: Name,
     /// The section that holds it (`None` for the base image and the platform).
     pub section: Option<SectionId>,
     /// Its address (for [`SymbolKind::Tls`], its offset in the TLS block).

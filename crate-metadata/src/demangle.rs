@@ -17,7 +17,50 @@ pub fn demangle(name: &str) -> String {
 /// The demangled path without hashes (`klog::push`): two symbols with the same path and
 /// different mangled names differ only in their hashes.
 pub fn path(name: &str) -> String {
-    format!("{:#}", rustc_demangle::demangle(name))
+    match plain_legacy_path(name) {
+        Some(path) => path,
+        None => format!("{:#}", rustc_demangle::demangle(name)),
+    }
+}
+
+/// [`path`] of a legacy-mangled name (`_ZN` identifiers `E`) whose identifiers are plain (ASCII
+/// letters, digits and `_`: no `$` escapes, no `.`) and that has nothing after its `E`: the
+/// identifiers joined by `::`, the trailing hash left out, exactly as `rustc_demangle` prints it
+/// with `{:#}`, without its formatting machinery (a load names every function of a cell for the
+/// debuggers). `None` for any other name, which `rustc_demangle` then handles.
+fn plain_legacy_path(name: &str) -> Option<String> {
+    let mut rest = name.strip_prefix("_ZN")?.as_bytes();
+    let mut out = String::with_capacity(rest.len());
+    let mut parts = 0;
+    while rest != b"E" {
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0 || rest[0] == b'0' || digits > 9 {
+            return None;
+        }
+        let len = rest[..digits]
+            .iter()
+            .fold(0usize, |n, d| n * 10 + usize::from(d - b'0'));
+        let ident = rest.get(digits..digits + len)?;
+        rest = &rest[digits + len..];
+        // As rustc_demangle's `is_rust_hash`: `h` and hex digits, as the last identifier.
+        let hash = ident.first() == Some(&b'h') && ident[1..].iter().all(u8::is_ascii_hexdigit);
+        if hash && rest == b"E" {
+            break;
+        }
+        if !ident
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        {
+            return None;
+        }
+        if parts > 0 {
+            out.push_str("::");
+        }
+        // ASCII (checked above), so UTF-8.
+        out.push_str(core::str::from_utf8(ident).ok()?);
+        parts += 1;
+    }
+    (parts > 0).then_some(out)
 }
 
 /// The crate a symbol belongs to, from its demangled path (`alloc` for
@@ -70,6 +113,35 @@ mod tests {
         assert_eq!(crate_of(legacy).as_deref(), Some("klog"));
         assert_eq!(path("memcpy"), "memcpy");
         assert_eq!(crate_of("memcpy"), None);
+    }
+
+    #[test]
+    fn the_plain_legacy_path_is_what_rustc_demangle_prints() {
+        for name in [
+            "_ZN4klog4push17h0123456789abcdefE",
+            "_ZN5memfs2fs4File4read17hfedcba9876543210E",
+            "_ZN4core3ptr85drop_in_place$LT$std..rt..lang_start$LT$$LP$$RP$$GT$..$u7b$$u7b$closure$u7d$$u7d$$GT$17h0123456789abcdefE",
+            "_ZN4klog4pushE",
+            "_ZN4klog17h0123456789abcdefE",
+            "_ZN17h0123456789abcdefE",
+            "_ZN4klog1hE",
+            "_ZN4klog4push17h0123456789abcdefE.llvm.123",
+            "_ZN4klog4push17h0123456789abcdef",
+            "_ZN4klog04pushE",
+            "_ZN4klog99pushE",
+            "_ZNE",
+            "_ZN1_4_a_bE",
+            "_ZN3foo17h0123456789abcdef3barE",
+            "memcpy",
+            "_RNvNvNtCslNYArtu3iFV_5alloc3fmt6format12format_inner",
+        ] {
+            let slow = format!("{:#}", rustc_demangle::demangle(name));
+            assert_eq!(path(name), slow, "{name}");
+            if let Some(fast) = plain_legacy_path(name) {
+                assert_eq!(fast, slow, "{name}");
+            }
+        }
+        assert!(plain_legacy_path("_ZN4klog4push17h0123456789abcdefE").is_some());
     }
 
     #[test]

@@ -15,7 +15,9 @@
 //!
 //! - Everything is named by a typed id ([`CellId`], [`SectionId`], [`SymbolId`], [`EdgeId`],
 //!   [`NamespaceId`]) into plain vectors: no pointers, no `Arc` cycles, so the whole model
-//!   serializes with serde and the inspection tools read exactly what the loader wrote.
+//!   serializes with serde and the inspection tools read exactly what the loader wrote. (The one
+//!   `Arc` is inside [`Name`]: the names of a cell's sections and symbols are slices of one shared
+//!   string, which serializes as the names themselves.)
 //! - Every edge is stored once in the [`Registry`] and referenced from both of its cells
 //!   ([`Cell::uses`] on the dependent, [`Cell::used_by`] on the provider). The registry keeps the
 //!   two sides in step; nothing else writes them.
@@ -48,6 +50,7 @@ pub mod hex;
 mod ids;
 mod locate;
 pub mod manifest;
+mod name;
 pub mod policy;
 mod registry;
 
@@ -60,5 +63,6 @@ pub use manifest::{
     CellKind, CrateInfo, DependencyUpgrade, Manifest, ManifestEntry, PlanError, Rename, Unverified,
     MANIFEST_FILE,
 };
+pub use name::{Name, NameArena, NameSpan, Names};
 pub use policy::{AppInterface, Refusal, Rule};
 pub use registry::{Checkpoint, Registry};

@@ -24,15 +24,48 @@ pub struct Checkpoint {
 /// Cells `0` and `1` are always the base image and the platform. Removed cells and edges leave a
 /// hole, so ids stay stable and are never reused.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "Stored")]
 pub struct Registry {
     cells: Vec<Option<Cell>>,
     edges: Vec<Option<Edge>>,
+    /// The cells by crate name, ids ascending (a function of `cells`, kept in step by every
+    /// change to them and rebuilt on deserialization): finding a cell by name does not walk every
+    /// cell, so a load's "is this release here already" check does not grow with the system.
+    #[serde(skip)]
+    by_name: HashMap<String, Vec<CellId>>,
     /// Name index of the base image's and the platform's symbols, which grow on demand: per
     /// cell, name -> symbol (looked up by `&str`, without building a key). Hashed (foldhash) rather
     /// than ordered: a load looks up every name it binds to, and the names are long mangled paths
     /// with common prefixes, which an ordered map compares several times per lookup.
     #[serde(skip)]
     index: BTreeMap<CellId, HashMap<String, SymbolId>>,
+}
+
+/// What a serialized registry holds; the indexes are rebuilt from it.
+#[derive(Deserialize)]
+struct Stored {
+    cells: Vec<Option<Cell>>,
+    edges: Vec<Option<Edge>>,
+}
+
+impl From<Stored> for Registry {
+    fn from(stored: Stored) -> Registry {
+        let mut by_name: HashMap<String, Vec<CellId>> = HashMap::new();
+        for (i, cell) in stored.cells.iter().enumerate() {
+            if let Some(c) = cell {
+                by_name
+                    .entry(c.name.clone())
+                    .or_default()
+                    .push(CellId(i as u32));
+            }
+        }
+        Registry {
+            cells: stored.cells,
+            edges: stored.edges,
+            by_name,
+            index: BTreeMap::new(),
+        }
+    }
 }
 
 impl Default for Registry {
@@ -53,9 +86,19 @@ impl Registry {
         base.id = Self::BASE;
         let mut platform = Cell::new("platform", "", Origin::Platform);
         platform.id = Self::PLATFORM;
+        let mut by_name: HashMap<String, Vec<CellId>> = HashMap::new();
+        by_name
+            .entry(base.name.clone())
+            .or_default()
+            .push(Self::BASE);
+        by_name
+            .entry(platform.name.clone())
+            .or_default()
+            .push(Self::PLATFORM);
         Registry {
             cells: alloc::vec![Some(base), Some(platform)],
             edges: Vec::new(),
+            by_name,
             index: BTreeMap::new(),
         }
     }
@@ -68,6 +111,25 @@ impl Registry {
     /// The cell `id`, mutably.
     pub fn cell_mut(&mut self, id: CellId) -> Option<&mut Cell> {
         self.cells.get_mut(id.index()).and_then(Option::as_mut)
+    }
+
+    /// The cells named `name` (every release, live or retired), in id order.
+    pub fn cells_named<'r>(&'r self, name: &str) -> impl Iterator<Item = &'r Cell> + 'r {
+        self.by_name
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.cell(*id))
+    }
+
+    /// Drops `id` from the name index (its cell, named `name`, is gone).
+    fn unindex(&mut self, name: &str, id: CellId) {
+        if let Some(ids) = self.by_name.get_mut(name) {
+            ids.retain(|i| *i != id);
+            if ids.is_empty() {
+                self.by_name.remove(name);
+            }
+        }
     }
 
     /// Every cell, in id order.
@@ -86,6 +148,12 @@ impl Registry {
         cell.id = id;
         cell.uses.clear();
         cell.used_by.clear();
+        match self.by_name.get_mut(cell.name.as_str()) {
+            Some(ids) => ids.push(id),
+            None => {
+                self.by_name.insert(cell.name.clone(), alloc::vec![id]);
+            }
+        }
         self.cells.push(Some(cell));
         id
     }
@@ -170,6 +238,7 @@ impl Registry {
             .get_mut(id.index())
             .and_then(Option::take)
             .ok_or_else(Vec::new)?;
+        self.unindex(&cell.name, id);
         let mut removed: Vec<(CellId, EdgeId)> = core::mem::take(&mut cell.uses)
             .into_iter()
             .filter_map(|e| {
@@ -218,6 +287,7 @@ impl Registry {
             let Some(mut cell) = self.cells.get_mut(id.index()).and_then(Option::take) else {
                 continue;
             };
+            self.unindex(&cell.name, *id);
             for e in core::mem::take(&mut cell.uses) {
                 if let Some(edge) = self.edges.get_mut(e.index()).and_then(Option::take) {
                     if !inside(&edge.provider) {
@@ -292,6 +362,14 @@ impl Registry {
             self.remove_edge(EdgeId(i as u32));
         }
         self.edges.truncate(checkpoint.edges);
+        let gone: Vec<(String, CellId)> = self.cells[checkpoint.cells.min(self.cells.len())..]
+            .iter()
+            .flatten()
+            .map(|c| (c.name.clone(), c.id))
+            .collect();
+        for (name, id) in gone {
+            self.unindex(&name, id);
+        }
         self.cells.truncate(checkpoint.cells);
         for (id, len) in [
             (Self::BASE, checkpoint.base_symbols),
@@ -486,5 +564,30 @@ mod tests {
         }
         assert_eq!(r.cell(base).unwrap().used_by, [c_base]);
         assert_eq!(r.edge_count(), 1);
+    }
+
+    #[test]
+    fn cells_are_found_by_name_through_every_change() {
+        let named = |r: &Registry, name: &str| -> alloc::vec::Vec<CellId> {
+            r.cells_named(name).map(|c| c.id).collect()
+        };
+        let (mut r, a, b) = two_cells();
+        let checkpoint = r.checkpoint();
+        let a2 = r.add_cell(Cell::new("a", "0.2.0", Origin::Object));
+        assert_eq!(named(&r, "a"), [a, a2]);
+        r.rollback(&checkpoint);
+        assert_eq!(named(&r, "a"), [a]);
+        r.remove_cell(a).unwrap();
+        assert!(named(&r, "a").is_empty());
+        let c = r.add_cell(Cell::new("c", "0.1.0", Origin::Object));
+        r.remove_cells(&[b]).unwrap();
+        assert!(named(&r, "b").is_empty());
+        assert_eq!(named(&r, "c"), [c]);
+        assert_eq!(named(&r, "nano_core"), [Registry::BASE]);
+        // Rebuilt on deserialization, so a registry read back compares equal.
+        let json = serde_json::to_string(&r).unwrap();
+        let back: Registry = serde_json::from_str(&json).unwrap();
+        assert_eq!(named(&back, "c"), [c]);
+        assert_eq!(back, r);
     }
 }

@@ -30,11 +30,11 @@ pub mod graph;
 mod snapshot;
 mod system_snapshot;
 
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate_metadata::{CellId, NamespaceId, SymbolId};
+use crate_metadata::{CellId, Name, NamespaceId, SymbolId};
 use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
 
@@ -57,8 +57,9 @@ pub struct SymbolRef {
 /// One symbol a cell offers to its namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Export {
-    /// The mangled name.
-    pub name: String,
+    /// The mangled name (shared with the defining cell's metadata: moving it into the map copies
+    /// no bytes).
+    pub name: Name,
     /// Where it is defined.
     pub target: SymbolRef,
 }
@@ -74,7 +75,7 @@ pub struct Namespace {
     pub parent: Option<NamespaceId>,
     /// The cells it holds, in load order.
     pub cells: Vec<CellId>,
-    symbols: HashMap<String, SymbolRef>,
+    symbols: HashMap<Name, SymbolRef>,
 }
 
 impl Namespace {
@@ -314,7 +315,7 @@ impl Namespaces {
     }
 
     /// [`Namespaces::add_cell`] with the exports given by value: their names move into the
-    /// namespace's map instead of being copied (what the loader does on every load).
+    /// namespace's map (what the loader does on every load).
     pub fn add_cell_owned(
         &mut self,
         ns: NamespaceId,
@@ -349,7 +350,7 @@ impl Namespaces {
                 if !existing.weak && !e.target.weak && existing.cell != cell {
                     return Err(NamespaceError::DuplicateSymbol {
                         namespace: n.name.clone(),
-                        symbol: e.name.clone(),
+                        symbol: e.name.to_string(),
                         existing: existing.cell,
                     });
                 }
@@ -375,6 +376,28 @@ impl Namespaces {
         Ok(())
     }
 
+    /// [`Namespaces::remove_cell`] given the names `cell` exported (the loader's metadata of it,
+    /// which holds every name the namespace has for it): only those entries are looked at, so
+    /// unloading one cell costs its own exports, not the namespace's size.
+    pub fn remove_cell_exports<'a>(
+        &mut self,
+        ns: NamespaceId,
+        cell: CellId,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), NamespaceError> {
+        let n = self.get_mut(ns)?;
+        // A cell is in the list at most once; the recent ones are at its end.
+        if let Some(pos) = n.cells.iter().rposition(|c| *c == cell) {
+            n.cells.remove(pos);
+        }
+        for name in names {
+            if n.symbols.get(name).is_some_and(|s| s.cell == cell) {
+                n.symbols.remove(name);
+            }
+        }
+        Ok(())
+    }
+
     /// Replaces `old` by `new` in `ns`: `new` takes `old`'s place in the cell list, `old`'s
     /// symbols are removed and `new`'s exports added. All or nothing.
     pub fn replace_cell(
@@ -384,31 +407,47 @@ impl Namespaces {
         new: CellId,
         exports: &[Export],
     ) -> Result<(), NamespaceError> {
+        let old_names: Vec<Name> = self
+            .get(ns)
+            .map(|n| {
+                n.symbols
+                    .iter()
+                    .filter(|(_, s)| s.cell == old)
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
         self.replace_cell_by(
             ns,
             old,
             new,
             exports.iter().map(|e| (e.name.as_str(), e.target)),
+            old_names.iter().map(Name::as_str),
         )
     }
 
     /// Replaces `old` by `new` in `ns` when `new` exports exactly `old`'s symbols, with the same
     /// ids (a new version with the same interface): every entry of `old` points at the same
-    /// symbol of `new`, at the address `addr_of` gives. Nothing is hashed, added or removed.
-    pub fn repoint_cell(
+    /// symbol of `new`, at the address `addr_of` gives. `names` are the names `old` exported
+    /// (every name the namespace has for it): only those entries are looked at. Nothing is added
+    /// or removed.
+    pub fn repoint_cell<'a>(
         &mut self,
         ns: NamespaceId,
         old: CellId,
         new: CellId,
+        names: impl IntoIterator<Item = &'a str>,
         addr_of: impl Fn(SymbolId) -> Option<u64>,
     ) -> Result<(), NamespaceError> {
         let n = self.get_mut(ns)?;
         if new != old && n.cells.contains(&new) {
             return Err(NamespaceError::CellPresent(new));
         }
-        for s in n.symbols.values_mut().filter(|s| s.cell == old) {
-            s.cell = new;
-            s.addr = addr_of(s.symbol).unwrap_or(s.addr);
+        for name in names {
+            if let Some(s) = n.symbols.get_mut(name).filter(|s| s.cell == old) {
+                s.cell = new;
+                s.addr = addr_of(s.symbol).unwrap_or(s.addr);
+            }
         }
         match n.cells.iter().position(|c| *c == old) {
             Some(pos) => n.cells[pos] = new,
@@ -421,13 +460,15 @@ impl Namespaces {
     /// passes the new version's symbols). Checked first, then changed in place: a name both
     /// versions export keeps its entry, which now points at the new version; only names the old
     /// version alone exported are removed and names the new one alone exports copied in. The
-    /// namespace's other symbols are neither copied nor rehashed.
-    pub fn replace_cell_by<'a, I>(
+    /// namespace's other symbols are neither copied nor rehashed. `old_names` are the names `old`
+    /// exported (every name the namespace has for it): only those are looked at for removal.
+    pub fn replace_cell_by<'a, 'o, I>(
         &mut self,
         ns: NamespaceId,
         old: CellId,
         new: CellId,
         exports: I,
+        old_names: impl IntoIterator<Item = &'o str>,
     ) -> Result<(), NamespaceError>
     where
         I: IntoIterator<Item = (&'a str, SymbolRef)>,
@@ -455,7 +496,11 @@ impl Namespaces {
             }
         }
         // What the old version alone exported (nothing, when both export the same names).
-        n.symbols.retain(|_, s| s.cell != old);
+        for name in old_names {
+            if n.symbols.get(name).is_some_and(|s| s.cell == old) {
+                n.symbols.remove(name);
+            }
+        }
         match n.cells.iter().position(|c| *c == old) {
             Some(pos) => n.cells[pos] = new,
             None => n.cells.push(new),

@@ -1,7 +1,7 @@
 //! A sorted, comparable picture of the namespaces, for "the system is exactly as it was" checks
 //! and for the inspection tools.
 
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
@@ -36,7 +36,7 @@ impl Snapshot {
             .iter()
             .map(|n| {
                 let mut symbols: Vec<(String, SymbolRef)> =
-                    n.symbols.iter().map(|(k, v)| (k.clone(), *v)).collect();
+                    n.symbols.iter().map(|(k, v)| (k.to_string(), *v)).collect();
                 symbols.sort_by(|a, b| a.0.cmp(&b.0));
                 NamespaceSnapshot {
                     id: n.id,

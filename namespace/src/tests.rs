@@ -142,11 +142,13 @@ fn repoint_cell_moves_every_entry_to_the_new_version() {
     all.add_cell(k, CellId(3), &[export("b", 3, 3, false)])
         .unwrap();
     assert!(matches!(
-        all.repoint_cell(k, CellId(2), CellId(3), |_| None),
+        all.repoint_cell(k, CellId(2), CellId(3), ["a", "c"], |_| None),
         Err(NamespaceError::CellPresent(CellId(3)))
     ));
-    all.repoint_cell(k, CellId(2), CellId(6), |id| Some(100 + u64::from(id.0)))
-        .unwrap();
+    all.repoint_cell(k, CellId(2), CellId(6), ["a", "c"], |id| {
+        Some(100 + u64::from(id.0))
+    })
+    .unwrap();
     let (_, a) = all.lookup(k, "a").unwrap();
     assert_eq!((a.cell, a.addr), (CellId(6), 100 + u64::from(a.symbol.0)));
     assert_eq!(all.lookup(k, "c").unwrap().1.cell, CellId(6));
@@ -220,4 +222,35 @@ fn dependency_order_puts_providers_first_in_rounds_and_names_cycles() {
     );
     let err = graph::dependency_order(&registry, &ids).unwrap_err();
     assert_eq!(err, vec![ids[5], ids[6], ids[7]]);
+}
+
+#[test]
+fn remove_cell_exports_removes_only_that_cells_entries() {
+    let mut all = Namespaces::new();
+    let k = all.create("_kernel", None).unwrap();
+    all.add_cell(k, CellId(2), &[export("w", 2, 1, true)])
+        .unwrap();
+    all.add_cell(
+        k,
+        CellId(3),
+        &[export("a", 3, 2, false), export("w", 3, 3, false)],
+    )
+    .unwrap();
+    all.add_cell(k, CellId(4), &[export("b", 4, 4, false)])
+        .unwrap();
+    // Cell 2's weak `w` was replaced by cell 3's strong one: removing cell 2 leaves it.
+    all.remove_cell_exports(k, CellId(2), ["w"]).unwrap();
+    assert_eq!(all.lookup(k, "w").unwrap().1.cell, CellId(3));
+    all.remove_cell_exports(k, CellId(3), ["a", "w"]).unwrap();
+    assert!(all.lookup(k, "a").is_none());
+    assert!(all.lookup(k, "w").is_none());
+    assert_eq!(all.lookup(k, "b").unwrap().1.cell, CellId(4));
+    assert_eq!(all.get(k).unwrap().cells, vec![CellId(4)]);
+    // The same as `remove_cell` would have left.
+    let mut again = Namespaces::new();
+    let k2 = again.create("_kernel", None).unwrap();
+    again
+        .add_cell(k2, CellId(4), &[export("b", 4, 4, false)])
+        .unwrap();
+    assert_eq!(all.snapshot(), again.snapshot());
 }

@@ -15,6 +15,13 @@
 //! dependencies opened as shared libraries beforehand); a kernel cell's crate built as a `cdylib`
 //! (`support::cell_cdylib`: its object and the small crates it links statically).
 //!
+//! The first row (without a filter, or with the filter `boot` alone) is a whole boot: every cell
+//! `Kernel::boot_with` loads (kernel, library and dependency cells, the latter even where the
+//! image links the crate), loaded in boot order into a fresh namespace that is then removed,
+//! against `dlopen(RTLD_NOW | RTLD_GLOBAL)` of each one's object linked by `cc -shared`, in the
+//! same order, then `dlclose` of all, last first (`boot_cells` / `boot_dlopen`, not inlined, so
+//! that callgrind counts each side).
+//!
 //! `cargo bench -p nano_core --bench alternate [-- <filter>]`; `BENCH_ROUNDS` (default 21) sets
 //! the rounds.
 
@@ -26,6 +33,7 @@ use std::time::Instant;
 use crate_metadata::{CellKind, Manifest, ManifestEntry};
 use loader::hosted::Hosted;
 use loader::{CellSpec, System};
+use nano_core::kernel::{BootOptions, Kernel};
 use perf_event::events::{Software, Tracepoint};
 use perf_event::{Builder, Counter};
 
@@ -157,21 +165,33 @@ fn run(
         let h = support::dlopen(library, libc::RTLD_NOW | libc::RTLD_LOCAL);
         support::dlclose(h);
     };
+    let label = format!("{} {} | {}", case.name, case.version, case.kind);
+    alternate(counters, &label, &mut cell, &mut open, rounds);
+}
+
+/// Alternates `cell` and `open` over `rounds` rounds and prints a table row headed `label`.
+fn alternate(
+    counters: &mut Counters,
+    label: &str,
+    cell: &mut dyn FnMut(),
+    open: &mut dyn FnMut(),
+    rounds: usize,
+) {
     // Warm both, and size a round to about 3 ms of the slower side.
     let one = counters
-        .measure(3, &mut cell)
+        .measure(3, cell)
         .nanos
-        .max(counters.measure(3, &mut open).nanos);
+        .max(counters.measure(3, open).nanos);
     let k = ((3e6 / one) as usize).clamp(1, 500);
     let mut a = Vec::with_capacity(rounds);
     let mut b = Vec::with_capacity(rounds);
     for round in 0..rounds {
         if round % 2 == 0 {
-            a.push(counters.measure(k, &mut cell));
-            b.push(counters.measure(k, &mut open));
+            a.push(counters.measure(k, cell));
+            b.push(counters.measure(k, open));
         } else {
-            b.push(counters.measure(k, &mut open));
-            a.push(counters.measure(k, &mut cell));
+            b.push(counters.measure(k, open));
+            a.push(counters.measure(k, cell));
         }
     }
     let mut ratios: Vec<f64> = a.iter().zip(&b).map(|(x, y)| x.nanos / y.nanos).collect();
@@ -182,10 +202,7 @@ fn run(
         None => "-".into(),
     };
     println!(
-        "| {} {} | {} | {:.1} µs | {:.1} µs | **{:.2}x** | {:.2}–{:.2}x | {} / {} | {:.0} / {:.0} | {}×{} |",
-        case.name,
-        case.version,
-        case.kind,
+        "| {label} | {:.1} µs | {:.1} µs | **{:.2}x** | {:.2}–{:.2}x | {} / {} | {:.0} / {:.0} | {}×{} |",
         col(&a, |s| s.nanos) / 1e3,
         col(&b, |s| s.nanos) / 1e3,
         median(&mut ratios),
@@ -198,6 +215,78 @@ fn run(
         rounds,
         k,
     );
+}
+
+/// The cells a boot loads (kernel, library and dependency cells, every dependency cell loaded
+/// even where the image links the crate), in its order, with their bytes and shared libraries.
+fn boot_set() -> Vec<(ManifestEntry, Vec<u8>, PathBuf)> {
+    let options = BootOptions {
+        load_provided_dependencies: true,
+        ..BootOptions::default()
+    };
+    let cells_dir = support::cells_dir();
+    let kernel = Kernel::boot_with(cells_dir, &options).expect("boot");
+    kernel
+        .booted()
+        .iter()
+        .map(|b| {
+            let bytes = std::fs::read(cells_dir.join(&b.entry.object)).expect("object");
+            (b.entry.clone(), bytes, support::shared_library(&b.entry))
+        })
+        .collect()
+}
+
+/// Loads every cell of `set` into a new namespace, in order, then removes the namespace.
+#[inline(never)]
+fn boot_cells(system: &mut System<Hosted>, set: &[(ManifestEntry, Vec<u8>, PathBuf)]) {
+    let ns = system.create_namespace("boot", None).expect("namespace");
+    for (entry, bytes, _) in set {
+        let spec = CellSpec {
+            version: &entry.version,
+            ..CellSpec::named(&entry.name)
+        };
+        system
+            .load(ns, spec, bytes)
+            .unwrap_or_else(|e| panic!("{} loads: {e}", entry.name));
+    }
+    system
+        .remove_namespace(ns)
+        .expect("the boot namespace goes");
+}
+
+/// `dlopen`s every shared library of `set`, in order (global, so that each binds to those before
+/// it), then `dlclose`s them, last first.
+#[inline(never)]
+fn boot_dlopen(set: &[(ManifestEntry, Vec<u8>, PathBuf)], handles: &mut Vec<*mut libc::c_void>) {
+    for (_, _, library) in set {
+        handles.push(support::dlopen(library, libc::RTLD_NOW | libc::RTLD_GLOBAL));
+    }
+    while let Some(h) = handles.pop() {
+        support::dlclose(h);
+    }
+}
+
+/// The whole boot set, both ways, alternating.
+fn run_boot(counters: &mut Counters, rounds: usize) {
+    let set = boot_set();
+    let bytes: usize = set.iter().map(|(_, b, _)| b.len()).sum();
+    let mut system = System::new(Hosted::new().expect("hosted"), "nano_core");
+    let mut handles = Vec::with_capacity(set.len());
+    let label = format!(
+        "boot: {} cells, {:.1} MiB of objects | all",
+        set.len(),
+        bytes as f64 / (1 << 20) as f64
+    );
+    alternate(
+        counters,
+        &label,
+        &mut || boot_cells(&mut system, &set),
+        &mut || boot_dlopen(&set, &mut handles),
+        rounds,
+    );
+    for (entry, bytes, _) in &set {
+        eprintln!("  {} {} ({} bytes)", entry.name, entry.version, bytes.len());
+    }
 }
 
 /// What `entry` binds to, dependencies first: the kernel cells it depends on (each with what it
@@ -248,6 +337,13 @@ fn main() {
         "| cell | kind | load+unload | dlopen+dlclose | ratio (median) | ratio p10–p90 | syscalls (cell / dlopen) | page faults (cell / dlopen) | rounds×ops |"
     );
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    // The whole boot first, before any library is opened for good below.
+    if filter.as_deref().is_none_or(|f| f == "boot") {
+        run_boot(&mut counters, rounds);
+        if filter.is_some() {
+            return;
+        }
+    }
     for entry in measured {
         // What it binds to: loaded as cells into `_kernel` for the loader, and (dependency
         // cells) opened as shared libraries for `dlopen`; a kernel cell's cdylib links its own.

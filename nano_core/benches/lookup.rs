@@ -25,7 +25,7 @@ fn bench(c: &mut Criterion) {
     let child = namespaces.create("child", Some(ns)).unwrap();
     let exports: Vec<Export> = (0..SYMBOLS)
         .map(|i| Export {
-            name: name(i),
+            name: name(i).into(),
             target: SymbolRef {
                 cell: CellId(2),
                 symbol: SymbolId(i as u32),

@@ -38,7 +38,7 @@ fn main() {
     for c in registry.cells() {
         cells += 1;
         sections += c.sections.len();
-        name_bytes += c.sections.iter().map(|s| s.name.capacity()).sum::<usize>();
+        name_bytes += c.sections.iter().map(|s| s.name.len()).sum::<usize>();
     }
     println!(
         "kernel cells booted: {cells} cells (with base image and platform), {edges} edges \

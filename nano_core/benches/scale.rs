@@ -28,13 +28,17 @@ use build_tools::synth_cells::{generate_and_build, SynthOptions, SynthSystem};
 use crate_metadata::{CellId, Edge, EdgeId, Section, Symbol};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use loader::hosted::Hosted;
-use loader::{CellSpec, System};
+use loader::{CellSpec, NewVersion, SwapOptions, SwapRequest, System};
 
 const DEFAULT_CELLS: [usize; 4] = [10, 30, 100, 300];
 const DEFAULT_SEED: u64 = 1;
 const SAMPLES: usize = 10;
 /// Timed load/unload rounds per N for the unload time.
 const UNLOAD_ROUNDS: usize = 10;
+/// Rounds of the one-cell operations (`OneCell`).
+const ONE_CELL_ROUNDS: usize = 50;
+/// The cell the one-cell swap replaces: an early one, which later cells depend on.
+const SWAP_CELL: usize = 5;
 /// Load/unload cycles of the history probe.
 const HISTORY_CYCLES: usize = 2000;
 /// The history probe runs when the smallest N is at most this.
@@ -60,6 +64,20 @@ struct Row {
     cell_nanos: Vec<f64>,
     /// Unload (namespace teardown) times of `UNLOAD_ROUNDS` rounds, in nanoseconds.
     unload: Vec<f64>,
+    /// With all N cells loaded: one unload and one load of the last cell (nothing depends on
+    /// it), and one staged swap of cell `SWAP_CELL` to a new copy of its object, per round, in
+    /// nanoseconds.
+    one: OneCell,
+}
+
+/// Operations on one cell of a system that holds N: what they cost must not grow with N.
+#[derive(Default)]
+struct OneCell {
+    unload: Vec<f64>,
+    load: Vec<f64>,
+    swap: Vec<f64>,
+    /// Slots the swap rewrote (the swapped cell's dependents' references to it).
+    swap_slots: usize,
 }
 
 /// Bytes per edge as the registry stores it: the `Option<Edge>` in the arena and an `EdgeId` in
@@ -181,23 +199,16 @@ fn measure_memory(system: &System<Hosted>, synth: &SynthSystem, ids: &[CellId]) 
         load: Vec::new(),
         cell_nanos: Vec::new(),
         unload: Vec::new(),
+        one: OneCell::default(),
     };
     for id in ids {
         let cell = registry.cell(*id).expect("loaded");
         row.sections += cell.sections.len();
         row.section_bytes += cell.sections.len() * size_of::<Section>()
-            + cell
-                .sections
-                .iter()
-                .map(|s| s.name.capacity())
-                .sum::<usize>();
+            + cell.sections.iter().map(|s| s.name.len()).sum::<usize>();
         row.symbols += cell.symbols.len();
         row.symbol_bytes += cell.symbols.len() * size_of::<Symbol>()
-            + cell
-                .symbols
-                .iter()
-                .map(|s| s.name.capacity())
-                .sum::<usize>();
+            + cell.symbols.iter().map(|s| s.name.len()).sum::<usize>();
         row.mapped_bytes += cell.stats.mapped_bytes;
         row.cell_nanos.push(cell.stats.load_nanos as f64);
         for e in &cell.uses {
@@ -209,6 +220,55 @@ fn measure_memory(system: &System<Hosted>, synth: &SynthSystem, ids: &[CellId]) 
         }
     }
     row
+}
+
+/// With all of `synth` loaded in a fresh system: `rounds` times (after one untimed round) an
+/// unload and a load of the last cell, and a staged swap of cell `SWAP_CELL` to a new copy of its
+/// object (the old version reclaimed, untimed).
+fn one_cell(synth: &SynthSystem, rounds: usize) -> OneCell {
+    let mut system = fresh_system();
+    let ids = load_all(&mut system, synth);
+    let ns = system.registry().cell(ids[0]).and_then(|c| c.namespace);
+    let ns = ns.expect("the cells have a namespace");
+    let last = synth.cells.last().expect("cells");
+    let swapped = &synth.cells[SWAP_CELL.min(synth.cells.len() - 1)];
+    let mut out = OneCell::default();
+    for round in 0..=rounds {
+        let id = system.cell_in(ns, &last.name).expect("loaded");
+        let t = Instant::now();
+        system.unload(id).expect("nothing depends on the last cell");
+        let unload = t.elapsed();
+        let t = Instant::now();
+        system
+            .load(ns, CellSpec::named(&last.name), &last.object)
+            .expect("the last cell loads again");
+        let load = t.elapsed();
+        let old = system.cell_in(ns, &swapped.name).expect("loaded");
+        let t = Instant::now();
+        let report = system
+            .swap(
+                &[SwapRequest {
+                    old,
+                    new: NewVersion::Object {
+                        spec: CellSpec::named(&swapped.name),
+                        bytes: &swapped.object,
+                    },
+                }],
+                &SwapOptions::default(),
+            )
+            .unwrap_or_else(|e| panic!("{} swaps: {e}", swapped.name));
+        let swap = t.elapsed();
+        // SAFETY: the synthetic cells' statics hold no pointers into their code or constants,
+        // and no thread runs their code.
+        unsafe { system.reclaim_unchecked(old) }.expect("the old version is freed");
+        out.swap_slots = report.slots_rewritten;
+        if round > 0 {
+            out.unload.push(unload.as_nanos() as f64);
+            out.load.push(load.as_nanos() as f64);
+            out.swap.push(swap.as_nanos() as f64);
+        }
+    }
+    out
 }
 
 /// A system with no cells, on a fresh platform.
@@ -276,6 +336,7 @@ fn bench(c: &mut Criterion) {
         // iterations it chose.
         let (loads, unloads) = cycles(&synth, unload_rounds);
         row.unload = unloads;
+        row.one = one_cell(&synth, if measuring { ONE_CELL_ROUNDS } else { 1 });
         eprintln!(
             "scale: {n} cells, {unload_rounds} rounds in a fresh system: load {:.3} ms, \
              unload {:.3} ms (medians)",
@@ -408,6 +469,22 @@ fn print_tables(rows: &[Row]) {
             r.mapped_bytes
         );
     }
+    let mut one = String::from(
+        "| cells | unload the last cell | load it again | swap of scell_005 (staged) | slots \
+         rewritten |\n|---:|---:|---:|---:|---:|\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            one,
+            "| {} | {:.1} µs | {:.1} µs | {:.1} µs | {} |",
+            r.n,
+            median(&r.one.unload) / 1e3,
+            median(&r.one.load) / 1e3,
+            median(&r.one.swap) / 1e3,
+            r.one.swap_slots,
+        );
+    }
+    println!("\nOne cell in a system of N (medians of {ONE_CELL_ROUNDS} rounds):\n\n{one}");
     println!(
         "\nLoading N synthetic cells (load: median of criterion's {} samples; unload: median \
          of {} rounds):\n\n{md}\n{csv}\n{positions}",

@@ -94,7 +94,7 @@ impl TreeBuilder<'_, '_> {
                     .iter()
                     .filter_map(|e| index.registry().edge(*e))
                     .filter_map(|e| cell.symbol(e.symbol))
-                    .map(|s| s.name.clone())
+                    .map(|s| s.name.to_string())
                     .collect();
                 node.symbols = names.into_iter().collect();
             }

@@ -44,7 +44,7 @@ pub fn info(index: &Index<'_>, cell: &Cell) -> View {
         .sections
         .iter()
         .map(|s| SectionRow {
-            name: s.name.clone(),
+            name: s.name.to_string(),
             kind: s.kind,
             addr: s.addr,
             size: s.size,
@@ -67,14 +67,14 @@ pub fn info(index: &Index<'_>, cell: &Cell) -> View {
         .iter()
         .enumerate()
         .map(|(i, s)| ExportRow {
-            symbol: s.name.clone(),
+            symbol: s.name.to_string(),
             demangled: crate_metadata::demangle::path(&s.name),
             kind: s.kind,
             size: s.size,
             section: s
                 .section
                 .and_then(|id| cell.section(id))
-                .map(|sec| sec.name.clone()),
+                .map(|sec| sec.name.to_string()),
             addr: s.addr,
             users: users
                 .get(&(i as u32))
@@ -98,7 +98,7 @@ pub fn info(index: &Index<'_>, cell: &Cell) -> View {
         for e in edges.iter().filter_map(|e| index.registry().edge(*e)) {
             let name = p
                 .symbol(e.symbol)
-                .map(|s| s.name.clone())
+                .map(|s| s.name.to_string())
                 .unwrap_or_default();
             let entry = imports.entry((provider, name)).or_default();
             entry.0 += 1;
@@ -246,7 +246,7 @@ pub fn addr(index: &Index<'_>, addr: u64) -> Result<View> {
             .and_then(|e| EdgeRow::of(index, *e));
         Some(AddrHit {
             cell: CellRef::of(index, cell),
-            section: section.name.clone(),
+            section: section.name.to_string(),
             section_addr: section.addr,
             section_offset: at.section_offset,
             symbol: at.name.map(str::to_string),

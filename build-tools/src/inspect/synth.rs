@@ -91,14 +91,14 @@ pub fn generate(options: &SynthOptions) -> Snapshot {
             let function = format!("func_{f}");
             let size = 16 + rng.below(400) as u64;
             cell.sections.push(Section {
-                name: format!(".text.{}", mangled(&name, &function, rng.next())),
+                name: format!(".text.{}", mangled(&name, &function, rng.next())).into(),
                 kind: SectionKind::Text,
                 addr,
                 size,
                 align: 16,
             });
             cell.symbols.push(Symbol {
-                name: mangled(&name, &function, rng.next()),
+                name: mangled(&name, &function, rng.next()).into(),
                 section: Some(SectionId(f as u32)),
                 addr,
                 size,

@@ -114,12 +114,12 @@ impl EdgeRow {
         let section = dependent.section(e.section);
         let symbol = provider
             .symbol(e.symbol)
-            .map(|s| s.name.clone())
+            .map(|s| s.name.to_string())
             .unwrap_or_default();
         Some(EdgeRow {
             edge: id.0,
             dependent: dependent.name.clone(),
-            section: section.map(|s| s.name.clone()).unwrap_or_default(),
+            section: section.map(|s| s.name.to_string()).unwrap_or_default(),
             // The host's handle slots live outside any cell (`.handles` is a placeholder).
             offset: section
                 .filter(|s| s.size > 0)

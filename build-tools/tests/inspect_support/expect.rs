@@ -19,7 +19,7 @@ pub fn uses(s: &Snapshot) -> BTreeMap<CellId, BTreeMap<CellId, Vec<String>>> {
             .registry
             .cell(e.provider)
             .and_then(|c| c.symbol(e.symbol))
-            .map(|s| s.name.clone())
+            .map(|s| s.name.to_string())
             .expect("every edge names a symbol of its provider");
         out.entry(e.dependent)
             .or_default()

@@ -173,12 +173,17 @@ impl<P: Platform> System<P> {
                         .iter()
                         .zip(&cell.symbols)
                         .all(|(a, b)| a.name == b.name);
+                // Only the old version's own names are looked at: a swap costs the cell's
+                // exports, not the namespace's size.
+                let old_names = was.symbols.iter().map(|s| s.name.as_str());
                 let _ = if same_interface {
                     let addr_of = |id: SymbolId| cell.symbol(id).map(|s| s.addr);
-                    self.namespaces.repoint_cell(ns, p.old, p.new, addr_of)
+                    self.namespaces
+                        .repoint_cell(ns, p.old, p.new, old_names, addr_of)
                 } else {
                     let exports = exports_in(p.new, cell);
-                    self.namespaces.replace_cell_by(ns, p.old, p.new, exports)
+                    self.namespaces
+                        .replace_cell_by(ns, p.old, p.new, exports, old_names)
                 };
             }
             if let Some(c) = self.registry.cell_mut(p.old) {

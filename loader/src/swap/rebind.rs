@@ -16,7 +16,7 @@
 use alloc::borrow::Cow;
 use alloc::collections::BTreeMap;
 use alloc::format;
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use super::undo::{MovedSymbol, SlotValue, Undo};
@@ -281,7 +281,7 @@ impl<P: Platform> System<P> {
     pub(crate) fn bind_image_statics<'a>(
         &self,
         cell: &str,
-        described: &mut Described<'a>,
+        described: &mut Described,
         mapped: &mut Mapped,
         edges: &mut Vec<PendingEdge<'a>>,
     ) -> Result<(), LoadError> {
@@ -307,12 +307,12 @@ impl<P: Platform> System<P> {
             if s.kind != SymbolKind::Object || !in_data {
                 continue;
             }
-            let name = export.name;
-            let Some(image) = self.platform.image_symbol(name) else {
+            let name = export.name.clone();
+            let Some(image) = self.platform.image_symbol(&name) else {
                 continue;
             };
             if mapped.direct_refs.contains(&id) {
-                let symbol = demangle::demangle(name);
+                let symbol = demangle::demangle(&name);
                 return Err(malformed(
                     cell,
                     Malformation::SharedStaticReachedDirectly { symbol },
@@ -332,7 +332,8 @@ impl<P: Platform> System<P> {
                     kind: SlotKind::Got,
                     addend: 0,
                     provider: Provider::Base,
-                    name: Cow::Borrowed(name),
+                    // A shared static is rare: its edge's name is copied, not borrowed.
+                    name: Cow::Owned(name.to_string()),
                     addr: image,
                 });
             }

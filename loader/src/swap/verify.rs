@@ -4,7 +4,7 @@
 //! commit; changes nothing.
 
 use alloc::collections::{BTreeMap, BTreeSet};
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use super::{MissingExport, Pair, SlotWrite, SwapError, SwapOptions};
@@ -77,16 +77,16 @@ impl<P: Platform> System<P> {
                     addend: edge.addend,
                 }),
                 None => {
-                    let entry = missing.entry(sym.name.clone()).or_insert_with(|| {
+                    let entry = missing.entry(sym.name.to_string()).or_insert_with(|| {
                         let path = demangle::path(&sym.name);
                         MissingExport {
                             symbol: demangle::demangle(&sym.name),
-                            mangled: sym.name.clone(),
+                            mangled: sym.name.to_string(),
                             changed_to: new
                                 .symbols
                                 .iter()
                                 .find(|s| demangle::path(&s.name) == path)
-                                .map(|s| s.name.clone()),
+                                .map(|s| s.name.to_string()),
                             dependents: Vec::new(),
                         }
                     });

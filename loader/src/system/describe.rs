@@ -1,8 +1,6 @@
 //! Describing a cell: its metadata for the registry (sections, exported symbols with their
 //! addresses) and the exports it adds to its namespace.
 
-use alloc::borrow::ToOwned;
-use alloc::string::ToString;
 use alloc::vec::Vec;
 
 use goblin::elf::sym::{
@@ -18,7 +16,8 @@ use crate::mapping::Mapping;
 use crate::parse::{Object, Sym};
 use crate::platform::Platform;
 use crate_metadata::{
-    demangle, Cell, CellId, Origin, Section, SectionId, SectionKind, Symbol, SymbolId, SymbolKind,
+    demangle, Cell, CellId, Name, NameArena, Origin, Section, SectionId, SectionKind, Symbol,
+    SymbolId, SymbolKind,
 };
 use namespace::{Export, SymbolRef};
 
@@ -40,10 +39,10 @@ pub(crate) fn symbol_address(
 }
 
 /// One symbol the cell exports, before the cell has an id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct NewExport<'a> {
-    /// The mangled name, borrowed from the object.
-    pub(crate) name: &'a str,
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct NewExport {
+    /// The mangled name, shared with the cell's metadata.
+    pub(crate) name: Name,
     /// Its id in the cell's metadata.
     pub(crate) symbol: SymbolId,
     /// Its address (its offset in the TLS block for a thread-local).
@@ -66,11 +65,11 @@ pub(crate) struct SectionIds {
 /// A cell described: its metadata, its exports (one per symbol of the metadata, in the same
 /// order) and the ids that map the object's indices to the metadata's.
 #[derive(Debug)]
-pub(crate) struct Described<'a> {
+pub(crate) struct Described {
     /// The metadata.
     pub(crate) cell: Cell,
     /// What the cell adds to its namespace.
-    pub(crate) exports: Vec<NewExport<'a>>,
+    pub(crate) exports: Vec<NewExport>,
     /// Object indices to metadata ids.
     pub(crate) ids: SectionIds,
 }
@@ -90,32 +89,97 @@ fn is_exported(sym: &Sym, by_index: &IndexVec<SectionIndex, Option<SectionId>>) 
             .is_some()
 }
 
-/// The cell's metadata (sections and exported symbols) and its namespace exports.
-pub(crate) fn describe<'a>(
+/// A name of the metadata before it is copied into the cell's shared name string: borrowed from
+/// the object, or a section's index for a section that has no name.
+#[derive(Clone, Copy)]
+enum RawName<'a> {
+    Str(&'a str),
+    Index(SectionIndex),
+}
+
+/// The cell's metadata (sections and exported symbols) and its namespace exports. Every section
+/// and symbol name is a slice of one string made for the cell ([`NameArena`]): one allocation
+/// for all of them, and the namespace's map shares them.
+pub(crate) fn describe(
     spec: CellSpec<'_>,
-    object: &Object<'a>,
+    object: &Object<'_>,
     layout: &Layout,
     mapping: &Mapping,
-) -> Result<Described<'a>, LoadError> {
+) -> Result<Described, LoadError> {
     let mut cell = Cell::new(spec.name, spec.version, Origin::Object);
     cell.kind = spec.kind;
     cell.sha256 = spec.sha256;
     cell.object_size = object.bytes.len() as u64;
     cell.base_addr = mapping.addr(0);
-    let by_index = describe_sections(spec.name, object, layout, mapping, &mut cell)?;
-    let got = add_loader_sections(layout, mapping, &mut cell);
-    // Found first, so the vectors are allocated once at their size.
-    let exported: Vec<SymbolIndex> = object
-        .syms
-        .iter_enumerated()
-        .filter(|(_, sym)| is_exported(sym, &by_index))
-        .map(|(i, _)| i)
-        .collect();
+    // The names first (checked, and their total size known), then one string for them all.
+    let section_names = section_names(spec.name, layout, object)?;
+    let mut by_index = IndexVec::from_elem(None, layout.sections.len());
+    for (n, (i, _)) in section_names.iter().enumerate() {
+        by_index[*i] = Some(SectionId(n as u32));
+    }
+    let mut exported: Vec<(SymbolIndex, &str)> = Vec::new();
+    for (i, sym) in object.syms.iter_enumerated() {
+        if is_exported(sym, &by_index) {
+            exported.push((i, object.symbol_name(spec.name, i)?));
+        }
+    }
+    let bytes = section_names
+        .iter()
+        .map(|(_, n)| match n {
+            RawName::Str(s) => s.len(),
+            RawName::Index(_) => 20,
+        })
+        .chain(exported.iter().map(|(_, n)| n.len()))
+        .sum::<usize>()
+        + ".got.stubs".len();
+    let mut arena = NameArena::with_capacity(bytes);
+    let too_long = || malformed(spec.name, Malformation::LayoutOverflow);
+    let mut spans = Vec::with_capacity(section_names.len() + exported.len());
+    for (_, name) in &section_names {
+        let span = match *name {
+            RawName::Str(s) => arena.push(s),
+            RawName::Index(i) => arena.push_number(i.0),
+        };
+        spans.push(span.ok_or_else(too_long)?);
+    }
+    for (_, name) in &exported {
+        spans.push(arena.push(name).ok_or_else(too_long)?);
+    }
+    let got_name = arena.push(".got").ok_or_else(too_long)?;
+    let stubs_name = arena.push(".stubs").ok_or_else(too_long)?;
+    let names = arena.finish();
+    let (section_spans, symbol_spans) = spans.split_at(section_names.len());
+
+    cell.sections.reserve_exact(section_names.len() + 2);
+    for ((i, _), span) in section_names.iter().zip(section_spans) {
+        let Some(p) = layout.sections[*i] else {
+            continue;
+        };
+        let addr = if p.kind == SectionKind::TlsBss {
+            0
+        } else {
+            mapping.addr(p.offset)
+        };
+        cell.sections.push(Section {
+            name: names.name(*span),
+            kind: p.kind,
+            addr,
+            size: p.size as u64,
+            align: object.sections[*i].sh_addralign.max(1),
+        });
+    }
+    let got = add_loader_sections(
+        layout,
+        mapping,
+        [got_name, stubs_name].map(|s| names.name(s)),
+        &mut cell,
+    );
+
     let mut exports = Vec::with_capacity(exported.len());
     cell.symbols.reserve_exact(exported.len());
     let mut symbols = IndexVec::from_elem(None, object.syms.len());
-    for i in exported {
-        let sym = &object.syms[i];
+    for ((i, _), span) in exported.iter().zip(symbol_spans) {
+        let (i, sym) = (*i, &object.syms[*i]);
         let Some(shndx) = sym.section() else { continue };
         let (Some(section), Some(p)) = (by_index[shndx], layout.sections[shndx]) else {
             continue;
@@ -134,20 +198,20 @@ pub(crate) fn describe<'a>(
                 Malformation::AddressOverflow { symbol },
             ));
         };
-        let name = object.symbol_name(spec.name, i)?;
+        let name = names.name(*span);
         let id = SymbolId(cell.symbols.len() as u32);
+        exports.push(NewExport {
+            name: name.clone(),
+            symbol: id,
+            addr,
+            weak: sym.st_bind() == STB_WEAK,
+        });
         cell.symbols.push(Symbol {
-            name: name.into(),
+            name,
             section: Some(section),
             addr,
             size: sym.st_size,
             kind,
-        });
-        exports.push(NewExport {
-            name,
-            symbol: id,
-            addr,
-            weak: sym.st_bind() == STB_WEAK,
         });
         symbols[i] = Some(id);
     }
@@ -162,54 +226,50 @@ pub(crate) fn describe<'a>(
     })
 }
 
-/// Adds a metadata section for every loaded section of the object; returns their ids by index.
-fn describe_sections(
+/// The name of every loaded section, in index order; a loaded section's name goes into the
+/// metadata, so it must be UTF-8.
+fn section_names<'a>(
     cell_name: &str,
-    object: &Object<'_>,
     layout: &Layout,
-    mapping: &Mapping,
-    cell: &mut Cell,
-) -> Result<IndexVec<SectionIndex, Option<SectionId>>, LoadError> {
+    object: &Object<'a>,
+) -> Result<Vec<(SectionIndex, RawName<'a>)>, LoadError> {
     let placed = layout.sections.iter().flatten().count();
-    cell.sections.reserve_exact(placed + 2);
-    let mut by_index = IndexVec::from_elem(None, layout.sections.len());
-    for (i, placed) in layout.sections.iter_enumerated() {
-        let Some(p) = placed else { continue };
-        by_index[i] = Some(SectionId(cell.sections.len() as u32));
-        let addr = if p.kind == SectionKind::TlsBss {
-            0
-        } else {
-            mapping.addr(p.offset)
-        };
-        // A loaded section's name goes into the metadata as a `String`: it must be UTF-8.
-        let name = match object.section_name_str(i) {
-            Some("") => i.to_string(),
-            Some(name) => name.to_owned(),
-            None => {
-                return Err(malformed(
-                    cell_name,
-                    Malformation::SectionNameNotUtf8 { section: i },
-                ))
-            }
-        };
-        cell.sections.push(Section {
-            name,
-            kind: p.kind,
-            addr,
-            size: p.size as u64,
-            align: object.sections[i].sh_addralign.max(1),
-        });
+    let mut names = Vec::with_capacity(placed);
+    for (i, p) in layout.sections.iter_enumerated() {
+        if p.is_none() {
+            continue;
+        }
+        names.push((
+            i,
+            match object.section_name_str(i) {
+                Some("") => RawName::Index(i),
+                Some(name) => RawName::Str(name),
+                None => {
+                    return Err(malformed(
+                        cell_name,
+                        Malformation::SectionNameNotUtf8 { section: i },
+                    ))
+                }
+            },
+        ));
     }
-    Ok(by_index)
+    Ok(names)
 }
 
-/// Adds the sections the loader made (the GOT, the call stubs); returns the GOT's id.
-fn add_loader_sections(layout: &Layout, mapping: &Mapping, cell: &mut Cell) -> Option<SectionId> {
+/// Adds the sections the loader made (the GOT and the call stubs, named `got_and_stubs`); returns
+/// the GOT's id.
+fn add_loader_sections(
+    layout: &Layout,
+    mapping: &Mapping,
+    got_and_stubs: [Name; 2],
+    cell: &mut Cell,
+) -> Option<SectionId> {
+    let [got_name, stubs_name] = got_and_stubs;
     let mut got = None;
     if layout.got_len > 0 {
         got = Some(SectionId(cell.sections.len() as u32));
         cell.sections.push(Section {
-            name: ".got".into(),
+            name: got_name,
             kind: SectionKind::Got,
             addr: mapping.addr(layout.got_offset),
             size: layout.got_len as u64,
@@ -218,7 +278,7 @@ fn add_loader_sections(layout: &Layout, mapping: &Mapping, cell: &mut Cell) -> O
     }
     if layout.stub_count > 0 {
         cell.sections.push(Section {
-            name: ".stubs".into(),
+            name: stubs_name,
             kind: SectionKind::Stubs,
             addr: mapping.addr(layout.stubs_offset),
             size: (layout.stub_count * layout::STUB_SIZE) as u64,
@@ -252,8 +312,9 @@ impl<P: Platform> System<P> {
             return Vec::new();
         };
         exports_in(id, c)
-            .map(|(name, target)| Export {
-                name: name.into(),
+            .zip(&c.symbols)
+            .map(|((_, target), s)| Export {
+                name: s.name.clone(),
                 target,
             })
             .collect()

@@ -1,6 +1,7 @@
 //! Host handles: how the base image calls into cells. A handle reads a loader-owned slot on
 //! every call, recorded as an edge from the base image, so a swap moves the host's calls too.
 
+use alloc::string::ToString;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
@@ -53,7 +54,7 @@ impl<P: Platform> System<P> {
                 }),
                 many => Err(LoadError::AmbiguousSymbol {
                     symbol: symbol.into(),
-                    candidates: many.iter().map(|(_, s)| s.name.clone()).collect(),
+                    candidates: many.iter().map(|(_, s)| s.name.to_string()).collect(),
                 }),
             };
         }

@@ -110,11 +110,11 @@ impl<P: Platform> System<P> {
         };
         // Two releases of one crate may live side by side (dependency cells of two semver-
         // incompatible versions); the same release twice may not.
-        let same = |c: &Cell| c.name == cell && c.version == spec.version;
-        let loaded = namespace.cells.iter().any(|c| {
-            self.registry
-                .cell(*c)
-                .is_some_and(|c| c.state == CellState::Live && same(c))
+        // The registry's cells of this name (few), not the namespace's cells (any number).
+        let loaded = self.registry.cells_named(cell).any(|c: &Cell| {
+            c.state == CellState::Live
+                && c.version == spec.version
+                && namespace.cells.contains(&c.id)
         });
         if loaded {
             return Err(LoadError::AlreadyLoaded {

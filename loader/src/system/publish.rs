@@ -55,7 +55,7 @@ impl<P: Platform> System<P> {
     pub(super) fn publish(
         &mut self,
         loading: &Loading<'_, '_>,
-        described: Described<'_>,
+        described: Described,
         linked: Linked<'_>,
         mapped: &mut Mapped,
     ) -> Result<CellId, LoadError> {
@@ -102,7 +102,7 @@ impl<P: Platform> System<P> {
         let exports: Vec<Export> = exports
             .into_iter()
             .map(|e| Export {
-                name: e.name.into(),
+                name: e.name,
                 target: SymbolRef {
                     cell: id,
                     symbol: e.symbol,

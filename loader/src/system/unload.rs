@@ -113,7 +113,8 @@ impl<P: Platform> System<P> {
             });
         }
         if let Some(ns) = cell.namespace {
-            let _ = self.namespaces.remove_cell(ns, id);
+            let names = cell.symbols.iter().map(|s| s.name.as_str());
+            let _ = self.namespaces.remove_cell_exports(ns, id, names);
         }
         // No edge points into the cell (checked above), so no other cell and no handle reaches it.
         self.free_cell(id);

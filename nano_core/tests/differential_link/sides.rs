@@ -141,7 +141,7 @@ impl Side for Ours<'_> {
                     .symbols
                     .iter()
                     .filter(|s| s.addr == at && s.kind != crate_metadata::SymbolKind::Tls)
-                    .map(|s| s.name.clone())
+                    .map(|s| s.name.to_string())
                     .collect();
                 return Meaning::External {
                     names,

@@ -6,13 +6,14 @@
 //! debugger, stopped there, reads the descriptor and loads or drops the file's symbols.
 //!
 //! The descriptor's fields are atomics (the same layout as the C structure's plain fields), and
-//! every entry is a `Box` that this module owns in list order, so the list is rebuilt from that
-//! order with plain stores: no raw pointer is ever dereferenced here. One lock serializes all
+//! every entry is a `Box` that this module owns, found by its address: a link is followed by
+//! looking the address up, so no raw pointer is ever dereferenced here. One lock serializes all
 //! changes, as the protocol requires.
 
 use std::boxed::Box;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 #[cfg(test)]
 use std::vec;
 use std::vec::Vec;
@@ -59,29 +60,47 @@ pub extern "C" fn __jit_debug_register_code() {
     std::hint::black_box(&__jit_debug_descriptor);
 }
 
-/// The registered entries, in list order; the lock serializes every change to the list. Boxed:
-/// the debugger holds their addresses, which must not move when the vector grows.
-#[allow(clippy::vec_box)]
-static ENTRIES: Mutex<Vec<Box<CodeEntry>>> = Mutex::new(Vec::new());
+/// The registered entries by address, with the address of the list's last one; the lock
+/// serializes every change to the list. Boxed: the debugger holds their addresses, which must not
+/// move. Registering links the new entry after the last, unregistering links its two neighbours
+/// to each other: neither walks the list, so their cost does not grow with the number of cells.
+struct Entries {
+    by_addr: BTreeMap<usize, Box<CodeEntry>>,
+    /// The last entry's address (0: the list is empty).
+    last: usize,
+}
+
+static ENTRIES: Mutex<Entries> = Mutex::new(Entries {
+    by_addr: BTreeMap::new(),
+    last: 0,
+});
+
+fn entries() -> MutexGuard<'static, Entries> {
+    ENTRIES.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn ptr(entry: &CodeEntry) -> *mut CodeEntry {
     (entry as *const CodeEntry).cast_mut()
 }
 
-/// Points each entry's links and the descriptor's head at the order of `entries`.
-fn relink(entries: &[Box<CodeEntry>]) {
-    for (i, e) in entries.iter().enumerate() {
-        let prev = i
-            .checked_sub(1)
-            .map_or(std::ptr::null_mut(), |p| ptr(&entries[p]));
-        let next = entries.get(i + 1).map_or(std::ptr::null_mut(), |n| ptr(n));
-        e.prev_entry.store(prev, Ordering::Release);
-        e.next_entry.store(next, Ordering::Release);
+impl Entries {
+    /// Sets the `next_entry` of the entry at `at` (the descriptor's head when `at` is 0).
+    fn set_next(&self, at: usize, next: *mut CodeEntry) {
+        match self.by_addr.get(&at) {
+            Some(e) => e.next_entry.store(next, Ordering::Release),
+            None => __jit_debug_descriptor
+                .first_entry
+                .store(next, Ordering::Release),
+        }
     }
-    let first = entries.first().map_or(std::ptr::null_mut(), |e| ptr(e));
-    __jit_debug_descriptor
-        .first_entry
-        .store(first, Ordering::Release);
+
+    /// Sets the `prev_entry` of the entry at `at` (the list's last when `at` is 0).
+    fn set_prev(&mut self, at: usize, prev: *mut CodeEntry) {
+        match self.by_addr.get(&at) {
+            Some(e) => e.prev_entry.store(prev, Ordering::Release),
+            None => self.last = prev as usize,
+        }
+    }
 }
 
 /// Tells an attached debugger about `entry` (`action`), then clears the action.
@@ -117,10 +136,15 @@ pub(crate) fn register(symfile: Vec<u8>) -> Registration {
         symfile,
     });
     let key = Registration(ptr(&entry) as usize);
-    let mut entries = ENTRIES.lock().unwrap_or_else(|e| e.into_inner());
-    entries.push(entry);
-    relink(&entries);
-    if let Some(e) = entries.last() {
+    let mut entries = entries();
+    let last = entries.last;
+    entry
+        .prev_entry
+        .store(last as *mut CodeEntry, Ordering::Release);
+    entries.set_next(last, ptr(&entry));
+    entries.last = key.0;
+    entries.by_addr.insert(key.0, entry);
+    if let Some(e) = entries.by_addr.get(&key.0) {
         notify(e, JIT_REGISTER_FN);
     }
     key
@@ -128,15 +152,14 @@ pub(crate) fn register(symfile: Vec<u8>) -> Registration {
 
 /// Unlinks and frees a registration (a debugger drops its symbols first).
 pub(crate) fn unregister(registration: Registration) {
-    let mut entries = ENTRIES.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(i) = entries
-        .iter()
-        .position(|e| ptr(e) as usize == registration.0)
-    else {
+    let mut entries = entries();
+    let Some(entry) = entries.by_addr.remove(&registration.0) else {
         return;
     };
-    let entry = entries.remove(i);
-    relink(&entries);
+    let prev = entry.prev_entry.load(Ordering::Acquire);
+    let next = entry.next_entry.load(Ordering::Acquire);
+    entries.set_next(prev as usize, next);
+    entries.set_prev(next as usize, prev);
     // The entry is unlinked but alive while the debugger reads it; it is freed after.
     notify(&entry, JIT_UNREGISTER_FN);
     drop(entry);
@@ -145,50 +168,62 @@ pub(crate) fn unregister(registration: Registration) {
 /// The symbol files registered now, in list order (for tests and inspection): each entry's
 /// address and size as a debugger would read them.
 pub fn registered() -> Vec<(usize, u64)> {
-    let entries = ENTRIES.lock().unwrap_or_else(|e| e.into_inner());
-    entries
-        .iter()
-        .map(|e| {
-            (
-                e.symfile_addr.load(Ordering::Acquire) as usize,
-                e.symfile_size.load(Ordering::Acquire),
-            )
-        })
-        .collect()
+    let entries = entries();
+    let mut out = Vec::with_capacity(entries.by_addr.len());
+    let mut at = __jit_debug_descriptor.first_entry.load(Ordering::Acquire) as usize;
+    while let Some(e) = entries.by_addr.get(&at) {
+        out.push((
+            e.symfile_addr.load(Ordering::Acquire) as usize,
+            e.symfile_size.load(Ordering::Acquire),
+        ));
+        at = e.next_entry.load(Ordering::Acquire) as usize;
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The list as a debugger walks it: each entry's address, from the head, checking every
+    /// `prev_entry` on the way.
+    fn walk() -> Vec<usize> {
+        let entries = entries();
+        let mut out = Vec::new();
+        let mut prev = 0;
+        let mut at = __jit_debug_descriptor.first_entry.load(Ordering::Acquire) as usize;
+        while let Some(e) = entries.by_addr.get(&at) {
+            assert_eq!(e.prev_entry.load(Ordering::Acquire) as usize, prev);
+            out.push(at);
+            prev = at;
+            at = e.next_entry.load(Ordering::Acquire) as usize;
+        }
+        assert_eq!(at, 0, "the list ends in null");
+        assert_eq!(entries.last, prev, "the last entry is the list's tail");
+        assert_eq!(out.len(), entries.by_addr.len(), "every entry is linked");
+        out
+    }
+
     #[test]
     fn entries_are_linked_in_order_and_unlinked_on_unregister() {
         let a = register(vec![1, 2, 3]);
         let b = register(vec![4, 5]);
-        {
-            let entries = ENTRIES.lock().unwrap();
-            let ia = entries.iter().position(|e| ptr(e) as usize == a.0).unwrap();
-            let ib = entries.iter().position(|e| ptr(e) as usize == b.0).unwrap();
-            assert_eq!(ib, ia + 1);
-            assert_eq!(
-                entries[ia].next_entry.load(Ordering::Acquire) as usize,
-                b.0,
-                "a links to b"
-            );
-            assert_eq!(entries[ib].prev_entry.load(Ordering::Acquire) as usize, a.0);
-            assert_eq!(&*entries[ib].symfile, &[4, 5]);
-        }
-        unregister(a);
-        let entries = ENTRIES.lock().unwrap();
-        assert!(entries.iter().all(|e| ptr(e) as usize != a.0));
-        let ib = entries.iter().position(|e| ptr(e) as usize == b.0).unwrap();
-        let prev = entries[ib].prev_entry.load(Ordering::Acquire);
-        assert!(prev.is_null() || entries.iter().any(|e| ptr(e) == prev));
+        let c = register(vec![6]);
+        let list = walk();
+        let at = |r: Registration| list.iter().position(|e| *e == r.0).unwrap();
+        assert_eq!((at(b), at(c)), (at(a) + 1, at(a) + 2));
+        assert_eq!(&*entries().by_addr[&b.0].symfile, &[4, 5]);
+        unregister(b);
+        let list = walk();
+        assert!(!list.contains(&b.0));
+        let at = |r: Registration| list.iter().position(|e| *e == r.0).unwrap();
+        assert_eq!(at(c), at(a) + 1, "a links to c");
         assert_eq!(
             __jit_debug_descriptor.action_flag.load(Ordering::Acquire),
             JIT_NOACTION
         );
-        drop(entries);
-        unregister(b);
+        unregister(c);
+        unregister(a);
+        assert!(!walk().contains(&a.0));
     }
 }

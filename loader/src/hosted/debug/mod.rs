@@ -23,19 +23,17 @@ pub mod gdb_jit;
 mod image;
 pub mod perf_map;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::format;
-use std::string::String;
+use std::string::{String, ToString};
 use std::sync::{Mutex, MutexGuard, TryLockError};
-use std::vec::Vec;
 
 use crate::platform::{CellImage, Debuggers, TextRange};
 use crate_metadata::{demangle, Cell, CellId, CellState};
 
 /// What the table keeps of one published cell.
 struct Record {
-    /// The start of its mapping: its key.
-    base: u64,
     /// Its text region.
     text: TextRange,
     /// Its registry entry (sections and symbols; no edges).
@@ -46,16 +44,17 @@ struct Record {
     jit: gdb_jit::Registration,
 }
 
-/// The published cells of the process.
-static TABLE: Mutex<Vec<Record>> = Mutex::new(Vec::new());
+/// The published cells of the process, by the start of their mapping: publishing, changing or
+/// releasing one, and naming an address, cost a lookup, not a walk of every cell.
+static TABLE: Mutex<BTreeMap<u64, Record>> = Mutex::new(BTreeMap::new());
 
-fn table() -> MutexGuard<'static, Vec<Record>> {
+fn table() -> MutexGuard<'static, BTreeMap<u64, Record>> {
     TABLE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The table, unless it is locked: the readers that run in a panic hook or a signal handler must
 /// not wait for a lock the interrupted code may hold.
-fn try_table() -> Option<MutexGuard<'static, Vec<Record>>> {
+fn try_table() -> Option<MutexGuard<'static, BTreeMap<u64, Record>>> {
     match TABLE.try_lock() {
         Ok(t) => Some(t),
         Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
@@ -98,7 +97,7 @@ fn perf_lines(cell: &Cell, out: &mut String) {
 /// The perf map lines of every cell in the table.
 fn current_lines() -> String {
     let mut out = String::new();
-    for r in table().iter() {
+    for r in table().values() {
         perf_lines(&r.cell, &mut out);
     }
     out
@@ -121,20 +120,20 @@ impl Debuggers for HostedDebuggers {
             perf_lines(&cell, &mut lines);
             perf_map::append(&lines);
         }
-        let mut t = table();
-        t.retain(|r| r.base != image.cell.base_addr);
-        t.push(Record {
-            base: image.cell.base_addr,
-            text: image.text,
-            cell,
-            namespace: image.namespace.into(),
-            jit,
-        });
+        table().insert(
+            image.cell.base_addr,
+            Record {
+                text: image.text,
+                cell,
+                namespace: image.namespace.into(),
+                jit,
+            },
+        );
     }
 
     fn cell_changed(&self, image: &CellImage<'_>) {
         let mut t = table();
-        if let Some(r) = t.iter_mut().find(|r| r.base == image.cell.base_addr) {
+        if let Some(r) = t.get_mut(&image.cell.base_addr) {
             r.cell.state = image.cell.state;
             r.cell.namespace = image.cell.namespace;
             r.namespace = image.namespace.into();
@@ -142,11 +141,7 @@ impl Debuggers for HostedDebuggers {
     }
 
     fn cell_released(&self, base: u64) {
-        let record = {
-            let mut t = table();
-            let i = t.iter().position(|r| r.base == base);
-            i.map(|i| t.swap_remove(i))
-        };
+        let record = { table().remove(&base) };
         if let Some(r) = record {
             gdb_jit::unregister(r.jit);
         }
@@ -192,12 +187,18 @@ impl fmt::Display for CellAddress {
     }
 }
 
-fn name_in(table: &[Record], addr: u64) -> Option<CellAddress> {
-    let r = table.iter().find(|r| r.text.contains(addr))?;
+fn name_in(table: &BTreeMap<u64, Record>, addr: u64) -> Option<CellAddress> {
+    // The text region starts the mapping: only the cell mapped last at or below `addr` can hold it.
+    let (_, r) = table.range(..=addr).next_back()?;
+    if !r.text.contains(addr) {
+        return None;
+    }
     let at = r.cell.locate(addr)?;
     let section = r.cell.section(at.section)?;
     Some(CellAddress {
-        function: at.name.map_or_else(|| section.name.clone(), demangle::path),
+        function: at
+            .name
+            .map_or_else(|| section.name.to_string(), demangle::path),
         mangled: at.name.map(String::from),
         offset: at.offset,
         id: r.cell.id,
@@ -211,10 +212,10 @@ fn name_in(table: &[Record], addr: u64) -> Option<CellAddress> {
 /// Names a code address inside a published cell (live or retired), or `None` when no cell's text
 /// holds it. Waits for nobody: `None` too while another thread changes the table.
 pub fn name_address(addr: u64) -> Option<CellAddress> {
-    name_in(&try_table()?, addr)
+    name_in(&*try_table()?, addr)
 }
 
 /// The text ranges of the published cells, for tests and inspection.
 pub fn cell_text(id: CellId) -> Option<TextRange> {
-    table().iter().find(|r| r.cell.id == id).map(|r| r.text)
+    table().values().find(|r| r.cell.id == id).map(|r| r.text)
 }
