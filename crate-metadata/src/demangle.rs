@@ -17,18 +17,22 @@ pub fn demangle(name: &str) -> String {
 /// The demangled path without hashes (`klog::push`): two symbols with the same path and
 /// different mangled names differ only in their hashes.
 pub fn path(name: &str) -> String {
-    match plain_legacy_path(name) {
+    match legacy_path(name) {
         Some(path) => path,
         None => format!("{:#}", rustc_demangle::demangle(name)),
     }
 }
 
-/// [`path`] of a legacy-mangled name (`_ZN` identifiers `E`) whose identifiers are plain (ASCII
-/// letters, digits and `_`: no `$` escapes, no `.`) and that has nothing after its `E`: the
-/// identifiers joined by `::`, the trailing hash left out, exactly as `rustc_demangle` prints it
-/// with `{:#}`, without its formatting machinery (a load names every function of a cell for the
-/// debuggers). `None` for any other name, which `rustc_demangle` then handles.
-fn plain_legacy_path(name: &str) -> Option<String> {
+/// [`path`] of a legacy-mangled name (`_ZN` identifiers `E`, nothing after the `E`), exactly as
+/// `rustc_demangle` prints it with `{:#}`: the identifiers joined by `::`, the trailing hash left
+/// out, the escapes of generic paths (`$LT$`, `$u20$`, `..`) undone. It writes into one string
+/// instead of going through `rustc_demangle`'s formatter, which cost about 1,400 instructions a
+/// name (a load names every function of a cell for the debuggers: half of a whole boot's
+/// instructions, BENCHMARKS.md). `None` for anything it does not handle exactly as
+/// `rustc_demangle` would (v0 names, suffixes, leading zeros, escapes other than the ones rustc
+/// writes), which `rustc_demangle` then handles; tests compare both on every symbol of every
+/// cell the build makes.
+fn legacy_path(name: &str) -> Option<String> {
     let mut rest = name.strip_prefix("_ZN")?.as_bytes();
     let mut out = String::with_capacity(rest.len());
     let mut parts = 0;
@@ -47,20 +51,74 @@ fn plain_legacy_path(name: &str) -> Option<String> {
         if hash && rest == b"E" {
             break;
         }
-        if !ident
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || *b == b'_')
-        {
-            return None;
-        }
         if parts > 0 {
             out.push_str("::");
         }
-        // ASCII (checked above), so UTF-8.
-        out.push_str(core::str::from_utf8(ident).ok()?);
+        unescape(ident, &mut out)?;
         parts += 1;
     }
     (parts > 0).then_some(out)
+}
+
+/// Appends one legacy identifier to `out` with its escapes undone (rustc_demangle's legacy
+/// `Display`); `None` for a byte or an escape it would print otherwise (non-ASCII, an unclosed
+/// `$`, an unknown escape, a `$u..$` that is not a printable ASCII character).
+fn unescape(mut ident: &[u8], out: &mut String) -> Option<()> {
+    if !ident.is_ascii() {
+        return None;
+    }
+    if ident.starts_with(b"_$") {
+        ident = &ident[1..];
+    }
+    while let Some(&first) = ident.first() {
+        match first {
+            b'.' if ident.get(1) == Some(&b'.') => {
+                out.push_str("::");
+                ident = &ident[2..];
+            }
+            b'.' => {
+                out.push('.');
+                ident = &ident[1..];
+            }
+            b'$' => {
+                let end = 1 + ident[1..].iter().position(|b| *b == b'$')?;
+                out.push(match &ident[1..end] {
+                    b"SP" => '@',
+                    b"BP" => '*',
+                    b"RF" => '&',
+                    b"LT" => '<',
+                    b"GT" => '>',
+                    b"LP" => '(',
+                    b"RP" => ')',
+                    b"C" => ',',
+                    [b'u', hi, lo] => {
+                        let digit = |d: u8| match d {
+                            b'0'..=b'9' => Some(d - b'0'),
+                            b'a'..=b'f' => Some(d - b'a' + 10),
+                            _ => None,
+                        };
+                        let c = char::from(digit(*hi)? << 4 | digit(*lo)?);
+                        if !(' '..='~').contains(&c) {
+                            return None;
+                        }
+                        c
+                    }
+                    _ => return None,
+                });
+                ident = &ident[end + 1..];
+            }
+            _ => {
+                let plain = ident
+                    .iter()
+                    .position(|b| *b == b'$' || *b == b'.')
+                    .unwrap_or(ident.len());
+                // ASCII (checked above), so UTF-8.
+                out.push_str(core::str::from_utf8(&ident[..plain]).ok()?);
+                ident = &ident[plain..];
+            }
+        }
+    }
+    Some(())
 }
 
 /// The crate a symbol belongs to, from its demangled path (`alloc` for
@@ -116,7 +174,7 @@ mod tests {
     }
 
     #[test]
-    fn the_plain_legacy_path_is_what_rustc_demangle_prints() {
+    fn the_legacy_path_is_what_rustc_demangle_prints() {
         for name in [
             "_ZN4klog4push17h0123456789abcdefE",
             "_ZN5memfs2fs4File4read17hfedcba9876543210E",
@@ -134,14 +192,43 @@ mod tests {
             "_ZN3foo17h0123456789abcdef3barE",
             "memcpy",
             "_RNvNvNtCslNYArtu3iFV_5alloc3fmt6format12format_inner",
+            "_ZN58_$LT$$RF$str$u20$as$u20$regex..regex..string..Replacer$GT$12no_expansion17h8fa245d397781553E",
+            "_ZN5alloc4sync16Arc$LT$T$C$A$GT$9drop_slow17he8d187c3913a31b2E",
+            "_ZN4core3ptr8_$LT$a$GT$3fooE",
+            "_ZN3a$SP$b3c$BP$d4e$LP$$RP$E",
+            "_ZN1.2..3...E",
+            "_ZN7a$u7e$b$u7f$E",
+            "_ZN9a$u1f600$bE",
+            "_ZN6a$XY$bcE",
+            "_ZN4a$bcE",
+            "_ZN5a$u7G$E",
+            "_ZN6h\u{e9}llo3fooE",
+            "_ZN3$u20$E",
+            "_ZN2_$E",
         ] {
             let slow = format!("{:#}", rustc_demangle::demangle(name));
             assert_eq!(path(name), slow, "{name}");
-            if let Some(fast) = plain_legacy_path(name) {
+            if let Some(fast) = legacy_path(name) {
                 assert_eq!(fast, slow, "{name}");
             }
         }
-        assert!(plain_legacy_path("_ZN4klog4push17h0123456789abcdefE").is_some());
+        // The generic names of large crates take the fast path too; what it does not know goes
+        // to rustc_demangle.
+        for fast in [
+            "_ZN4klog4push17h0123456789abcdefE",
+            "_ZN5alloc4sync16Arc$LT$T$C$A$GT$9drop_slow17he8d187c3913a31b2E",
+            "_ZN4core3ptr85drop_in_place$LT$std..rt..lang_start$LT$$LP$$RP$$GT$..$u7b$$u7b$closure$u7d$$u7d$$GT$17h0123456789abcdefE",
+        ] {
+            assert!(legacy_path(fast).is_some(), "{fast}");
+        }
+        for slow in [
+            "_ZN7a$u7e$b$u7f$E",
+            "_ZN9a$u1f600$bE",
+            "_ZN6a$XY$bcE",
+            "_ZN4a$bcE",
+        ] {
+            assert!(legacy_path(slow).is_none(), "{slow}");
+        }
     }
 
     #[test]

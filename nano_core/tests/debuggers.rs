@@ -337,3 +337,31 @@ fn a_fault_report_names_the_cell_on_the_stack() {
         "{stderr}"
     );
 }
+
+/// The names the debuggers and the inspection tools print come from `demangle::path`, which
+/// demangles legacy names itself (fast) and hands the rest to `rustc_demangle`: on every symbol
+/// name of every object the build makes (kernel, library, application, dependency cells and new
+/// versions), it prints exactly what `rustc_demangle` prints.
+#[test]
+fn every_symbol_of_every_cell_demangles_as_rustc_demangle_does() {
+    let manifest = common::manifest();
+    let mut names = 0;
+    for entry in &manifest.cells {
+        let bytes = std::fs::read(common::cells_dir().join(&entry.object)).expect("object");
+        let elf = goblin::elf::Elf::parse(&bytes).expect("an ELF object");
+        for sym in elf.syms.iter() {
+            let Some(name) = elf.strtab.get_at(sym.st_name) else {
+                continue;
+            };
+            let expected = format!("{:#}", rustc_demangle::demangle(name));
+            assert_eq!(
+                crate_metadata::demangle::path(name),
+                expected,
+                "{name} in {}",
+                entry.name
+            );
+            names += 1;
+        }
+    }
+    assert!(names > 10_000, "only {names} names");
+}
