@@ -33,22 +33,24 @@ pub fn path(name: &str) -> String {
 /// writes), which `rustc_demangle` then handles; tests compare both on every symbol of every
 /// cell the build makes.
 fn legacy_path(name: &str) -> Option<String> {
-    let mut rest = name.strip_prefix("_ZN")?.as_bytes();
+    let mut rest = name.strip_prefix("_ZN")?;
     let mut out = String::with_capacity(rest.len());
     let mut parts = 0;
-    while rest != b"E" {
-        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-        if digits == 0 || rest[0] == b'0' || digits > 9 {
+    while rest != "E" {
+        let bytes = rest.as_bytes();
+        let digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0 || bytes[0] == b'0' || digits > 9 {
             return None;
         }
-        let len = rest[..digits]
+        let len = bytes[..digits]
             .iter()
             .fold(0usize, |n, d| n * 10 + usize::from(d - b'0'));
         let ident = rest.get(digits..digits + len)?;
         rest = &rest[digits + len..];
         // As rustc_demangle's `is_rust_hash`: `h` and hex digits, as the last identifier.
-        let hash = ident.first() == Some(&b'h') && ident[1..].iter().all(u8::is_ascii_hexdigit);
-        if hash && rest == b"E" {
+        let hash = ident.as_bytes().first() == Some(&b'h')
+            && ident.as_bytes()[1..].iter().all(u8::is_ascii_hexdigit);
+        if hash && rest == "E" {
             break;
         }
         if parts > 0 {
@@ -61,18 +63,19 @@ fn legacy_path(name: &str) -> Option<String> {
 }
 
 /// Appends one legacy identifier to `out` with its escapes undone (rustc_demangle's legacy
-/// `Display`); `None` for a byte or an escape it would print otherwise (non-ASCII, an unclosed
-/// `$`, an unknown escape, a `$u..$` that is not a printable ASCII character).
-fn unescape(mut ident: &[u8], out: &mut String) -> Option<()> {
+/// `Display`); `None` for a character or an escape it would print otherwise (non-ASCII, an
+/// unclosed `$`, an unknown escape, a `$u..$` that is not a printable ASCII character).
+fn unescape(mut ident: &str, out: &mut String) -> Option<()> {
     if !ident.is_ascii() {
         return None;
     }
-    if ident.starts_with(b"_$") {
+    if ident.starts_with("_$") {
         ident = &ident[1..];
     }
-    while let Some(&first) = ident.first() {
+    // Every index below is at an ASCII byte, so every slice is on a character boundary.
+    while let Some(&first) = ident.as_bytes().first() {
         match first {
-            b'.' if ident.get(1) == Some(&b'.') => {
+            b'.' if ident.as_bytes().get(1) == Some(&b'.') => {
                 out.push_str("::");
                 ident = &ident[2..];
             }
@@ -81,8 +84,8 @@ fn unescape(mut ident: &[u8], out: &mut String) -> Option<()> {
                 ident = &ident[1..];
             }
             b'$' => {
-                let end = 1 + ident[1..].iter().position(|b| *b == b'$')?;
-                out.push(match &ident[1..end] {
+                let end = 1 + ident.as_bytes()[1..].iter().position(|b| *b == b'$')?;
+                out.push(match &ident.as_bytes()[1..end] {
                     b"SP" => '@',
                     b"BP" => '*',
                     b"RF" => '&',
@@ -109,11 +112,11 @@ fn unescape(mut ident: &[u8], out: &mut String) -> Option<()> {
             }
             _ => {
                 let plain = ident
+                    .as_bytes()
                     .iter()
                     .position(|b| *b == b'$' || *b == b'.')
                     .unwrap_or(ident.len());
-                // ASCII (checked above), so UTF-8.
-                out.push_str(core::str::from_utf8(&ident[..plain]).ok()?);
+                out.push_str(&ident[..plain]);
                 ident = &ident[plain..];
             }
         }

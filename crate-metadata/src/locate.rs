@@ -9,7 +9,7 @@
 
 use alloc::vec::Vec;
 
-use crate::cell::{Cell, SectionKind, SymbolKind};
+use crate::cell::{Cell, Section, SectionKind, SymbolKind};
 use crate::ids::{SectionId, SymbolId};
 
 /// Where an address lies in a cell.
@@ -86,35 +86,40 @@ impl Cell {
     /// Every function of the cell with its address and size, by address: each exported function
     /// symbol, and each text section without one at its start under the name the section carries.
     pub fn functions(&self) -> Vec<Function<'_>> {
-        let mut out = Vec::new();
-        for (i, section) in self.sections.iter().enumerate() {
-            if section.kind != SectionKind::Text || section.size == 0 {
+        let is_text = |s: &Section| s.kind == SectionKind::Text && s.size > 0;
+        // One pass over the symbols and one over the sections (a cell of thousands of sections
+        // and symbols is named at every load: no walk of the symbols per section).
+        let mut covered = alloc::vec![false; self.sections.len()];
+        let mut out = Vec::with_capacity(self.symbols.len());
+        for s in &self.symbols {
+            let Some(id) = s.section else { continue };
+            let Some(section) = self.sections.get(id.index()) else {
+                continue;
+            };
+            if s.kind != SymbolKind::Function || !is_text(section) {
                 continue;
             }
-            let id = SectionId(i as u32);
-            let start = out.len();
-            out.extend(
-                self.symbols
-                    .iter()
-                    .filter(|s| s.section == Some(id) && s.kind == SymbolKind::Function)
-                    .map(|s| Function {
-                        name: s.name.as_str(),
-                        addr: s.addr,
-                        size: s.size.max(1),
-                    }),
-            );
-            let covered = out[start..].iter().any(|f| f.addr == section.addr);
-            if !covered {
-                if let Some(name) = section_function(&section.name) {
-                    out.push(Function {
-                        name,
-                        addr: section.addr,
-                        size: section.size,
-                    });
-                }
+            covered[id.index()] |= s.addr == section.addr;
+            out.push(Function {
+                name: s.name.as_str(),
+                addr: s.addr,
+                size: s.size.max(1),
+            });
+        }
+        for (section, covered) in self.sections.iter().zip(covered) {
+            if !is_text(section) || covered {
+                continue;
+            }
+            if let Some(name) = section_function(&section.name) {
+                out.push(Function {
+                    name,
+                    addr: section.addr,
+                    size: section.size,
+                });
             }
         }
-        out.sort_unstable_by_key(|f| f.addr);
+        // Stable: aliases at one address keep the symbols' order.
+        out.sort_by_key(|f| f.addr);
         out
     }
 }
@@ -188,6 +193,50 @@ mod tests {
             names,
             [
                 ("_ZN5memfs4read17h0123456789abcdefE", 0x1000, 0x80),
+                ("_ZN5memfs6helper17h0123456789abcdefE", 0x1080, 0x20),
+            ]
+        );
+    }
+
+    #[test]
+    fn functions_cover_each_text_section_once_whatever_the_symbol_order() {
+        let mut c = cell();
+        // An object (not a function) at the start of the second section does not name it; a
+        // symbol of a section the cell does not have is ignored; an alias keeps its order.
+        c.symbols.insert(
+            0,
+            Symbol {
+                name: "_ZN5memfs5TABLE17h0123456789abcdefE".into(),
+                section: Some(SectionId(1)),
+                addr: 0x1080,
+                size: 8,
+                kind: SymbolKind::Object,
+            },
+        );
+        c.symbols.push(Symbol {
+            name: "memfs_read_alias".into(),
+            section: Some(SectionId(0)),
+            addr: 0x1000,
+            size: 0,
+            kind: SymbolKind::Function,
+        });
+        c.symbols.push(Symbol {
+            name: "nowhere".into(),
+            section: Some(SectionId(9)),
+            addr: 0x2000,
+            size: 4,
+            kind: SymbolKind::Function,
+        });
+        let names: Vec<(&str, u64, u64)> = c
+            .functions()
+            .iter()
+            .map(|f| (f.name, f.addr, f.size))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("_ZN5memfs4read17h0123456789abcdefE", 0x1000, 0x80),
+                ("memfs_read_alias", 0x1000, 1),
                 ("_ZN5memfs6helper17h0123456789abcdefE", 0x1080, 0x20),
             ]
         );
