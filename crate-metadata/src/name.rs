@@ -15,7 +15,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// prints and serializes exactly as the `str` it holds; cloning it copies no bytes.
 #[derive(Clone)]
 pub struct Name {
-    text: Arc<str>,
+    /// An `Arc<String>`, not an `Arc<str>`: finishing an arena moves its string into the `Arc`
+    /// instead of copying every name of the cell once more (measured: 11 K instructions of a
+    /// `memfs` load went to that copy), and the pointer is thin.
+    text: Arc<String>,
     start: u32,
     len: u32,
 }
@@ -47,7 +50,7 @@ pub struct NameSpan {
 /// A [`NameArena`] that is finished: every pushed span can be made a [`Name`].
 #[derive(Debug)]
 pub struct Names {
-    text: Arc<str>,
+    text: Arc<String>,
 }
 
 impl NameArena {
@@ -79,7 +82,7 @@ impl NameArena {
     /// The shared string, from which the pushed spans become names.
     pub fn finish(self) -> Names {
         Names {
-            text: Arc::from(self.text),
+            text: Arc::new(self.text),
         }
     }
 }
@@ -110,7 +113,7 @@ impl From<String> for Name {
             len -= 1;
         }
         Name {
-            text: Arc::from(s),
+            text: Arc::new(s),
             start: 0,
             len: len as u32,
         }

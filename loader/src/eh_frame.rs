@@ -91,6 +91,7 @@ pub struct EhFrameError {
 
 type Checked<T> = Result<T, EhFrameError>;
 
+#[cold]
 fn fail<T>(offset: usize, fault: Fault) -> Checked<T> {
     Err(EhFrameError { offset, fault })
 }
@@ -486,6 +487,7 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    #[inline(always)]
     fn skip(&mut self, n: usize, field: Field) -> Checked<()> {
         match self.pos.checked_add(n).filter(|e| *e <= self.end) {
             Some(e) => {
@@ -496,8 +498,17 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// One byte: the hot path of the instruction and LEB128 loops (a table is checked at every
+    /// load), so without `take`'s slice.
+    #[inline(always)]
     fn u8(&mut self, field: Field) -> Checked<u8> {
-        Ok(self.take::<1>(field)?[0])
+        match self.bytes.get(self.pos) {
+            Some(&b) if self.pos < self.end => {
+                self.pos += 1;
+                Ok(b)
+            }
+            _ => fail(self.pos, Fault::FieldPastRecord { field }),
+        }
     }
 
     fn u32(&mut self, field: Field) -> Checked<u32> {
@@ -515,8 +526,16 @@ impl<'a> Cursor<'a> {
     }
 
     /// An unsigned LEB128 number; its raw bits and how many there are.
+    #[inline(always)]
     fn leb(&mut self, field: Field) -> Checked<(u64, u32)> {
         let start = self.pos;
+        // Most operands fit one byte.
+        if let Some(&byte) = self.bytes.get(start).filter(|b| **b < 0x80) {
+            if start < self.end {
+                self.pos += 1;
+                return Ok((u64::from(byte), 7));
+            }
+        }
         let (mut value, mut shift) = (0u64, 0u32);
         loop {
             let byte = self.u8(field)?;
@@ -532,10 +551,12 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    #[inline(always)]
     fn uleb(&mut self, field: Field) -> Checked<u64> {
         Ok(self.leb(field)?.0)
     }
 
+    #[inline(always)]
     fn sleb(&mut self, field: Field) -> Checked<i64> {
         let (value, shift) = self.leb(field)?;
         // Sign-extend from the last byte's top bit (bit `shift - 1`).
@@ -547,6 +568,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// A register number: one the unwinder has.
+    #[inline(always)]
     fn register(&self, register: u64, at: usize) -> Checked<()> {
         if register > MAX_REGISTER {
             return fail(at, Fault::Register { register });
@@ -555,6 +577,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// A ULEB128 register operand of the instruction at `at`.
+    #[inline(always)]
     fn reg_operand(&mut self, at: usize) -> Checked<()> {
         let register = self.uleb(Field::Instruction)?;
         self.register(register, at)
