@@ -7,6 +7,7 @@
 
 use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
 
 /// The demangled name with hashes (`klog::push::h0123456789abcdef`). Names that are not Rust
 /// symbols come back unchanged.
@@ -33,75 +34,76 @@ pub fn path(name: &str) -> String {
 /// writes), which `rustc_demangle` then handles; tests compare both on every symbol of every
 /// cell the build makes.
 fn legacy_path(name: &str) -> Option<String> {
-    let mut rest = name.strip_prefix("_ZN")?;
-    let mut out = String::with_capacity(rest.len());
+    let mut rest = name.strip_prefix("_ZN")?.as_bytes();
+    // Bytes, checked as UTF-8 once at the end (every byte written is ASCII).
+    let mut out = Vec::with_capacity(rest.len());
     let mut parts = 0;
-    while rest != "E" {
-        let bytes = rest.as_bytes();
-        let digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
-        if digits == 0 || bytes[0] == b'0' || digits > 9 {
+    while rest != b"E" {
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0 || rest[0] == b'0' || digits > 9 {
             return None;
         }
-        let len = bytes[..digits]
+        let len = rest[..digits]
             .iter()
             .fold(0usize, |n, d| n * 10 + usize::from(d - b'0'));
         let ident = rest.get(digits..digits + len)?;
         rest = &rest[digits + len..];
         // As rustc_demangle's `is_rust_hash`: `h` and hex digits, as the last identifier.
-        let hash = ident.as_bytes().first() == Some(&b'h')
-            && ident.as_bytes()[1..].iter().all(u8::is_ascii_hexdigit);
-        if hash && rest == "E" {
+        let hash = ident.first() == Some(&b'h') && ident[1..].iter().all(u8::is_ascii_hexdigit);
+        if hash && rest == b"E" {
             break;
         }
         if parts > 0 {
-            out.push_str("::");
+            out.extend_from_slice(b"::");
         }
         unescape(ident, &mut out)?;
         parts += 1;
     }
-    (parts > 0).then_some(out)
+    if parts == 0 {
+        return None;
+    }
+    String::from_utf8(out).ok()
 }
 
 /// Appends one legacy identifier to `out` with its escapes undone (rustc_demangle's legacy
-/// `Display`); `None` for a character or an escape it would print otherwise (non-ASCII, an
-/// unclosed `$`, an unknown escape, a `$u..$` that is not a printable ASCII character).
-fn unescape(mut ident: &str, out: &mut String) -> Option<()> {
+/// `Display`); `None` for a byte or an escape it would print otherwise (non-ASCII, an unclosed
+/// `$`, an unknown escape, a `$u..$` that is not a printable ASCII character).
+fn unescape(mut ident: &[u8], out: &mut Vec<u8>) -> Option<()> {
     if !ident.is_ascii() {
         return None;
     }
-    if ident.starts_with("_$") {
+    if ident.starts_with(b"_$") {
         ident = &ident[1..];
     }
-    // Every index below is at an ASCII byte, so every slice is on a character boundary.
-    while let Some(&first) = ident.as_bytes().first() {
+    while let Some(&first) = ident.first() {
         match first {
-            b'.' if ident.as_bytes().get(1) == Some(&b'.') => {
-                out.push_str("::");
+            b'.' if ident.get(1) == Some(&b'.') => {
+                out.extend_from_slice(b"::");
                 ident = &ident[2..];
             }
             b'.' => {
-                out.push('.');
+                out.push(b'.');
                 ident = &ident[1..];
             }
             b'$' => {
-                let end = 1 + ident.as_bytes()[1..].iter().position(|b| *b == b'$')?;
-                out.push(match &ident.as_bytes()[1..end] {
-                    b"SP" => '@',
-                    b"BP" => '*',
-                    b"RF" => '&',
-                    b"LT" => '<',
-                    b"GT" => '>',
-                    b"LP" => '(',
-                    b"RP" => ')',
-                    b"C" => ',',
+                let end = 1 + ident[1..].iter().position(|b| *b == b'$')?;
+                out.push(match &ident[1..end] {
+                    b"SP" => b'@',
+                    b"BP" => b'*',
+                    b"RF" => b'&',
+                    b"LT" => b'<',
+                    b"GT" => b'>',
+                    b"LP" => b'(',
+                    b"RP" => b')',
+                    b"C" => b',',
                     [b'u', hi, lo] => {
                         let digit = |d: u8| match d {
                             b'0'..=b'9' => Some(d - b'0'),
                             b'a'..=b'f' => Some(d - b'a' + 10),
                             _ => None,
                         };
-                        let c = char::from(digit(*hi)? << 4 | digit(*lo)?);
-                        if !(' '..='~').contains(&c) {
+                        let c = digit(*hi)? << 4 | digit(*lo)?;
+                        if !(b' '..=b'~').contains(&c) {
                             return None;
                         }
                         c
@@ -112,11 +114,10 @@ fn unescape(mut ident: &str, out: &mut String) -> Option<()> {
             }
             _ => {
                 let plain = ident
-                    .as_bytes()
                     .iter()
                     .position(|b| *b == b'$' || *b == b'.')
                     .unwrap_or(ident.len());
-                out.push_str(&ident[..plain]);
+                out.extend_from_slice(&ident[..plain]);
                 ident = &ident[plain..];
             }
         }
