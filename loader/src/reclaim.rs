@@ -157,8 +157,10 @@ impl<P: Platform> System<P> {
                 with.push(base.map_or_else(|| "the base image".into(), |c| c.name.clone()));
             }
         }
-        for other in self.mapped.keys().filter_map(|c| self.registry.cell(*c)) {
-            if other.id == id {
+        // Only versions of the same cell share statics (a swap rebinds a new version's statics
+        // to the old one's): those, through the registry's name index, not every loaded cell.
+        for other in self.registry.cells_named(&cell.name) {
+            if other.id == id || !self.mapped.contains_key(&other.id) {
                 continue;
             }
             for s in other
@@ -218,6 +220,14 @@ impl<P: Platform> System<P> {
     /// Removes a cell that nothing depends on from the registry and frees its memory, handing
     /// data ranges that other cells' statics live in over to those cells.
     pub(crate) fn free_cell(&mut self, id: CellId) -> Reclaimed {
+        // Only a cell a swap rebound statics into (lent) can hold another version's state, and
+        // the heir is a version of the same cell: its name, before the cell's metadata goes.
+        let lent_name = self
+            .mapped
+            .get(&id)
+            .filter(|m| m.lent)
+            .and_then(|_| self.registry.cell(id))
+            .map(|c| c.name.clone());
         let _ = self.registry.remove_cell(id);
         let Some(mapped) = self.mapped.remove(&id) else {
             return Reclaimed::default();
@@ -227,15 +237,16 @@ impl<P: Platform> System<P> {
         if data.len > 0 {
             ranges.push(data);
         }
-        // Only a cell a swap rebound statics into can hold another cell's state: the others are
-        // freed without a look at every mapped cell's symbols.
-        let heirs: Vec<Heir> = if mapped.lent {
-            ranges
+        // The others are freed without a look at any other cell's symbols.
+        let heirs: Vec<Heir> = match &lent_name {
+            Some(name) => ranges
                 .iter()
-                .filter_map(|r| self.static_owner(*r).map(|cell| Heir { range: *r, cell }))
-                .collect()
-        } else {
-            Vec::new()
+                .filter_map(|r| {
+                    self.static_owner(name, *r)
+                        .map(|cell| Heir { range: *r, cell })
+                })
+                .collect(),
+            None => Vec::new(),
         };
         // Lengths of memory that is mapped: no sum of them overflows a `u64`.
         let total =
@@ -258,13 +269,13 @@ impl<P: Platform> System<P> {
         }
     }
 
-    /// A mapped cell one of whose statics lies in `addr..addr+len`. Walks the mapped cells only:
-    /// the registry keeps a hole for every cell ever removed, so walking all of its cells would
-    /// cost more with every load and unload done before.
-    fn static_owner(&self, range: AddrRange) -> Option<CellId> {
-        self.mapped
-            .keys()
-            .filter_map(|id| self.registry.cell(*id))
+    /// A mapped version of the cell `name` one of whose statics lies in `range`. Only versions
+    /// of the same cell share statics (a swap rebinds a new version's statics to the old one's),
+    /// so this looks at those through the registry's name index, not at every loaded cell.
+    fn static_owner(&self, name: &str, range: AddrRange) -> Option<CellId> {
+        self.registry
+            .cells_named(name)
+            .filter(|c| self.mapped.contains_key(&c.id))
             .find(|c| {
                 c.symbols
                     .iter()

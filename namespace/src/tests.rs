@@ -225,6 +225,25 @@ fn dependency_order_puts_providers_first_in_rounds_and_names_cycles() {
 }
 
 #[test]
+fn teardown_order_frees_dependents_first_and_newest_first() {
+    // 0 <- 1 <- 3, 0 <- 2 <- 3, 4 alone: without a swap, the reverse load (id) order.
+    let (registry, ids) = graph(5, &[(1, 0), (2, 0), (3, 1), (3, 2)]);
+    let order = graph::teardown_order(&registry, &[ids[2], ids[0], ids[4], ids[3], ids[1]]);
+    assert_eq!(order, vec![ids[4], ids[3], ids[2], ids[1], ids[0]]);
+    // As after a swap: 1 and 2 now depend on 4, newer than both; 3 depends on 1 and 2. Newest
+    // first would free 4 before its dependents; they go first, then 4, then 0.
+    let (registry, ids) = graph(5, &[(1, 4), (2, 4), (3, 1), (3, 2)]);
+    let order = graph::teardown_order(&registry, &ids);
+    assert_eq!(order, vec![ids[3], ids[2], ids[1], ids[4], ids[0]]);
+    // A cycle (5 <-> 6; 7 depends on it) loses no cell: 7 goes in turn, the cycle last,
+    // newest first.
+    let (registry, ids) = graph(8, &[(1, 0), (5, 6), (6, 5), (7, 5)]);
+    let order = graph::teardown_order(&registry, &ids);
+    let expected = [7, 4, 3, 2, 1, 0, 6, 5].map(|i| ids[i]);
+    assert_eq!(order, expected);
+}
+
+#[test]
 fn remove_cell_exports_removes_only_that_cells_entries() {
     let mut all = Namespaces::new();
     let k = all.create("_kernel", None).unwrap();

@@ -15,7 +15,9 @@
 //! `target/bench-gen/scale.svg` always, and `BENCHMARKS-scale.svg` at the workspace root when the
 //! default set of N was measured (so a partial run does not replace the plot BENCHMARKS.md shows).
 //!
-//! Environment: `SCALE_CELLS=10,30` measures other sizes, `SCALE_SEED=7` another DAG (default 1).
+//! Environment: `SCALE_CELLS=10,30` measures other sizes, `SCALE_SEED=7` another DAG (default 1),
+//! `SCALE_UNWIND=1` unwinds once between each load and teardown of the unload rounds (libgcc then
+//! keeps the cells' unwind tables in its sorted list, which a deregistration searches).
 //! Run with `cargo bench -p nano_core --bench scale`.
 
 mod support;
@@ -276,16 +278,35 @@ fn fresh_system() -> System<Hosted> {
     System::new(Hosted::new().expect("hosted"), "nano_core")
 }
 
+/// Whether `SCALE_UNWIND=1` asks for an unwind between each load and teardown of `cycles`.
+fn unwind_between() -> bool {
+    std::env::var("SCALE_UNWIND").is_ok_and(|v| v == "1")
+}
+
+/// Unwinds through this frame once (a caught `resume_unwind`, which runs no panic hook): libgcc
+/// then looks up FDEs, which sorts every table registered since its last lookup into its list
+/// of seen tables. Returns how long that took.
+fn unwind_once() -> Duration {
+    let t = Instant::now();
+    let caught = std::panic::catch_unwind(|| std::panic::resume_unwind(Box::new(0u8)));
+    assert!(caught.is_err(), "the unwind was caught");
+    t.elapsed()
+}
+
 /// Load and tear down `synth` `rounds` times in one fresh system, after one untimed round; the
-/// times of each round, in nanoseconds.
+/// times of each round, in nanoseconds. With `SCALE_UNWIND=1`, an unwind between each load and
+/// its teardown (untimed; its median time is printed).
 fn cycles(synth: &SynthSystem, rounds: usize) -> (Vec<f64>, Vec<f64>) {
     let mut system = fresh_system();
     let n = synth.cells.len();
-    let (mut load, mut unload) = (Vec::new(), Vec::new());
+    let (mut load, mut unload, mut unwinds) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..=rounds {
         let t = Instant::now();
         load_all(&mut system, synth);
         let l = t.elapsed();
+        if unwind_between() {
+            unwinds.push(unwind_once().as_nanos() as f64);
+        }
         let t = Instant::now();
         tear_down(&mut system, n);
         let u = t.elapsed();
@@ -293,6 +314,12 @@ fn cycles(synth: &SynthSystem, rounds: usize) -> (Vec<f64>, Vec<f64>) {
             load.push(l.as_nanos() as f64);
             unload.push(u.as_nanos() as f64);
         }
+    }
+    if !unwinds.is_empty() {
+        eprintln!(
+            "scale: {n} cells: the first unwind after loading them took {:.3} ms (median)",
+            median(&unwinds) / 1e6
+        );
     }
     (load, unload)
 }

@@ -142,10 +142,11 @@ impl<P: Platform> System<P> {
     /// A retired, still mapped cell named `name` whose object had this SHA-256.
     fn retired_with_hash(&self, name: &str, sha256: Option<Sha256>) -> Option<CellId> {
         let sha = sha256?;
-        self.mapped
-            .keys()
-            .filter_map(|id| self.registry.cell(*id))
-            .find(|c| c.name == name && c.state == CellState::Retired && c.sha256 == Some(sha))
+        // The versions of `name` through the registry's name index, not every loaded cell.
+        self.registry
+            .cells_named(name)
+            .filter(|c| self.mapped.contains_key(&c.id))
+            .find(|c| c.state == CellState::Retired && c.sha256 == Some(sha))
             .map(|c| c.id)
     }
 }

@@ -173,15 +173,16 @@ impl<P: Platform> System<P> {
                 });
             }
         }
-        let order = namespace::graph::dependency_order(&self.registry, &cells)
-            .unwrap_or_else(|_| cells.clone());
+        // Dependents first, and newest first where that is free: the reverse load order unless
+        // a swap put a newer version under older dependents (`teardown_order`).
+        let order = namespace::graph::teardown_order(&self.registry, &cells);
         // Nothing below can fail (no cell outside uses these, checked above): the namespace's
         // map and the cells' metadata and edges go at once rather than cell by cell, then each
-        // cell's memory is freed, dependents first.
+        // cell's memory is freed in that order.
         let _ = self.namespaces.clear(ns);
         let _ = self.registry.remove_cells(&cells);
-        for c in order.iter().rev() {
-            self.free_cell(*c);
+        for c in order {
+            self.free_cell(c);
         }
         let _ = self.namespaces.remove(ns);
         self.forget_namespace_policy(ns);

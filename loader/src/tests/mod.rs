@@ -12,4 +12,5 @@ mod reclaim;
 mod resolve;
 mod swap;
 mod system;
+mod teardown;
 mod unwind;
