@@ -121,8 +121,10 @@ impl<P: Platform> System<P> {
         Ok(())
     }
 
-    /// Tears a namespace down: unloads every cell in it (live or retired), dependents first, then
-    /// removes the namespace. Refused, with nothing changed, while a cell outside the namespace
+    /// Tears a namespace down: unloads every cell in its list, dependents first, then removes the
+    /// namespace. A version a swap retired is no longer in the list: it stays mapped, as every
+    /// retired version does, until [`System::reclaim`] finds no thread in it and frees it (the
+    /// namespace being gone does not stop that). Refused, with nothing changed, while a cell outside the namespace
     /// (or a host handle) still binds to one of its cells, or while it has child namespaces.
     pub fn remove_namespace(&mut self, ns: NamespaceId) -> Result<usize, UnloadError> {
         // Forgetting dropped handles matters only to the check of its cells' users: an empty
