@@ -5,11 +5,12 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use crate::swap::{NewVersion, StaticOutcome, SwapOptions, SwapRequest};
+use crate::system::System;
 use crate::testing::cells::{provider, user, Provider};
 use crate::testing::debuggers::Event;
-use crate::testing::system;
+use crate::testing::{system, HeapPlatform};
 use crate::CellSpec;
-use crate_metadata::{CellId, CellState};
+use crate_metadata::{CellId, CellState, NamespaceId};
 
 /// `p`, then `u` (which uses `p`), in a namespace; `p` swapped to a new version with its static
 /// rebound into the old version's memory, so that the new `p` is newer than its dependent `u` and
@@ -60,17 +61,9 @@ fn a_teardown_frees_dependents_first_and_newest_first_after_a_swap() {
     }
     assert!(uses.contains(&(u, new)), "u binds to the new version");
 
-    system.platform().debugger.take();
-    assert_eq!(system.remove_namespace(ns), Ok(2));
-    let freed: Vec<CellId> = system
-        .platform()
-        .debugger
-        .take()
+    let freed: Vec<CellId> = released_by_teardown(&mut system, ns)
         .into_iter()
-        .filter_map(|e| match e {
-            Event::Released { base } => by_base.get(&base).copied(),
-            Event::Told { .. } => None,
-        })
+        .filter_map(|base| by_base.get(&base).copied())
         .collect();
     let at = |c: CellId| freed.iter().position(|f| *f == c).unwrap();
     for (dependent, provider) in &uses {
@@ -100,9 +93,14 @@ fn a_teardown_without_a_swap_frees_in_reverse_load_order() {
     let u = system.load(ns, CellSpec::named("u"), &user()).unwrap();
     let registry = system.registry();
     let bases = [u, p].map(|c| registry.cell(c).unwrap().base_addr);
+    assert_eq!(released_by_teardown(&mut system, ns), bases);
+}
+
+/// Tears `ns` (two cells) down; the mapping starts of the cells it freed, in the order freed.
+fn released_by_teardown(system: &mut System<HeapPlatform>, ns: NamespaceId) -> Vec<u64> {
     system.platform().debugger.take();
     assert_eq!(system.remove_namespace(ns), Ok(2));
-    let released: Vec<u64> = system
+    system
         .platform()
         .debugger
         .take()
@@ -111,6 +109,5 @@ fn a_teardown_without_a_swap_frees_in_reverse_load_order() {
             Event::Released { base } => Some(base),
             Event::Told { .. } => None,
         })
-        .collect();
-    assert_eq!(released, bases);
+        .collect()
 }
