@@ -306,14 +306,27 @@ fn a_fault_report_names_the_cell_on_the_stack() {
     // The application's thread sleeps inside `sleeper::main`: a SIGSEGV sent to it is reported
     // with that frame, then ends the process.
     let pid = child.id() as i32;
-    let task = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .filter_map(Result::ok)
-        .find(|t| {
-            std::fs::read_to_string(t.path().join("comm"))
-                .is_ok_and(|c| c.starts_with("app:sleeper"))
-        })
-        .expect("the application's thread");
+    // The new thread names itself once it runs, which may be just after "started" is printed:
+    // look again until it has (with a deadline, not a timing assertion).
+    let app_thread = || {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .filter_map(Result::ok)
+            .find(|t| {
+                std::fs::read_to_string(t.path().join("comm"))
+                    .is_ok_and(|c| c.starts_with("app:sleeper"))
+            })
+    };
+    let named_by = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let task = loop {
+        match app_thread() {
+            Some(task) => break task,
+            None if std::time::Instant::now() < named_by => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            None => panic!("the application's thread"),
+        }
+    };
     let tid: i32 = task.file_name().to_string_lossy().parse().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(100));
     // SAFETY: tgkill only sends a signal to a thread of the child process.
