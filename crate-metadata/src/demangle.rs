@@ -18,111 +18,158 @@ pub fn demangle(name: &str) -> String {
 /// The demangled path without hashes (`klog::push`): two symbols with the same path and
 /// different mangled names differ only in their hashes.
 pub fn path(name: &str) -> String {
-    match legacy_path(name) {
-        Some(path) => path,
-        None => format!("{:#}", rustc_demangle::demangle(name)),
+    let mut out = Vec::with_capacity(name.len());
+    path_into(name, &mut out);
+    // Everything `path_into` appends is UTF-8 (ASCII from the legacy path, a `String` otherwise).
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Appends [`path`] of `name` to `out`, as UTF-8 bytes, without a string of its own: the debuggers'
+/// symbol file writes every function's path into its string table this way.
+pub fn path_into(name: &str, out: &mut Vec<u8>) {
+    let start = out.len();
+    if legacy_path(name, out).is_none() {
+        out.truncate(start);
+        // `Vec<u8>` is a `fmt::Write` sink only through a `String`; the slow path is rare.
+        out.extend_from_slice(format!("{:#}", rustc_demangle::demangle(name)).as_bytes());
     }
 }
 
-/// [`path`] of a legacy-mangled name (`_ZN` identifiers `E`, nothing after the `E`), exactly as
-/// `rustc_demangle` prints it with `{:#}`: the identifiers joined by `::`, the trailing hash left
-/// out, the escapes of generic paths (`$LT$`, `$u20$`, `..`) undone. It writes into one string
-/// instead of going through `rustc_demangle`'s formatter, which cost about 1,400 instructions a
-/// name (a load names every function of a cell for the debuggers: half of a whole boot's
-/// instructions, BENCHMARKS.md). `None` for anything it does not handle exactly as
-/// `rustc_demangle` would (v0 names, suffixes, leading zeros, escapes other than the ones rustc
-/// writes), which `rustc_demangle` then handles; tests compare both on every symbol of every
-/// cell the build makes.
-fn legacy_path(name: &str) -> Option<String> {
+/// Appends [`path`] of a legacy-mangled name (`_ZN` identifiers `E`, nothing after the `E`) to
+/// `out`, exactly as `rustc_demangle` prints it with `{:#}`: the identifiers joined by `::`, the
+/// trailing hash left out, the escapes of generic paths (`$LT$`, `$u20$`, `..`) undone. It writes
+/// bytes straight into the caller's buffer instead of going through `rustc_demangle`'s formatter,
+/// which cost about 1,400 instructions a name (a load names every function of a cell for the
+/// debuggers, BENCHMARKS.md). `None`, with `out` partly written, for anything it does not handle
+/// exactly as `rustc_demangle` would (v0 names, suffixes, leading zeros, escapes other than the
+/// ones rustc writes), which `rustc_demangle` then handles; tests compare both on every symbol of
+/// every cell the build makes.
+fn legacy_path(name: &str, out: &mut Vec<u8>) -> Option<()> {
     let mut rest = name.strip_prefix("_ZN")?.as_bytes();
-    // Bytes, checked as UTF-8 once at the end (every byte written is ASCII).
-    let mut out = Vec::with_capacity(rest.len());
+    // The path is never longer than the mangled name: room for it at once, written by index and
+    // cut to length at the end (a push per byte checked the capacity every time).
+    let start = out.len();
+    out.resize(start + rest.len(), 0);
+    let buf = &mut out[start..];
+    let mut w = 0;
     let mut parts = 0;
     while rest != b"E" {
-        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-        if digits == 0 || rest[0] == b'0' || digits > 9 {
+        let mut len = 0usize;
+        let mut digits = 0;
+        while let Some(d) = rest.get(digits).filter(|d| d.is_ascii_digit()) {
+            if digits == 9 || (digits == 0 && *d == b'0') {
+                return None;
+            }
+            len = len * 10 + usize::from(d - b'0');
+            digits += 1;
+        }
+        if digits == 0 {
             return None;
         }
-        let len = rest[..digits]
-            .iter()
-            .fold(0usize, |n, d| n * 10 + usize::from(d - b'0'));
         let ident = rest.get(digits..digits + len)?;
         rest = &rest[digits + len..];
         // As rustc_demangle's `is_rust_hash`: `h` and hex digits, as the last identifier.
-        let hash = ident.first() == Some(&b'h') && ident[1..].iter().all(u8::is_ascii_hexdigit);
-        if hash && rest == b"E" {
+        if rest == b"E" && is_hash(ident) {
             break;
         }
         if parts > 0 {
-            out.extend_from_slice(b"::");
+            buf.get_mut(w..w + 2)?.copy_from_slice(b"::");
+            w += 2;
         }
-        unescape(ident, &mut out)?;
+        w = unescape(ident, buf, w)?;
         parts += 1;
     }
-    if parts == 0 {
-        return None;
-    }
-    String::from_utf8(out).ok()
+    out.truncate(start + w);
+    (parts > 0).then_some(())
 }
 
-/// Appends one legacy identifier to `out` with its escapes undone (rustc_demangle's legacy
-/// `Display`); `None` for a byte or an escape it would print otherwise (non-ASCII, an unclosed
-/// `$`, an unknown escape, a `$u..$` that is not a printable ASCII character).
-fn unescape(mut ident: &[u8], out: &mut Vec<u8>) -> Option<()> {
+fn is_hash(ident: &[u8]) -> bool {
+    ident.first() == Some(&b'h') && ident[1..].iter().all(u8::is_ascii_hexdigit)
+}
+
+/// Writes one legacy identifier into `buf` from `w` on, with its escapes undone (rustc_demangle's
+/// legacy `Display`), and returns where it ends; `None` for a byte or an escape it would print
+/// otherwise (non-ASCII, an unclosed `$`, an unknown escape, a `$u..$` that is not a printable
+/// ASCII character). Plain text is copied a run at a time, an escape decoded where it starts.
+fn unescape(ident: &[u8], buf: &mut [u8], mut w: usize) -> Option<usize> {
     if !ident.is_ascii() {
         return None;
     }
-    if ident.starts_with(b"_$") {
-        ident = &ident[1..];
-    }
-    while let Some(&first) = ident.first() {
-        match first {
-            b'.' if ident.get(1) == Some(&b'.') => {
-                out.extend_from_slice(b"::");
-                ident = &ident[2..];
-            }
-            b'.' => {
-                out.push(b'.');
-                ident = &ident[1..];
+    let mut i = usize::from(ident.starts_with(b"_$"));
+    while let Some(&b) = ident.get(i) {
+        match b {
+            b'.' if ident.get(i + 1) == Some(&b'.') => {
+                buf.get_mut(w..w + 2)?.copy_from_slice(b"::");
+                w += 2;
+                i += 2;
             }
             b'$' => {
-                let end = 1 + ident[1..].iter().position(|b| *b == b'$')?;
-                out.push(match &ident[1..end] {
-                    b"SP" => b'@',
-                    b"BP" => b'*',
-                    b"RF" => b'&',
-                    b"LT" => b'<',
-                    b"GT" => b'>',
-                    b"LP" => b'(',
-                    b"RP" => b')',
-                    b"C" => b',',
-                    [b'u', hi, lo] => {
-                        let digit = |d: u8| match d {
-                            b'0'..=b'9' => Some(d - b'0'),
-                            b'a'..=b'f' => Some(d - b'a' + 10),
-                            _ => None,
-                        };
-                        let c = digit(*hi)? << 4 | digit(*lo)?;
-                        if !(b' '..=b'~').contains(&c) {
-                            return None;
-                        }
-                        c
-                    }
-                    _ => return None,
-                });
-                ident = &ident[end + 1..];
+                let (c, used) = escape_char(&ident[i + 1..])?;
+                *buf.get_mut(w)? = c;
+                w += 1;
+                i += used;
             }
             _ => {
-                let plain = ident
-                    .iter()
-                    .position(|b| *b == b'$' || *b == b'.')
-                    .unwrap_or(ident.len());
-                out.extend_from_slice(&ident[..plain]);
-                ident = &ident[plain..];
+                // This byte (a single `.` included) and the plain text after it.
+                let run = &ident[i..i + 1 + plain_len(&ident[i + 1..])];
+                buf.get_mut(w..w + run.len())?.copy_from_slice(run);
+                w += run.len();
+                i += run.len();
             }
         }
     }
-    Some(())
+    Some(w)
+}
+
+/// How many bytes of `s` come before its first `$` or `.` (all of them when it has neither),
+/// eight at a time: most of a name is plain text between escapes.
+fn plain_len(s: &[u8]) -> usize {
+    const LOW: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // The lowest set bit marks the first zero byte exactly (bits above it may be spurious).
+    let zero_byte = |x: u64| x.wrapping_sub(LOW) & !x & HIGH;
+    let mut n = 0;
+    while let Some(chunk) = s.get(n..n + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        let special =
+            zero_byte(w ^ (LOW * u64::from(b'$'))) | zero_byte(w ^ (LOW * u64::from(b'.')));
+        if special != 0 {
+            return n + (special.trailing_zeros() / 8) as usize;
+        }
+        n += 8;
+    }
+    n + s[n..]
+        .iter()
+        .position(|b| *b == b'$' || *b == b'.')
+        .unwrap_or(s.len() - n)
+}
+
+/// The character an escape stands for (`escape` follows its opening `$`), and the escape's length
+/// with both `$`.
+fn escape_char(escape: &[u8]) -> Option<(u8, usize)> {
+    let two = |c: u8| Some((c, 4));
+    match escape {
+        [b'S', b'P', b'$', ..] => two(b'@'),
+        [b'B', b'P', b'$', ..] => two(b'*'),
+        [b'R', b'F', b'$', ..] => two(b'&'),
+        [b'L', b'T', b'$', ..] => two(b'<'),
+        [b'G', b'T', b'$', ..] => two(b'>'),
+        [b'L', b'P', b'$', ..] => two(b'('),
+        [b'R', b'P', b'$', ..] => two(b')'),
+        [b'C', b'$', ..] => Some((b',', 3)),
+        [b'u', hi, lo, b'$', ..] => {
+            let digit = |d: u8| match d {
+                b'0'..=b'9' => Some(d - b'0'),
+                b'a'..=b'f' => Some(d - b'a' + 10),
+                _ => None,
+            };
+            let c = digit(*hi)? << 4 | digit(*lo)?;
+            (b' '..=b'~').contains(&c).then_some((c, 5))
+        }
+        _ => None,
+    }
 }
 
 /// The crate a symbol belongs to, from its demangled path (`alloc` for
@@ -212,8 +259,9 @@ mod tests {
         ] {
             let slow = format!("{:#}", rustc_demangle::demangle(name));
             assert_eq!(path(name), slow, "{name}");
-            if let Some(fast) = legacy_path(name) {
-                assert_eq!(fast, slow, "{name}");
+            let mut fast = Vec::new();
+            if legacy_path(name, &mut fast).is_some() {
+                assert_eq!(String::from_utf8(fast).unwrap(), slow, "{name}");
             }
         }
         // The generic names of large crates take the fast path too; what it does not know goes
@@ -223,7 +271,7 @@ mod tests {
             "_ZN5alloc4sync16Arc$LT$T$C$A$GT$9drop_slow17he8d187c3913a31b2E",
             "_ZN4core3ptr85drop_in_place$LT$std..rt..lang_start$LT$$LP$$RP$$GT$..$u7b$$u7b$closure$u7d$$u7d$$GT$17h0123456789abcdefE",
         ] {
-            assert!(legacy_path(fast).is_some(), "{fast}");
+            assert!(legacy_path(fast, &mut Vec::new()).is_some(), "{fast}");
         }
         for slow in [
             "_ZN7a$u7e$b$u7f$E",
@@ -231,7 +279,7 @@ mod tests {
             "_ZN6a$XY$bcE",
             "_ZN4a$bcE",
         ] {
-            assert!(legacy_path(slow).is_none(), "{slow}");
+            assert!(legacy_path(slow, &mut Vec::new()).is_none(), "{slow}");
         }
     }
 

@@ -53,6 +53,14 @@ impl Strings {
         self.0.push(0);
         at
     }
+
+    /// Adds the path of the mangled `name` ([`demangle::path`]), written straight into the table.
+    fn add_path(&mut self, name: &str) -> u32 {
+        let at = self.0.len() as u32;
+        demangle::path_into(name, &mut self.0);
+        self.0.push(0);
+        at
+    }
 }
 
 /// One section header's fields.
@@ -112,7 +120,7 @@ pub(crate) fn symfile(cell: &Symfile<'_>) -> Vec<u8> {
     let mut strtab = Strings::new();
     let mut symtab = vec![0u8; SYM_SIZE]; // the null symbol
     for f in cell.functions {
-        let name = strtab.add(&demangle::path(f.name));
+        let name = strtab.add_path(f.name);
         symtab.extend_from_slice(&name.to_le_bytes());
         symtab.push(STB_GLOBAL_FUNC);
         symtab.push(0); // st_other: default visibility
