@@ -19,7 +19,7 @@ use crate_metadata::{CellKind, Manifest, ManifestEntry};
 use crate::cargo_build::run_cargo_build;
 use crate::dependency_cells::{self, CrateGraph, DepCell};
 use crate::files::write_if_changed;
-use crate::objects::{exported_symbols, extract_single_object, sha256};
+use crate::objects::{cell_object, exported_symbols, sha256};
 use crate::safe_apps::build_safe_apps;
 use crate::upgrades::{build_upgrades, LiveCell, SymbolComparison};
 use crate::workspace::{find_workspace_root, Workspace};
@@ -179,7 +179,7 @@ pub fn build_cells(options: &BuildOptions) -> Result<BuildReport> {
             .with_context(|| format!("cargo reported no rlib for cell `{}`", cell.name))?;
         let archive = std::fs::read(rlib)
             .with_context(|| format!("cannot read {} (cell `{}`)", rlib.display(), cell.name))?;
-        let object = extract_single_object(&archive, &cell.name)?;
+        let object = cell_object(&archive, &cell.name)?;
         let exports = exported_symbols(&object)
             .with_context(|| format!("cannot read the object of cell `{}`", cell.name))?;
         let relative = format!("{}/{}.o", cell.kind.dir(), cell.name);

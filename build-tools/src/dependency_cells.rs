@@ -24,7 +24,7 @@ use crate_metadata::{CellKind, CrateInfo, ManifestEntry};
 use serde::Deserialize;
 
 use crate::cargo_build::{CargoArtifacts, LibUnit};
-use crate::objects::{exported_symbols, extract_single_object, hashed_rlib, rlib_hash, sha256};
+use crate::objects::{cell_object, exported_symbols, hashed_rlib, rlib_hash, sha256};
 use crate::workspace::cargo_binary;
 
 /// The resolved package graph of a workspace, as far as dependency cells need it.
@@ -263,7 +263,7 @@ pub fn collect(
                 info.version
             )
         })?;
-        let object = extract_single_object(&archive, crate_name)?;
+        let object = cell_object(&archive, crate_name)?;
         let exports = exported_symbols(&object).with_context(|| {
             format!(
                 "cannot read the object of crate `{}` {}",

@@ -20,6 +20,7 @@ pub mod dependency_upgrade;
 pub mod files;
 pub mod inspect;
 pub mod manifest;
+pub mod merge;
 pub mod new_cell;
 pub mod objects;
 pub mod qemu;

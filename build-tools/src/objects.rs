@@ -58,6 +58,13 @@ pub fn extract_single_object(archive_bytes: &[u8], crate_name: &str) -> Result<V
     Ok(bytes.to_vec())
 }
 
+/// The cell object of crate `crate_name` from its rlib `archive_bytes`: the single object
+/// ([`extract_single_object`]) with its sections merged by kind ([`crate::merge`]).
+pub fn cell_object(archive_bytes: &[u8], crate_name: &str) -> Result<Vec<u8>> {
+    let object = extract_single_object(archive_bytes, crate_name)?;
+    crate::merge::merge_sections(&object, crate_name)
+}
+
 /// Whether the symbol `sym` is one that other cells can bind to: defined in the object, global or
 /// weak, not hidden (or internal), and neither a section nor a file symbol.
 pub fn is_export(sym: &Sym) -> bool {

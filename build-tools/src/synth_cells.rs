@@ -49,7 +49,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::cargo_build::{run_cargo, CargoRun};
 use crate::files::write_if_changed;
-use crate::objects::extract_single_object;
+use crate::objects::cell_object;
 use crate::workspace::{CellPackage, Workspace};
 
 /// Where the generated crates live, relative to the generated workspace's root. Under `cells/` so
@@ -464,7 +464,7 @@ pub fn build_workspace(dir: &Path, quiet: bool) -> Result<Vec<BuiltCell>> {
                 std::fs::read(rlib).with_context(|| format!("cannot read {}", rlib.display()))?;
             Ok(BuiltCell {
                 name: cell.name.clone(),
-                object: extract_single_object(&archive, &cell.name)?,
+                object: cell_object(&archive, &cell.name)?,
                 depends_on: cell.depends_on.clone(),
             })
         })

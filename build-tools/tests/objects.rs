@@ -5,8 +5,12 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use build_tools::objects::{exported_symbols, extract_single_object, object_members};
+use build_tools::merge::merge_sections;
+use build_tools::objects::{cell_object, exported_symbols, extract_single_object, object_members};
 use common::{write, TempDir};
+use goblin::elf::section_header::SHF_ALLOC;
+use goblin::elf::sym::STT_SECTION;
+use goblin::elf::Elf;
 
 const SOURCE: &str = r#"
 #![no_std]
@@ -104,4 +108,80 @@ fn an_executable_is_not_a_cell_object() {
     let bytes = std::fs::read(exe).unwrap();
     let err = format!("{:#}", exported_symbols(&bytes).unwrap_err());
     assert!(err.contains("ET_REL"), "{err}");
+}
+
+/// The names of an object's loaded sections.
+fn alloc_sections(elf: &Elf) -> Vec<String> {
+    elf.section_headers
+        .iter()
+        .filter(|h| h.sh_flags & u64::from(SHF_ALLOC) != 0)
+        .map(|h| elf.shdr_strtab.get_at(h.sh_name).unwrap_or("").to_owned())
+        .collect()
+}
+
+/// Every symbol but the section symbols: name, type, binding, visibility and size, sorted.
+fn symbols(elf: &Elf) -> Vec<(String, u8, u8, u8, u64)> {
+    let mut all: Vec<_> = elf
+        .syms
+        .iter()
+        .filter(|s| s.st_type() != STT_SECTION)
+        .map(|s| {
+            let name = elf.strtab.get_at(s.st_name).unwrap_or("").to_owned();
+            (name, s.st_type(), s.st_bind(), s.st_other, s.st_size)
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+/// Every relocation's type, sorted (their symbols are renumbered by the merge, and a section
+/// symbol's addend changes with the section's place in the merged one).
+fn relocation_types(elf: &Elf) -> Vec<u32> {
+    let mut all: Vec<u32> = elf
+        .shdr_relocs
+        .iter()
+        .flat_map(|(_, relocs)| relocs.iter().map(|r| r.r_type))
+        .collect();
+    all.sort_unstable();
+    all
+}
+
+#[test]
+fn a_cell_object_has_one_section_per_kind_and_every_symbol_and_relocation() {
+    let dir = TempDir::new("objects-merge");
+    let rlib = rlib(&dir, &["-C", "opt-level=3", "-C", "codegen-units=1"]);
+    let bytes = std::fs::read(rlib).unwrap();
+    let object = extract_single_object(&bytes, "tiny").unwrap();
+    let merged = cell_object(&bytes, "tiny").unwrap();
+    let (before, after) = (Elf::parse(&object).unwrap(), Elf::parse(&merged).unwrap());
+    let (split, joined) = (alloc_sections(&before), alloc_sections(&after));
+    // rustc wrote a section per function; the cell object has one text section.
+    assert!(
+        split.iter().filter(|n| n.starts_with(".text.")).count() >= 3,
+        "{split:?}"
+    );
+    let texts: Vec<&String> = joined.iter().filter(|n| n.starts_with(".text")).collect();
+    assert_eq!(texts, [".text"], "{joined:?}");
+    assert!(joined.len() < split.len(), "{split:?} -> {joined:?}");
+    let mut unique = joined.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), joined.len(), "{joined:?}");
+    // Nothing else changes: the symbols, the relocations, the exports.
+    assert_eq!(symbols(&before), symbols(&after));
+    assert_eq!(relocation_types(&before), relocation_types(&after));
+    assert!(!relocation_types(&after).is_empty());
+    assert_eq!(
+        exported_symbols(&object).unwrap(),
+        exported_symbols(&merged).unwrap()
+    );
+}
+
+#[test]
+fn a_file_that_is_not_an_object_is_not_merged_and_the_error_names_the_crate() {
+    let err = format!(
+        "{:#}",
+        merge_sections(b"not an object", "junk").unwrap_err()
+    );
+    assert!(err.contains("`junk`") && err.contains("rust-lld"), "{err}");
 }

@@ -363,7 +363,7 @@ fn every_symbol_of_every_cell_demangles_as_rustc_demangle_does() {
         let bytes = std::fs::read(common::cells_dir().join(&entry.object)).expect("object");
         let elf = goblin::elf::Elf::parse(&bytes).expect("an ELF object");
         for sym in elf.syms.iter() {
-            let Some(name) = elf.strtab.get_at(sym.st_name) else {
+            let Some(name) = elf.strtab.get_at(sym.st_name).filter(|n| !n.is_empty()) else {
                 continue;
             };
             let expected = format!("{:#}", rustc_demangle::demangle(name));
@@ -376,5 +376,7 @@ fn every_symbol_of_every_cell_demangles_as_rustc_demangle_does() {
             names += 1;
         }
     }
-    assert!(names > 10_000, "only {names} names");
+    // 5,400 named symbols in the objects of 2026-12-02 (their sections merged: no section
+    // symbols, which have no name, are left but one per kind).
+    assert!(names > 5_000, "only {names} names");
 }

@@ -16,7 +16,9 @@ use super::shadow::{lock_shadows, remove_stale_groups, shadow_packages};
 use crate::cargo_build::{run_cargo, CargoArtifacts, CargoRun};
 use crate::dependency_cells::{self, CrateGraph, DepCell};
 use crate::dependency_upgrade::{check_renames, closure_change, ClosureChange};
-use crate::objects::{exported_symbols, extract_single_object, hashed_rlib, rlib_hash};
+use crate::objects::{
+    cell_object, exported_symbols, extract_single_object, hashed_rlib, rlib_hash,
+};
 use crate::safe_apps::build_safe_cells;
 use crate::workspace::{CellPackage, Workspace};
 
@@ -245,7 +247,7 @@ fn build_group(
 fn read_object(rlib: &Path, crate_name: &str, label: &str) -> Result<(Vec<u8>, Vec<String>)> {
     let archive =
         fs::read(rlib).with_context(|| format!("cannot read {} ({label})", rlib.display()))?;
-    let object = extract_single_object(&archive, crate_name)?;
+    let object = cell_object(&archive, crate_name)?;
     let exports =
         exported_symbols(&object).with_context(|| format!("cannot read the object of {label}"))?;
     Ok((object, exports))

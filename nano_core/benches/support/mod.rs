@@ -133,8 +133,8 @@ pub fn synth(n: usize) -> Synth {
     );
     cargo_build(&dir, &["--workspace"], "");
     let rlib = std::fs::read(dir.join("target/debug/libbench_synth.rlib")).expect("rlib");
-    let object = build_tools::objects::extract_single_object(&rlib, "bench_synth")
-        .expect("one object in the rlib");
+    let object =
+        build_tools::objects::cell_object(&rlib, "bench_synth").expect("one object in the rlib");
     Synth {
         object,
         cdylib: dir.join("target/debug/libbench_synth_dylib.so"),
