@@ -147,6 +147,12 @@ pub struct Cell {
     /// The symbols the cell defines that others may bind to (for the base image and the
     /// platform: the ones something bound to).
     pub symbols: Vec<Symbol>,
+    /// The functions the cell defines but does not export (`STT_FUNC` symbols of local binding),
+    /// by which backtraces, fault reports, debuggers and profilers name its code: a cell object's
+    /// text is one merged section, so no section name tells one function from the next. Not in
+    /// any namespace; nothing binds to them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub local_functions: Vec<Symbol>,
     /// Edges whose dependent is this cell (what it uses).
     pub uses: Vec<EdgeId>,
     /// Edges whose provider is this cell (what uses it).
@@ -176,6 +182,7 @@ impl Cell {
             base_addr: 0,
             sections: Vec::new(),
             symbols: Vec::new(),
+            local_functions: Vec::new(),
             uses: Vec::new(),
             used_by: Vec::new(),
             stats: LoadStats::default(),

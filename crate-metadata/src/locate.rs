@@ -2,14 +2,15 @@
 //!
 //! One lookup serves every reader that starts from an address: `cargo cell deps --addr`, the
 //! hosted backtraces and fault reports, and the function lists that debuggers and profilers get
-//! (the GDB JIT interface, perf maps). A cell is compiled with one section per function
-//! (`.text.<mangled name>`), so a code address always has a name: the nearest symbol of its
-//! section at or below it, or, for a function the cell does not export, the name its section
-//! carries.
+//! (the GDB JIT interface, perf maps). A code address is named by the nearest function symbol of
+//! its section at or below it, exported ([`Cell::symbols`]) or not ([`Cell::local_functions`]).
+//! rustc compiles every function into a section of its own (`.text.<mangled name>`), which
+//! `cargo cell build` merges into one `.text` (DESIGN §3); in an object whose local symbols are
+//! gone, a text section named after a function still names it.
 
 use alloc::vec::Vec;
 
-use crate::cell::{Cell, Section, SectionKind, SymbolKind};
+use crate::cell::{Cell, Section, SectionKind, Symbol, SymbolKind};
 use crate::ids::{SectionId, SymbolId};
 
 /// Where an address lies in a cell.
@@ -19,11 +20,12 @@ pub struct Location<'c> {
     pub section: SectionId,
     /// How far into the section it is.
     pub section_offset: u64,
-    /// The nearest symbol of the section at or below it, if the cell exports one.
+    /// The nearest exported symbol of the section at or below it, when that is what names it.
     pub symbol: Option<SymbolId>,
-    /// The mangled name of what it lies in: the symbol's, or the function's name from its section
-    /// name (`.text._ZN7crasher4main17h…E` names `_ZN7crasher4main17h…E`); `None` for a section
-    /// that names no function (`.stubs`, `.rodata.…`) with no symbol in it.
+    /// The mangled name of what it lies in: the nearest symbol's (exported, or a local function),
+    /// or the function's name from its section name (`.text._ZN7crasher4main17h…E` names
+    /// `_ZN7crasher4main17h…E`); `None` for a section that names no function (`.stubs`,
+    /// `.rodata.…`) with no symbol in it.
     pub name: Option<&'c str>,
     /// How far past the start of `name` (or of the section, without a name) it is.
     pub offset: u64,
@@ -54,25 +56,34 @@ impl Cell {
     pub fn locate(&self, addr: u64) -> Option<Location<'_>> {
         let section_id = self.section_at(addr)?;
         let section = self.section(section_id)?;
-        let nearest = self
+        let below = |s: &&Symbol| s.section == Some(section_id) && s.addr <= addr;
+        let exported = self
             .symbols
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.section == Some(section_id) && s.addr <= addr)
+            .filter(|(_, s)| below(s))
             .max_by_key(|(_, s)| s.addr);
+        // An exported symbol wins a tie: it has an id.
+        let local = self
+            .local_functions
+            .iter()
+            .filter(below)
+            .max_by_key(|s| s.addr)
+            .filter(|l| exported.is_none_or(|(_, e)| l.addr > e.addr));
         let section_offset = addr - section.addr;
         let by_section = || {
             matches!(section.kind, SectionKind::Text)
                 .then(|| section_function(&section.name))
                 .flatten()
         };
-        let (symbol, name, offset) = match nearest {
-            Some((i, s)) => (
+        let (symbol, name, offset) = match (local, exported) {
+            (Some(l), _) => (None, Some(l.name.as_str()), addr - l.addr),
+            (None, Some((i, s))) => (
                 Some(SymbolId(i as u32)),
                 Some(s.name.as_str()),
                 addr - s.addr,
             ),
-            None => (None, by_section(), section_offset),
+            (None, None) => (None, by_section(), section_offset),
         };
         Some(Location {
             section: section_id,
@@ -83,15 +94,16 @@ impl Cell {
         })
     }
 
-    /// Every function of the cell with its address and size, by address: each exported function
-    /// symbol, and each text section without one at its start under the name the section carries.
+    /// Every function of the cell with its address and size, by address: each function symbol,
+    /// exported or local, and each text section without one at its start under the name the
+    /// section carries.
     pub fn functions(&self) -> Vec<Function<'_>> {
         let is_text = |s: &Section| s.kind == SectionKind::Text && s.size > 0;
         // One pass over the symbols and one over the sections (a cell of thousands of sections
         // and symbols is named at every load: no walk of the symbols per section).
         let mut covered = alloc::vec![false; self.sections.len()];
-        let mut out = Vec::with_capacity(self.symbols.len());
-        for s in &self.symbols {
+        let mut out = Vec::with_capacity(self.symbols.len() + self.local_functions.len());
+        for s in self.symbols.iter().chain(&self.local_functions) {
             let Some(id) = s.section else { continue };
             let Some(section) = self.sections.get(id.index()) else {
                 continue;
@@ -127,7 +139,7 @@ impl Cell {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cell::{Origin, Section, Symbol};
+    use crate::cell::Origin;
 
     fn cell() -> Cell {
         let mut c = Cell::new("memfs", "0.1.0", Origin::Object);
@@ -238,6 +250,73 @@ mod tests {
                 ("_ZN5memfs4read17h0123456789abcdefE", 0x1000, 0x80),
                 ("memfs_read_alias", 0x1000, 1),
                 ("_ZN5memfs6helper17h0123456789abcdefE", 0x1080, 0x20),
+            ]
+        );
+    }
+
+    #[test]
+    fn in_a_merged_text_section_each_function_is_named_by_its_own_symbol() {
+        let mut c = Cell::new("memfs", "0.1.0", Origin::Object);
+        c.sections.push(Section {
+            name: ".text".into(),
+            kind: SectionKind::Text,
+            addr: 0x2000,
+            size: 0x100,
+            align: 16,
+        });
+        let function = |name: &str, addr, size| Symbol {
+            name: name.into(),
+            section: Some(SectionId(0)),
+            addr,
+            size,
+            kind: SymbolKind::Function,
+        };
+        c.symbols
+            .push(function("_ZN5memfs4read17h0123456789abcdefE", 0x2000, 0x40));
+        c.symbols.push(function(
+            "_ZN5memfs5write17h0123456789abcdefE",
+            0x2070,
+            0x20,
+        ));
+        c.local_functions.push(function(
+            "_ZN5memfs2Fs6lookup17h0123456789abcdefE",
+            0x2040,
+            0x30,
+        ));
+        // Tied with an exported symbol, the exported one names the address.
+        c.local_functions.push(function(
+            "_ZN5memfs10read_alias17h0123456789abcdefE",
+            0x2000,
+            0x40,
+        ));
+        let at = |addr| {
+            let l = c.locate(addr).unwrap();
+            (l.name.unwrap(), l.symbol, l.offset)
+        };
+        assert_eq!(
+            at(0x2010),
+            (
+                "_ZN5memfs4read17h0123456789abcdefE",
+                Some(SymbolId(0)),
+                0x10
+            )
+        );
+        assert_eq!(
+            at(0x2050),
+            ("_ZN5memfs2Fs6lookup17h0123456789abcdefE", None, 0x10)
+        );
+        assert_eq!(
+            at(0x2075),
+            ("_ZN5memfs5write17h0123456789abcdefE", Some(SymbolId(1)), 5)
+        );
+        let names: Vec<&str> = c.functions().iter().map(|f| f.name).collect();
+        assert_eq!(
+            names,
+            [
+                "_ZN5memfs4read17h0123456789abcdefE",
+                "_ZN5memfs10read_alias17h0123456789abcdefE",
+                "_ZN5memfs2Fs6lookup17h0123456789abcdefE",
+                "_ZN5memfs5write17h0123456789abcdefE",
             ]
         );
     }

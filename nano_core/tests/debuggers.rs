@@ -380,3 +380,59 @@ fn every_symbol_of_every_cell_demangles_as_rustc_demangle_does() {
     // symbols, which have no name, are left but one per kind).
     assert!(names > 5_000, "only {names} names");
 }
+
+/// A cell object's text is one merged section (DESIGN §3), so no section name tells its functions
+/// apart: every function of `memfs`, exported or not, is named at its own address by its own
+/// symbol, as read from the object file itself.
+#[test]
+fn every_function_of_a_merged_cell_is_named_at_its_address() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let kernel = boot();
+    let id = kernel.cell_id("memfs").expect("memfs is live");
+    let cell = kernel.system().registry().cell(id).expect("cell");
+    let text = cell
+        .sections
+        .iter()
+        .find(|s| s.name.as_str() == ".text")
+        .expect("one merged .text");
+    let bytes = std::fs::read(common::cells_dir().join("kernel/memfs.o")).expect("object");
+    let elf = goblin::elf::Elf::parse(&bytes).expect("an ELF object");
+    let text_index = elf
+        .section_headers
+        .iter()
+        .position(|h| elf.shdr_strtab.get_at(h.sh_name) == Some(".text"))
+        .expect("the object has a .text");
+    let functions: Vec<_> = elf
+        .syms
+        .iter()
+        .filter(|s| s.is_function() && s.st_shndx == text_index && s.st_size > 0)
+        .collect();
+    let mut locals = 0;
+    for sym in &functions {
+        // Aliases (two names at one address) name it either way.
+        if functions
+            .iter()
+            .filter(|o| o.st_value == sym.st_value)
+            .count()
+            > 1
+        {
+            continue;
+        }
+        let name = elf.strtab.get_at(sym.st_name).expect("a name");
+        let addr = text.addr + sym.st_value + sym.st_size / 2;
+        let named = debug::name_address(addr).unwrap_or_else(|| panic!("{name} is not named"));
+        assert_eq!(
+            (named.function.as_str(), named.offset),
+            (
+                crate_metadata::demangle::path(name).as_str(),
+                sym.st_size / 2
+            ),
+            "{name}"
+        );
+        locals += usize::from(sym.st_bind() == goblin::elf::sym::STB_LOCAL);
+    }
+    assert!(
+        locals >= 10,
+        "only {locals} local functions of memfs checked"
+    );
+}

@@ -4,7 +4,8 @@
 use alloc::vec::Vec;
 
 use goblin::elf::sym::{
-    STB_GLOBAL, STB_WEAK, STT_FILE, STT_FUNC, STT_OBJECT, STT_SECTION, STV_HIDDEN, STV_INTERNAL,
+    STB_GLOBAL, STB_LOCAL, STB_WEAK, STT_FILE, STT_FUNC, STT_OBJECT, STT_SECTION, STV_HIDDEN,
+    STV_INTERNAL,
 };
 
 use super::{CellSpec, System};
@@ -89,6 +90,17 @@ fn is_exported(sym: &Sym, by_index: &IndexVec<SectionIndex, Option<SectionId>>) 
             .is_some()
 }
 
+/// Whether symbol `sym` is a function the cell does not export, in a loaded section: named in
+/// the metadata for backtraces and debuggers ([`Cell::local_functions`]).
+fn is_local_function(sym: &Sym, by_index: &IndexVec<SectionIndex, Option<SectionId>>) -> bool {
+    sym.st_type() == STT_FUNC
+        && sym.st_bind() == STB_LOCAL
+        && sym
+            .section()
+            .and_then(|s| by_index.get(s).copied().flatten())
+            .is_some()
+}
+
 /// A name of the metadata before it is copied into the cell's shared name string: borrowed from
 /// the object, or a section's index for a section that has no name.
 #[derive(Clone, Copy)]
@@ -118,9 +130,19 @@ pub(crate) fn describe(
         by_index[*i] = Some(SectionId(n as u32));
     }
     let mut exported: Vec<(SymbolIndex, &str)> = Vec::new();
+    let mut locals: Vec<(SymbolIndex, &str)> = Vec::new();
     for (i, sym) in object.syms.iter_enumerated() {
         if is_exported(sym, &by_index) {
             exported.push((i, object.symbol_name(spec.name, i)?));
+        } else if is_local_function(sym, &by_index) {
+            // A name that is not UTF-8 only goes unnamed: it is for people, nothing binds to it.
+            if let Some(name) = object
+                .symbol_name(spec.name, i)
+                .ok()
+                .filter(|n| !n.is_empty())
+            {
+                locals.push((i, name));
+            }
         }
     }
     let bytes = section_names
@@ -129,12 +151,12 @@ pub(crate) fn describe(
             RawName::Str(s) => s.len(),
             RawName::Index(_) => 20,
         })
-        .chain(exported.iter().map(|(_, n)| n.len()))
+        .chain(exported.iter().chain(&locals).map(|(_, n)| n.len()))
         .sum::<usize>()
         + ".got.stubs".len();
     let mut arena = NameArena::with_capacity(bytes);
     let too_long = || malformed(spec.name, Malformation::LayoutOverflow);
-    let mut spans = Vec::with_capacity(section_names.len() + exported.len());
+    let mut spans = Vec::with_capacity(section_names.len() + exported.len() + locals.len());
     for (_, name) in &section_names {
         let span = match *name {
             RawName::Str(s) => arena.push(s),
@@ -142,13 +164,14 @@ pub(crate) fn describe(
         };
         spans.push(span.ok_or_else(too_long)?);
     }
-    for (_, name) in &exported {
+    for (_, name) in exported.iter().chain(&locals) {
         spans.push(arena.push(name).ok_or_else(too_long)?);
     }
     let got_name = arena.push(".got").ok_or_else(too_long)?;
     let stubs_name = arena.push(".stubs").ok_or_else(too_long)?;
     let names = arena.finish();
     let (section_spans, symbol_spans) = spans.split_at(section_names.len());
+    let (symbol_spans, local_spans) = symbol_spans.split_at(exported.len());
 
     cell.sections.reserve_exact(section_names.len() + 2);
     for ((i, _), span) in section_names.iter().zip(section_spans) {
@@ -214,6 +237,24 @@ pub(crate) fn describe(
             kind,
         });
         symbols[i] = Some(id);
+    }
+    cell.local_functions.reserve_exact(locals.len());
+    for ((i, _), span) in locals.iter().zip(local_spans) {
+        let sym = &object.syms[*i];
+        let Some(shndx) = sym.section() else { continue };
+        let (Some(section), Some(p)) = (by_index[shndx], layout.sections[shndx]) else {
+            continue;
+        };
+        let Some(addr) = symbol_address(mapping, &p, sym.st_value, false) else {
+            continue; // `parse` checked the value lies inside its section: never for a sane object
+        };
+        cell.local_functions.push(Symbol {
+            name: names.name(*span),
+            section: Some(section),
+            addr,
+            size: sym.st_size,
+            kind: SymbolKind::Function,
+        });
     }
     Ok(Described {
         cell,

@@ -72,6 +72,7 @@ fn copy_of(cell: &Cell) -> Cell {
     copy.base_addr = cell.base_addr;
     copy.sections = cell.sections.clone();
     copy.symbols = cell.symbols.clone();
+    copy.local_functions = cell.local_functions.clone();
     copy
 }
 
