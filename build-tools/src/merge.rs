@@ -10,6 +10,10 @@
 //! exception tables. The result is still a relocatable object with every symbol and every
 //! relocation of the input (the relocations move to the merged sections), so the loader reads it
 //! as before, with about ten sections instead of thousands.
+//!
+//! Then `rust-objcopy` adds a `.cell.paths` section ([`crate_metadata::paths`]): the demangled
+//! path of every function, by symbol index, so that a load names the functions for debuggers
+//! without demangling them again. The table is checked against the final object's symbols.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,6 +21,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use anyhow::{bail, Context, Result};
+use crate_metadata::demangle;
+use crate_metadata::paths::{self, PathTable};
+use goblin::elf::sym::{Sym, STT_FUNC};
+use goblin::elf::Elf;
 
 /// The sections of each kind, gathered. The personality pointer of the `DW.ref` COMDAT group
 /// keeps its own section, so that the group still holds only it; every section no statement
@@ -34,11 +42,11 @@ pub const SCRIPT: &str = "SECTIONS {
 }
 ";
 
-/// The toolchain's `rust-lld`: `<sysroot>/lib/rustlib/<host>/bin/rust-lld` of the `rustc` on the
+/// The toolchain's binaries directory, `<sysroot>/lib/rustlib/<host>/bin`, of the `rustc` on the
 /// path (the pinned toolchain, inside the workspace).
-fn rust_lld() -> Result<&'static Path> {
-    static LLD: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let found = LLD.get_or_init(|| {
+fn toolchain_bin() -> Result<&'static Path, String> {
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BIN.get_or_init(|| {
         let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
         let print = |args: &[&str]| -> Result<String, String> {
             let out = Command::new(&rustc)
@@ -53,64 +61,181 @@ fn rust_lld() -> Result<&'static Path> {
             .lines()
             .find_map(|l| l.strip_prefix("host: "))
             .ok_or("rustc -vV names no host")?;
-        let lld = Path::new(sysroot.trim())
+        Ok(Path::new(sysroot.trim())
             .join("lib/rustlib")
             .join(host.trim())
-            .join("bin/rust-lld");
-        if lld.is_file() {
-            Ok(lld)
-        } else {
-            Err(format!(
-                "the toolchain has no rust-lld at {} (it is part of the `rustc` component \
-                 for x86_64-unknown-linux-gnu)",
-                lld.display()
-            ))
-        }
-    });
-    found
-        .as_deref()
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .context("merging a cell's sections needs the toolchain's rust-lld")
+            .join("bin"))
+    })
+    .as_deref()
+    .map_err(Clone::clone)
 }
 
-/// `object`, the object of crate `crate_name`, with its sections merged by kind (the module's
-/// doc). The linker's input and output are files in the system's temporary directory, removed
-/// afterwards.
-pub fn merge_sections(object: &[u8], crate_name: &str) -> Result<Vec<u8>> {
-    static SERIAL: AtomicU64 = AtomicU64::new(0);
-    let lld = rust_lld()?;
-    let scratch = std::env::temp_dir().join("cells-merge");
-    std::fs::create_dir_all(&scratch)
-        .with_context(|| format!("cannot create {}", scratch.display()))?;
-    // One name per process, call and crate: parallel builds (test binaries) share no file.
-    let serial = SERIAL.fetch_add(1, Ordering::Relaxed);
-    let stem = format!("{crate_name}.{}.{serial}", std::process::id());
-    let input = scratch.join(format!("{stem}.in.o"));
-    let output = scratch.join(format!("{stem}.merged.o"));
-    let script = scratch.join(format!("{stem}.ld"));
-    std::fs::write(&input, object)
-        .and_then(|()| std::fs::write(&script, SCRIPT))
-        .with_context(|| format!("cannot write into {}", scratch.display()))?;
-    let run = Command::new(lld)
-        .args(["-flavor", "gnu", "-r", "-T"])
-        .arg(&script)
-        .arg(&input)
-        .arg("-o")
-        .arg(&output)
-        .output()
-        .with_context(|| format!("cannot run {}", lld.display()));
-    let merged = run.and_then(|out| {
-        if !out.status.success() {
-            bail!(
-                "rust-lld could not merge the sections of `{crate_name}` ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        std::fs::read(&output).with_context(|| format!("cannot read {}", output.display()))
-    });
-    for f in [&input, &output, &script] {
-        let _ = std::fs::remove_file(f);
+/// The toolchain's `name` (`rust-lld`, `rust-objcopy`: both part of its `rustc` component).
+fn tool(name: &str) -> Result<PathBuf> {
+    let bin = toolchain_bin().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let path = bin.join(name);
+    if !path.is_file() {
+        bail!(
+            "the toolchain has no {name} at {} (it is part of the `rustc` component for \
+             x86_64-unknown-linux-gnu)",
+            path.display()
+        );
     }
-    merged
+    Ok(path)
+}
+
+/// Scratch files of one call, removed when dropped.
+struct Scratch {
+    dir: PathBuf,
+    stem: String,
+    made: Vec<PathBuf>,
+}
+
+impl Scratch {
+    /// One name per process, call and crate: parallel builds (test binaries) share no file.
+    fn new(crate_name: &str) -> Result<Scratch> {
+        static SERIAL: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join("cells-merge");
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let serial = SERIAL.fetch_add(1, Ordering::Relaxed);
+        Ok(Scratch {
+            dir,
+            stem: format!("{crate_name}.{}.{serial}", std::process::id()),
+            made: Vec::new(),
+        })
+    }
+
+    /// The path of scratch file `suffix`, written with `bytes` when given.
+    fn file(&mut self, suffix: &str, bytes: Option<&[u8]>) -> Result<PathBuf> {
+        let path = self.dir.join(format!("{}.{suffix}", self.stem));
+        self.made.push(path.clone());
+        if let Some(bytes) = bytes {
+            std::fs::write(&path, bytes)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        Ok(path)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        for f in &self.made {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}
+
+/// Runs the toolchain's `tool` with `args` on behalf of crate `crate_name`.
+fn run(tool_name: &str, args: &[&std::ffi::OsStr], crate_name: &str, what: &str) -> Result<()> {
+    let tool =
+        tool(tool_name).with_context(|| format!("{what} needs the toolchain's {tool_name}"))?;
+    let out = Command::new(&tool)
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run {}", tool.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{tool_name} could not {what} of `{crate_name}` ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// `object`, the object of crate `crate_name`, with its sections merged by kind and the paths of
+/// its functions added (the module's doc). The tools' input and output are files in the system's
+/// temporary directory, removed afterwards.
+pub fn merge_sections(object: &[u8], crate_name: &str) -> Result<Vec<u8>> {
+    let mut scratch = Scratch::new(crate_name)?;
+    let input = scratch.file("in.o", Some(object))?;
+    let script = scratch.file("ld", Some(SCRIPT.as_bytes()))?;
+    let merged = scratch.file("merged.o", None)?;
+    let args = [
+        "-flavor".as_ref(),
+        "gnu".as_ref(),
+        "-r".as_ref(),
+        "-T".as_ref(),
+        script.as_os_str(),
+        input.as_os_str(),
+        "-o".as_ref(),
+        merged.as_os_str(),
+    ];
+    run("rust-lld", &args, crate_name, "merge the sections")?;
+    let merged_bytes =
+        std::fs::read(&merged).with_context(|| format!("cannot read {}", merged.display()))?;
+    let table = scratch.file("paths", Some(&path_table(&merged_bytes, crate_name)?))?;
+    let out = scratch.file("out.o", None)?;
+    let mut add = std::ffi::OsString::from(format!("{}=", paths::SECTION));
+    add.push(&table);
+    let args = [
+        "--add-section".as_ref(),
+        add.as_os_str(),
+        merged.as_os_str(),
+        out.as_os_str(),
+    ];
+    run("rust-objcopy", &args, crate_name, "add the function paths")?;
+    let bytes = std::fs::read(&out).with_context(|| format!("cannot read {}", out.display()))?;
+    check_paths(&bytes, crate_name)?;
+    Ok(bytes)
+}
+
+/// The `.cell.paths` table of `object` ([`crate_metadata::paths`]): the path of every named
+/// function symbol, by symbol index.
+fn path_table(object: &[u8], crate_name: &str) -> Result<Vec<u8>> {
+    let elf = Elf::parse(object)
+        .with_context(|| format!("the merged object of `{crate_name}` is not ELF"))?;
+    let paths: Vec<Option<String>> = elf
+        .syms
+        .iter()
+        .map(|s| function_name(&elf, &s).map(demangle::path))
+        .collect();
+    Ok(paths::encode(&paths))
+}
+
+/// The name of symbol `sym` when it is a named function.
+fn function_name<'a>(elf: &Elf<'a>, sym: &Sym) -> Option<&'a str> {
+    let name = elf.strtab.get_at(sym.st_name)?;
+    (sym.st_type() == STT_FUNC && !name.is_empty()).then_some(name)
+}
+
+/// Refuses a cell object whose `.cell.paths` does not give each function its own path (a tool
+/// that renumbered the symbols after the table was made).
+fn check_paths(object: &[u8], crate_name: &str) -> Result<()> {
+    let elf = Elf::parse(object)
+        .with_context(|| format!("the cell object of `{crate_name}` is not ELF"))?;
+    let section = elf
+        .section_headers
+        .iter()
+        .find(|h| elf.shdr_strtab.get_at(h.sh_name) == Some(paths::SECTION))
+        .with_context(|| {
+            format!(
+                "the cell object of `{crate_name}` has no {}",
+                paths::SECTION
+            )
+        })?;
+    let bytes = section
+        .file_range()
+        .and_then(|r| object.get(r))
+        .unwrap_or_default();
+    let table = PathTable::parse(bytes, elf.syms.len()).with_context(|| {
+        format!(
+            "the {} of `{crate_name}` does not fit its symbols",
+            paths::SECTION
+        )
+    })?;
+    for (i, sym) in elf.syms.iter().enumerate() {
+        if let Some(name) = function_name(&elf, &sym) {
+            let path = demangle::path(name);
+            if table.get(i) != Some(path.as_str()) {
+                bail!(
+                    "the {} of `{crate_name}` names symbol {i} ({name}) {:?}, not {path:?}",
+                    paths::SECTION,
+                    table.get(i)
+                );
+            }
+        }
+    }
+    Ok(())
 }

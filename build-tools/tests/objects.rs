@@ -8,8 +8,10 @@ use std::process::Command;
 use build_tools::merge::merge_sections;
 use build_tools::objects::{cell_object, exported_symbols, extract_single_object, object_members};
 use common::{write, TempDir};
+use crate_metadata::demangle;
+use crate_metadata::paths::{self, PathTable};
 use goblin::elf::section_header::SHF_ALLOC;
-use goblin::elf::sym::STT_SECTION;
+use goblin::elf::sym::{STT_FUNC, STT_SECTION};
 use goblin::elf::Elf;
 
 const SOURCE: &str = r#"
@@ -175,6 +177,25 @@ fn a_cell_object_has_one_section_per_kind_and_every_symbol_and_relocation() {
         exported_symbols(&object).unwrap(),
         exported_symbols(&merged).unwrap()
     );
+    // And the path of every function, by symbol index, for the loader to name them with.
+    let section = after
+        .section_headers
+        .iter()
+        .find(|h| after.shdr_strtab.get_at(h.sh_name) == Some(paths::SECTION))
+        .expect("a .cell.paths section");
+    let bytes = &merged[section.file_range().unwrap()];
+    let table = PathTable::parse(bytes, after.syms.len()).expect("a table for these symbols");
+    let mut functions = 0;
+    for (i, sym) in after.syms.iter().enumerate() {
+        let name = after.strtab.get_at(sym.st_name).unwrap_or("");
+        if sym.st_type() == STT_FUNC && !name.is_empty() {
+            assert_eq!(table.get(i), Some(demangle::path(name).as_str()), "{name}");
+            functions += 1;
+        } else {
+            assert_eq!(table.get(i), None, "{name}");
+        }
+    }
+    assert!(functions >= 4, "{functions} functions");
 }
 
 #[test]

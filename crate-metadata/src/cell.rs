@@ -101,6 +101,10 @@ pub struct Symbol {
     pub size: u64,
     /// What it names.
     pub kind: SymbolKind,
+    /// Its demangled path, when the object carried it (a function's, from `.cell.paths`,
+    /// [`crate::paths`]); readers demangle `name` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<Name>,
 }
 
 /// Numbers about how a cell was loaded, for people and benchmarks.

@@ -51,6 +51,7 @@ mod ids;
 mod locate;
 pub mod manifest;
 mod name;
+pub mod paths;
 pub mod policy;
 mod registry;
 

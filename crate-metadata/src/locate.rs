@@ -12,6 +12,7 @@ use alloc::vec::Vec;
 
 use crate::cell::{Cell, Section, SectionKind, Symbol, SymbolKind};
 use crate::ids::{SectionId, SymbolId};
+use crate::name::Name;
 
 /// Where an address lies in a cell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +41,8 @@ pub struct Function<'c> {
     pub addr: u64,
     /// Its size in bytes (at least 1).
     pub size: u64,
+    /// Its demangled path, when the object carried it ([`crate::paths`]).
+    pub path: Option<&'c str>,
 }
 
 /// The function a text section is named after (`.text.<name>`), if it is named after one.
@@ -116,6 +119,7 @@ impl Cell {
                 name: s.name.as_str(),
                 addr: s.addr,
                 size: s.size.max(1),
+                path: s.path.as_ref().map(Name::as_str),
             });
         }
         for (section, covered) in self.sections.iter().zip(covered) {
@@ -127,6 +131,7 @@ impl Cell {
                     name,
                     addr: section.addr,
                     size: section.size,
+                    path: None,
                 });
             }
         }
@@ -173,6 +178,7 @@ mod tests {
             addr: 0x1000,
             size: 0x80,
             kind: SymbolKind::Function,
+            path: None,
         });
         c
     }
@@ -223,6 +229,7 @@ mod tests {
                 addr: 0x1080,
                 size: 8,
                 kind: SymbolKind::Object,
+                path: None,
             },
         );
         c.symbols.push(Symbol {
@@ -231,6 +238,7 @@ mod tests {
             addr: 0x1000,
             size: 0,
             kind: SymbolKind::Function,
+            path: None,
         });
         c.symbols.push(Symbol {
             name: "nowhere".into(),
@@ -238,6 +246,7 @@ mod tests {
             addr: 0x2000,
             size: 4,
             kind: SymbolKind::Function,
+            path: None,
         });
         let names: Vec<(&str, u64, u64)> = c
             .functions()
@@ -270,6 +279,7 @@ mod tests {
             addr,
             size,
             kind: SymbolKind::Function,
+            path: None,
         };
         c.symbols
             .push(function("_ZN5memfs4read17h0123456789abcdefE", 0x2000, 0x40));

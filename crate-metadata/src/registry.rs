@@ -410,6 +410,7 @@ impl Registry {
                     addr,
                     size: 0,
                     kind,
+                    path: None,
                 });
                 SymbolId(c.symbols.len() as u32 - 1)
             }

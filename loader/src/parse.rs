@@ -15,10 +15,13 @@ use alloc::borrow::Cow;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::ffi::CStr;
+use crate_metadata::paths::{self, PathTable};
 use goblin::elf::header::{
     EI_CLASS, EI_DATA, ELFCLASS32, ELFCLASS64, ELFDATA2LSB, ELFMAG, SELFMAG,
 };
-use goblin::elf::section_header::{SHF_ALLOC, SHT_NOBITS, SHT_REL, SHT_RELA, SHT_SYMTAB};
+use goblin::elf::section_header::{
+    SHF_ALLOC, SHT_NOBITS, SHT_PROGBITS, SHT_REL, SHT_RELA, SHT_SYMTAB,
+};
 use goblin::elf::sym;
 use goblin::elf64::section_header::{SectionHeader, SIZEOF_SHDR};
 
@@ -120,6 +123,9 @@ pub(crate) struct Object<'a> {
     pub(crate) rela_sections: Vec<RelaSection<'a>>,
     /// The symbol string table (empty when the object has none).
     strtab: &'a [u8],
+    /// The functions' demangled paths `cargo cell build` wrote (`.cell.paths`); empty when the
+    /// object has none, or one that does not fit its symbols.
+    pub(crate) paths: PathTable<'a>,
 }
 
 impl<'a> Object<'a> {
@@ -369,11 +375,25 @@ pub(crate) fn parse<'a>(cell: &str, bytes: &'a [u8]) -> Result<Object<'a>, LoadE
         syms: IndexVec::from_vec(Vec::new()),
         rela_sections: Vec::new(),
         strtab: &[],
+        paths: PathTable::default(),
     };
     check_sections(cell, &object)?;
     read_symbols(cell, &mut object)?;
     read_relocations(cell, &mut object)?;
+    object.paths = find_paths(&object);
     Ok(object)
+}
+
+/// The object's `.cell.paths` table, when it has one that fits its symbols
+/// ([`crate_metadata::paths`]: names for people, so a bad one is ignored, not refused).
+fn find_paths<'a>(object: &Object<'a>) -> PathTable<'a> {
+    object
+        .sections
+        .iter()
+        .filter(|sh| sh.sh_type == SHT_PROGBITS && !is_alloc(sh))
+        .find(|sh| c_str(object.shstrtab, sh.sh_name as usize) == paths::SECTION.as_bytes())
+        .and_then(|sh| PathTable::parse(section_bytes(object.bytes, sh), object.syms.len()))
+        .unwrap_or_default()
 }
 
 /// The section header table itself must lie inside the file. Returns its offset and length.

@@ -435,4 +435,12 @@ fn every_function_of_a_merged_cell_is_named_at_its_address() {
         locals >= 10,
         "only {locals} local functions of memfs checked"
     );
+    // The paths came from the object's `.cell.paths`, not demangled at load.
+    for s in cell.symbols.iter().chain(&cell.local_functions) {
+        if s.kind == crate_metadata::SymbolKind::Function {
+            let path = s.path.as_ref().map(|p| p.as_str());
+            let expected = crate_metadata::demangle::path(&s.name);
+            assert_eq!(path, Some(expected.as_str()), "{}", s.name);
+        }
+    }
 }

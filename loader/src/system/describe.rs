@@ -17,8 +17,8 @@ use crate::mapping::Mapping;
 use crate::parse::{Object, Sym};
 use crate::platform::Platform;
 use crate_metadata::{
-    demangle, Cell, CellId, Name, NameArena, Origin, Section, SectionId, SectionKind, Symbol,
-    SymbolId, SymbolKind,
+    demangle, Cell, CellId, Name, NameArena, NameSpan, Origin, Section, SectionId, SectionKind,
+    Symbol, SymbolId, SymbolKind,
 };
 use namespace::{Export, SymbolRef};
 
@@ -145,6 +145,15 @@ pub(crate) fn describe(
             }
         }
     }
+    // The functions' paths the object carries (`.cell.paths`), for `exported` then `locals`.
+    let paths: Vec<Option<&str>> = exported
+        .iter()
+        .chain(&locals)
+        .map(|(i, _)| {
+            let function = object.syms[*i].st_type() == STT_FUNC;
+            function.then(|| object.paths.get(i.0)).flatten()
+        })
+        .collect();
     let bytes = section_names
         .iter()
         .map(|(_, n)| match n {
@@ -152,6 +161,7 @@ pub(crate) fn describe(
             RawName::Index(_) => 20,
         })
         .chain(exported.iter().chain(&locals).map(|(_, n)| n.len()))
+        .chain(paths.iter().flatten().map(|p| p.len()))
         .sum::<usize>()
         + ".got.stubs".len();
     let mut arena = NameArena::with_capacity(bytes);
@@ -167,11 +177,20 @@ pub(crate) fn describe(
     for (_, name) in exported.iter().chain(&locals) {
         spans.push(arena.push(name).ok_or_else(too_long)?);
     }
+    let mut path_spans = Vec::with_capacity(paths.len());
+    for path in &paths {
+        path_spans.push(match path {
+            Some(p) => Some(arena.push(p).ok_or_else(too_long)?),
+            None => None,
+        });
+    }
     let got_name = arena.push(".got").ok_or_else(too_long)?;
     let stubs_name = arena.push(".stubs").ok_or_else(too_long)?;
     let names = arena.finish();
     let (section_spans, symbol_spans) = spans.split_at(section_names.len());
     let (symbol_spans, local_spans) = symbol_spans.split_at(exported.len());
+    let (symbol_paths, local_paths) = path_spans.split_at(exported.len());
+    let path = |span: &Option<NameSpan>| span.map(|s| names.name(s));
 
     cell.sections.reserve_exact(section_names.len() + 2);
     for ((i, _), span) in section_names.iter().zip(section_spans) {
@@ -201,7 +220,7 @@ pub(crate) fn describe(
     let mut exports = Vec::with_capacity(exported.len());
     cell.symbols.reserve_exact(exported.len());
     let mut symbols = IndexVec::from_elem(None, object.syms.len());
-    for ((i, _), span) in exported.iter().zip(symbol_spans) {
+    for (((i, _), span), path_span) in exported.iter().zip(symbol_spans).zip(symbol_paths) {
         let (i, sym) = (*i, &object.syms[*i]);
         let Some(shndx) = sym.section() else { continue };
         let (Some(section), Some(p)) = (by_index[shndx], layout.sections[shndx]) else {
@@ -235,11 +254,12 @@ pub(crate) fn describe(
             addr,
             size: sym.st_size,
             kind,
+            path: path(path_span),
         });
         symbols[i] = Some(id);
     }
     cell.local_functions.reserve_exact(locals.len());
-    for ((i, _), span) in locals.iter().zip(local_spans) {
+    for (((i, _), span), path_span) in locals.iter().zip(local_spans).zip(local_paths) {
         let sym = &object.syms[*i];
         let Some(shndx) = sym.section() else { continue };
         let (Some(section), Some(p)) = (by_index[shndx], layout.sections[shndx]) else {
@@ -254,6 +274,7 @@ pub(crate) fn describe(
             addr,
             size: sym.st_size,
             kind: SymbolKind::Function,
+            path: path(path_span),
         });
     }
     Ok(Described {

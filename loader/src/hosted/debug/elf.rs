@@ -120,7 +120,11 @@ pub(crate) fn symfile(cell: &Symfile<'_>) -> Vec<u8> {
     let mut strtab = Strings::new();
     let mut symtab = vec![0u8; SYM_SIZE]; // the null symbol
     for f in cell.functions {
-        let name = strtab.add_path(f.name);
+        // The path the object carried, or demangled now.
+        let name = match f.path {
+            Some(path) => strtab.add(path),
+            None => strtab.add_path(f.name),
+        };
         symtab.extend_from_slice(&name.to_le_bytes());
         symtab.push(STB_GLOBAL_FUNC);
         symtab.push(0); // st_other: default visibility
@@ -225,11 +229,14 @@ mod tests {
                 name: "_ZN5memfs4read17h0123456789abcdefE",
                 addr: 0x7f00_1000,
                 size: 0x80,
+                path: None,
             },
             Function {
                 name: "_ZN5memfs5write17h0123456789abcdefE",
                 addr: 0x7f00_1080,
                 size: 0x40,
+                // A path the object carried is taken as it is, not demangled again.
+                path: Some("memfs::write::carried"),
             },
         ];
         let text = TextRange {
@@ -267,7 +274,7 @@ mod tests {
             syms,
             [
                 ("memfs::read", 0x7f00_1000, 0x80, 1),
-                ("memfs::write", 0x7f00_1080, 0x40, 1),
+                ("memfs::write::carried", 0x7f00_1080, 0x40, 1),
             ]
         );
         let eh = &elf.section_headers[5];

@@ -30,7 +30,7 @@ use std::string::{String, ToString};
 use std::sync::{Mutex, MutexGuard, TryLockError};
 
 use crate::platform::{CellImage, Debuggers, TextRange};
-use crate_metadata::{demangle, Cell, CellId, CellState};
+use crate_metadata::{demangle, Cell, CellId, CellState, Function};
 
 /// What the table keeps of one published cell.
 struct Record {
@@ -78,20 +78,15 @@ fn copy_of(cell: &Cell) -> Cell {
 
 /// The perf map's name of a function: its path and the cell version it belongs to
 /// (`memfs::read [memfs 0.1.0 cell#12]`).
-fn perf_name(cell: &Cell, mangled: &str) -> String {
-    format!(
-        "{} [{} {} {}]",
-        demangle::path(mangled),
-        cell.name,
-        cell.version,
-        cell.id
-    )
+fn perf_name(cell: &Cell, f: &Function<'_>) -> String {
+    let path = f.path.map_or_else(|| demangle::path(f.name), String::from);
+    format!("{path} [{} {} {}]", cell.name, cell.version, cell.id)
 }
 
 /// The perf map lines of one cell.
 fn perf_lines(cell: &Cell, out: &mut String) {
     for f in cell.functions() {
-        perf_map::line(out, f.addr, f.size, &perf_name(cell, f.name));
+        perf_map::line(out, f.addr, f.size, &perf_name(cell, &f));
     }
 }
 
