@@ -130,8 +130,20 @@ impl Drop for Scratch {
 fn run(tool_name: &str, args: &[&std::ffi::OsStr], crate_name: &str, what: &str) -> Result<()> {
     let tool =
         tool(tool_name).with_context(|| format!("{what} needs the toolchain's {tool_name}"))?;
+    // rust-objcopy links the toolchain's `libLLVM`, in `<sysroot>/lib`, which only a process that
+    // cargo or rustup started has on its library path (a bench binary run by hand has not).
+    let lib = tool.ancestors().nth(5).map(|sysroot| sysroot.join("lib"));
+    let mut library_path = std::ffi::OsString::new();
+    if let Some(lib) = &lib {
+        library_path.push(lib);
+    }
+    if let Some(old) = std::env::var_os("LD_LIBRARY_PATH").filter(|p| !p.is_empty()) {
+        library_path.push(":");
+        library_path.push(old);
+    }
     let out = Command::new(&tool)
         .args(args)
+        .env("LD_LIBRARY_PATH", library_path)
         .output()
         .with_context(|| format!("cannot run {}", tool.display()))?;
     if !out.status.success() {
