@@ -5,15 +5,17 @@
 //! A non-allocated section, indexed by the object's symbol table:
 //!
 //! ```text
-//! "CELLPATH"                 8 bytes
-//! count: u32 (LE)            the number of symbols of the object
-//! offsets: count × u32 (LE)  where symbol i's path starts in the strings, u32::MAX: none
-//! strings                    NUL-terminated UTF-8
+//! "CELLPATH"                       8 bytes
+//! count: u32 (LE)                  the number of symbols of the object
+//! entries: count × (u32, u32) (LE) where symbol i's path starts in the strings and its length;
+//!                                  start u32::MAX: none
+//! strings                          UTF-8, back to back
 //! ```
 //!
-//! The paths are for people only: a table that does not fit the object (another symbol count, an
-//! offset past the strings, a string that is not UTF-8 or not terminated) is ignored, entry by
-//! entry or whole, and the loader demangles instead.
+//! (Lengths rather than terminators: a load reads a path without looking for its end.) The paths
+//! are for people only: a table that does not fit the object (another symbol count, an entry past
+//! the strings, a string that is not UTF-8) is ignored, entry by entry or whole, and the loader
+//! demangles instead.
 
 use alloc::vec::Vec;
 
@@ -27,29 +29,32 @@ const NONE: u32 = u32::MAX;
 /// The section's bytes for an object whose symbols (by index) have the paths `paths`.
 pub fn encode<S: AsRef<str>>(paths: &[Option<S>]) -> Vec<u8> {
     let mut strings = Vec::new();
-    let mut out = Vec::with_capacity(12 + 4 * paths.len());
+    let mut out = Vec::with_capacity(12 + ENTRY * paths.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&(paths.len() as u32).to_le_bytes());
     for path in paths {
-        let offset = match path {
+        let (start, len) = match path {
             Some(p) => {
                 let at = strings.len() as u32;
                 strings.extend_from_slice(p.as_ref().as_bytes());
-                strings.push(0);
-                at
+                (at, p.as_ref().len() as u32)
             }
-            None => NONE,
+            None => (NONE, 0),
         };
-        out.extend_from_slice(&offset.to_le_bytes());
+        out.extend_from_slice(&start.to_le_bytes());
+        out.extend_from_slice(&len.to_le_bytes());
     }
     out.extend_from_slice(&strings);
     out
 }
 
+/// The size of one entry.
+const ENTRY: usize = 8;
+
 /// A `.cell.paths` section read against its object.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PathTable<'a> {
-    offsets: &'a [u8],
+    entries: &'a [u8],
     strings: &'a [u8],
 }
 
@@ -61,22 +66,22 @@ impl<'a> PathTable<'a> {
         if u32::from_le_bytes(*count) as usize != symbols {
             return None;
         }
-        let (offsets, strings) = rest.split_at_checked(symbols.checked_mul(4)?)?;
-        Some(PathTable { offsets, strings })
+        let (entries, strings) = rest.split_at_checked(symbols.checked_mul(ENTRY)?)?;
+        Some(PathTable { entries, strings })
     }
 
     /// The path of symbol `index`, if the table has a good one.
     pub fn get(&self, index: usize) -> Option<&'a str> {
-        let at = self
-            .offsets
-            .get(index.checked_mul(4)?..index.checked_mul(4)? + 4)?;
-        let at = u32::from_le_bytes([at[0], at[1], at[2], at[3]]);
-        if at == NONE {
+        let at = index.checked_mul(ENTRY)?;
+        let entry: &[u8; ENTRY] = self.entries.get(at..)?.first_chunk()?;
+        let [s0, s1, s2, s3, l0, l1, l2, l3] = *entry;
+        let start = u32::from_le_bytes([s0, s1, s2, s3]);
+        if start == NONE {
             return None;
         }
-        let tail = self.strings.get(at as usize..)?;
-        let len = tail.iter().position(|b| *b == 0)?;
-        core::str::from_utf8(&tail[..len]).ok()
+        let len = u32::from_le_bytes([l0, l1, l2, l3]);
+        let end = (start as usize).checked_add(len as usize)?;
+        core::str::from_utf8(self.strings.get(start as usize..end)?).ok()
     }
 }
 
@@ -119,16 +124,27 @@ mod tests {
             PathTable::parse(b"CELLPATX\x00\x00\x00\x00", 0).is_none(),
             "magic"
         );
+        assert!(
+            PathTable::parse(&bytes[..19], 2).is_none(),
+            "truncated entries"
+        );
         // A string cut short or not UTF-8 only loses that entry.
         let cut = PathTable::parse(&bytes[..bytes.len() - 1], 2).expect("the header holds");
         assert_eq!((cut.get(0), cut.get(1)), (Some("a::b"), None));
         let mut bad = bytes.clone();
-        let first = 12 + 8;
+        let first = 12 + 2 * ENTRY;
         bad[first] = 0xff;
         let bad = PathTable::parse(&bad, 2).expect("the header holds");
         assert_eq!((bad.get(0), bad.get(1)), (None, Some("c::d")));
-        let mut wild = bytes.clone();
-        wild[12..16].copy_from_slice(&1000u32.to_le_bytes());
-        assert_eq!(PathTable::parse(&wild, 2).unwrap().get(0), None);
+        for (start, len) in [(1000, 1), (0, 1000), (u32::MAX - 1, 4)] {
+            let mut wild = bytes.clone();
+            wild[12..16].copy_from_slice(&u32::to_le_bytes(start));
+            wild[16..20].copy_from_slice(&u32::to_le_bytes(len));
+            assert_eq!(
+                PathTable::parse(&wild, 2).unwrap().get(0),
+                None,
+                "{start} {len}"
+            );
+        }
     }
 }
