@@ -23,7 +23,7 @@ use std::sync::OnceLock;
 use anyhow::{bail, Context, Result};
 use crate_metadata::demangle;
 use crate_metadata::paths::{self, PathTable};
-use goblin::elf::sym::{Sym, STT_FUNC};
+use goblin::elf::sym::STT_FUNC;
 use goblin::elf::Elf;
 
 /// The sections of each kind, gathered. The personality pointer of the `DW.ref` COMDAT group
@@ -42,38 +42,41 @@ pub const SCRIPT: &str = "SECTIONS {
 }
 ";
 
-/// The toolchain's binaries directory, `<sysroot>/lib/rustlib/<host>/bin`, of the `rustc` on the
-/// path (the pinned toolchain, inside the workspace).
-fn toolchain_bin() -> Result<&'static Path, String> {
-    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-        let print = |args: &[&str]| -> Result<String, String> {
+/// Where the toolchain's tools and libraries are.
+struct Toolchain {
+    /// `<sysroot>/lib/rustlib/<host>/bin`: `rust-lld`, `rust-objcopy`.
+    bin: PathBuf,
+    /// `<sysroot>/lib`: the `libLLVM` that `rust-objcopy` links.
+    lib: PathBuf,
+}
+
+/// The toolchain of the `rustc` on the path (the pinned one, inside the workspace), from its
+/// `target-libdir` (`<sysroot>/lib/rustlib/<host>/lib`).
+fn toolchain() -> Result<&'static Toolchain, String> {
+    static TOOLCHAIN: OnceLock<Result<Toolchain, String>> = OnceLock::new();
+    TOOLCHAIN
+        .get_or_init(|| {
+            let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
             let out = Command::new(&rustc)
-                .args(args)
+                .args(["--print", "target-libdir"])
                 .output()
-                .map_err(|e| format!("cannot run rustc {}: {e}", args.join(" ")))?;
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        };
-        let sysroot = print(&["--print", "sysroot"])?;
-        let version = print(&["-vV"])?;
-        let host = version
-            .lines()
-            .find_map(|l| l.strip_prefix("host: "))
-            .ok_or("rustc -vV names no host")?;
-        Ok(Path::new(sysroot.trim())
-            .join("lib/rustlib")
-            .join(host.trim())
-            .join("bin"))
-    })
-    .as_deref()
-    .map_err(Clone::clone)
+                .map_err(|e| format!("cannot run rustc --print target-libdir: {e}"))?;
+            let libdir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+            let host_dir = libdir.parent().ok_or("rustc printed no target-libdir")?;
+            let sysroot_lib = host_dir.ancestors().nth(2).ok_or("an odd target-libdir")?;
+            Ok(Toolchain {
+                bin: host_dir.join("bin"),
+                lib: sysroot_lib.to_path_buf(),
+            })
+        })
+        .as_ref()
+        .map_err(Clone::clone)
 }
 
 /// The toolchain's `name` (`rust-lld`, `rust-objcopy`: both part of its `rustc` component).
-fn tool(name: &str) -> Result<PathBuf> {
-    let bin = toolchain_bin().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let path = bin.join(name);
+fn tool(name: &str) -> Result<(PathBuf, &'static Path)> {
+    let toolchain = toolchain().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let path = toolchain.bin.join(name);
     if !path.is_file() {
         bail!(
             "the toolchain has no {name} at {} (it is part of the `rustc` component for \
@@ -81,7 +84,7 @@ fn tool(name: &str) -> Result<PathBuf> {
             path.display()
         );
     }
-    Ok(path)
+    Ok((path, &toolchain.lib))
 }
 
 /// Scratch files of one call, removed when dropped.
@@ -128,15 +131,11 @@ impl Drop for Scratch {
 
 /// Runs the toolchain's `tool` with `args` on behalf of crate `crate_name`.
 fn run(tool_name: &str, args: &[&std::ffi::OsStr], crate_name: &str, what: &str) -> Result<()> {
-    let tool =
+    let (tool, lib) =
         tool(tool_name).with_context(|| format!("{what} needs the toolchain's {tool_name}"))?;
     // rust-objcopy links the toolchain's `libLLVM`, in `<sysroot>/lib`, which only a process that
     // cargo or rustup started has on its library path (a bench binary run by hand has not).
-    let lib = tool.ancestors().nth(5).map(|sysroot| sysroot.join("lib"));
-    let mut library_path = std::ffi::OsString::new();
-    if let Some(lib) = &lib {
-        library_path.push(lib);
-    }
+    let mut library_path = std::ffi::OsString::from(lib);
     if let Some(old) = std::env::var_os("LD_LIBRARY_PATH").filter(|p| !p.is_empty()) {
         library_path.push(":");
         library_path.push(old);
@@ -177,7 +176,9 @@ pub fn merge_sections(object: &[u8], crate_name: &str) -> Result<Vec<u8>> {
     run("rust-lld", &args, crate_name, "merge the sections")?;
     let merged_bytes =
         std::fs::read(&merged).with_context(|| format!("cannot read {}", merged.display()))?;
-    let table = scratch.file("paths", Some(&path_table(&merged_bytes, crate_name)?))?;
+    let merged_elf = Elf::parse(&merged_bytes)
+        .with_context(|| format!("the merged object of `{crate_name}` is not ELF"))?;
+    let table = scratch.file("paths", Some(&path_table(&merged_elf)))?;
     let out = scratch.file("out.o", None)?;
     let mut add = std::ffi::OsString::from(format!("{}=", paths::SECTION));
     add.push(&table);
@@ -189,34 +190,44 @@ pub fn merge_sections(object: &[u8], crate_name: &str) -> Result<Vec<u8>> {
     ];
     run("rust-objcopy", &args, crate_name, "add the function paths")?;
     let bytes = std::fs::read(&out).with_context(|| format!("cannot read {}", out.display()))?;
-    check_paths(&bytes, crate_name)?;
+    check_paths(&bytes, &symbol_names(&merged_elf), crate_name)?;
     Ok(bytes)
 }
 
-/// The `.cell.paths` table of `object` ([`crate_metadata::paths`]): the path of every named
-/// function symbol, by symbol index.
-fn path_table(object: &[u8], crate_name: &str) -> Result<Vec<u8>> {
-    let elf = Elf::parse(object)
-        .with_context(|| format!("the merged object of `{crate_name}` is not ELF"))?;
+/// The `.cell.paths` table of the object `elf` ([`crate_metadata::paths`]): the path of every
+/// named function symbol, by symbol index.
+fn path_table(elf: &Elf<'_>) -> Vec<u8> {
     let paths: Vec<Option<String>> = elf
         .syms
         .iter()
-        .map(|s| function_name(&elf, &s).map(demangle::path))
+        .map(|sym| {
+            let name = elf.strtab.get_at(sym.st_name)?;
+            (sym.st_type() == STT_FUNC && !name.is_empty()).then(|| demangle::path(name))
+        })
         .collect();
-    Ok(paths::encode(&paths))
+    paths::encode(&paths)
 }
 
-/// The name of symbol `sym` when it is a named function.
-fn function_name<'a>(elf: &Elf<'a>, sym: &Sym) -> Option<&'a str> {
-    let name = elf.strtab.get_at(sym.st_name)?;
-    (sym.st_type() == STT_FUNC && !name.is_empty()).then_some(name)
+/// Every symbol's name, by index.
+fn symbol_names<'a>(elf: &Elf<'a>) -> Vec<&'a str> {
+    elf.syms
+        .iter()
+        .map(|s| elf.strtab.get_at(s.st_name).unwrap_or_default())
+        .collect()
 }
 
-/// Refuses a cell object whose `.cell.paths` does not give each function its own path (a tool
-/// that renumbered the symbols after the table was made).
-fn check_paths(object: &[u8], crate_name: &str) -> Result<()> {
+/// Refuses a cell object whose `.cell.paths` no longer belongs to its symbols: the table is
+/// indexed by symbol, so adding it must leave every symbol where it was (`names`, the symbols the
+/// table was made from) and the table must read back.
+fn check_paths(object: &[u8], names: &[&str], crate_name: &str) -> Result<()> {
     let elf = Elf::parse(object)
         .with_context(|| format!("the cell object of `{crate_name}` is not ELF"))?;
+    if symbol_names(&elf) != names {
+        bail!(
+            "adding {} to the object of `{crate_name}` moved its symbols",
+            paths::SECTION
+        );
+    }
     let section = elf
         .section_headers
         .iter()
@@ -231,23 +242,11 @@ fn check_paths(object: &[u8], crate_name: &str) -> Result<()> {
         .file_range()
         .and_then(|r| object.get(r))
         .unwrap_or_default();
-    let table = PathTable::parse(bytes, elf.syms.len()).with_context(|| {
+    PathTable::parse(bytes, elf.syms.len()).with_context(|| {
         format!(
             "the {} of `{crate_name}` does not fit its symbols",
             paths::SECTION
         )
     })?;
-    for (i, sym) in elf.syms.iter().enumerate() {
-        if let Some(name) = function_name(&elf, &sym) {
-            let path = demangle::path(name);
-            if table.get(i) != Some(path.as_str()) {
-                bail!(
-                    "the {} of `{crate_name}` names symbol {i} ({name}) {:?}, not {path:?}",
-                    paths::SECTION,
-                    table.get(i)
-                );
-            }
-        }
-    }
     Ok(())
 }

@@ -90,7 +90,7 @@ fn is_hash(ident: &[u8]) -> bool {
 /// Writes one legacy identifier into `buf` from `w` on, with its escapes undone (rustc_demangle's
 /// legacy `Display`), and returns where it ends; `None` for a byte or an escape it would print
 /// otherwise (non-ASCII, an unclosed `$`, an unknown escape, a `$u..$` that is not a printable
-/// ASCII character). Plain text is copied a run at a time, an escape decoded where it starts.
+/// ASCII character).
 fn unescape(ident: &[u8], buf: &mut [u8], mut w: usize) -> Option<usize> {
     if !ident.is_ascii() {
         return None;
@@ -110,40 +110,13 @@ fn unescape(ident: &[u8], buf: &mut [u8], mut w: usize) -> Option<usize> {
                 i += used;
             }
             _ => {
-                // This byte (a single `.` included) and the plain text after it.
-                let run = &ident[i..i + 1 + plain_len(&ident[i + 1..])];
-                buf.get_mut(w..w + run.len())?.copy_from_slice(run);
-                w += run.len();
-                i += run.len();
+                *buf.get_mut(w)? = b;
+                w += 1;
+                i += 1;
             }
         }
     }
     Some(w)
-}
-
-/// How many bytes of `s` come before its first `$` or `.` (all of them when it has neither),
-/// eight at a time: most of a name is plain text between escapes.
-fn plain_len(s: &[u8]) -> usize {
-    const LOW: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    // The lowest set bit marks the first zero byte exactly (bits above it may be spurious).
-    let zero_byte = |x: u64| x.wrapping_sub(LOW) & !x & HIGH;
-    let mut n = 0;
-    while let Some(chunk) = s.get(n..n + 8) {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let w = u64::from_le_bytes(word);
-        let special =
-            zero_byte(w ^ (LOW * u64::from(b'$'))) | zero_byte(w ^ (LOW * u64::from(b'.')));
-        if special != 0 {
-            return n + (special.trailing_zeros() / 8) as usize;
-        }
-        n += 8;
-    }
-    n + s[n..]
-        .iter()
-        .position(|b| *b == b'$' || *b == b'.')
-        .unwrap_or(s.len() - n)
 }
 
 /// The character an escape stands for (`escape` follows its opening `$`), and the escape's length
