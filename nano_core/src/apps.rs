@@ -126,6 +126,7 @@ impl Kernel {
         }
         let thread = builder
             .spawn(move || {
+                crate::faults::prepare_thread();
                 // Registered for grace periods from before `main` until the thread ends: a
                 // retired version it may be running is not freed under it (reclaim.rs).
                 let _registered = epochs.register();

@@ -16,6 +16,14 @@
 //!   then raised again with its default action. The report allocates and takes no lock that may be held
 //!   (the cells' table is only tried): good enough for a process about to die, not
 //!   async-signal-safe in general.
+//!
+//! The report runs on the thread's alternate signal stack (so that a handler runs at all when the
+//! thread's own stack is exhausted). The one std gives a thread is `SIGSTKSZ` (8 KiB), and where
+//! the processor saves a large register state with the signal (AVX-512's: an AMD EPYC of the
+//! machines we run on) a backtrace no longer fits in it: the handler faulted again and the process
+//! died without a word. [`prepare_thread`] gives the calling thread an alternate stack the report
+//! fits in; [`install`] prepares the calling thread, and every thread that runs cell code on
+//! behalf of an application calls it first.
 
 use std::cell::RefCell;
 use std::io::Write;
@@ -39,8 +47,70 @@ fn backtraces_wanted() -> bool {
     std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0")
 }
 
-/// Installs the panic hook and the fault handlers, once per process.
+/// The alternate signal stack [`prepare_thread`] gives a thread: room for a backtrace.
+const ALT_STACK_SIZE: usize = 256 * 1024;
+
+thread_local! {
+    /// This thread's alternate signal stack, when [`prepare_thread`] made one.
+    static ALT_STACK: RefCell<Option<AltStack>> = const { RefCell::new(None) };
+}
+
+/// An alternate signal stack of this thread, disabled before its memory is freed.
+struct AltStack {
+    memory: Box<[u8]>,
+}
+
+impl AltStack {
+    /// Makes a new stack the calling thread's alternate signal stack.
+    fn install() -> Option<AltStack> {
+        let mut memory = vec![0u8; ALT_STACK_SIZE].into_boxed_slice();
+        let stack = libc::stack_t {
+            ss_sp: memory.as_mut_ptr().cast(),
+            ss_flags: 0,
+            ss_size: memory.len(),
+        };
+        // SAFETY: `memory` stays allocated as long as the returned value, whose drop disables the
+        // stack before freeing it; the thread is not running on an alternate stack here.
+        let done = unsafe { libc::sigaltstack(&stack, std::ptr::null_mut()) } == 0;
+        done.then_some(AltStack { memory })
+    }
+}
+
+impl Drop for AltStack {
+    fn drop(&mut self) {
+        // SAFETY: an all-zero `stack_t` is a valid value for `sigaltstack` to fill in.
+        let mut current: libc::stack_t = unsafe { std::mem::zeroed() };
+        // SAFETY: only reads the calling thread's alternate stack into `current`.
+        unsafe { libc::sigaltstack(std::ptr::null(), &mut current) };
+        if current.ss_sp == self.memory.as_mut_ptr().cast() && current.ss_flags != libc::SS_DISABLE
+        {
+            let off = libc::stack_t {
+                ss_sp: std::ptr::null_mut(),
+                ss_flags: libc::SS_DISABLE,
+                ss_size: 0,
+            };
+            // SAFETY: disables the thread's alternate stack (this one) before its memory is
+            // freed; a thread-local's destructor does not run on the alternate stack.
+            unsafe { libc::sigaltstack(&off, std::ptr::null_mut()) };
+        }
+    }
+}
+
+/// Gives the calling thread an alternate signal stack a fault report fits in (the module's doc);
+/// a second call on the same thread does nothing.
+pub fn prepare_thread() {
+    let _ = ALT_STACK.try_with(|s| {
+        let mut s = s.borrow_mut();
+        if s.is_none() {
+            *s = AltStack::install();
+        }
+    });
+}
+
+/// Installs the panic hook and the fault handlers, once per process, and prepares the calling
+/// thread ([`prepare_thread`]).
 pub fn install() {
+    prepare_thread();
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let previous = std::panic::take_hook();
