@@ -14,6 +14,10 @@
 //! Then `rust-objcopy` adds a `.cell.paths` section ([`crate_metadata::paths`]): the demangled
 //! path of every function, by symbol index, so that a load names the functions for debuggers
 //! without demangling them again. The table is checked against the final object's symbols.
+//!
+//! Last, [`prelink`] applies every relocation whose value the cell's layout alone decides
+//! ([`loader::prelink`]), so that a load applies only the rest; it checks that the loader takes
+//! the result.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -249,4 +253,22 @@ fn check_paths(object: &[u8], names: &[&str], crate_name: &str) -> Result<()> {
         )
     })?;
     Ok(())
+}
+
+/// `object`, the merged object of crate `crate_name`, prelinked for x86_64's pages
+/// ([`loader::prelink`]): the fields its layout decides are written, and the loader is checked to
+/// take the table (a load that did not would apply every relocation, correct but slower).
+pub fn prelink(object: &[u8], crate_name: &str) -> Result<Vec<u8>> {
+    use loader::prelink::{accepted, PAGE_SIZE};
+    let prelinked = loader::prelink::prelink(crate_name, object, PAGE_SIZE)
+        .map_err(|e| anyhow::anyhow!("cannot prelink `{crate_name}`: {e}"))?;
+    let taken = accepted(crate_name, &prelinked.object, PAGE_SIZE)
+        .map_err(|e| anyhow::anyhow!("the prelinked object of `{crate_name}`: {e}"))?;
+    if !taken {
+        bail!(
+            "the loader does not take the {} it was given for `{crate_name}`",
+            loader::prelink::SECTION
+        );
+    }
+    Ok(prelinked.object)
 }

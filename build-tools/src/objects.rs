@@ -59,10 +59,12 @@ pub fn extract_single_object(archive_bytes: &[u8], crate_name: &str) -> Result<V
 }
 
 /// The cell object of crate `crate_name` from its rlib `archive_bytes`: the single object
-/// ([`extract_single_object`]) with its sections merged by kind ([`crate::merge`]).
+/// ([`extract_single_object`]) with its sections merged by kind, then prelinked
+/// ([`crate::merge`]).
 pub fn cell_object(archive_bytes: &[u8], crate_name: &str) -> Result<Vec<u8>> {
     let object = extract_single_object(archive_bytes, crate_name)?;
-    crate::merge::merge_sections(&object, crate_name)
+    let merged = crate::merge::merge_sections(&object, crate_name)?;
+    crate::merge::prelink(&merged, crate_name)
 }
 
 /// Whether the symbol `sym` is one that other cells can bind to: defined in the object, global or

@@ -110,8 +110,11 @@ pub struct Symbol {
 /// Numbers about how a cell was loaded, for people and benchmarks.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoadStats {
-    /// Relocations applied.
+    /// Relocations applied by the load.
     pub relocations: u32,
+    /// Relocations `cargo cell build` applied already (the object's `.cell.prelink`).
+    #[serde(default)]
+    pub prelinked: u32,
     /// GOT slots made.
     pub got_slots: u32,
     /// Call stubs made.

@@ -9,7 +9,7 @@
 //! | layout | `layout.rs` | places sections into four page-aligned regions of one mapping; counts GOT slots, TLS pairs and call stubs (checked arithmetic) |
 //! | resolve | `resolve.rs`, `system/load.rs` | binds each undefined symbol: the cell, its namespace and parents, the base image, the platform |
 //! | policy | `policy.rs` | in a confined (application) namespace: every binding allowed by an export policy rule, the application admitted as safe; before anything is mapped |
-//! | link | `link.rs`, `reloc.rs` | copies sections, fills the GOT and stubs, applies relocations from the table through one checked writer |
+//! | link | `link.rs`, `reloc.rs`, `prelink/` | copies sections, fills the GOT and stubs, applies relocations from the table through one checked writer; `prelink/` applies at build time those the layout alone decides (DESIGN §3) |
 //! | check unwind table | `eh_frame.rs`, `system/unwind.rs` | walks the relocated `.eh_frame` as libgcc's unwinder will (records, CIEs, pointer encodings, FDE ranges inside the text, call-frame instructions) and refuses it, with the offset at fault, before it is registered |
 //! | describe | `system/describe.rs` | the cell's metadata (sections, exported symbols) and its namespace exports |
 //! | rebind | `swap/rebind.rs` | statics shared with the base image bound to its memory on load; statics rebound to the old version's memory, or state transferred, on swap |
@@ -67,6 +67,7 @@ pub mod overlay;
 mod parse;
 pub mod platform;
 mod policy;
+pub mod prelink;
 mod quiesce;
 mod reclaim;
 mod region;

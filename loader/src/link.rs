@@ -16,6 +16,7 @@ use crate::layout::{Layout, NONE};
 use crate::malformation::Malformation;
 use crate::mapping::{Mapping, OutOfBounds};
 use crate::parse::{Object, Rela};
+use crate::prelink;
 use crate::reloc::{self, Formula, WriteError};
 use crate::resolve::{Provider, Resolved};
 use crate_metadata::{demangle, SlotKind};
@@ -106,6 +107,8 @@ pub(crate) struct OwnSlot<S> {
 pub(crate) struct Linked<'a> {
     pub(crate) edges: Vec<PendingEdge<'a>>,
     pub(crate) relocations: u32,
+    /// Relocations `cargo cell build` applied already ([`crate::prelink`]).
+    pub(crate) prelinked: u32,
     /// GOT slots that hold the address of a symbol the cell defines.
     pub(crate) own_slots: Vec<OwnSlot<SymbolIndex>>,
     /// Symbols the cell defines and reaches without a slot (PC-relative or absolute fields).
@@ -161,6 +164,7 @@ pub(crate) fn link<'a>(
         // At least one edge per GOT slot or pair that leaves the cell (most of them do).
         edges: Vec::with_capacity(input.layout.got_len / 8),
         relocations: 0,
+        prelinked: 0,
         own_slots: Vec::new(),
         direct_refs: Vec::new(),
         tls_slots: Vec::new(),
@@ -357,12 +361,25 @@ fn relocate<'a>(
     // Which symbols are reached without a slot, by index (a mark per symbol instead of a list
     // with one entry per relocation to sort).
     let mut direct: IndexVec<SymbolIndex, bool> = IndexVec::from_elem(false, values.len());
-    for rela_section in &object.rela_sections {
+    // What `cargo cell build` applied already, when it was for this layout (`crate::prelink`):
+    // the first `residual` entries of each section are left, and its direct references count.
+    let prelink = object
+        .prelink
+        .filter(|p| p.digest == prelink::digest(object, layout));
+    if let Some(p) = &prelink {
+        for sym in p.direct() {
+            direct[SymbolIndex(sym)] = true;
+        }
+    }
+    for (k, rela_section) in object.rela_sections.iter().enumerate() {
         let section = rela_section.target;
         let Some(placed) = layout.sections.get(section).copied().flatten() else {
             continue;
         };
-        for r in object.relas(rela_section) {
+        let entries = rela_section.entries().len();
+        let residual = prelink.map_or(entries, |p| p.residual(k));
+        linked.prelinked += (entries - residual) as u32;
+        for r in object.relas(rela_section).take(residual) {
             let Some(ty) = reloc::lookup(r.r_type) else {
                 return Err(LoadError::UnknownRelocation {
                     cell: cell.into(),

@@ -28,6 +28,7 @@ use goblin::elf64::section_header::{SectionHeader, SIZEOF_SHDR};
 use crate::error::{malformed, truncated, LoadError};
 use crate::index::{IndexVec, SectionIndex, SymbolIndex};
 use crate::malformation::{Malformation, Truncation};
+use crate::prelink::format::{self as prelink, Prelink};
 
 /// `e_machine` of x86_64.
 const EM_X86_64: u16 = 62;
@@ -103,8 +104,17 @@ pub(crate) struct Rela {
 pub(crate) struct RelaSection<'a> {
     /// The section it relocates (`sh_info`, checked in range).
     pub(crate) target: SectionIndex,
+    /// The relocation section itself.
+    pub(crate) file_section: SectionIndex,
     /// The raw entries (a trailing partial entry is ignored).
     entries: &'a [[u8; RELA_SIZE]],
+}
+
+impl<'a> RelaSection<'a> {
+    /// The raw entries.
+    pub(crate) fn entries(&self) -> &'a [[u8; RELA_SIZE]] {
+        self.entries
+    }
 }
 
 /// A checked object: its tables, decoded once, and the bytes they point into.
@@ -126,6 +136,9 @@ pub(crate) struct Object<'a> {
     /// The functions' demangled paths `cargo cell build` wrote (`.cell.paths`); empty when the
     /// object has none, or one that does not fit its symbols.
     pub(crate) paths: PathTable<'a>,
+    /// What `cargo cell build` applied already (`.cell.prelink`, [`crate::prelink`]); `None` when
+    /// the object has no table, or one that does not fit it.
+    pub(crate) prelink: Option<Prelink<'a>>,
 }
 
 impl<'a> Object<'a> {
@@ -376,24 +389,32 @@ pub(crate) fn parse<'a>(cell: &str, bytes: &'a [u8]) -> Result<Object<'a>, LoadE
         rela_sections: Vec::new(),
         strtab: &[],
         paths: PathTable::default(),
+        prelink: None,
     };
     check_sections(cell, &object)?;
     read_symbols(cell, &mut object)?;
     read_relocations(cell, &mut object)?;
-    object.paths = find_paths(&object);
+    object.paths = object
+        .build_section(paths::SECTION)
+        .and_then(|bytes| PathTable::parse(bytes, object.syms.len()))
+        .unwrap_or_default();
+    object.prelink = object.build_section(prelink::SECTION).and_then(|bytes| {
+        let entries = object.rela_sections.iter().map(|r| r.entries.len());
+        Prelink::parse(bytes, entries, object.syms.len())
+    });
     Ok(object)
 }
 
-/// The object's `.cell.paths` table, when it has one that fits its symbols
-/// ([`crate_metadata::paths`]: names for people, so a bad one is ignored, not refused).
-fn find_paths<'a>(object: &Object<'a>) -> PathTable<'a> {
-    object
-        .sections
-        .iter()
-        .filter(|sh| sh.sh_type == SHT_PROGBITS && !is_alloc(sh))
-        .find(|sh| c_str(object.shstrtab, sh.sh_name as usize) == paths::SECTION.as_bytes())
-        .and_then(|sh| PathTable::parse(section_bytes(object.bytes, sh), object.syms.len()))
-        .unwrap_or_default()
+impl<'a> Object<'a> {
+    /// The bytes of the non-allocated section `name` that `cargo cell build` added
+    /// (`.cell.paths`, `.cell.prelink`): tables for the load, ignored when they do not fit.
+    fn build_section(&self, name: &str) -> Option<&'a [u8]> {
+        self.sections
+            .iter()
+            .filter(|sh| sh.sh_type == SHT_PROGBITS && !is_alloc(sh))
+            .find(|sh| c_str(self.shstrtab, sh.sh_name as usize) == name.as_bytes())
+            .map(|sh| section_bytes(self.bytes, sh))
+    }
 }
 
 /// The section header table itself must lie inside the file. Returns its offset and length.
@@ -608,6 +629,7 @@ fn read_relocations<'a>(cell: &str, object: &mut Object<'a>) -> Result<(), LoadE
         }
         rela_sections.push(RelaSection {
             target: SectionIndex(sh.sh_info as usize),
+            file_section: index,
             entries,
         });
     }

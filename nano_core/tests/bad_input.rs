@@ -209,7 +209,9 @@ fn an_unknown_relocation_type() {
 #[test]
 fn a_relocation_whose_value_does_not_fit() {
     let mut f = fixture();
-    let mut bytes = memfs();
+    // The build applied this relocation already (its value is the layout's), so the load does not
+    // read it; with the table made for another layout, the load applies every relocation.
+    let mut bytes = common::applying_every_relocation(memfs());
     let (at, section, offset) = first_text_rela(&bytes, Some(2)); // R_X86_64_PC32
     bytes[at + 16..at + 24].copy_from_slice(&(1i64 << 40).to_le_bytes());
     match refused(&mut f, "memfs", &bytes) {

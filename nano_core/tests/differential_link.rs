@@ -4,6 +4,8 @@
 //! and `ld.so` made of the same relocation (31,107 words at the time of writing).
 //!
 //! - **Ours**: `Kernel::boot` loads every cell (and its dependency cells) from `target/cells`.
+//!   `cargo cell build` wrote most of the words already (the relocations the layout alone decides,
+//!   `loader::prelink`), the load the rest: this test is what checks the build's values.
 //! - **Theirs**: each object of `target/cells` (kernel, libs and deps) is linked on its own with
 //!   `cc -shared` into `<cell>.so` (undefined symbols allowed), with a link map, and
 //!   `dlopen`ed with `RTLD_NOW | RTLD_GLOBAL` in an order in which each one's undefined symbols are
@@ -179,6 +181,13 @@ fn compare_cell(
         return None;
     };
     let cell = kernel.system().registry().cell(id).unwrap();
+    // Most words were written by `cargo cell build` (the object's `.cell.prelink`), the rest by
+    // the load: both are compared.
+    assert!(
+        cell.stats.prelinked > 0,
+        "{} was loaded without its prelink",
+        entry.name
+    );
     // `describe` lists the loaded sections in header order, then the GOT and the stubs.
     let sections: HashMap<usize, (u64, u64)> = loaded_sections
         .iter()

@@ -396,18 +396,27 @@ fn mutated_tables_in_a_real_cell_are_refused_each_with_its_fault() {
         14,
         EhFrameFault::Register { register: 17 },
     );
-    // An FDE outside the text: its pc_begin relocation moved 64 KiB on.
+    // An FDE outside the text: its pc_begin moved 64 KiB on, in the field the build wrote
+    // (`cargo cell build` applied its relocation), or through its relocation when the load
+    // applies every one.
+    let pc_begin = eh + fde + 8;
+    let moved_field = edit(&|b| {
+        let value = u32_at(b, pc_begin).wrapping_add(0x10000);
+        put_u32(b, pc_begin, value)
+    });
     let rela = eh_rela(&greet, (fde + 8) as u64);
-    let moved = edit(&|b| {
+    let moved_relocation = common::applying_every_relocation(edit(&|b| {
         let addend = i64::from_le_bytes(b[rela + 16..rela + 24].try_into().unwrap());
         b[rela + 16..rela + 24].copy_from_slice(&(addend + 0x10000).to_le_bytes());
-    });
-    match refusal(&mut s, &moved, "FDE outside the text") {
-        (offset, EhFrameFault::FdeOutsideText { pc_range, .. }) => {
-            assert_eq!(offset, (fde + 8) as u64);
-            assert_eq!(pc_range, u64::from(u32_at(&greet, eh + fde + 12)));
+    }));
+    for moved in [moved_field, moved_relocation] {
+        match refusal(&mut s, &moved, "FDE outside the text") {
+            (offset, EhFrameFault::FdeOutsideText { pc_range, .. }) => {
+                assert_eq!(offset, (fde + 8) as u64);
+                assert_eq!(pc_range, u64::from(u32_at(&greet, eh + fde + 12)));
+            }
+            other => panic!("FDE outside the text: {other:?}"),
         }
-        other => panic!("FDE outside the text: {other:?}"),
     }
     // A call-frame instruction the unwinder would evaluate: DW_CFA_expression in place of the
     // first FDE's first instruction (after its CIE pointer, pc_begin, pc_range and the

@@ -46,8 +46,9 @@
 //!   slots, exports}]` (the dependency crates it is compiled against, the cells each is loaded as
 //!   where this cell can see them, and this cell's slots bound to it), `users: [entry]` (what is
 //!   compiled against it), `dependents: [{cell, slots}]` (what binds to it), `sha256`,
-//!   `object_size`, `size`, `base_addr`, `stats` `{relocations, got_slots, stubs, mapped_bytes,
-//!   load_nanos}`, `sections: [{name, kind, addr, size, align}]`, `exports: [{symbol, demangled,
+//!   `object_size`, `size`, `base_addr`, `stats` `{relocations, prelinked, got_slots, stubs,
+//!   mapped_bytes, load_nanos}` (`relocations` applied by the load, `prelinked` by the build),
+//!   `sections: [{name, kind, addr, size, align}]`, `exports: [{symbol, demangled,
 //!   kind, size, section, addr, users: [{cell, slots}]}]`, `imports: [{symbol, demangled,
 //!   provider: cell, slots, kinds, rule?}]` (`rule` as on an edge), and `app_interface:
 //!   {items}` when the cell declares an application interface.

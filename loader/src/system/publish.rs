@@ -91,6 +91,7 @@ impl<P: Platform> System<P> {
         let end = self.platform.now_nanos();
         meta.stats = LoadStats {
             relocations: linked.relocations,
+            prelinked: linked.prelinked,
             got_slots: (layout.got_len / 8) as u32,
             stubs: layout.stub_count as u32,
             mapped_bytes: mapped.mapping.len() as u64,

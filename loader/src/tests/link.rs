@@ -16,7 +16,7 @@ use crate::testing::elf::{
 };
 use crate::testing::{system, system_on, HeapPlatform, SystemState};
 use crate::CellSpec;
-use crate_metadata::{CellId, SlotKind};
+use crate_metadata::{CellId, LoadStats, SlotKind};
 
 /// The 8 bytes at `addr` in cell `id`'s mapping.
 fn word(system: &System<HeapPlatform>, id: CellId, addr: u64) -> u64 {
@@ -26,14 +26,14 @@ fn word(system: &System<HeapPlatform>, id: CellId, addr: u64) -> u64 {
 }
 
 /// The 4-byte signed field at `addr` in cell `id`'s mapping.
-fn field32(system: &System<HeapPlatform>, id: CellId, addr: u64) -> i64 {
+pub(super) fn field32(system: &System<HeapPlatform>, id: CellId, addr: u64) -> i64 {
     let mapping = &system.mapped[&id].mapping;
     let bytes = mapping.read(mapping.offset_of(addr).unwrap(), 4).unwrap();
     i64::from(i32::from_le_bytes(bytes.try_into().unwrap()))
 }
 
 /// The address of cell `id`'s section `name`.
-fn section(system: &System<HeapPlatform>, id: CellId, name: &str) -> u64 {
+pub(super) fn section(system: &System<HeapPlatform>, id: CellId, name: &str) -> u64 {
     let cell = system.registry().cell(id).unwrap();
     cell.sections
         .iter()
@@ -43,16 +43,31 @@ fn section(system: &System<HeapPlatform>, id: CellId, name: &str) -> u64 {
 }
 
 /// The address of symbol `name` of cell `id`.
-fn symbol(system: &System<HeapPlatform>, id: CellId, name: &str) -> u64 {
+pub(super) fn symbol(system: &System<HeapPlatform>, id: CellId, name: &str) -> u64 {
     let cell = system.registry().cell(id).unwrap();
     cell.symbols.iter().find(|s| s.name == name).unwrap().addr
 }
 
 #[test]
 fn every_reference_lands_where_the_psabi_says() {
+    let stats = user_lands_where_the_psabi_says(&user());
+    assert_eq!(
+        (
+            stats.relocations,
+            stats.prelinked,
+            stats.got_slots,
+            stats.stubs
+        ),
+        (5, 0, 2, 1)
+    );
+}
+
+/// Loads `p`, then `user` (an object of `u`), checks every field the psABI's formulas give and
+/// every edge, and returns `u`'s load statistics.
+pub(super) fn user_lands_where_the_psabi_says(user: &[u8]) -> LoadStats {
     let (mut system, ns) = system();
     let p = system.load(ns, CellSpec::named("p"), &provider()).unwrap();
-    let u = system.load(ns, CellSpec::named("u"), &user()).unwrap();
+    let u = system.load(ns, CellSpec::named("u"), user).unwrap();
     let f = symbol(&system, p, &p_f());
     let state = symbol(&system, p, &p_state());
     let local = symbol(
@@ -115,8 +130,7 @@ fn every_reference_lands_where_the_psabi_says() {
     ];
     expected.sort_unstable_by_key(|e| e.1);
     assert_eq!(edges, expected);
-    let stats = &system.registry().cell(u).unwrap().stats;
-    assert_eq!((stats.relocations, stats.got_slots, stats.stubs), (5, 2, 1));
+    system.registry().cell(u).unwrap().stats.clone()
 }
 
 #[test]

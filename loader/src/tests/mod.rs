@@ -8,6 +8,7 @@ mod overlay;
 mod parse;
 mod permissions;
 mod policy;
+mod prelink;
 mod reclaim;
 mod resolve;
 mod swap;

@@ -47,8 +47,12 @@ pub(super) fn render(out: &mut String, i: &InfoView, o: &TextOptions) {
     );
     let _ = writeln!(
         out,
-        "  linked    {}, {}, {}",
-        count(i.stats.relocations as usize, "relocation"),
+        "  linked    {} ({} at build), {}, {}",
+        count(
+            (i.stats.relocations + i.stats.prelinked) as usize,
+            "relocation"
+        ),
+        i.stats.prelinked,
         count(i.stats.got_slots as usize, "GOT slot"),
         count(i.stats.stubs as usize, "call stub")
     );

@@ -1,0 +1,143 @@
+//! The `.cell.prelink` section: which relocations `cargo cell build` already applied, and for
+//! which layout.
+//!
+//! A non-allocated section:
+//!
+//! ```text
+//! "CELLPRE1"                 8 bytes
+//! digest: u64 (LE)           the layout the values were computed for (super::digest)
+//! relas: u32 (LE)            the number of SHT_RELA sections of the object
+//! direct: u32 (LE)           the number of entries of the direct list
+//! residual: relas × u32      per SHT_RELA section, in header order: how many of its entries,
+//!                            the first ones, the load applies; the rest are applied already
+//! direct: direct × u32       the symbols the applied relocations reach without a slot
+//!                            (PC-relative fields), ascending
+//! ```
+//!
+//! A table that does not fit its object (another number of relocation sections, a count past a
+//! section's entries, a symbol past the table) is ignored whole, and the load applies every
+//! relocation: the section bytes then hold values the load overwrites.
+
+use alloc::vec::Vec;
+
+/// The section's name.
+pub const SECTION: &str = ".cell.prelink";
+/// Its first bytes.
+const MAGIC: &[u8; 8] = b"CELLPRE1";
+/// The header: magic, digest, two counts.
+const HEADER: usize = 8 + 8 + 4 + 4;
+
+/// A `.cell.prelink` section read against its object.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Prelink<'a> {
+    pub(crate) digest: u64,
+    /// `relas` little-endian `u32`s.
+    residual: &'a [u8],
+    /// `direct` little-endian `u32`s.
+    direct: &'a [u8],
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+impl<'a> Prelink<'a> {
+    /// Reads `bytes` for an object whose relocation sections have `entries` entries each (in
+    /// header order) and which has `symbols` symbols; `None` when it does not fit them.
+    pub(crate) fn parse(
+        bytes: &'a [u8],
+        entries: impl ExactSizeIterator<Item = usize>,
+        symbols: usize,
+    ) -> Option<Prelink<'a>> {
+        let header = bytes.get(..HEADER)?;
+        if &header[..8] != MAGIC {
+            return None;
+        }
+        let mut digest = [0u8; 8];
+        digest.copy_from_slice(&header[8..16]);
+        let relas = u32_at(header, 16) as usize;
+        let direct = u32_at(header, 20) as usize;
+        if relas != entries.len() {
+            return None;
+        }
+        let residual_end = HEADER.checked_add(relas.checked_mul(4)?)?;
+        let end = residual_end.checked_add(direct.checked_mul(4)?)?;
+        if end != bytes.len() {
+            return None;
+        }
+        let table = Prelink {
+            digest: u64::from_le_bytes(digest),
+            residual: &bytes[HEADER..residual_end],
+            direct: &bytes[residual_end..end],
+        };
+        let fits = entries.enumerate().all(|(k, n)| table.residual(k) <= n);
+        (fits && table.direct().all(|s| s < symbols)).then_some(table)
+    }
+
+    /// How many entries of relocation section `k` (in header order) the load applies.
+    pub(crate) fn residual(&self, k: usize) -> usize {
+        u32_at(self.residual, 4 * k) as usize
+    }
+
+    /// The symbols the applied relocations reach without a slot.
+    pub(crate) fn direct(&self) -> impl Iterator<Item = usize> + 'a {
+        self.direct
+            .as_chunks::<4>()
+            .0
+            .iter()
+            .map(|w| u32::from_le_bytes(*w) as usize)
+    }
+}
+
+/// The section's bytes.
+pub(crate) fn encode(digest: u64, residual: &[u32], direct: &[u32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER + 4 * (residual.len() + direct.len()));
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&digest.to_le_bytes());
+    out.extend_from_slice(&(residual.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(direct.len() as u32).to_le_bytes());
+    for n in residual.iter().chain(direct) {
+        out.extend_from_slice(&n.to_le_bytes());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_reads_back() {
+        let bytes = encode(0xfeed, &[3, 0, 7], &[1, 5]);
+        let table = Prelink::parse(&bytes, [3, 2, 9].into_iter(), 6).unwrap();
+        assert_eq!(table.digest, 0xfeed);
+        assert_eq!(
+            (0..3).map(|k| table.residual(k)).collect::<Vec<_>>(),
+            [3, 0, 7]
+        );
+        assert_eq!(table.direct().collect::<Vec<_>>(), [1, 5]);
+    }
+
+    #[test]
+    fn a_table_that_does_not_fit_its_object_is_ignored() {
+        let bytes = encode(1, &[3, 0], &[5]);
+        // Another number of relocation sections.
+        assert!(Prelink::parse(&bytes, [3].into_iter(), 6).is_none());
+        // More entries left for the load than the section has.
+        assert!(Prelink::parse(&bytes, [2, 0].into_iter(), 6).is_none());
+        // A symbol past the table.
+        assert!(Prelink::parse(&bytes, [3, 0].into_iter(), 5).is_none());
+        // Truncated, or with bytes after the lists, or another magic.
+        assert!(Prelink::parse(&bytes[..bytes.len() - 1], [3, 0].into_iter(), 6).is_none());
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(Prelink::parse(&longer, [3, 0].into_iter(), 6).is_none());
+        let mut other = bytes.clone();
+        other[0] = b'X';
+        assert!(Prelink::parse(&other, [3, 0].into_iter(), 6).is_none());
+        // A count so large the lengths overflow.
+        let mut huge = bytes;
+        huge[20..24].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(Prelink::parse(&huge, [3, 0].into_iter(), 6).is_none());
+    }
+}

@@ -1,0 +1,271 @@
+//! Prelinking (DESIGN §3, "Relocations resolved at build time"): `cargo cell build` applies every
+//! relocation whose value the cell's layout alone decides, so that a load applies only the rest.
+//!
+//! A cell is one mapping ([`crate::layout`]) and its layout depends only on the object and the
+//! page size. A PC-relative field that reaches the cell's own code or data, its GOT, a TLS pair
+//! or a call stub therefore holds the same value wherever the cell is mapped and whatever the
+//! namespace binds its undefined symbols to: the distance between two places of one mapping.
+//! In Rust code these are nearly all relocations (calls, string and constant addresses, GOT
+//! loads, `.eh_frame`'s code addresses); what is left for the load is what depends on the
+//! mapping's address or another cell's: 64-bit absolute words (vtables, `&'static` data), fields
+//! that reach another cell without a slot, and thread-local offsets.
+//!
+//! [`prelink`] writes those values into the section bytes, moves the relocations it applied to
+//! the end of each relocation section (leaving the others first, in their order) and adds a
+//! [`format::SECTION`] that says how many of each section's relocations remain and which layout
+//! the values are for ([`digest`]). A load whose own layout has another digest (another page
+//! size, another loader) ignores the section and applies every relocation, as it does for an
+//! object without one. The GOT slots, stubs and edges are made at load as before: only the
+//! values of the fields are computed ahead.
+
+mod append;
+pub(crate) mod format;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use goblin::elf::section_header::{SHN_ABS, SHT_NOBITS};
+
+use crate::error::LoadError;
+use crate::index::{SectionIndex, SymbolIndex};
+use crate::layout::{self, Layout, Placed, NONE};
+use crate::parse::{self, Object, Rela};
+use crate::reloc::{self, Field, Formula};
+use crate_metadata::SectionKind;
+
+pub use format::SECTION;
+
+/// The page size a cell is prelinked for: x86_64's, which the hosted and the bare-metal platforms
+/// both have. A platform with another one gets another layout and applies every relocation.
+pub const PAGE_SIZE: usize = 4096;
+
+/// Why an object could not be prelinked.
+#[derive(Debug)]
+pub enum PrelinkError {
+    /// The loader refuses the object.
+    Load(LoadError),
+    /// The object has too many sections to add one more without ELF's extended numbering.
+    NoRoomForSection {
+        /// The cell.
+        cell: String,
+    },
+    /// A relocation that was constant under the object's first layout is not under the layout of
+    /// the reordered object (a bug of the prelinker: reported rather than written).
+    Inconsistent {
+        /// The cell.
+        cell: String,
+        /// The relocation's offset in its section.
+        offset: u64,
+    },
+}
+
+impl fmt::Display for PrelinkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PrelinkError::Load(e) => write!(f, "{e}"),
+            PrelinkError::NoRoomForSection { cell } => write!(
+                f,
+                "the object of cell `{cell}` has too many sections to add {SECTION}"
+            ),
+            PrelinkError::Inconsistent { cell, offset } => write!(
+                f,
+                "prelinking cell `{cell}`: the relocation at offset {offset:#x} changed value \
+                 when the relocations were reordered"
+            ),
+        }
+    }
+}
+
+impl From<LoadError> for PrelinkError {
+    fn from(e: LoadError) -> Self {
+        PrelinkError::Load(e)
+    }
+}
+
+/// A prelinked object.
+#[derive(Debug)]
+pub struct Prelinked {
+    /// The object, with the values written, its relocations reordered and [`SECTION`] added.
+    pub object: Vec<u8>,
+    /// The relocations applied.
+    pub applied: usize,
+    /// The relocations left for the load (of loaded sections).
+    pub left: usize,
+}
+
+/// Prelinks `object`, the object of cell `cell`, for a platform with pages of `page` bytes (the
+/// module's doc).
+pub fn prelink(cell: &str, object: &[u8], page: usize) -> Result<Prelinked, PrelinkError> {
+    // Which relocations are constant does not depend on the GOT's order; the GOT's order does
+    // depend on the relocations' (a slot per symbol in order of first use), so the values are
+    // computed with the layout of the reordered object.
+    let mut out = object.to_vec();
+    let mut residual = Vec::new();
+    {
+        let parsed = parse::parse(cell, object)?;
+        let plan = layout::plan(cell, &parsed, page)?;
+        for rela in &parsed.rela_sections {
+            let placed = placed_with_bytes(&parsed, &plan, rela.target);
+            let entries = parsed.relas(rela).zip(rela.entries().iter());
+            let (constant, left): (Vec<_>, Vec<_>) = entries
+                .partition(|(r, _)| placed.is_some_and(|p| value(&parsed, &plan, &p, r).is_some()));
+            residual.push(left.len() as u32);
+            let at = parsed.sections[rela.file_section].sh_offset as usize;
+            for (k, (_, bytes)) in left.iter().chain(&constant).enumerate() {
+                let start = at + k * bytes.len();
+                out[start..start + bytes.len()].copy_from_slice(*bytes);
+            }
+        }
+    }
+    let mut patches = Vec::new();
+    let mut direct = Vec::new();
+    let mut applied = 0;
+    let mut left = 0;
+    let digest = {
+        let parsed = parse::parse(cell, &out)?;
+        let plan = layout::plan(cell, &parsed, page)?;
+        for (k, rela) in parsed.rela_sections.iter().enumerate() {
+            let Some(placed) = placed_with_bytes(&parsed, &plan, rela.target) else {
+                continue;
+            };
+            let at = parsed.sections[rela.target].sh_offset as usize;
+            left += residual[k] as usize;
+            for r in parsed.relas(rela).skip(residual[k] as usize) {
+                // Constant under the first layout, so under this one: the same symbols have
+                // slots and stubs, and the sections are where they were.
+                let Some(v) = value(&parsed, &plan, &placed, &r) else {
+                    return Err(PrelinkError::Inconsistent {
+                        cell: cell.into(),
+                        offset: r.r_offset,
+                    });
+                };
+                patches.push((at + r.r_offset as usize, v));
+                applied += 1;
+                if reloc::lookup(r.r_type).is_some_and(|t| t.formula == Formula::Pc32) {
+                    direct.push(r.r_sym.0 as u32);
+                }
+            }
+        }
+        digest(&parsed, &plan)
+    };
+    for (at, v) in patches {
+        out[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    direct.sort_unstable();
+    direct.dedup();
+    let section = format::encode(digest, &residual, &direct);
+    let object = append::append_section(&out, SECTION, &section)
+        .ok_or_else(|| PrelinkError::NoRoomForSection { cell: cell.into() })?;
+    Ok(Prelinked {
+        object,
+        applied,
+        left,
+    })
+}
+
+/// Whether a load of `object` (a prelinked one) on a platform with pages of `page` bytes uses its
+/// [`SECTION`]: it has one that fits it, made for the layout the load computes.
+pub fn accepted(cell: &str, object: &[u8], page: usize) -> Result<bool, LoadError> {
+    let parsed = parse::parse(cell, object)?;
+    let plan = layout::plan(cell, &parsed, page)?;
+    Ok(parsed
+        .prelink
+        .is_some_and(|p| p.digest == digest(&parsed, &plan)))
+}
+
+/// Where section `index` goes, if it is loaded and has bytes in the file to write values into.
+fn placed_with_bytes(object: &Object<'_>, layout: &Layout, index: SectionIndex) -> Option<Placed> {
+    let placed = layout.sections.get(index).copied().flatten()?;
+    let tls = matches!(placed.kind, SectionKind::TlsData | SectionKind::TlsBss);
+    (!tls && object.sections[index].sh_type != SHT_NOBITS).then_some(placed)
+}
+
+/// The offset in the mapping of symbol `sym` when the cell defines it in a loaded section that is
+/// not thread-local (what [`crate::system`] binds it to, less the mapping's address).
+fn own_offset(object: &Object<'_>, layout: &Layout, sym: SymbolIndex) -> Option<i128> {
+    let s = object.syms.get(sym)?;
+    if s.st_shndx == SHN_ABS as usize {
+        return None;
+    }
+    let placed = layout.sections.get(s.section()?).copied().flatten()?;
+    if matches!(placed.kind, SectionKind::TlsData | SectionKind::TlsBss) {
+        return None;
+    }
+    let offset = placed
+        .offset
+        .checked_add(usize::try_from(s.st_value).ok()?)?;
+    Some(offset as i128)
+}
+
+/// The value relocation `r` of a section placed at `placed` writes, when the layout alone decides
+/// it and it fits its field; the same formulas as [`crate::link`]'s with the mapping at 0.
+fn value(object: &Object<'_>, layout: &Layout, placed: &Placed, r: &Rela) -> Option<i32> {
+    let ty = reloc::lookup(r.r_type)?;
+    if ty.field != Field::Signed32 {
+        return None;
+    }
+    let end = r.r_offset.checked_add(ty.field.width() as u64)?;
+    if end > placed.size as u64 {
+        return None; // refused by the load, with its section and offset
+    }
+    let p = placed.offset as i128 + i128::from(r.r_offset);
+    let a = i128::from(r.r_addend);
+    let sym = r.r_sym;
+    let slot = |rel: u32| (rel != NONE).then(|| layout.got_offset as i128 + i128::from(rel));
+    let target = match ty.formula {
+        Formula::Pc32 => own_offset(object, layout, sym)?,
+        Formula::Plt32 if layout.stubs[sym] != NONE => {
+            layout.stubs_offset as i128 + i128::from(layout.stubs[sym])
+        }
+        Formula::Plt32 => own_offset(object, layout, sym)?,
+        Formula::GotPcRel => slot(layout.got[sym])?,
+        Formula::TlsGd => slot(layout.tlsgd[sym])?,
+        Formula::TlsLd => slot(layout.tlsld)?,
+        Formula::Abs64 | Formula::DtpOff32 => return None,
+    };
+    i32::try_from(target + a - p).ok()
+}
+
+/// What the layout the values were computed for is, in one word: every loaded section's place,
+/// the GOT's, the stubs' and every symbol's slot, pair and stub, and the relocation sections'
+/// shape. Computed by the build for the layout it used and by the load for its own.
+pub(crate) fn digest(object: &Object<'_>, layout: &Layout) -> u64 {
+    let mut h = Digest(0x6365_6c6c_7072_656c);
+    for (i, placed) in layout.sections.iter_enumerated() {
+        if let Some(p) = placed {
+            h.add(i.0 as u64);
+            h.add(p.offset as u64);
+            h.add(p.size as u64);
+            h.add(p.tls_offset as u64);
+        }
+    }
+    h.add(layout.got_offset as u64);
+    h.add(layout.got_len as u64);
+    h.add(layout.stubs_offset as u64);
+    h.add(u64::from(layout.tlsld));
+    let per_symbol = layout
+        .got
+        .iter()
+        .zip(layout.tlsgd.iter())
+        .zip(layout.stubs.iter());
+    for ((got, pair), stub) in per_symbol {
+        h.add(u64::from(*got) << 32 | u64::from(*pair));
+        h.add(u64::from(*stub));
+    }
+    for rela in &object.rela_sections {
+        h.add(rela.target.0 as u64);
+        h.add(rela.entries().len() as u64);
+    }
+    h.0
+}
+
+/// A 64-bit mix of words (FxHash's step): a check that two layouts are the same, not a defence
+/// against someone who writes the object (who can write its code as well).
+struct Digest(u64);
+
+impl Digest {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
