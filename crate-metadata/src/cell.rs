@@ -115,6 +115,10 @@ pub struct LoadStats {
     /// Relocations `cargo cell build` applied already (the object's `.cell.prelink`).
     #[serde(default)]
     pub prelinked: u32,
+    /// Whether the unwind table registered is the one `cargo cell build` checked (its hash in
+    /// `.cell.prelink`), so the load did not check it again.
+    #[serde(default)]
+    pub unwind_checked_at_build: bool,
     /// GOT slots made.
     pub got_slots: u32,
     /// Call stubs made.

@@ -16,7 +16,7 @@ use crate::layout::{Layout, NONE};
 use crate::malformation::Malformation;
 use crate::mapping::{Mapping, OutOfBounds};
 use crate::parse::{Object, Rela};
-use crate::prelink;
+use crate::prelink::format::Prelink;
 use crate::reloc::{self, Formula, WriteError};
 use crate::resolve::{Provider, Resolved};
 use crate_metadata::{demangle, SlotKind};
@@ -109,6 +109,9 @@ pub(crate) struct Linked<'a> {
     pub(crate) relocations: u32,
     /// Relocations `cargo cell build` applied already ([`crate::prelink`]).
     pub(crate) prelinked: u32,
+    /// Whether the unwind table registered is the one `cargo cell build` checked (set after
+    /// linking, by the load's unwind check).
+    pub(crate) unwind_checked_at_build: bool,
     /// GOT slots that hold the address of a symbol the cell defines.
     pub(crate) own_slots: Vec<OwnSlot<SymbolIndex>>,
     /// Symbols the cell defines and reaches without a slot (PC-relative or absolute fields).
@@ -128,6 +131,8 @@ pub(crate) struct LinkInput<'l, 'a> {
     pub(crate) bindings: &'l Bindings<'a>,
     /// The cell's own TLS module id (0 when it has none).
     pub(crate) tls_module: u64,
+    /// The object's `.cell.prelink`, when it was made for `layout` ([`crate::prelink::for_layout`]).
+    pub(crate) prelink: Option<Prelink<'a>>,
 }
 
 /// Copies every loaded section's bytes into the mapping (`.bss` and `.tbss` stay zero).
@@ -165,6 +170,7 @@ pub(crate) fn link<'a>(
         edges: Vec::with_capacity(input.layout.got_len / 8),
         relocations: 0,
         prelinked: 0,
+        unwind_checked_at_build: false,
         own_slots: Vec::new(),
         direct_refs: Vec::new(),
         tls_slots: Vec::new(),
@@ -208,6 +214,7 @@ fn fill_got<'a>(
         layout,
         bindings,
         tls_module,
+        ..
     } = *input;
     let edges = &mut linked.edges;
     let oob = |_: OutOfBounds| malformed(cell, Malformation::GotOutsideMapping);
@@ -361,11 +368,9 @@ fn relocate<'a>(
     // Which symbols are reached without a slot, by index (a mark per symbol instead of a list
     // with one entry per relocation to sort).
     let mut direct: IndexVec<SymbolIndex, bool> = IndexVec::from_elem(false, values.len());
-    // What `cargo cell build` applied already, when it was for this layout (`crate::prelink`):
-    // the first `residual` entries of each section are left, and its direct references count.
-    let prelink = object
-        .prelink
-        .filter(|p| p.digest == prelink::digest(object, layout));
+    // What `cargo cell build` applied already (`crate::prelink`): the first `residual` entries of
+    // each section are left, and its direct references count.
+    let prelink = input.prelink;
     if let Some(p) = &prelink {
         for sym in p.direct() {
             direct[SymbolIndex(sym)] = true;

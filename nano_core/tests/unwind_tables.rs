@@ -268,6 +268,10 @@ fn mutated_tables_in_a_real_cell_are_refused_each_with_its_fault() {
     let id =
         s.0.load(s.1, CellSpec::named("greet"), &greet)
             .expect("greet as built loads on its own");
+    // `cargo cell build` checked its table (`.cell.prelink`): every mutation below changes the
+    // bytes the load registers, so the load checks them again.
+    let stats = &s.0.registry().cell(id).unwrap().stats;
+    assert!(stats.unwind_checked_at_build, "{stats:?}");
     s.0.unload(id).unwrap();
 
     // greet's table: a CIE at 0 ("zR", pc-relative sdata4), then FDEs. Offsets are the table's.

@@ -6,6 +6,8 @@
 //! ```text
 //! "CELLPRE1"                 8 bytes
 //! digest: u64 (LE)           the layout the values were computed for (super::digest)
+//! unwind: u64 (LE)           the hash of the unwind table the build checked (super::unwind);
+//!                            0: none, the load checks it
 //! relas: u32 (LE)            the number of SHT_RELA sections of the object
 //! direct: u32 (LE)           the number of entries of the direct list
 //! residual: relas × u32      per SHT_RELA section, in header order: how many of its entries,
@@ -24,13 +26,15 @@ use alloc::vec::Vec;
 pub const SECTION: &str = ".cell.prelink";
 /// Its first bytes.
 const MAGIC: &[u8; 8] = b"CELLPRE1";
-/// The header: magic, digest, two counts.
-const HEADER: usize = 8 + 8 + 4 + 4;
+/// The header: magic, digest, unwind table hash, two counts.
+const HEADER: usize = 8 + 8 + 8 + 4 + 4;
 
 /// A `.cell.prelink` section read against its object.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Prelink<'a> {
     pub(crate) digest: u64,
+    /// The hash of the unwind table the build checked, if it did.
+    pub(crate) unwind: Option<u64>,
     /// `relas` little-endian `u32`s.
     residual: &'a [u8],
     /// `direct` little-endian `u32`s.
@@ -39,6 +43,12 @@ pub(crate) struct Prelink<'a> {
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(w)
 }
 
 impl<'a> Prelink<'a> {
@@ -53,10 +63,8 @@ impl<'a> Prelink<'a> {
         if &header[..8] != MAGIC {
             return None;
         }
-        let mut digest = [0u8; 8];
-        digest.copy_from_slice(&header[8..16]);
-        let relas = u32_at(header, 16) as usize;
-        let direct = u32_at(header, 20) as usize;
+        let relas = u32_at(header, 24) as usize;
+        let direct = u32_at(header, 28) as usize;
         if relas != entries.len() {
             return None;
         }
@@ -66,7 +74,8 @@ impl<'a> Prelink<'a> {
             return None;
         }
         let table = Prelink {
-            digest: u64::from_le_bytes(digest),
+            digest: u64_at(header, 8),
+            unwind: Some(u64_at(header, 16)).filter(|h| *h != 0),
             residual: &bytes[HEADER..residual_end],
             direct: &bytes[residual_end..end],
         };
@@ -90,10 +99,16 @@ impl<'a> Prelink<'a> {
 }
 
 /// The section's bytes.
-pub(crate) fn encode(digest: u64, residual: &[u32], direct: &[u32]) -> Vec<u8> {
+pub(crate) fn encode(
+    digest: u64,
+    unwind: Option<u64>,
+    residual: &[u32],
+    direct: &[u32],
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER + 4 * (residual.len() + direct.len()));
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&digest.to_le_bytes());
+    out.extend_from_slice(&unwind.unwrap_or(0).to_le_bytes());
     out.extend_from_slice(&(residual.len() as u32).to_le_bytes());
     out.extend_from_slice(&(direct.len() as u32).to_le_bytes());
     for n in residual.iter().chain(direct) {
@@ -108,9 +123,14 @@ mod tests {
 
     #[test]
     fn a_table_reads_back() {
-        let bytes = encode(0xfeed, &[3, 0, 7], &[1, 5]);
+        let bytes = encode(0xfeed, Some(0xbeef), &[3, 0, 7], &[1, 5]);
         let table = Prelink::parse(&bytes, [3, 2, 9].into_iter(), 6).unwrap();
-        assert_eq!(table.digest, 0xfeed);
+        assert_eq!((table.digest, table.unwind), (0xfeed, Some(0xbeef)));
+        let none = encode(0xfeed, None, &[], &[]);
+        assert_eq!(
+            Prelink::parse(&none, [].into_iter(), 0).unwrap().unwind,
+            None
+        );
         assert_eq!(
             (0..3).map(|k| table.residual(k)).collect::<Vec<_>>(),
             [3, 0, 7]
@@ -120,7 +140,7 @@ mod tests {
 
     #[test]
     fn a_table_that_does_not_fit_its_object_is_ignored() {
-        let bytes = encode(1, &[3, 0], &[5]);
+        let bytes = encode(1, None, &[3, 0], &[5]);
         // Another number of relocation sections.
         assert!(Prelink::parse(&bytes, [3].into_iter(), 6).is_none());
         // More entries left for the load than the section has.
@@ -137,7 +157,7 @@ mod tests {
         assert!(Prelink::parse(&other, [3, 0].into_iter(), 6).is_none());
         // A count so large the lengths overflow.
         let mut huge = bytes;
-        huge[20..24].copy_from_slice(&u32::MAX.to_le_bytes());
+        huge[28..32].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(Prelink::parse(&huge, [3, 0].into_iter(), 6).is_none());
     }
 }

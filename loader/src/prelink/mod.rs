@@ -20,6 +20,7 @@
 
 mod append;
 pub(crate) mod format;
+mod unwind;
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -154,7 +155,12 @@ pub fn prelink(cell: &str, object: &[u8], page: usize) -> Result<Prelinked, Prel
     }
     direct.sort_unstable();
     direct.dedup();
-    let section = format::encode(digest, &residual, &direct);
+    let unwind = {
+        let parsed = parse::parse(cell, &out)?;
+        let plan = layout::plan(cell, &parsed, page)?;
+        unwind::checked_table(&parsed, &plan, page, &residual)
+    };
+    let section = format::encode(digest, unwind, &residual, &direct);
     let object = append::append_section(&out, SECTION, &section)
         .ok_or_else(|| PrelinkError::NoRoomForSection { cell: cell.into() })?;
     Ok(Prelinked {
@@ -164,14 +170,19 @@ pub fn prelink(cell: &str, object: &[u8], page: usize) -> Result<Prelinked, Prel
     })
 }
 
+/// The object's `.cell.prelink` when it was made for `layout`: what the load of it uses.
+pub(crate) fn for_layout<'a>(object: &Object<'a>, layout: &Layout) -> Option<format::Prelink<'a>> {
+    object
+        .prelink
+        .filter(|p| p.digest == digest(object, layout))
+}
+
 /// Whether a load of `object` (a prelinked one) on a platform with pages of `page` bytes uses its
 /// [`SECTION`]: it has one that fits it, made for the layout the load computes.
 pub fn accepted(cell: &str, object: &[u8], page: usize) -> Result<bool, LoadError> {
     let parsed = parse::parse(cell, object)?;
     let plan = layout::plan(cell, &parsed, page)?;
-    Ok(parsed
-        .prelink
-        .is_some_and(|p| p.digest == digest(&parsed, &plan)))
+    Ok(for_layout(&parsed, &plan).is_some())
 }
 
 /// Where section `index` goes, if it is loaded and has bytes in the file to write values into.
@@ -258,6 +269,20 @@ pub(crate) fn digest(object: &Object<'_>, layout: &Layout) -> u64 {
         h.add(rela.entries().len() as u64);
     }
     h.0
+}
+
+/// The hash of `bytes` a load compares with the unwind table's in `.cell.prelink` (never 0, which
+/// marks "none"): the same mix over their little-endian words and their length.
+pub(crate) fn hash_bytes(bytes: &[u8]) -> u64 {
+    let mut h = Digest(bytes.len() as u64);
+    let (words, rest) = bytes.as_chunks::<8>();
+    for w in words {
+        h.add(u64::from_le_bytes(*w));
+    }
+    let mut last = [0u8; 8];
+    last[..rest.len()].copy_from_slice(rest);
+    h.add(u64::from_le_bytes(last));
+    h.0.max(1)
 }
 
 /// A 64-bit mix of words (FxHash's step): a check that two layouts are the same, not a defence

@@ -19,6 +19,7 @@ use crate::malformation::Malformation;
 use crate::mapping::Mapping;
 use crate::parse::{self, Object};
 use crate::platform::{Platform, PlatformError};
+use crate::prelink;
 use crate::resolve::Resolution;
 use crate_metadata::{demangle, Cell, CellId, CellState, NamespaceId, SectionKind, Sha256};
 use namespace::NamespaceError;
@@ -197,15 +198,19 @@ impl<P: Platform> System<P> {
         local_targets(cell, object, layout, &mapped.mapping, &mut bindings.targets)?;
         link::copy_sections(cell, object, layout, &mut mapped.mapping)?;
         let tls_module = self.create_tls_module(loading, mapped)?;
+        let prelink = prelink::for_layout(object, layout);
         let input = LinkInput {
             cell,
             object,
             layout,
             bindings: &bindings,
             tls_module,
+            prelink,
         };
         let mut linked = link::link(&input, &mut mapped.mapping)?;
-        check_unwind_table(cell, layout, &mapped.mapping)?;
+        let checked = prelink.and_then(|p| p.unwind);
+        linked.unwind_checked_at_build =
+            check_unwind_table(cell, layout, &mapped.mapping, checked)?;
         let mut described = describe(spec, object, layout, &mapped.mapping)?;
         let exported = |sym: SymbolIndex| described.ids.symbols.get(sym).copied().flatten();
         mapped.own_slots = linked

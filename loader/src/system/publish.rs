@@ -92,6 +92,7 @@ impl<P: Platform> System<P> {
         meta.stats = LoadStats {
             relocations: linked.relocations,
             prelinked: linked.prelinked,
+            unwind_checked_at_build: linked.unwind_checked_at_build,
             got_slots: (layout.got_len / 8) as u32,
             stubs: layout.stub_count as u32,
             mapped_bytes: mapped.mapping.len() as u64,

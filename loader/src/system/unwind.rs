@@ -11,6 +11,7 @@ use crate::layout::Layout;
 use crate::malformation::Malformation;
 use crate::mapping::Mapping;
 use crate::platform::Platform;
+use crate::prelink;
 use crate_metadata::{CellId, SectionKind};
 
 /// The section every fault names.
@@ -18,16 +19,28 @@ const SECTION: &str = ".eh_frame";
 
 /// Checks the relocated `.eh_frame` as the unwinder will read it, before `publish` registers it:
 /// its FDEs must cover the cell's text sections, its personality slots and LSDAs lie in the
-/// cell's mapping.
+/// cell's mapping. When the build checked the table (`checked_at_build`, its hash from the
+/// object's `.cell.prelink`: `crate::prelink`) and the relocated bytes are those, the check is
+/// not run again; returns whether that was so.
 pub(super) fn check_unwind_table(
     cell: &str,
     layout: &Layout,
     mapping: &Mapping,
-) -> Result<(), LoadError> {
+    checked_at_build: Option<u64>,
+) -> Result<bool, LoadError> {
     // `publish` registers only a table with something before its terminator.
     let Some(span) = layout.eh_frame.filter(|s| s.len > 4) else {
-        return Ok(());
+        return Ok(false);
     };
+    let bytes = mapping.read(span.offset, span.len).map_err(|_| {
+        let section = SECTION.into();
+        malformed(cell, Malformation::SectionOutsideMapping { section })
+    })?;
+    // Any one word changed changes the hash (each step of the mix is a bijection), so a corrupted
+    // table is checked, and refused, as without a record.
+    if checked_at_build.is_some_and(|h| h == prelink::hash_bytes(bytes)) {
+        return Ok(true);
+    }
     let text = sorted(
         layout
             .sections
@@ -36,13 +49,9 @@ pub(super) fn check_unwind_table(
             .filter(|p| p.kind == SectionKind::Text)
             .map(|p| (mapping.addr(p.offset), p.size as u64)),
     );
-    let bytes = mapping.read(span.offset, span.len).map_err(|_| {
-        let section = SECTION.into();
-        malformed(cell, Malformation::SectionOutsideMapping { section })
-    })?;
     let addr = mapping.addr(span.offset);
     checked(bytes, span.len - 4, addr, &text, mapping)
-        .map(drop)
+        .map(|_| false)
         .map_err(|e| {
             let what = Malformation::EhFrame {
                 section: SECTION.into(),

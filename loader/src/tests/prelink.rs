@@ -6,11 +6,15 @@ use alloc::vec::Vec;
 use core::ops::Range;
 
 use super::link::{field32, section, user_lands_where_the_psabi_says};
+use super::unwind::cell_with_table;
+use crate::error::LoadError;
+use crate::malformation::{EhFrameFault, Malformation};
 use crate::parse;
 use crate::prelink::{self, accepted};
 use crate::testing::cells::{provider, u_g, u_layout, user};
 use crate::testing::{system, PAGE};
 use crate::CellSpec;
+use crate_metadata::LoadStats;
 
 /// `u`, prelinked for the test platform's pages.
 fn prelinked_user() -> prelink::Prelinked {
@@ -92,4 +96,80 @@ fn an_object_without_relocations_to_apply_ahead_keeps_its_bytes() {
     assert_eq!(parsed.sections.len(), before.sections.len() + 1);
     assert_eq!(parsed.syms.len(), before.syms.len());
     assert!(parsed.prelink.is_some());
+}
+
+/// The load statistics of `bytes` loaded as `x` into a fresh system.
+fn load_x(bytes: &[u8]) -> Result<LoadStats, LoadError> {
+    let (mut system, ns) = system();
+    let id = system.load(ns, CellSpec::named("x"), bytes)?;
+    assert_eq!(system.platform().eh_frames(), 1);
+    Ok(system.registry().cell(id).unwrap().stats.clone())
+}
+
+/// `object` with `patch` applied to its `.eh_frame` bytes (the patch gets the table).
+fn patch_table(object: &[u8], patch: impl Fn(&mut [u8])) -> Vec<u8> {
+    let parsed = parse::parse("x", object).unwrap();
+    let (_, sh) = parsed
+        .sections
+        .iter_enumerated()
+        .find(|(i, _)| parsed.section_name(*i) == ".eh_frame")
+        .unwrap();
+    let range = sh.sh_offset as usize..(sh.sh_offset + sh.sh_size) as usize;
+    let mut bytes = object.to_vec();
+    patch(&mut bytes[range]);
+    bytes
+}
+
+#[test]
+fn the_unwind_table_the_build_checked_is_registered_without_a_second_check() {
+    let object = cell_with_table(|_, _| {});
+    let prelinked = prelink::prelink("x", &object, PAGE).unwrap();
+    let table = parse::parse("x", &prelinked.object)
+        .unwrap()
+        .prelink
+        .unwrap();
+    assert!(table.unwind.is_some(), "the build checked the table");
+    assert!(load_x(&prelinked.object).unwrap().unwind_checked_at_build);
+    // Without the prelink the load checks it.
+    assert!(!load_x(&object).unwrap().unwind_checked_at_build);
+}
+
+#[test]
+fn a_table_changed_after_the_build_is_checked_again_and_refused() {
+    let prelinked = prelink::prelink("x", &cell_with_table(|_, _| {}), PAGE).unwrap();
+    // One byte of the CIE's augmentation: the hash differs, the load checks the table and refuses
+    // it as it refuses the same table never prelinked. (A load that trusted the record alone
+    // would register it.)
+    let broken = patch_table(&prelinked.object, |t| t[10] = b'Q');
+    let expected = LoadError::Malformed {
+        cell: "x".into(),
+        what: Malformation::EhFrame {
+            section: ".eh_frame".into(),
+            offset: 9,
+            fault: EhFrameFault::Augmentation {
+                augmentation: "zQ".into(),
+            },
+        },
+    };
+    assert_eq!(load_x(&broken).unwrap_err(), expected);
+    let never_prelinked = cell_with_table(|t, _| t[10] = b'Q');
+    assert_eq!(load_x(&never_prelinked).unwrap_err(), expected);
+}
+
+#[test]
+fn a_table_the_build_refuses_gets_no_record() {
+    let broken = cell_with_table(|t, _| t[10] = b'Q');
+    let prelinked = prelink::prelink("x", &broken, PAGE).unwrap();
+    let table = parse::parse("x", &prelinked.object)
+        .unwrap()
+        .prelink
+        .unwrap();
+    assert_eq!(table.unwind, None);
+    assert!(matches!(
+        load_x(&prelinked.object),
+        Err(LoadError::Malformed {
+            what: Malformation::EhFrame { .. },
+            ..
+        })
+    ));
 }

@@ -387,7 +387,7 @@ fn no_byte_change_or_cut_of_a_table_panics() {
 type TablePatch = fn(&mut Vec<u8>, usize);
 
 /// A cell with one function and an unwind table for it; `patch` edits the table's bytes.
-fn cell_with_table(patch: impl Fn(&mut Vec<u8>, usize)) -> Vec<u8> {
+pub(super) fn cell_with_table(patch: impl Fn(&mut Vec<u8>, usize)) -> Vec<u8> {
     let mut cell = Cell::new();
     let (_, f) = cell.func("f", &[0x55, 0x48, 0x89, 0xe5, 0x5d, 0xc3]);
     let (_, fde) = cell.unwind_table(f, 6);
