@@ -56,6 +56,8 @@ const ENTRY: usize = 8;
 pub struct PathTable<'a> {
     entries: &'a [u8],
     strings: &'a [u8],
+    /// `strings` when all of it is UTF-8 (checked once, not once per path).
+    text: Option<&'a str>,
 }
 
 impl<'a> PathTable<'a> {
@@ -67,7 +69,12 @@ impl<'a> PathTable<'a> {
             return None;
         }
         let (entries, strings) = rest.split_at_checked(symbols.checked_mul(ENTRY)?)?;
-        Some(PathTable { entries, strings })
+        let text = core::str::from_utf8(strings).ok();
+        Some(PathTable {
+            entries,
+            strings,
+            text,
+        })
     }
 
     /// The path of symbol `index`, if the table has a good one.
@@ -80,8 +87,12 @@ impl<'a> PathTable<'a> {
             return None;
         }
         let len = u32::from_le_bytes([l0, l1, l2, l3]);
-        let end = (start as usize).checked_add(len as usize)?;
-        core::str::from_utf8(self.strings.get(start as usize..end)?).ok()
+        let range = start as usize..(start as usize).checked_add(len as usize)?;
+        match self.text {
+            // A range that splits a character is refused here as `from_utf8` refuses it.
+            Some(text) => text.get(range),
+            None => core::str::from_utf8(self.strings.get(range)?).ok(),
+        }
     }
 }
 
@@ -103,6 +114,14 @@ mod tests {
         assert_eq!(t.get(3), Some("<memfs::Dir as memfs::Inode>::read"));
         assert_eq!(t.get(4), None);
         assert_eq!(t.get(usize::MAX), None);
+    }
+
+    #[test]
+    fn a_path_that_splits_a_character_is_none() {
+        let mut bytes = encode(&[Some("é::x"), Some("a::b")]);
+        bytes[16..20].copy_from_slice(&1u32.to_le_bytes()); // the first path: half of `é`
+        let t = PathTable::parse(&bytes, 2).expect("a table");
+        assert_eq!((t.get(0), t.get(1)), (None, Some("a::b")));
     }
 
     #[test]
