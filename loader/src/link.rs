@@ -12,12 +12,13 @@ use alloc::vec::Vec;
 
 use crate::error::{malformed, LoadError};
 use crate::index::{IndexVec, SectionIndex, SymbolIndex};
+use crate::layout::Placed;
 use crate::layout::{Layout, NONE};
 use crate::malformation::Malformation;
 use crate::mapping::{Mapping, OutOfBounds};
-use crate::parse::{Object, Rela};
+use crate::parse::{Object, Rela, RelaSection};
 use crate::prelink::format::Prelink;
-use crate::reloc::{self, Formula, WriteError};
+use crate::reloc::{self, Field, Formula, WriteError};
 use crate::resolve::{Provider, Resolved};
 use crate_metadata::{demangle, SlotKind};
 
@@ -383,7 +384,11 @@ fn relocate<'a>(
         };
         let entries = rela_section.entries().len();
         let residual = prelink.map_or(entries, |p| p.residual(k));
-        linked.prelinked += (entries - residual) as u32;
+        let relative = prelink.map_or(0, |p| p.relative(k));
+        // `Prelink::parse` checked that both fit the section's entries.
+        linked.prelinked += (entries - residual - relative) as u32;
+        relocate_relative(input, mapping, &placed, rela_section, residual, relative)?;
+        linked.relocations += relative as u32;
         for r in object.relas(rela_section).take(residual) {
             let Some(ty) = reloc::lookup(r.r_type) else {
                 return Err(LoadError::UnknownRelocation {
@@ -481,6 +486,46 @@ fn relocate<'a>(
         .filter(|(_, d)| **d)
         .map(|(s, _)| s)
         .collect();
+    Ok(())
+}
+
+/// Adds the mapping's address to the `relative` words after the first `residual` entries of
+/// `rela_section` (of the section at `placed`): `cargo cell build` left each holding S + A less
+/// the mapping's address (`crate::prelink`), as `ld.so` does for `R_X86_64_RELATIVE`. Each write
+/// is checked against the section and the mapping as any other.
+fn relocate_relative(
+    input: &LinkInput<'_, '_>,
+    mapping: &mut Mapping,
+    placed: &Placed,
+    rela_section: &RelaSection<'_>,
+    residual: usize,
+    relative: usize,
+) -> Result<(), LoadError> {
+    let (cell, object) = (input.cell, input.object);
+    let base = i128::from(mapping.addr(0));
+    for r in object.relas(rela_section).skip(residual).take(relative) {
+        let fail = |value| {
+            let section = rela_section.target;
+            overflow(cell, object, section, &r, "R_X86_64_64", value)
+        };
+        let offset = r
+            .r_offset
+            .checked_add(8)
+            .filter(|end| *end <= placed.size as u64)
+            .and_then(|_| placed.offset.checked_add(r.r_offset as usize));
+        let Some(offset) = offset else {
+            return Err(fail(i128::from(r.r_offset)));
+        };
+        let Ok(word) = mapping.read(offset, 8) else {
+            return Err(fail(i128::from(r.r_offset)));
+        };
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(word);
+        let value = base + i128::from(i64::from_le_bytes(bytes));
+        if reloc::write(mapping, offset, Field::Word64, value).is_err() {
+            return Err(fail(value));
+        }
+    }
     Ok(())
 }
 

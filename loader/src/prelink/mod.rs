@@ -91,38 +91,57 @@ pub struct Prelinked {
     pub object: Vec<u8>,
     /// The relocations applied.
     pub applied: usize,
-    /// The relocations left for the load (of loaded sections).
+    /// The 64-bit words the load adds the mapping's address to.
+    pub relative: usize,
+    /// The relocations left for the load in full (of every section, loaded or not).
     pub left: usize,
+}
+
+/// What the build does with one relocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ahead {
+    /// Nothing: the load applies it in full.
+    Left,
+    /// Writes the field's offset in the mapping (S + A less the mapping's address): the load adds
+    /// the mapping's address.
+    Relative(i64),
+    /// Writes the value: the layout alone decides it.
+    Applied(i32),
 }
 
 /// Prelinks `object`, the object of cell `cell`, for a platform with pages of `page` bytes (the
 /// module's doc).
 pub fn prelink(cell: &str, object: &[u8], page: usize) -> Result<Prelinked, PrelinkError> {
-    // Which relocations are constant does not depend on the GOT's order; the GOT's order does
-    // depend on the relocations' (a slot per symbol in order of first use), so the values are
-    // computed with the layout of the reordered object.
+    // What the build does with a relocation does not depend on the GOT's order; the GOT's order
+    // does depend on the relocations' (a slot per symbol in order of first use), so the values
+    // are computed with the layout of the reordered object.
     let mut out = object.to_vec();
-    let mut residual = Vec::new();
+    let (mut residual, mut relative) = (Vec::new(), Vec::new());
     {
         let parsed = parse::parse(cell, object)?;
         let plan = layout::plan(cell, &parsed, page)?;
         for rela in &parsed.rela_sections {
             let placed = placed_with_bytes(&parsed, &plan, rela.target);
-            let entries = parsed.relas(rela).zip(rela.entries().iter());
-            let (constant, left): (Vec<_>, Vec<_>) = entries
-                .partition(|(r, _)| placed.is_some_and(|p| value(&parsed, &plan, &p, r).is_some()));
-            residual.push(left.len() as u32);
+            let mut groups: [Vec<&[u8; 24]>; 3] = Default::default();
+            for (r, bytes) in parsed.relas(rela).zip(rela.entries().iter()) {
+                let group = match placed.map(|p| ahead(&parsed, &plan, &p, &r)) {
+                    None | Some(Ahead::Left) => 0,
+                    Some(Ahead::Relative(_)) => 1,
+                    Some(Ahead::Applied(_)) => 2,
+                };
+                groups[group].push(bytes);
+            }
+            residual.push(groups[0].len() as u32);
+            relative.push(groups[1].len() as u32);
             let at = parsed.sections[rela.file_section].sh_offset as usize;
-            for (k, (_, bytes)) in left.iter().chain(&constant).enumerate() {
+            for (k, bytes) in groups.iter().flatten().enumerate() {
                 let start = at + k * bytes.len();
                 out[start..start + bytes.len()].copy_from_slice(*bytes);
             }
         }
     }
-    let mut patches = Vec::new();
+    let mut patches: Vec<(usize, Ahead)> = Vec::new();
     let mut direct = Vec::new();
-    let mut applied = 0;
-    let mut left = 0;
     let digest = {
         let parsed = parse::parse(cell, &out)?;
         let plan = layout::plan(cell, &parsed, page)?;
@@ -131,42 +150,59 @@ pub fn prelink(cell: &str, object: &[u8], page: usize) -> Result<Prelinked, Prel
                 continue;
             };
             let at = parsed.sections[rela.target].sh_offset as usize;
-            left += residual[k] as usize;
-            for r in parsed.relas(rela).skip(residual[k] as usize) {
-                // Constant under the first layout, so under this one: the same symbols have
+            let (left, relative) = (residual[k] as usize, relative[k] as usize);
+            for (i, r) in parsed.relas(rela).enumerate().skip(left) {
+                // Of its group under the first layout, so under this one: the same symbols have
                 // slots and stubs, and the sections are where they were.
-                let Some(v) = value(&parsed, &plan, &placed, &r) else {
+                let what = ahead(&parsed, &plan, &placed, &r);
+                let group_holds = match what {
+                    Ahead::Relative(_) => i < left + relative,
+                    Ahead::Applied(_) => i >= left + relative,
+                    Ahead::Left => false,
+                };
+                if !group_holds {
                     return Err(PrelinkError::Inconsistent {
                         cell: cell.into(),
                         offset: r.r_offset,
                     });
-                };
-                patches.push((at + r.r_offset as usize, v));
-                applied += 1;
-                if reloc::lookup(r.r_type).is_some_and(|t| t.formula == Formula::Pc32) {
+                }
+                patches.push((at + r.r_offset as usize, what));
+                let slotless = reloc::lookup(r.r_type)
+                    .is_some_and(|t| matches!(t.formula, Formula::Pc32 | Formula::Abs64));
+                if slotless {
                     direct.push(r.r_sym.0 as u32);
                 }
             }
         }
         digest(&parsed, &plan)
     };
-    for (at, v) in patches {
-        out[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    let mut applied = 0;
+    for (at, what) in patches {
+        match what {
+            Ahead::Applied(v) => {
+                out[at..at + 4].copy_from_slice(&v.to_le_bytes());
+                applied += 1;
+            }
+            Ahead::Relative(v) => out[at..at + 8].copy_from_slice(&v.to_le_bytes()),
+            Ahead::Left => {}
+        }
     }
     direct.sort_unstable();
     direct.dedup();
+    let at_load: Vec<u32> = residual.iter().zip(&relative).map(|(a, b)| a + b).collect();
     let unwind = {
         let parsed = parse::parse(cell, &out)?;
         let plan = layout::plan(cell, &parsed, page)?;
-        unwind::checked_table(&parsed, &plan, page, &residual)
+        unwind::checked_table(&parsed, &plan, page, &at_load)
     };
-    let section = format::encode(digest, unwind, &residual, &direct);
+    let section = format::encode(digest, unwind, &residual, &relative, &direct);
     let object = append::append_section(&out, SECTION, &section)
         .ok_or_else(|| PrelinkError::NoRoomForSection { cell: cell.into() })?;
     Ok(Prelinked {
         object,
         applied,
-        left,
+        relative: relative.iter().map(|n| *n as usize).sum(),
+        left: residual.iter().map(|n| *n as usize).sum(),
     })
 }
 
@@ -209,33 +245,43 @@ fn own_offset(object: &Object<'_>, layout: &Layout, sym: SymbolIndex) -> Option<
     Some(offset as i128)
 }
 
-/// The value relocation `r` of a section placed at `placed` writes, when the layout alone decides
-/// it and it fits its field; the same formulas as [`crate::link`]'s with the mapping at 0.
-fn value(object: &Object<'_>, layout: &Layout, placed: &Placed, r: &Rela) -> Option<i32> {
-    let ty = reloc::lookup(r.r_type)?;
-    if ty.field != Field::Signed32 {
-        return None;
-    }
-    let end = r.r_offset.checked_add(ty.field.width() as u64)?;
-    if end > placed.size as u64 {
-        return None; // refused by the load, with its section and offset
+/// What the build does with relocation `r` of a section placed at `placed`: the value it writes
+/// when the layout alone decides it and it fits its field, the offset when the load only adds
+/// the mapping's address; the same formulas as [`crate::link`]'s with the mapping at 0.
+fn ahead(object: &Object<'_>, layout: &Layout, placed: &Placed, r: &Rela) -> Ahead {
+    let Some(ty) = reloc::lookup(r.r_type) else {
+        return Ahead::Left;
+    };
+    let end = r.r_offset.checked_add(ty.field.width() as u64);
+    if end.is_none_or(|end| end > placed.size as u64) {
+        return Ahead::Left; // refused by the load, with its section and offset
     }
     let p = placed.offset as i128 + i128::from(r.r_offset);
     let a = i128::from(r.r_addend);
     let sym = r.r_sym;
     let slot = |rel: u32| (rel != NONE).then(|| layout.got_offset as i128 + i128::from(rel));
     let target = match ty.formula {
-        Formula::Pc32 => own_offset(object, layout, sym)?,
-        Formula::Plt32 if layout.stubs[sym] != NONE => {
-            layout.stubs_offset as i128 + i128::from(layout.stubs[sym])
+        Formula::Abs64 => {
+            let offset = own_offset(object, layout, sym).map(|s| s + a);
+            return match offset.and_then(|o| i64::try_from(o).ok()) {
+                Some(o) => Ahead::Relative(o),
+                None => Ahead::Left,
+            };
         }
-        Formula::Plt32 => own_offset(object, layout, sym)?,
-        Formula::GotPcRel => slot(layout.got[sym])?,
-        Formula::TlsGd => slot(layout.tlsgd[sym])?,
-        Formula::TlsLd => slot(layout.tlsld)?,
-        Formula::Abs64 | Formula::DtpOff32 => return None,
+        Formula::Pc32 => own_offset(object, layout, sym),
+        Formula::Plt32 if layout.stubs[sym] != NONE => {
+            Some(layout.stubs_offset as i128 + i128::from(layout.stubs[sym]))
+        }
+        Formula::Plt32 => own_offset(object, layout, sym),
+        Formula::GotPcRel => slot(layout.got[sym]),
+        Formula::TlsGd => slot(layout.tlsgd[sym]),
+        Formula::TlsLd => slot(layout.tlsld),
+        Formula::DtpOff32 => None,
     };
-    i32::try_from(target + a - p).ok()
+    match target.and_then(|t| i32::try_from(t + a - p).ok()) {
+        Some(v) if ty.field == Field::Signed32 => Ahead::Applied(v),
+        _ => Ahead::Left,
+    }
 }
 
 /// What the layout the values were computed for is, in one word: every loaded section's place,

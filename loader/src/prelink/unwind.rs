@@ -21,13 +21,13 @@ const BASES: [u64; 2] = [0x1000_0000_0000, 0x5555_5555_0000];
 
 /// The hash of the unwind table the load of `object` (prelinked, laid out as `layout` with pages of
 /// `page` bytes) will register, when the build can vouch for it: no relocation into it is left
-/// for the load (`residual`: per relocation section, how many are left) and it passes the check
+/// for the load (`at_load`: per relocation section, how many it applies) and it passes the check
 /// at any address. `None` otherwise.
 pub(super) fn checked_table(
     object: &Object<'_>,
     layout: &Layout,
     page: usize,
-    residual: &[u32],
+    at_load: &[u32],
 ) -> Option<u64> {
     let span = layout.eh_frame.filter(|s| s.len > 4)?;
     let mut eh_frames = layout
@@ -41,7 +41,7 @@ pub(super) fn checked_table(
     let relocated_at_load = object
         .rela_sections
         .iter()
-        .zip(residual)
+        .zip(at_load)
         .any(|(rela, left)| rela.target == index && *left > 0);
     if relocated_at_load {
         return None;

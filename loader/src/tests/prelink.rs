@@ -5,13 +5,14 @@ use alloc::format;
 use alloc::vec::Vec;
 use core::ops::Range;
 
-use super::link::{field32, section, user_lands_where_the_psabi_says};
+use super::link::{field32, section, symbol, user_lands_where_the_psabi_says};
 use super::unwind::cell_with_table;
 use crate::error::LoadError;
 use crate::malformation::{EhFrameFault, Malformation};
 use crate::parse;
 use crate::prelink::{self, accepted};
 use crate::testing::cells::{provider, u_g, u_layout, user};
+use crate::testing::elf::{mangle, Cell, Kind, R_64};
 use crate::testing::{system, PAGE};
 use crate::CellSpec;
 use crate_metadata::LoadStats;
@@ -172,4 +173,33 @@ fn a_table_the_build_refuses_gets_no_record() {
             ..
         })
     ));
+}
+
+#[test]
+fn a_word_that_points_into_the_cell_gets_the_mapping_address_added() {
+    let mut cell = Cell::new();
+    let name = mangle("x::TABLE", 1);
+    let (_, table) = cell.static_data(&name, &[7; 16]);
+    let word = cell.section(".data.rel.ro.x", Kind::Data, &[0; 8], 8);
+    cell.reloc(word, 0, table, R_64, 8);
+    let object = cell.bytes();
+    let prelinked = prelink::prelink("x", &object, PAGE).unwrap();
+    assert_eq!(
+        (prelinked.applied, prelinked.relative, prelinked.left),
+        (0, 1, 0)
+    );
+    for (bytes, prelinked) in [(&prelinked.object, 0), (&object, 0)] {
+        let (mut system, ns) = system();
+        let id = system.load(ns, CellSpec::named("x"), bytes).unwrap();
+        let at = section(&system, id, ".data.rel.ro.x");
+        let target = symbol(&system, id, &name);
+        let mapping = &system.mapped[&id].mapping;
+        let read = mapping.read(mapping.offset_of(at).unwrap(), 8).unwrap();
+        assert_eq!(u64::from_le_bytes(read.try_into().unwrap()), target + 8);
+        let stats = &system.registry().cell(id).unwrap().stats;
+        assert_eq!((stats.relocations, stats.prelinked), (1, prelinked));
+        // The static is reached without a slot (a swap cannot rebind it): from the build's list
+        // or from the load's own pass.
+        assert!(system.mapped[&id].direct_refs.len() == 1);
+    }
 }
