@@ -12,8 +12,7 @@ use alloc::vec::Vec;
 
 use crate::error::{malformed, LoadError};
 use crate::index::{IndexVec, SectionIndex, SymbolIndex};
-use crate::layout::Placed;
-use crate::layout::{Layout, NONE};
+use crate::layout::{Layout, Placed, NONE};
 use crate::malformation::Malformation;
 use crate::mapping::{Mapping, OutOfBounds};
 use crate::parse::{Object, Rela, RelaSection};
@@ -369,8 +368,9 @@ fn relocate<'a>(
     // Which symbols are reached without a slot, by index (a mark per symbol instead of a list
     // with one entry per relocation to sort).
     let mut direct: IndexVec<SymbolIndex, bool> = IndexVec::from_elem(false, values.len());
-    // What `cargo cell build` applied already (`crate::prelink`): the first `residual` entries of
-    // each section are left, and its direct references count.
+    // What `cargo cell build` applied already (`crate::prelink`): of each section, the first
+    // `residual` entries are applied in full, the next `relative` ones get the mapping's address
+    // added, the rest are in the bytes; its direct references count.
     let prelink = input.prelink;
     if let Some(p) = &prelink {
         for sym in p.direct() {

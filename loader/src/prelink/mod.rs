@@ -6,17 +6,21 @@
 //! or a call stub therefore holds the same value wherever the cell is mapped and whatever the
 //! namespace binds its undefined symbols to: the distance between two places of one mapping.
 //! In Rust code these are nearly all relocations (calls, string and constant addresses, GOT
-//! loads, `.eh_frame`'s code addresses); what is left for the load is what depends on the
-//! mapping's address or another cell's: 64-bit absolute words (vtables, `&'static` data), fields
-//! that reach another cell without a slot, and thread-local offsets.
+//! loads, `.eh_frame`'s code addresses). A 64-bit absolute word that points into the cell
+//! (vtables, `&'static` data) holds the mapping's address plus a constant: the build writes the
+//! constant and the load adds the address (`ld.so`'s `R_X86_64_RELATIVE`). What the load applies
+//! in full is what depends on another cell: words and fields that reach one without a slot, and
+//! thread-local offsets.
 //!
-//! [`prelink`] writes those values into the section bytes, moves the relocations it applied to
-//! the end of each relocation section (leaving the others first, in their order) and adds a
-//! [`format::SECTION`] that says how many of each section's relocations remain and which layout
-//! the values are for ([`digest`]). A load whose own layout has another digest (another page
-//! size, another loader) ignores the section and applies every relocation, as it does for an
-//! object without one. The GOT slots, stubs and edges are made at load as before: only the
-//! values of the fields are computed ahead.
+//! [`prelink`] writes those values into the section bytes, orders each relocation section as
+//! the relocations left in full, then the relative words, then the ones applied (each group in
+//! its order), and adds a [`format::SECTION`] that says how many of each group there are and
+//! which layout the values are for ([`digest`]). A load whose own layout has another digest
+//! (another page size, another loader) ignores the section and applies every relocation, as it
+//! does for an object without one, overwriting every value the build wrote. The GOT slots,
+//! stubs and edges are made at load as before: only the values of the fields are computed ahead.
+//! The section is trusted as the code is (the manifest's digest and signature cover both); every
+//! write the load makes from it is bounds-checked as any other.
 
 mod append;
 pub(crate) mod format;
