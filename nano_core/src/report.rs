@@ -13,7 +13,7 @@ pub fn cells(kernel: &Kernel) -> String {
     let registry = kernel.system().registry();
     let _ = writeln!(
         out,
-        "{:<12} {:<8} {:>9} {:>9} {:>8} {:>6} {:>5} {:>6} {:>10}  depends on",
+        "{:<12} {:<8} {:>9} {:>9} {:>8} {:>12} {:>5} {:>6} {:>10}  depends on",
         "cell", "version", "object", "mapped", "sections", "relocs", "got", "stubs", "load time"
     );
     for c in registry.cells().filter(|c| c.origin == Origin::Object) {
@@ -25,13 +25,18 @@ pub fn cells(kernel: &Kernel) -> String {
             .collect();
         let _ = writeln!(
             out,
-            "{:<12} {:<8} {:>9} {:>9} {:>8} {:>6} {:>5} {:>6} {:>8.1}µs  {}",
+            "{:<12} {:<8} {:>9} {:>9} {:>8} {:>12} {:>5} {:>6} {:>8.1}µs  {}",
             c.name,
             c.version,
             bytes(c.object_size),
             bytes(c.stats.mapped_bytes),
             c.sections.len(),
-            c.stats.relocations,
+            // Applied by the load / in all (the rest `cargo cell build` applied: the prelink).
+            format!(
+                "{}/{}",
+                c.stats.relocations,
+                c.stats.relocations + c.stats.prelinked
+            ),
             c.stats.got_slots,
             c.stats.stubs,
             c.stats.load_nanos as f64 / 1000.0,
