@@ -96,6 +96,17 @@ fn fail<T>(offset: usize, fault: Fault) -> Checked<T> {
     Err(EhFrameError { offset, fault })
 }
 
+/// The text sections `(address, size)` as [`Bounds::text`] wants them: the non-empty ones as
+/// `[start, end)`, sorted (one that would wrap the address space is left out).
+pub fn text_ranges(sections: impl Iterator<Item = (u64, u64)>) -> Vec<(u64, u64)> {
+    let mut ranges: Vec<(u64, u64)> = sections
+        .filter(|&(_, size)| size > 0)
+        .filter_map(|(start, size)| Some((start, start.checked_add(size)?)))
+        .collect();
+    ranges.sort_unstable();
+    ranges
+}
+
 /// Checks the table `bytes[..section_len]`, followed by its 4-byte zero terminator, as it lies at
 /// the address `addr`. Returns its CIEs and FDEs.
 pub fn check(bytes: &[u8], section_len: usize, addr: u64, bounds: &Bounds<'_>) -> Checked<Table> {

@@ -446,6 +446,24 @@ impl Layout {
     pub(crate) fn needs_tls_module(&self) -> bool {
         self.tls.is_some() || self.tlsld != NONE
     }
+
+    /// The text sections as (offset in the mapping, size): what an unwind table's FDEs may cover.
+    pub(crate) fn text(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.sections
+            .iter()
+            .flatten()
+            .filter(|p| p.kind == SectionKind::Text)
+            .map(|p| (p.offset, p.size))
+    }
+}
+
+impl Placed {
+    /// The offset in the mapping of a symbol at `st_value` in this section; `None` when the sum
+    /// does not fit (`parse` checked the value lies inside its section, so it always does for a
+    /// sane object).
+    pub(crate) fn offset_of(&self, st_value: u64) -> Option<usize> {
+        self.offset.checked_add(usize::try_from(st_value).ok()?)
+    }
 }
 
 /// `STT_TLS`, for callers that check symbol types.

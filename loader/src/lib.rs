@@ -60,6 +60,7 @@ mod handle;
 mod image;
 mod index;
 mod layout;
+mod le;
 mod link;
 mod malformation;
 mod mapping;

@@ -27,6 +27,7 @@ use goblin::elf64::section_header::{SectionHeader, SIZEOF_SHDR};
 
 use crate::error::{malformed, truncated, LoadError};
 use crate::index::{IndexVec, SectionIndex, SymbolIndex};
+use crate::le::{u16_at, u32_at, u64_at};
 use crate::malformation::{Malformation, Truncation};
 use crate::prelink::format::{self as prelink, Prelink};
 
@@ -301,20 +302,6 @@ fn section_bytes<'a>(bytes: &'a [u8], sh: &SectionHeader) -> &'a [u8] {
         .zip(usize::try_from(sh.sh_size).ok())
         .and_then(|(start, len)| Some(start..start.checked_add(len)?));
     range.and_then(|r| bytes.get(r)).unwrap_or(&[])
-}
-
-fn u16_at(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(w)
 }
 
 fn e_type_name(e_type: u16) -> &'static str {

@@ -76,4 +76,10 @@ impl Regions {
     pub(crate) fn total(&self) -> usize {
         self.data.end()
     }
+
+    /// What is mapped for them with pages of `page` bytes: [`Regions::total`] rounded up to whole
+    /// pages, at least one; `None` when the rounding does not fit.
+    pub(crate) fn mapped_len(&self, page: usize) -> Option<usize> {
+        Some(self.total().checked_next_multiple_of(page)?.max(page))
+    }
 }

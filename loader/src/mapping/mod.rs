@@ -53,12 +53,11 @@ pub(crate) struct Mapping {
 impl Mapping {
     /// Maps zeroed read-write memory for `regions` (their total, rounded up to whole pages).
     pub(crate) fn new(memory: &dyn Memory, regions: Regions) -> Result<Mapping, PlatformError> {
-        let page = memory.page_size();
-        let len = regions.total();
-        let len = len
-            .checked_next_multiple_of(page)
-            .ok_or(PlatformError::OutOfMemory { len })?
-            .max(page);
+        let len = regions
+            .mapped_len(memory.page_size())
+            .ok_or(PlatformError::OutOfMemory {
+                len: regions.total(),
+            })?;
         let base = memory.map(len)? as usize;
         Ok(Mapping { base, len, regions })
     }

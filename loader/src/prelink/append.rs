@@ -2,20 +2,16 @@
 
 use alloc::vec::Vec;
 
+use crate::le::{u16_at, u64_at};
+
+/// Size of the ELF header.
+const EHDR: usize = 64;
 /// Size of one `Elf64_Shdr`.
 const SHDR: usize = 64;
 /// `SHT_PROGBITS`.
 const PROGBITS: u32 = 1;
 /// From this count on, ELF keeps the section count elsewhere (extended numbering).
 const LORESERVE: usize = 0xff00;
-
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
-}
 
 fn pad_to_8(out: &mut Vec<u8>) {
     out.resize(out.len().next_multiple_of(8), 0);
@@ -28,19 +24,22 @@ fn pad_to_8(out: &mut Vec<u8>) {
 /// headers stay in the file, unused). `None` when `object` does not have that shape or its
 /// section count would need ELF's extended numbering.
 pub(crate) fn append_section(object: &[u8], name: &str, data: &[u8]) -> Option<Vec<u8>> {
-    if object.get(..6)? != b"\x7fELF\x02\x01" || usize::from(u16_at(object, 58)?) != SHDR {
+    if object.len() < EHDR
+        || &object[..6] != b"\x7fELF\x02\x01"
+        || usize::from(u16_at(object, 58)) != SHDR
+    {
         return None;
     }
-    let shoff = usize::try_from(u64_at(object, 40)?).ok()?;
-    let shnum = usize::from(u16_at(object, 60)?);
-    let shstrndx = usize::from(u16_at(object, 62)?);
+    let shoff = usize::try_from(u64_at(object, 40)).ok()?;
+    let shnum = usize::from(u16_at(object, 60));
+    let shstrndx = usize::from(u16_at(object, 62));
     if shnum == 0 || shnum + 1 >= LORESERVE || shstrndx >= shnum {
         return None;
     }
     let headers = object.get(shoff..shoff.checked_add(shnum * SHDR)?)?;
     let names_header = &headers[shstrndx * SHDR..(shstrndx + 1) * SHDR];
-    let names_at = usize::try_from(u64_at(names_header, 24)?).ok()?;
-    let names_len = usize::try_from(u64_at(names_header, 32)?).ok()?;
+    let names_at = usize::try_from(u64_at(names_header, 24)).ok()?;
+    let names_len = usize::try_from(u64_at(names_header, 32)).ok()?;
     let names = object.get(names_at..names_at.checked_add(names_len)?)?;
 
     let mut out = Vec::with_capacity(object.len() + data.len() + names_len + headers.len() + 256);

@@ -26,6 +26,8 @@
 
 use alloc::vec::Vec;
 
+use crate::le::{u32_at, u64_at};
+
 /// The section's name.
 pub const SECTION: &str = ".cell.prelink";
 /// Its first bytes.
@@ -45,16 +47,6 @@ pub(crate) struct Prelink<'a> {
     relative: &'a [u8],
     /// `direct` little-endian `u32`s.
     direct: &'a [u8],
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(w)
 }
 
 impl<'a> Prelink<'a> {

@@ -243,10 +243,7 @@ fn own_offset(object: &Object<'_>, layout: &Layout, sym: SymbolIndex) -> Option<
     if matches!(placed.kind, SectionKind::TlsData | SectionKind::TlsBss) {
         return None;
     }
-    let offset = placed
-        .offset
-        .checked_add(usize::try_from(s.st_value).ok()?)?;
-    Some(offset as i128)
+    Some(placed.offset_of(s.st_value)? as i128)
 }
 
 /// What the build does with relocation `r` of a section placed at `placed`: the value it writes

@@ -5,7 +5,6 @@
 //! would relocate, or one that does not pass, gets no record, and the load checks it as before.
 
 use alloc::vec;
-use alloc::vec::Vec;
 
 use super::hash_bytes;
 use crate::eh_frame::{self, Bounds, Table};
@@ -50,11 +49,7 @@ pub(super) fn checked_table(
     let bytes = object.section_bytes(index);
     let mut image = vec![0u8; span.len];
     image.get_mut(..bytes.len())?.copy_from_slice(bytes);
-    let mapping_len = layout
-        .regions
-        .total()
-        .checked_next_multiple_of(page)?
-        .max(page);
+    let mapping_len = layout.regions.mapped_len(page)?;
     let [first, second] =
         BASES.map(|base| check_at(&image, span.offset, layout, mapping_len, base));
     let moved = moved_by(&first?, &second?, BASES[1] - BASES[0]);
@@ -69,14 +64,11 @@ fn check_at(
     mapping_len: usize,
     base: u64,
 ) -> Option<Table> {
-    let mut text: Vec<(u64, u64)> = layout
-        .sections
-        .iter()
-        .flatten()
-        .filter(|p| p.kind == SectionKind::Text && p.size > 0)
-        .map(|p| (base + p.offset as u64, base + (p.offset + p.size) as u64))
-        .collect();
-    text.sort_unstable();
+    let text = eh_frame::text_ranges(
+        layout
+            .text()
+            .map(|(offset, size)| (base + offset as u64, size as u64)),
+    );
     let bounds = Bounds {
         text: &text,
         mapping: (base, base + mapping_len as u64),

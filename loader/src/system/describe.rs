@@ -35,8 +35,7 @@ pub(crate) fn symbol_address(
     if in_tls_block {
         return (placed.tls_offset as u64).checked_add(st_value);
     }
-    let offset = placed.offset.checked_add(usize::try_from(st_value).ok()?)?;
-    mapping.checked_addr(offset)
+    mapping.checked_addr(placed.offset_of(st_value)?)
 }
 
 /// One symbol the cell exports, before the cell has an id.

@@ -2,8 +2,6 @@
 //! `publish` registers it, and on request for a loaded cell ([`System::unwind_table`]: its FDEs
 //! as the unwinder reads them).
 
-use alloc::vec::Vec;
-
 use super::System;
 use crate::eh_frame::{self, Bounds, EhFrameError, Table};
 use crate::error::{malformed, LoadError};
@@ -41,13 +39,10 @@ pub(super) fn check_unwind_table(
     if checked_at_build.is_some_and(|h| h == prelink::hash_bytes(bytes)) {
         return Ok(true);
     }
-    let text = sorted(
+    let text = eh_frame::text_ranges(
         layout
-            .sections
-            .iter()
-            .flatten()
-            .filter(|p| p.kind == SectionKind::Text)
-            .map(|p| (mapping.addr(p.offset), p.size as u64)),
+            .text()
+            .map(|(offset, size)| (mapping.addr(offset), size as u64)),
     );
     let addr = mapping.addr(span.offset);
     checked(bytes, span.len - 4, addr, &text, mapping)
@@ -74,23 +69,13 @@ impl<P: Platform> System<P> {
             .iter()
             .find(|s| s.kind == SectionKind::EhFrame)?;
         let text = cell.sections.iter().filter(|s| s.kind == SectionKind::Text);
-        let text = sorted(text.map(|s| (s.addr, s.size)));
+        let text = eh_frame::text_ranges(text.map(|s| (s.addr, s.size)));
         let len = usize::try_from(eh.size).ok()?;
         let bytes = mapping
             .read(mapping.offset_of(eh.addr)?, len.checked_add(4)?)
             .ok()?;
         Some(checked(bytes, len, eh.addr, &text, mapping))
     }
-}
-
-/// The non-empty sections of `(address, size)` as sorted `[start, end)` ranges.
-fn sorted(sections: impl Iterator<Item = (u64, u64)>) -> Vec<(u64, u64)> {
-    let mut ranges: Vec<(u64, u64)> = sections
-        .filter(|&(_, size)| size > 0)
-        .filter_map(|(start, size)| Some((start, start.checked_add(size)?)))
-        .collect();
-    ranges.sort_unstable();
-    ranges
 }
 
 fn checked(
