@@ -4,8 +4,9 @@
 //! - `.text`, `SHT_NOBITS`, at the cell's text region (its address and size: the debugger maps
 //!   the file's sections at their `sh_addr`, taken as absolute);
 //! - `.symtab` / `.strtab`: one `STT_FUNC` symbol per function of the cell
-//!   ([`crate_metadata::Cell::functions`]) under its path without the hash (`memfs::read`, what
-//!   `break` takes), with its absolute address and size;
+//!   ([`crate_metadata::Cell::functions_unordered`]: a symbol table need not be sorted) under its
+//!   path without the hash (`memfs::read`, what `break` takes), with its absolute address and
+//!   size;
 //! - `.shstrtab`;
 //! - `.eh_frame`, a copy of the cell's relocated one at its runtime address, so that the debugger
 //!   unwinds through cell frames (its pointers are PC-relative, so they hold at that address).

@@ -85,7 +85,7 @@ fn perf_name(cell: &Cell, f: &Function<'_>) -> String {
 
 /// The perf map lines of one cell.
 fn perf_lines(cell: &Cell, out: &mut String) {
-    for f in cell.functions() {
+    for f in cell.functions_unordered() {
         perf_map::line(out, f.addr, f.size, &perf_name(cell, &f));
     }
 }
@@ -108,7 +108,7 @@ impl Debuggers for HostedDebuggers {
         let cell = copy_of(image.cell);
         let jit = gdb_jit::register(elf::symfile(&elf::Symfile {
             text: image.text,
-            functions: &cell.functions(),
+            functions: &cell.functions_unordered(),
             eh_frame: image.eh_frame,
         }));
         if perf_map::enabled() {
