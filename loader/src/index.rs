@@ -90,6 +90,11 @@ impl<I: Idx, T> IndexVec<I, T> {
         self.items.get(i.index())
     }
 
+    /// The entry at `i`, mutably, if there is one.
+    pub(crate) fn get_mut(&mut self, i: I) -> Option<&mut T> {
+        self.items.get_mut(i.index())
+    }
+
     /// The entries in index order.
     pub(crate) fn iter(&self) -> core::slice::Iter<'_, T> {
         self.items.iter()

@@ -28,6 +28,7 @@ use crate::error::{malformed, LoadError};
 use crate::index::{IndexVec, SectionIndex, SymbolIndex};
 use crate::malformation::Malformation;
 use crate::parse::Object;
+use crate::prelink::format::{Numbering, SlotLists};
 use crate::region::{Region, Regions, Span};
 use crate::reloc::{self, Formula};
 use crate_metadata::SectionKind;
@@ -155,7 +156,30 @@ fn size(value: u64) -> Result<usize, Overflow> {
 pub(crate) fn plan(cell: &str, object: &Object<'_>, page: usize) -> Result<Layout, LoadError> {
     let kinds = classify_all(cell, object)?;
     count_slots(object, &kinds)
+        .and_then(|ordinals| ordinals.slots())
         .and_then(|slots| place(object, &kinds, slots, page))
+        .map_err(|Overflow| malformed(cell, Malformation::LayoutOverflow))
+}
+
+/// The layout of `object` with its GOT and stubs numbered by `lists` (a `.cell.prelink`'s, the
+/// numbering [`plan`] gave at build time) instead of by a walk of every relocation; `None` when
+/// the lists number no layout: a symbol twice in one list, or a stub without a GOT slot. The
+/// caller checks the layout against the table's digest, and plans from the relocations when it
+/// differs.
+pub(crate) fn plan_numbered(
+    cell: &str,
+    object: &Object<'_>,
+    page: usize,
+    lists: &SlotLists<'_>,
+) -> Result<Option<Layout>, LoadError> {
+    let kinds = classify_all(cell, object)?;
+    let Some(ordinals) = Ordinals::from_lists(object.syms.len(), lists) else {
+        return Ok(None);
+    };
+    ordinals
+        .slots()
+        .and_then(|slots| place(object, &kinds, slots, page))
+        .map(Some)
         .map_err(|Overflow| malformed(cell, Malformation::LayoutOverflow))
 }
 
@@ -208,24 +232,113 @@ struct Slots {
     stub_count: usize,
 }
 
-/// Counts and numbers the slots: the GOT holds the TLS pairs first (16 bytes each), then the
-/// single slots; each stub is [`STUB_SIZE`] bytes. There is at most one slot, pair and stub per
-/// symbol (and one more pair), so refusing a table of [`MAX_SYMBOLS`] or more symbols keeps every
-/// count below `u32::MAX`; the offsets made from them are checked all the same.
+/// The slots numbered in order of first use (each kind from 0), before they are made offsets.
+struct Ordinals {
+    got: IndexVec<SymbolIndex, u32>,
+    tlsgd: IndexVec<SymbolIndex, u32>,
+    stubs: IndexVec<SymbolIndex, u32>,
+    singles: u32,
+    pairs: u32,
+    stub_count: u32,
+    want_pair_ld: bool,
+}
+
+impl Ordinals {
+    /// No slot yet, for a table of `nsyms` symbols. Refusing a table of [`MAX_SYMBOLS`] or more
+    /// keeps every count below `u32::MAX` (at most one slot, pair and stub per symbol).
+    fn new(nsyms: usize) -> Result<Ordinals, Overflow> {
+        if nsyms >= MAX_SYMBOLS {
+            return Err(Overflow);
+        }
+        Ok(Ordinals {
+            got: IndexVec::from_elem(NONE, nsyms),
+            tlsgd: IndexVec::from_elem(NONE, nsyms),
+            stubs: IndexVec::from_elem(NONE, nsyms),
+            singles: 0,
+            pairs: 0,
+            stub_count: 0,
+            want_pair_ld: false,
+        })
+    }
+
+    /// The numbering `lists` gives (every symbol checked against the table when it was read);
+    /// `None` when it numbers a symbol twice in one list or gives a stub no GOT slot, which
+    /// [`count_slots`] never does.
+    fn from_lists(nsyms: usize, lists: &SlotLists<'_>) -> Option<Ordinals> {
+        let mut o = Ordinals::new(nsyms).ok()?;
+        let number = |table: &mut IndexVec<SymbolIndex, u32>,
+                      syms: &mut dyn Iterator<Item = usize>| {
+            let mut n = 0u32;
+            for sym in syms {
+                let entry = table.get_mut(SymbolIndex(sym))?;
+                if *entry != NONE {
+                    return None;
+                }
+                *entry = n;
+                n += 1;
+            }
+            Some(n)
+        };
+        o.singles = number(&mut o.got, &mut lists.singles())?;
+        o.pairs = number(&mut o.tlsgd, &mut lists.pairs())?;
+        o.stub_count = number(&mut o.stubs, &mut lists.stubs())?;
+        o.want_pair_ld = lists.tlsld;
+        let stubs_have_slots = (lists.stubs()).all(|sym| o.got[SymbolIndex(sym)] != NONE);
+        stubs_have_slots.then_some(o)
+    }
+
+    /// The slots as offsets: the GOT holds the TLS pairs first (16 bytes each, the `TLSLD` one
+    /// last), then the single slots; each stub is [`STUB_SIZE`] bytes. The offsets are checked.
+    fn slots(self) -> Result<Slots, Overflow> {
+        let Ordinals {
+            mut got,
+            mut tlsgd,
+            mut stubs,
+            singles,
+            mut pairs,
+            stub_count,
+            want_pair_ld,
+        } = self;
+        let mut tlsld = NONE;
+        if want_pair_ld {
+            tlsld = pairs;
+            pairs += 1;
+        }
+        let mul = |a: u32, b: u32| a.checked_mul(b).ok_or(Overflow);
+        let pair_bytes = mul(pairs, 16)?;
+        for t in tlsgd.items_mut().filter(|t| **t != NONE) {
+            *t = mul(*t, 16)?;
+        }
+        if tlsld != NONE {
+            tlsld = mul(tlsld, 16)?;
+        }
+        for g in got.items_mut().filter(|g| **g != NONE) {
+            *g = pair_bytes.checked_add(mul(*g, 8)?).ok_or(Overflow)?;
+        }
+        for s in stubs.items_mut().filter(|s| **s != NONE) {
+            *s = mul(*s, STUB_SIZE as u32)?;
+        }
+        let got_len = add(
+            pair_bytes as usize,
+            (singles as usize).checked_mul(8).ok_or(Overflow)?,
+        )?;
+        Ok(Slots {
+            got,
+            tlsgd,
+            stubs,
+            tlsld,
+            got_len,
+            stub_count: stub_count as usize,
+        })
+    }
+}
+
+/// Numbers the slots in order of first use, from a walk of every relocation of a loaded section.
 fn count_slots(
     object: &Object<'_>,
     kinds: &IndexVec<SectionIndex, Option<SectionKind>>,
-) -> Result<Slots, Overflow> {
-    let nsyms = object.syms.len();
-    if nsyms >= MAX_SYMBOLS {
-        return Err(Overflow);
-    }
-    let mut got = IndexVec::from_elem(NONE, nsyms);
-    let mut tlsgd = IndexVec::from_elem(NONE, nsyms);
-    let mut stubs = IndexVec::from_elem(NONE, nsyms);
-    let mut tlsld = NONE;
-    let (mut singles, mut pairs, mut stub_count) = (0u32, 0u32, 0u32);
-    let mut want_pair_ld = false;
+) -> Result<Ordinals, Overflow> {
+    let mut o = Ordinals::new(object.syms.len())?;
     for section in &object.rela_sections {
         if kinds[section.target].is_none() {
             continue; // relocations of sections that are not loaded (debug info) are ignored
@@ -236,57 +349,28 @@ fn count_slots(
             };
             let sym = r.r_sym;
             match ty.formula {
-                Formula::GotPcRel if got[sym] == NONE => {
-                    got[sym] = singles;
-                    singles += 1;
+                Formula::GotPcRel if o.got[sym] == NONE => {
+                    o.got[sym] = o.singles;
+                    o.singles += 1;
                 }
-                Formula::Plt32 if object.syms[sym].is_undefined() && stubs[sym] == NONE => {
-                    stubs[sym] = stub_count;
-                    stub_count += 1;
-                    if got[sym] == NONE {
-                        got[sym] = singles;
-                        singles += 1;
+                Formula::Plt32 if object.syms[sym].is_undefined() && o.stubs[sym] == NONE => {
+                    o.stubs[sym] = o.stub_count;
+                    o.stub_count += 1;
+                    if o.got[sym] == NONE {
+                        o.got[sym] = o.singles;
+                        o.singles += 1;
                     }
                 }
-                Formula::TlsGd if tlsgd[sym] == NONE => {
-                    tlsgd[sym] = pairs;
-                    pairs += 1;
+                Formula::TlsGd if o.tlsgd[sym] == NONE => {
+                    o.tlsgd[sym] = o.pairs;
+                    o.pairs += 1;
                 }
-                Formula::TlsLd => want_pair_ld = true,
+                Formula::TlsLd => o.want_pair_ld = true,
                 _ => {}
             }
         }
     }
-    if want_pair_ld {
-        tlsld = pairs;
-        pairs += 1;
-    }
-    let mul = |a: u32, b: u32| a.checked_mul(b).ok_or(Overflow);
-    let pair_bytes = mul(pairs, 16)?;
-    for t in tlsgd.items_mut().filter(|t| **t != NONE) {
-        *t = mul(*t, 16)?;
-    }
-    if tlsld != NONE {
-        tlsld = mul(tlsld, 16)?;
-    }
-    for g in got.items_mut().filter(|g| **g != NONE) {
-        *g = pair_bytes.checked_add(mul(*g, 8)?).ok_or(Overflow)?;
-    }
-    for s in stubs.items_mut().filter(|s| **s != NONE) {
-        *s = mul(*s, STUB_SIZE as u32)?;
-    }
-    let got_len = add(
-        pair_bytes as usize,
-        (singles as usize).checked_mul(8).ok_or(Overflow)?,
-    )?;
-    Ok(Slots {
-        got,
-        tlsgd,
-        stubs,
-        tlsld,
-        got_len,
-        stub_count: stub_count as usize,
-    })
+    Ok(o)
 }
 
 /// Places the sections region by region, in file order within each, then the stubs after the
@@ -445,6 +529,28 @@ impl Layout {
     /// Whether any symbol of kind `STT_TLS` needs the cell's own TLS module.
     pub(crate) fn needs_tls_module(&self) -> bool {
         self.tls.is_some() || self.tlsld != NONE
+    }
+
+    /// The numbering of the GOT and the stubs, as `.cell.prelink` records it: the symbol of each
+    /// single slot, pair and stub in order ([`plan_numbered`] reads it back).
+    pub(crate) fn numbering(&self) -> Numbering {
+        // Each kind's entries are spaced evenly from its first: 8 bytes a slot after the pairs,
+        // 16 a pair, one stub size a stub.
+        let pairs_len = self.got_len - 8 * self.got.iter().filter(|g| **g != NONE).count();
+        let ordered = |table: &IndexVec<SymbolIndex, u32>, first: u32, size: u32| {
+            let mut list: Vec<(u32, u32)> = (table.iter_enumerated())
+                .filter(|(_, at)| **at != NONE)
+                .map(|(sym, at)| ((at - first) / size, sym.0 as u32))
+                .collect();
+            list.sort_unstable();
+            list.into_iter().map(|(_, sym)| sym).collect()
+        };
+        Numbering {
+            singles: ordered(&self.got, pairs_len as u32, 8),
+            pairs: ordered(&self.tlsgd, 0, 16),
+            stubs: ordered(&self.stubs, 0, STUB_SIZE as u32),
+            tlsld: self.tlsld != NONE,
+        }
     }
 
     /// The text sections as (offset in the mapping, size): what an unwind table's FDEs may cover.

@@ -146,7 +146,7 @@ pub fn prelink(cell: &str, object: &[u8], page: usize) -> Result<Prelinked, Prel
     }
     let mut patches: Vec<(usize, Ahead)> = Vec::new();
     let mut direct = Vec::new();
-    let digest = {
+    let (digest, numbering) = {
         let parsed = parse::parse(cell, &out)?;
         let plan = layout::plan(cell, &parsed, page)?;
         for (k, rela) in parsed.rela_sections.iter().enumerate() {
@@ -178,7 +178,7 @@ pub fn prelink(cell: &str, object: &[u8], page: usize) -> Result<Prelinked, Prel
                 }
             }
         }
-        digest(&parsed, &plan)
+        (digest(&parsed, &plan), plan.numbering())
     };
     let mut applied = 0;
     for (at, what) in patches {
@@ -199,7 +199,7 @@ pub fn prelink(cell: &str, object: &[u8], page: usize) -> Result<Prelinked, Prel
         let plan = layout::plan(cell, &parsed, page)?;
         unwind::checked_table(&parsed, &plan, page, &at_load)
     };
-    let section = format::encode(digest, unwind, &residual, &relative, &direct);
+    let section = format::encode(digest, unwind, &residual, &relative, &direct, &numbering);
     let object = append::append_section(&out, SECTION, &section)
         .ok_or_else(|| PrelinkError::NoRoomForSection { cell: cell.into() })?;
     Ok(Prelinked {
@@ -210,19 +210,37 @@ pub fn prelink(cell: &str, object: &[u8], page: usize) -> Result<Prelinked, Prel
     })
 }
 
-/// The object's `.cell.prelink` when it was made for `layout`: what the load of it uses.
-pub(crate) fn for_layout<'a>(object: &Object<'a>, layout: &Layout) -> Option<format::Prelink<'a>> {
-    object
-        .prelink
-        .filter(|p| p.digest == digest(object, layout))
+/// The layout a load of `object` uses, with the object's `.cell.prelink` when the table was made
+/// for that layout. The GOT and the stubs are numbered from the table's lists when it has a
+/// table (no walk of every relocation); when the layout that gives does not have the table's
+/// digest, they are numbered from the relocations, as for an object without a table, and the
+/// table is used only if it was made for that layout.
+pub(crate) fn plan<'a>(
+    cell: &str,
+    object: &Object<'a>,
+    page: usize,
+) -> Result<(Layout, Option<format::Prelink<'a>>), LoadError> {
+    if let Some(table) = object.prelink {
+        let numbered = layout::plan_numbered(cell, object, page, &table.slots)?;
+        if let Some(layout) = numbered.filter(|l| digest(object, l) == table.digest) {
+            return Ok((layout, Some(table)));
+        }
+    }
+    let layout = layout::plan(cell, object, page)?;
+    let table = (object.prelink).filter(|p| p.digest == digest(object, &layout));
+    Ok((layout, table))
 }
 
 /// Whether a load of `object` (a prelinked one) on a platform with pages of `page` bytes uses its
-/// [`SECTION`]: it has one that fits it, made for the layout the load computes.
+/// [`SECTION`]: it has one that fits it, made for the layout the load computes, numbered from
+/// its lists.
 pub fn accepted(cell: &str, object: &[u8], page: usize) -> Result<bool, LoadError> {
     let parsed = parse::parse(cell, object)?;
-    let plan = layout::plan(cell, &parsed, page)?;
-    Ok(for_layout(&parsed, &plan).is_some())
+    let Some(table) = parsed.prelink else {
+        return Ok(false);
+    };
+    let numbered = layout::plan_numbered(cell, &parsed, page, &table.slots)?;
+    Ok(numbered.is_some_and(|l| digest(&parsed, &l) == table.digest))
 }
 
 /// Where section `index` goes, if it is loaded and has bytes in the file to write values into.

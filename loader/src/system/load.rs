@@ -13,13 +13,13 @@ use super::unwind::check_unwind_table;
 use super::{CellSpec, Mapped, System};
 use crate::error::{malformed, LoadError};
 use crate::index::{IndexVec, SymbolIndex};
-use crate::layout::{self, Layout, TLS_SYMBOL};
+use crate::layout::{Layout, TLS_SYMBOL};
 use crate::link::{self, Bindings, ExternalNames, LinkInput, OwnSlot, Target};
 use crate::malformation::Malformation;
 use crate::mapping::Mapping;
 use crate::parse::{self, Object};
 use crate::platform::{Platform, PlatformError};
-use crate::prelink;
+use crate::prelink::{self, format::Prelink};
 use crate::resolve::Resolution;
 use crate_metadata::{demangle, Cell, CellId, CellState, NamespaceId, SectionKind, Sha256};
 use namespace::NamespaceError;
@@ -34,6 +34,8 @@ pub(super) struct Loading<'l, 'a> {
     pub(super) object: &'l Object<'a>,
     /// Where everything goes.
     pub(super) layout: &'l Layout,
+    /// The object's `.cell.prelink`, when it was made for `layout` ([`prelink::plan`]).
+    pub(super) prelink: Option<Prelink<'a>>,
     /// When the load started (the platform's clock), for the load statistics.
     pub(super) start: u64,
 }
@@ -72,7 +74,7 @@ impl<P: Platform> System<P> {
             }
         }
         let object = parse::parse(cell, bytes)?;
-        let layout = layout::plan(cell, &object, self.platform.page_size())?;
+        let (layout, prelink) = prelink::plan(cell, &object, self.platform.page_size())?;
         let bindings = self.resolve_undefined(cell, &ns_name, ns, &object)?;
         self.check_policy(ns, spec, &object, &bindings)?;
         let loading = Loading {
@@ -80,6 +82,7 @@ impl<P: Platform> System<P> {
             spec,
             object: &object,
             layout: &layout,
+            prelink,
             start,
         };
         let mapping =
@@ -192,13 +195,13 @@ impl<P: Platform> System<P> {
             spec,
             object,
             layout,
+            prelink,
             ..
         } = *loading;
         let cell = spec.name;
         local_targets(cell, object, layout, &mapped.mapping, &mut bindings.targets)?;
         link::copy_sections(cell, object, layout, &mut mapped.mapping)?;
         let tls_module = self.create_tls_module(loading, mapped)?;
-        let prelink = prelink::for_layout(object, layout);
         let input = LinkInput {
             cell,
             object,

@@ -78,11 +78,44 @@ fn the_load_leaves_the_applied_fields_to_the_build() {
 fn a_table_for_another_layout_is_ignored() {
     let mut object = prelinked_user().object;
     assert!(!accepted("u", &object, 2 * PAGE).unwrap(), "other pages");
-    let magic = object.windows(8).position(|w| w == b"CELLPRE1").unwrap();
+    let magic = object.windows(8).position(|w| w == b"CELLPRE2").unwrap();
     object[magic + 8] ^= 1; // the digest
     assert!(!accepted("u", &object, PAGE).unwrap());
     let stats = user_lands_where_the_psabi_says(&object);
     assert_eq!((stats.relocations, stats.prelinked), (5, 0));
+}
+
+/// Where the list of single GOT slots' symbols starts in `object`'s `.cell.prelink`, and its
+/// length (`crate::prelink::format`'s layout).
+fn singles_list(object: &[u8]) -> (usize, usize) {
+    let magic = object.windows(8).position(|w| w == b"CELLPRE2").unwrap();
+    let count = |k: usize| {
+        let at = magic + 24 + 4 * k;
+        u32::from_le_bytes(object[at..at + 4].try_into().unwrap()) as usize
+    };
+    let (relas, direct, singles) = (count(0), count(1), count(2));
+    (magic + 48 + 4 * (2 * relas + direct), singles)
+}
+
+#[test]
+fn slot_lists_that_number_another_layout_give_way_to_the_relocations() {
+    let object = prelinked_user().object;
+    let (at, singles) = singles_list(&object);
+    assert_eq!(singles, 2);
+    let (first, second) = (at..at + 4, at + 4..at + 8);
+    // The two slots' symbols swapped: another numbering, so a layout without the table's digest;
+    // one symbol twice: no numbering at all. Either way the load numbers the GOT from the
+    // relocations, gets the layout the table was made for, and uses the table.
+    let mut swapped = object.clone();
+    swapped[first.clone()].copy_from_slice(&object[second.clone()]);
+    swapped[second.clone()].copy_from_slice(&object[first.clone()]);
+    let mut twice = object.clone();
+    twice[second].copy_from_slice(&object[first]);
+    for bad in [swapped, twice] {
+        assert!(!accepted("u", &bad, PAGE).unwrap());
+        let stats = user_lands_where_the_psabi_says(&bad);
+        assert_eq!((stats.relocations, stats.prelinked), (2, 3));
+    }
 }
 
 #[test]

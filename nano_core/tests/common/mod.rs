@@ -161,7 +161,7 @@ pub mod flaky {
 /// `object` with its `.cell.prelink` (the relocations `cargo cell build` applied) made for another
 /// layout: the load ignores it and applies every relocation.
 pub fn applying_every_relocation(mut object: Vec<u8>) -> Vec<u8> {
-    let table = object.windows(8).rposition(|w| w == b"CELLPRE1");
+    let table = object.windows(8).rposition(|w| w == b"CELLPRE2");
     let digest = table.expect("cell objects are prelinked") + 8;
     object[digest] ^= 1;
     object
