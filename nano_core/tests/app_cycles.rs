@@ -14,6 +14,8 @@ fn a_thousand_application_runs_leave_no_mapping_behind() {
     let args = vec!["x".to_string()];
     // One warm-up run: the allocator and libgcc's unwinder tables settle.
     assert_eq!(kernel.run_app("hola", &args).unwrap(), Outcome::Exited(0));
+    // The released mappings the platform keeps for reuse are unmapped before each count.
+    kernel.system().platform().trim();
     let maps = loader::hosted::count_mappings().unwrap();
     let ours = kernel.system().platform().live_mappings();
     for i in 0..1000 {
@@ -21,6 +23,11 @@ fn a_thousand_application_runs_leave_no_mapping_behind() {
         assert_eq!(kernel.run_app(app, &args).unwrap(), Outcome::Exited(0));
     }
     assert_eq!(kernel.system().platform().live_mappings(), ours);
+    // The apps' cells reuse what the runs before them released: the pool holds no more than
+    // one run's worth of mappings, however many runs there were.
+    let (pooled, _) = kernel.system().platform().pooled_mappings();
+    assert!(pooled > 0 && pooled <= 2 * ours.0, "{pooled} kept");
+    kernel.system().platform().trim();
     assert_eq!(
         loader::hosted::count_mappings().unwrap(),
         maps,

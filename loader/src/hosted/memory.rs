@@ -1,4 +1,5 @@
-//! Cell memory: anonymous `mmap` mappings, narrowed with `mprotect`.
+//! Cell memory: anonymous `mmap` mappings, narrowed with `mprotect`; a released one is kept for
+//! the next mapping of its length (`pool.rs`).
 //!
 //! [`Memory::protect`] is a safe method, so it only touches memory this [`Hosted`] mapped: each
 //! live mapping is recorded, and a region outside them is refused with `EINVAL` instead of being
@@ -8,9 +9,11 @@ use std::borrow::ToOwned;
 use std::collections::BTreeMap;
 use std::io;
 use std::string::String;
-use std::sync::PoisonError;
+use std::sync::{MutexGuard, PoisonError};
+use std::vec;
 use std::vec::Vec;
 
+use super::pool::Pool;
 use super::Hosted;
 use crate::platform::{Memory, PlatformError, Protection};
 
@@ -63,7 +66,7 @@ pub(super) fn system_page_size() -> usize {
 }
 
 /// The largest mapping that [`Memory::map`] populates up front (see there).
-const POPULATE_MAX: usize = 1 << 20;
+pub(super) const POPULATE_MAX: usize = 1 << 20;
 
 impl Memory for Hosted {
     fn page_size(&self) -> usize {
@@ -74,6 +77,9 @@ impl Memory for Hosted {
         let rounded = len
             .checked_next_multiple_of(self.page_size)
             .ok_or(PlatformError::OutOfMemory { len })?;
+        if let Some(addr) = self.reuse(rounded) {
+            return Ok(addr);
+        }
         // A cell's mapping is written almost page by page while it loads (every section but
         // `.bss`), so a small one is populated by the `mmap` itself: one call instead of a page
         // fault per page (memfs: 12 faults, about 3 µs of its load). A large one (a big `.bss`)
@@ -133,11 +139,70 @@ impl Memory for Hosted {
 
     unsafe fn unmap(&self, addr: *mut u8, len: usize) {
         let mut mappings = self.mappings.lock().unwrap_or_else(PoisonError::into_inner);
+        let whole = mappings.0.get(&(addr as usize)) == Some(&len);
         mappings.remove(addr as usize, len);
+        drop(mappings);
+        // A whole mapping is kept for the next one of its length, inaccessible meanwhile; a part
+        // of one (a retired cell's code) is unmapped.
         // SAFETY: the caller guarantees `addr..addr+len` is a page-aligned part of a mapping made
-        // by `map` that nothing uses any more. munmap can only fail for a range that is not
-        // mapped, and then there is nothing to undo.
-        unsafe { libc::munmap(addr.cast(), len) };
+        // by `map` that nothing uses any more, and it is no longer recorded as live, so `protect`
+        // refuses it from now on.
+        let kept = whole && unsafe { libc::mprotect(addr.cast(), len, libc::PROT_NONE) } == 0;
+        let unmapped = match kept {
+            true => self.pool().put(addr as usize, len),
+            false => vec![(addr as usize, len)],
+        };
+        for (addr, len) in unmapped {
+            // SAFETY: a region nothing uses any more: the caller's, or one the pool let go (which
+            // no mapping handed out refers to). munmap can only fail for a range that is not
+            // mapped, and then there is nothing to undo.
+            unsafe { libc::munmap(addr as *mut libc::c_void, len) };
+        }
+    }
+}
+
+impl Hosted {
+    /// A kept mapping of exactly `len` bytes (page-rounded), made read-write, cleared and recorded
+    /// as live, if the pool has one.
+    fn reuse(&self, len: usize) -> Option<*mut u8> {
+        let addr = self.pool().take(len)? as *mut u8;
+        // SAFETY: a region this `Hosted` mapped and released: nothing uses it (`unmap`'s
+        // contract) and nothing else can be mapped over it while it is kept.
+        if unsafe { libc::mprotect(addr.cast(), len, libc::PROT_READ | libc::PROT_WRITE) } != 0 {
+            // SAFETY: as above; it is no longer kept either.
+            unsafe { libc::munmap(addr.cast(), len) };
+            return None;
+        }
+        // SAFETY: `len` writable bytes at `addr` (just made so) that nothing else refers to.
+        unsafe { std::ptr::write_bytes(addr, 0, len) };
+        let mut mappings = self.mappings.lock().unwrap_or_else(PoisonError::into_inner);
+        mappings.0.insert(addr as usize, len);
+        Some(addr)
+    }
+
+    fn pool(&self) -> MutexGuard<'_, Pool> {
+        self.pool.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The released mappings kept for reuse (`pool.rs`): how many, and their bytes. They are
+    /// inaccessible, and counted neither as live ([`Hosted::live_mappings`]) nor as a cell's.
+    pub fn pooled_mappings(&self) -> (usize, usize) {
+        self.pool().totals()
+    }
+
+    /// Unmaps every released mapping kept for reuse, as `malloc_trim` gives free memory back.
+    pub fn trim(&self) {
+        let kept = self.pool().drain();
+        for (addr, len) in kept {
+            // SAFETY: a kept region: mapped by this `Hosted`, released, and handed to no one.
+            unsafe { libc::munmap(addr as *mut libc::c_void, len) };
+        }
+    }
+}
+
+impl Drop for Hosted {
+    fn drop(&mut self) {
+        self.trim();
     }
 }
 
@@ -204,7 +269,10 @@ mod tests {
 
         // SAFETY: exactly the mapping made above; `bytes` is not used after this.
         unsafe { hosted.unmap(base, len) };
-        // Another thread may get the address range again at once, but not with this layout.
+        // Kept for reuse, inaccessible; after a trim another thread may get the address range
+        // again at once, but not with this layout.
+        assert_eq!(maps_perms(at(0), at(7)).as_deref(), Some("---p"));
+        hosted.trim();
         assert_eq!(maps_perms(at(1), at(6)), None, "the mapping is gone");
         assert_eq!(
             hosted.protect(second, page, Protection::ReadOnly),
@@ -214,6 +282,52 @@ mod tests {
                 code: libc::EINVAL
             })
         );
+    }
+
+    #[test]
+    fn a_released_mapping_goes_to_the_next_of_its_length_cleared() {
+        let hosted = Hosted::new().unwrap();
+        let page = hosted.page_size();
+        let (len, other) = (3 * page, 5 * page);
+        let base = hosted.map(len).unwrap();
+        // SAFETY: a fresh writable mapping of `len` bytes that only this test uses.
+        unsafe { std::ptr::write_bytes(base, 0xcc, len) };
+        hosted.protect(base, page, Protection::ReadExecute).unwrap();
+        // SAFETY: exactly the mapping made above, not used after this.
+        unsafe { hosted.unmap(base, len) };
+        assert_eq!(hosted.pooled_mappings(), (1, len));
+        assert_eq!(hosted.live_mappings(), (0, 0));
+        // Released: inaccessible, and `protect` refuses it.
+        let at = base as usize;
+        assert_eq!(maps_perms(at, at + len).as_deref(), Some("---p"));
+        assert!(hosted.protect(base, page, Protection::ReadOnly).is_err());
+        // Another length gets a mapping of its own; the same length gets it back, read-write and
+        // zeroed as a new one.
+        let elsewhere = hosted.map(other).unwrap();
+        assert_ne!(elsewhere, base);
+        let again = hosted.map(len).unwrap();
+        assert_eq!(again, base);
+        assert_eq!(hosted.pooled_mappings(), (0, 0));
+        assert_eq!(maps_perms(at, at + len).as_deref(), Some("rw-p"));
+        // SAFETY: the live mapping of `len` bytes just handed out.
+        let bytes = unsafe { std::slice::from_raw_parts(again, len) };
+        assert!(bytes.iter().all(|&b| b == 0), "a reused mapping is zeroed");
+        // A part of a mapping (as a retired cell's code) is unmapped, not kept.
+        // SAFETY: the first page of the mapping above, which nothing uses.
+        unsafe { hosted.unmap(again, page) };
+        assert_eq!(hosted.pooled_mappings(), (0, 0));
+        assert_eq!(maps_perms(at, at + page), None);
+        // SAFETY: the rest of it (now a mapping of its own), and the other mapping, which
+        // nothing uses.
+        unsafe {
+            hosted.unmap(again.add(page), len - page);
+            hosted.unmap(elsewhere, other);
+        }
+        assert_eq!(hosted.pooled_mappings(), (2, len - page + other));
+        hosted.trim();
+        assert_eq!(hosted.pooled_mappings(), (0, 0));
+        let at = elsewhere as usize;
+        assert_eq!(maps_perms(at, at + other), None, "trimmed: unmapped");
     }
 
     #[test]

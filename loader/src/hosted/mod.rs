@@ -4,7 +4,8 @@
 //!
 //! - **memory** (`memory.rs`): anonymous `mmap` mappings, narrowed with `mprotect`; never writable
 //!   and executable at once. [`Hosted`] remembers its live mappings and refuses to change the
-//!   protection of anything else.
+//!   protection of anything else. A released mapping is kept, inaccessible, for the next mapping
+//!   of its length (`pool.rs`): its pages skip the kernel's allocator both ways.
 //! - **symbols** (`symbols.rs`): the base image is the running executable. Its `.dynsym` and
 //!   `.symtab` are read once from `/proc/self/exe` and shifted by the PIE load bias; everything the
 //!   image lacks (`memcpy`, `_Unwind_Resume`, libm's `sin`) comes from `dlsym`.
@@ -24,6 +25,7 @@
 
 pub mod debug;
 mod memory;
+mod pool;
 mod process;
 mod symbols;
 mod threads;
@@ -48,6 +50,8 @@ pub struct Hosted {
     page_size: usize,
     /// Every live mapping made by [`crate::platform::Memory::map`]: start -> length.
     mappings: Mutex<memory::Mappings>,
+    /// Released mappings kept for the next mapping of their length.
+    pool: Mutex<pool::Pool>,
 }
 
 impl Hosted {
@@ -57,6 +61,7 @@ impl Hosted {
             symbols: symbols::Symbols::read()?,
             page_size: memory::system_page_size(),
             mappings: Mutex::new(memory::Mappings::default()),
+            pool: Mutex::new(pool::Pool::default()),
         })
     }
 
