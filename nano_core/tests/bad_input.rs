@@ -191,7 +191,10 @@ fn executables_and_shared_objects() {
 #[test]
 fn an_unknown_relocation_type() {
     let mut f = fixture();
-    let mut bytes = memfs();
+    // The build applied this relocation already, so a load that uses the table does not read it
+    // (the cell is the bytes the build wrote); with the table made for another layout, the load
+    // applies every relocation and reads this one.
+    let mut bytes = common::applying_every_relocation(memfs());
     let (at, section, offset) = first_text_rela(&bytes, None);
     bytes[at + 8..at + 12].copy_from_slice(&250u32.to_le_bytes());
     let err = refused(&mut f, "memfs", &bytes);
