@@ -118,8 +118,16 @@ pub(crate) struct Symfile<'a> {
 
 /// The ELF file for a cell.
 pub(crate) fn symfile(cell: &Symfile<'_>) -> Vec<u8> {
-    let mut strtab = Strings::new();
-    let mut symtab = vec![0u8; SYM_SIZE]; // the null symbol
+    // Both tables sized once: a function's path from the object, or room for the mangled name,
+    // which `demangle::path_into` takes before it cuts the path to length (a v0 name's path may
+    // be longer: the table then grows).
+    let names: usize = (cell.functions.iter())
+        .map(|f| f.path.map_or(f.name.len(), str::len) + 1)
+        .sum();
+    let mut strtab = Strings(Vec::with_capacity(1 + names));
+    strtab.0.push(0);
+    let mut symtab = Vec::with_capacity(SYM_SIZE * (1 + cell.functions.len()));
+    symtab.resize(SYM_SIZE, 0); // the null symbol
     for f in cell.functions {
         // The path the object carried, or demangled now.
         let name = match f.path {
