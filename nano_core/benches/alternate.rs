@@ -23,7 +23,9 @@
 //! that callgrind counts each side).
 //!
 //! `cargo bench -p nano_core --bench alternate [-- <filter>]`; `BENCH_ROUNDS` (default 21) sets
-//! the rounds.
+//! the rounds. `BENCH_FLOOR=1` adds two rows under each cell's: the memory work alone of its load
+//! and unload (map, copy, two `mprotect`, unmap of its mapping's size), on fresh pages and on a
+//! region kept from before (`run_floor`).
 
 mod support;
 
@@ -167,6 +169,131 @@ fn run(
     };
     let label = format!("{} {} | {}", case.name, case.version, case.kind);
     alternate(counters, &label, &mut cell, &mut open, rounds);
+    if std::env::var_os("BENCH_FLOOR").is_some() {
+        let id = system
+            .load(ns, CellSpec::named(&name), bytes)
+            .expect("cell loads");
+        let cell = system.registry().cell(id).expect("loaded");
+        let len = cell.stats.mapped_bytes as usize;
+        system.unload(id).expect("cell unloads");
+        run_floor(counters, case, len, &mut open, rounds);
+    }
+}
+
+/// The floor rows (`BENCH_FLOOR=1`): what the memory work of a load and an unload of a mapping of
+/// `len` bytes costs, and nothing else, against `dlopen`: with fresh pages (what any loader that
+/// copies a cell into new memory pays at least), and with a region kept from an earlier mapping
+/// (what `Hosted` does when it has one of that length).
+fn run_floor(
+    counters: &mut Counters,
+    case: &Case,
+    len: usize,
+    open: &mut dyn FnMut(),
+    rounds: usize,
+) {
+    let bytes = &case.bytes;
+    let kib = len >> 10;
+    let label = format!("{} floor, fresh pages: {kib} KiB | memory only", case.name);
+    alternate(
+        counters,
+        &label,
+        &mut || fresh_floor(len, bytes),
+        open,
+        rounds,
+    );
+    let region = Region::new(len);
+    let label = format!("{} floor, kept region: {kib} KiB | memory only", case.name);
+    alternate(
+        counters,
+        &label,
+        &mut || region.kept_floor(bytes),
+        open,
+        rounds,
+    );
+}
+
+/// A private read-write mapping of `len` bytes, populated.
+fn map_populated(len: usize) -> *mut u8 {
+    use libc::{MAP_ANONYMOUS, MAP_POPULATE, MAP_PRIVATE, PROT_READ, PROT_WRITE};
+    let flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE;
+    // SAFETY: a new private anonymous mapping without an address hint overlaps nothing.
+    let at = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            PROT_READ | PROT_WRITE,
+            flags,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(at, libc::MAP_FAILED, "mmap of {len} bytes");
+    at.cast()
+}
+
+/// Copies `bytes` into the read-write mapping of `len` bytes at `at` (as much as fits), then
+/// makes its first half executable and the next quarter read-only: a load's copy and its two
+/// `mprotect`s.
+///
+/// # Safety
+/// `at..at + len` is a read-write mapping that nothing else uses.
+unsafe fn copy_and_protect(at: *mut u8, len: usize, bytes: &[u8]) {
+    use libc::{PROT_EXEC, PROT_READ};
+    let half = (len / 2) & !4095;
+    let quarter = ((len - half) / 2) & !4095;
+    // SAFETY: within the mapping (the caller's promise); its pages lie inside it.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), at, bytes.len().min(len));
+        libc::mprotect(at.cast(), half, PROT_READ | PROT_EXEC);
+        libc::mprotect(at.add(half).cast(), quarter, PROT_READ);
+    }
+}
+
+/// A load and an unload's memory work on fresh pages: map (populated), copy, protect, unmap.
+#[inline(never)]
+fn fresh_floor(len: usize, bytes: &[u8]) {
+    let at = map_populated(len);
+    // SAFETY: the fresh mapping above, which nothing else knows of; unmapped whole afterwards.
+    unsafe {
+        copy_and_protect(at, len, bytes);
+        libc::munmap(at.cast(), len);
+    }
+}
+
+/// A region kept mapped across rounds, as `Hosted`'s pool keeps a released cell mapping.
+struct Region {
+    at: *mut u8,
+    len: usize,
+}
+
+impl Region {
+    fn new(len: usize) -> Region {
+        let at = map_populated(len);
+        // SAFETY: the mapping just made; it is made read-write again before each use.
+        unsafe { libc::mprotect(at.cast(), len, libc::PROT_NONE) };
+        Region { at, len }
+    }
+
+    /// A load and an unload's memory work on the kept region: made read-write and cleared,
+    /// copied into and protected, then made inaccessible again.
+    #[inline(never)]
+    fn kept_floor(&self, bytes: &[u8]) {
+        let (at, len) = (self.at, self.len);
+        // SAFETY: the region is this value's own mapping, which nothing else uses.
+        unsafe {
+            libc::mprotect(at.cast(), len, libc::PROT_READ | libc::PROT_WRITE);
+            std::ptr::write_bytes(at, 0, len);
+            copy_and_protect(at, len, bytes);
+            libc::mprotect(at.cast(), len, libc::PROT_NONE);
+        }
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: the region's own mapping, not used after this.
+        unsafe { libc::munmap(self.at.cast(), self.len) };
+    }
 }
 
 /// Alternates `cell` and `open` over `rounds` rounds and prints a table row headed `label`.
