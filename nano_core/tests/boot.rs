@@ -241,22 +241,18 @@ fn unloading_is_refused_while_dependents_exist_and_frees_the_cell_when_not() {
     assert!(text.contains("sched") && text.contains("memfs"), "{text}");
     let tls_stats = id_of(&kernel, "tls_stats");
     let text = kernel.system().regions(tls_stats).unwrap()[0].0;
-    let mapped = |addr: u64| {
-        std::fs::read_to_string("/proc/self/maps")
-            .unwrap()
-            .lines()
-            .any(|l| {
-                let (lo, hi) = l
-                    .split_whitespace()
-                    .next()
-                    .unwrap()
-                    .split_once('-')
-                    .unwrap();
-                u64::from_str_radix(lo, 16).unwrap() <= addr
-                    && addr < u64::from_str_radix(hi, 16).unwrap()
-            })
+    // The permissions of the mapping that holds `addr`, if one does.
+    let perms = |addr: u64| {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        maps.lines().find_map(|l| {
+            let mut fields = l.split_whitespace();
+            let (lo, hi) = fields.next().unwrap().split_once('-').unwrap();
+            let inside = u64::from_str_radix(lo, 16).unwrap() <= addr
+                && addr < u64::from_str_radix(hi, 16).unwrap();
+            inside.then(|| fields.next().unwrap().to_string())
+        })
     };
-    assert!(mapped(text));
+    assert_eq!(perms(text).as_deref(), Some("r-xp"));
     kernel.system_mut().unload(tls_stats).unwrap();
     assert!(kernel.system().registry().cell(tls_stats).is_none());
     assert!(kernel
@@ -266,7 +262,11 @@ fn unloading_is_refused_while_dependents_exist_and_frees_the_cell_when_not() {
         .cells
         .iter()
         .all(|c| *c != tls_stats));
-    assert!(!mapped(text), "its memory is unmapped");
+    // Its memory is kept for the next cell of its size, inaccessible, until the platform is
+    // trimmed.
+    assert_eq!(perms(text).as_deref(), Some("---p"), "no longer accessible");
+    kernel.system().platform().trim();
+    assert_eq!(perms(text), None, "its memory is unmapped");
 }
 
 #[test]
