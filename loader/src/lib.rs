@@ -6,7 +6,7 @@
 //! | phase | file | what it does |
 //! |-------|------|--------------|
 //! | parse | `parse.rs`, `index.rs` | checks the header (class, endianness, machine, type) and that every table and section lies inside the file; typed section and symbol indices |
-//! | layout | `layout.rs` | places sections into four page-aligned regions of one mapping; counts GOT slots, TLS pairs and call stubs (checked arithmetic) |
+//! | layout | `layout.rs` | places sections into four page-aligned regions of one mapping; numbers GOT slots, TLS pairs and call stubs (from `.cell.prelink`'s lists when the build wrote them, else from the relocations; checked arithmetic) |
 //! | resolve | `resolve.rs`, `system/load.rs` | binds each undefined symbol: the cell, its namespace and parents, the base image, the platform |
 //! | policy | `policy.rs` | in a confined (application) namespace: every binding allowed by an export policy rule, the application admitted as safe; before anything is mapped |
 //! | link | `link.rs`, `reloc.rs`, `prelink/` | copies sections, fills the GOT and stubs, applies relocations from the table through one checked writer; `prelink/` applies at build time those the layout alone decides (DESIGN §3) |
@@ -15,7 +15,7 @@
 //! | rebind | `swap/rebind.rs` | statics shared with the base image bound to its memory on load; statics rebound to the old version's memory, or state transferred, on swap |
 //! | publish | `system/publish.rs`, `mapping/permissions.rs` | protects the regions (text RX, read-only R, relro and GOT R, data RW), registers `.eh_frame` and TLS, adds the cell to its namespace and its edges to the registry, runs `.init_array` |
 //! | swap | `swap/` (`stage.rs`, `verify.rs`, `rebind.rs`, `commit.rs`, `undo.rs`) | stage, verify, rebind statics / transfer state, commit (slot stores through relro write windows), retire — all or nothing |
-//! | unload | `system/unload.rs` | removes a cell or a namespace with nothing bound to it; releases TLS, unwind information and memory |
+//! | unload | `system/unload.rs` | removes a cell or a namespace with nothing bound to it; releases TLS, unwind information and memory (the hosted platform keeps a released mapping, inaccessible, for the next mapping of its length: `hosted/pool.rs`) |
 //! | reclaim | `reclaim.rs`, `quiesce.rs` | frees a retired cell once no edge points into it and every registered thread passed a quiescent point |
 //! | debuggers | `system/debuggers.rs`, `hosted/debug/` | tells the platform's [`platform::Debuggers`] of each cell published, changed by a swap or freed; hosted: GDB JIT registration, the perf map, backtraces that name cells |
 //!
