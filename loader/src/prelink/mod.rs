@@ -337,12 +337,26 @@ pub(crate) fn digest(object: &Object<'_>, layout: &Layout) -> u64 {
 }
 
 /// The hash of `bytes` a load compares with the unwind table's in `.cell.prelink` (never 0, which
-/// marks "none"): the same mix over their little-endian words and their length.
+/// marks "none"): the same mix over their little-endian words and their length. The words go to
+/// four chains in turn (word `i` to chain `i % 4`), which the processor runs side by side (a
+/// large cell's table is hashed at every load), then the chains' ends and the last word are mixed
+/// in order. Each step is a bijection of the word it takes, so one changed word changes its
+/// chain's end, and so the hash.
 pub(crate) fn hash_bytes(bytes: &[u8]) -> u64 {
+    let (quads, rest) = bytes.as_chunks::<32>();
+    let mut chains = [0u64, 1, 2, 3].map(Digest);
+    for quad in quads {
+        for (chain, word) in chains.iter_mut().zip(quad.as_chunks::<8>().0) {
+            chain.add(u64::from_le_bytes(*word));
+        }
+    }
+    let (words, rest) = rest.as_chunks::<8>();
+    for (chain, word) in chains.iter_mut().zip(words) {
+        chain.add(u64::from_le_bytes(*word));
+    }
     let mut h = Digest(bytes.len() as u64);
-    let (words, rest) = bytes.as_chunks::<8>();
-    for w in words {
-        h.add(u64::from_le_bytes(*w));
+    for chain in chains {
+        h.add(chain.0);
     }
     let mut last = [0u8; 8];
     last[..rest.len()].copy_from_slice(rest);

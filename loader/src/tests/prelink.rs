@@ -236,3 +236,26 @@ fn a_word_that_points_into_the_cell_gets_the_mapping_address_added() {
         assert!(system.mapped[&id].direct_refs.len() == 1);
     }
 }
+
+#[test]
+fn one_changed_byte_always_changes_the_unwind_table_hash() {
+    // Every length around the four chains' stride and the trailing partial word, every byte,
+    // each of its bits: the hash changes (each step of each chain is a bijection of its word).
+    let base: Vec<u8> = (0..70u8).map(|i| i.wrapping_mul(37)).collect();
+    for len in 0..base.len() {
+        let bytes = &base[..len];
+        let h = prelink::hash_bytes(bytes);
+        assert_ne!(h, 0, "0 marks no hash");
+        for at in 0..len {
+            for bit in 0..8 {
+                let mut changed = bytes.to_vec();
+                changed[at] ^= 1 << bit;
+                assert_ne!(prelink::hash_bytes(&changed), h, "len {len}, byte {at}");
+            }
+        }
+        // A zero byte more is another table too.
+        let mut longer = bytes.to_vec();
+        longer.push(0);
+        assert_ne!(prelink::hash_bytes(&longer), h, "len {len} + 1");
+    }
+}
