@@ -65,8 +65,9 @@ pub(super) fn system_page_size() -> usize {
     usize::try_from(size).unwrap_or(4096)
 }
 
-/// The largest mapping that [`Memory::map`] populates up front (see there).
-pub(super) const POPULATE_MAX: usize = 1 << 20;
+/// The largest mapping that [`Memory::map`] populates up front (see there): the largest the pool
+/// keeps.
+const POPULATE_MAX: usize = super::pool::MAX_REGION;
 
 impl Memory for Hosted {
     fn page_size(&self) -> usize {

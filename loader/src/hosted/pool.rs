@@ -17,8 +17,9 @@ use std::collections::VecDeque;
 use std::vec;
 use std::vec::Vec;
 
-/// The largest region kept: the largest mapping `Hosted` populates up front.
-pub(super) const MAX_REGION: usize = super::memory::POPULATE_MAX;
+/// The largest region kept (and the largest mapping `Hosted` populates up front, so that every
+/// kept region is resident whole and clearing it faults nothing in).
+pub(super) const MAX_REGION: usize = 1 << 20;
 /// The most bytes kept in all.
 pub(super) const MAX_BYTES: usize = 8 << 20;
 
