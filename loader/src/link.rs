@@ -135,13 +135,18 @@ pub(crate) struct LinkInput<'l, 'a> {
     pub(crate) prelink: Option<Prelink<'a>>,
 }
 
-/// Copies every loaded section's bytes into the mapping (`.bss` and `.tbss` stay zero).
+/// Copies every loaded section's bytes into the mapping, and, when the mapping was not made
+/// zeroed ([`Mapping::for_overwrite`]), clears every byte it did not copy: `.bss`, the padding
+/// between sections, the GOT and stubs before they are filled, each region's tail. Either way
+/// the mapping then holds exactly the sections over zeros.
 pub(crate) fn copy_sections(
     cell: &str,
     object: &Object<'_>,
     layout: &Layout,
     mapping: &mut Mapping,
 ) -> Result<(), LoadError> {
+    // What was copied, as (offset, end): for the clearing.
+    let mut copied: Vec<(usize, usize)> = Vec::new();
     for (i, placed) in layout.sections.iter_enumerated() {
         let Some(p) = placed else { continue };
         let bytes = object.section_bytes(i);
@@ -156,6 +161,21 @@ pub(crate) fn copy_sections(
                 },
             )
         })?;
+        if !mapping.zeroed() {
+            // `write` checked that the end lies inside the mapping.
+            copied.push((p.offset, p.offset + bytes.len()));
+        }
+    }
+    if !mapping.zeroed() {
+        copied.sort_unstable();
+        let mut cursor = 0;
+        for (start, end) in copied.into_iter().chain([(mapping.len(), mapping.len())]) {
+            if start > cursor {
+                // Both ends lie inside the mapping: nothing to report.
+                let _ = mapping.clear(cursor, start - cursor);
+            }
+            cursor = cursor.max(end);
+        }
     }
     Ok(())
 }

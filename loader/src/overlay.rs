@@ -78,6 +78,11 @@ pub trait Layer<P: Platform> {
     fn map(&self, inner: &P, len: usize) -> Result<*mut u8, PlatformError> {
         inner.map(len)
     }
+    /// [`Memory::map_for_overwrite`]: by default this layer's [`Layer::map`], zeroed (so that a
+    /// layer that changes `map` changes every mapping).
+    fn map_for_overwrite(&self, inner: &P, len: usize) -> Result<(*mut u8, bool), PlatformError> {
+        Ok((self.map(inner, len)?, true))
+    }
     /// [`Memory::protect`], of `inner` by default.
     fn protect(
         &self,
@@ -230,6 +235,9 @@ impl<P: Platform, L: Layer<P>> Memory for Overlay<P, L> {
     }
     fn map(&self, len: usize) -> Result<*mut u8, PlatformError> {
         self.layer.map(&self.inner, len)
+    }
+    fn map_for_overwrite(&self, len: usize) -> Result<(*mut u8, bool), PlatformError> {
+        self.layer.map_for_overwrite(&self.inner, len)
     }
     fn protect(&self, addr: *mut u8, len: usize, prot: Protection) -> Result<(), PlatformError> {
         self.layer.protect(&self.inner, addr, len, prot)

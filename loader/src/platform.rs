@@ -73,6 +73,14 @@ pub trait Memory {
     /// Maps `len` bytes (a multiple of the page size) of zeroed read-write memory.
     fn map(&self, len: usize) -> Result<*mut u8, PlatformError>;
 
+    /// Maps `len` bytes (a multiple of the page size) of read-write memory whose every byte the
+    /// caller writes or clears itself before anything reads it; with `true` when they are zero
+    /// already. A platform that reuses released memory hands it back as it was, and the caller
+    /// clears only what it does not overwrite. By default, a zeroed [`Memory::map`].
+    fn map_for_overwrite(&self, len: usize) -> Result<(*mut u8, bool), PlatformError> {
+        Ok((self.map(len)?, true))
+    }
+
     /// Sets the protection of `len` bytes at `addr` (both page aligned, inside one mapping).
     fn protect(&self, addr: *mut u8, len: usize, prot: Protection) -> Result<(), PlatformError>;
 

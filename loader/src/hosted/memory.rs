@@ -78,7 +78,7 @@ impl Memory for Hosted {
         let rounded = len
             .checked_next_multiple_of(self.page_size)
             .ok_or(PlatformError::OutOfMemory { len })?;
-        if let Some(addr) = self.reuse(rounded) {
+        if let Some(addr) = self.reuse(rounded, true) {
             return Ok(addr);
         }
         // A cell's mapping is written almost page by page while it loads (every section but
@@ -108,6 +108,16 @@ impl Memory for Hosted {
         let mut mappings = self.mappings.lock().unwrap_or_else(PoisonError::into_inner);
         mappings.0.insert(addr as usize, rounded);
         Ok(addr.cast())
+    }
+
+    fn map_for_overwrite(&self, len: usize) -> Result<(*mut u8, bool), PlatformError> {
+        let rounded = len
+            .checked_next_multiple_of(self.page_size)
+            .ok_or(PlatformError::OutOfMemory { len })?;
+        match self.reuse(rounded, false) {
+            Some(addr) => Ok((addr, false)),
+            None => Ok((self.map(len)?, true)),
+        }
     }
 
     fn protect(&self, addr: *mut u8, len: usize, prot: Protection) -> Result<(), PlatformError> {
@@ -163,9 +173,9 @@ impl Memory for Hosted {
 }
 
 impl Hosted {
-    /// A kept mapping of exactly `len` bytes (page-rounded), made read-write, cleared and recorded
-    /// as live, if the pool has one.
-    fn reuse(&self, len: usize) -> Option<*mut u8> {
+    /// A kept mapping of exactly `len` bytes (page-rounded), made read-write, cleared when `clear`
+    /// (else as it was released) and recorded as live, if the pool has one.
+    fn reuse(&self, len: usize, clear: bool) -> Option<*mut u8> {
         let addr = self.pool().take(len)? as *mut u8;
         // SAFETY: a region this `Hosted` mapped and released: nothing uses it (`unmap`'s
         // contract) and nothing else can be mapped over it while it is kept.
@@ -174,8 +184,10 @@ impl Hosted {
             unsafe { libc::munmap(addr.cast(), len) };
             return None;
         }
-        // SAFETY: `len` writable bytes at `addr` (just made so) that nothing else refers to.
-        unsafe { std::ptr::write_bytes(addr, 0, len) };
+        if clear {
+            // SAFETY: `len` writable bytes at `addr` (just made so) that nothing else refers to.
+            unsafe { std::ptr::write_bytes(addr, 0, len) };
+        }
         let mut mappings = self.mappings.lock().unwrap_or_else(PoisonError::into_inner);
         mappings.0.insert(addr as usize, len);
         Some(addr)
@@ -329,6 +341,29 @@ mod tests {
         assert_eq!(hosted.pooled_mappings(), (0, 0));
         let at = elsewhere as usize;
         assert_eq!(maps_perms(at, at + other), None, "trimmed: unmapped");
+    }
+
+    #[test]
+    fn a_mapping_for_overwrite_may_come_back_as_it_was_released() {
+        let hosted = Hosted::new().unwrap();
+        let len = 2 * hosted.page_size();
+        // Nothing kept: a fresh mapping, zeroed.
+        let (base, zeroed) = hosted.map_for_overwrite(len).unwrap();
+        assert!(zeroed);
+        // SAFETY: a fresh writable mapping of `len` bytes that only this test uses.
+        unsafe { std::ptr::write_bytes(base, 0x5a, len) };
+        // SAFETY: exactly the mapping made above, not used after this.
+        unsafe { hosted.unmap(base, len) };
+        // Kept, then handed back read-write as it was: not cleared, and said so.
+        let (again, zeroed) = hosted.map_for_overwrite(len).unwrap();
+        assert_eq!((again, zeroed), (base, false));
+        // SAFETY: the live mapping of `len` bytes just handed out.
+        let bytes = unsafe { std::slice::from_raw_parts(again, len) };
+        assert!(bytes.iter().all(|&b| b == 0x5a));
+        assert_eq!(hosted.live_mappings(), (1, len));
+        // SAFETY: exactly that mapping, not used after this.
+        unsafe { hosted.unmap(again, len) };
+        hosted.trim();
     }
 
     #[test]

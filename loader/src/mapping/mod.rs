@@ -48,18 +48,52 @@ pub(crate) struct Mapping {
     base: usize,
     len: usize,
     regions: Regions,
+    /// Whether every byte was zero when it was mapped.
+    zeroed: bool,
 }
 
 impl Mapping {
     /// Maps zeroed read-write memory for `regions` (their total, rounded up to whole pages).
     pub(crate) fn new(memory: &dyn Memory, regions: Regions) -> Result<Mapping, PlatformError> {
-        let len = regions
+        let len = Mapping::len_for(memory, &regions)?;
+        let base = memory.map(len)? as usize;
+        Ok(Mapping {
+            base,
+            len,
+            regions,
+            zeroed: true,
+        })
+    }
+
+    /// Maps read-write memory for `regions` that the caller overwrites or clears whole before
+    /// anything reads it ([`Memory::map_for_overwrite`]; [`Mapping::zeroed`] says whether it
+    /// must clear).
+    pub(crate) fn for_overwrite(
+        memory: &dyn Memory,
+        regions: Regions,
+    ) -> Result<Mapping, PlatformError> {
+        let len = Mapping::len_for(memory, &regions)?;
+        let (base, zeroed) = memory.map_for_overwrite(len)?;
+        Ok(Mapping {
+            base: base as usize,
+            len,
+            regions,
+            zeroed,
+        })
+    }
+
+    /// The length of a mapping for `regions`: their total, rounded up to whole pages.
+    fn len_for(memory: &dyn Memory, regions: &Regions) -> Result<usize, PlatformError> {
+        regions
             .mapped_len(memory.page_size())
             .ok_or(PlatformError::OutOfMemory {
                 len: regions.total(),
-            })?;
-        let base = memory.map(len)? as usize;
-        Ok(Mapping { base, len, regions })
+            })
+    }
+
+    /// Whether every byte was zero when the mapping was made.
+    pub(crate) fn zeroed(&self) -> bool {
+        self.zeroed
     }
 
     /// The mapped length (whole pages).
@@ -118,6 +152,16 @@ impl Mapping {
         // read-write until it is published; `&mut self` means nothing else writes it now, and
         // `bytes` cannot overlap it (it is borrowed from the object file or a local buffer).
         unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len()) };
+        Ok(())
+    }
+
+    /// Sets `len` bytes at `offset` to zero. The region must still be writable (before it is
+    /// published).
+    pub(crate) fn clear(&mut self, offset: usize, len: usize) -> Result<(), OutOfBounds> {
+        let dst = self.check(offset, len)?;
+        // SAFETY: as in `write`: inside this mapping, read-write until published, and `&mut self`
+        // means nothing else writes it now.
+        unsafe { core::ptr::write_bytes(dst, 0, len) };
         Ok(())
     }
 

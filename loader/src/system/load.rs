@@ -85,8 +85,8 @@ impl<P: Platform> System<P> {
             prelink,
             start,
         };
-        let mapping =
-            Mapping::new(&self.platform, layout.regions).map_err(|e| loading.platform_error(e))?;
+        let mapping = Mapping::for_overwrite(&self.platform, layout.regions)
+            .map_err(|e| loading.platform_error(e))?;
         let mut mapped = Mapped::new(mapping);
         match self.link_and_publish(&loading, bindings, &mut mapped) {
             Ok(id) => {

@@ -250,7 +250,7 @@ impl<P: Platform> System<P> {
             unsafe { mapping.unmap_all_but_data(&self.platform) };
         } else {
             // SAFETY: the caller promises nothing runs or reads the cell, and no range of it is
-            // kept; the mapping is exactly what `Mapping::new` made.
+            // kept; the mapping is exactly what `Mapping::for_overwrite` made.
             unsafe { mapping.unmap(&self.platform) };
         }
     }

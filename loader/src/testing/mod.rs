@@ -15,7 +15,7 @@ pub(crate) mod unwind;
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::platform::{
@@ -26,6 +26,8 @@ use crate::System;
 
 /// The page size of the heap platform.
 pub(crate) const PAGE: usize = 4096;
+/// The byte that fills the memory a dirty [`HeapPlatform`] hands out for overwriting.
+pub(crate) const DIRTY: u8 = 0xa5;
 
 /// One heap block handed out as a mapping.
 struct Block {
@@ -63,6 +65,9 @@ pub(crate) struct HeapPlatform {
     clock: AtomicU64,
     calls: AtomicUsize,
     fail_at: AtomicUsize,
+    /// Whether [`Memory::map_for_overwrite`] hands out memory filled with [`DIRTY`], as a
+    /// platform that reuses released memory may.
+    dirty: AtomicBool,
     /// What the loader told the platform's debuggers.
     pub(crate) debugger: debuggers::Recorder,
 }
@@ -78,6 +83,7 @@ impl Default for HeapPlatform {
             clock: AtomicU64::new(0),
             calls: AtomicUsize::new(0),
             fail_at: AtomicUsize::new(usize::MAX),
+            dirty: AtomicBool::new(false),
             debugger: debuggers::Recorder::default(),
         }
     }
@@ -93,6 +99,12 @@ impl HeapPlatform {
         self.calls.store(0, Ordering::SeqCst);
         self.fail_at
             .store(n.unwrap_or(usize::MAX), Ordering::SeqCst);
+    }
+
+    /// From now on, [`Memory::map_for_overwrite`] hands out memory filled with [`DIRTY`] (`true`)
+    /// or zeroed (`false`, the default).
+    pub(crate) fn hand_out_dirty_memory(&self, dirty: bool) {
+        self.dirty.store(dirty, Ordering::SeqCst);
     }
 
     /// Memory calls made since the last [`HeapPlatform::fail_call`].
@@ -173,6 +185,16 @@ impl Memory for HeapPlatform {
             state.pages.insert(page, Protection::ReadWrite);
         }
         Ok(ptr)
+    }
+
+    fn map_for_overwrite(&self, len: usize) -> Result<(*mut u8, bool), PlatformError> {
+        let ptr = self.map(len)?;
+        if !self.dirty.load(Ordering::SeqCst) {
+            return Ok((ptr, true));
+        }
+        // SAFETY: `len` bytes just allocated for this mapping, which nothing else refers to.
+        unsafe { core::ptr::write_bytes(ptr, DIRTY, len) };
+        Ok((ptr, false))
     }
 
     fn protect(&self, addr: *mut u8, len: usize, prot: Protection) -> Result<(), PlatformError> {

@@ -364,3 +364,36 @@ fn every_missing_symbol_is_listed_at_once() {
         other => panic!("wrong error: {other}"),
     }
 }
+
+#[test]
+fn memory_handed_out_unzeroed_holds_the_sections_over_zeros() {
+    // Code (1 byte, then padding to the stubs), data (3 bytes, then padding), a `.bss`: on a
+    // platform that hands out memory filled with a pattern (as one that reuses released memory
+    // does), the load clears every byte it does not copy.
+    let mut cell = Cell::new();
+    cell.func(&mangle("x::f", 1), &[0xc3]);
+    cell.static_data(&mangle("x::D", 2), &[1, 2, 3]);
+    let bss = cell.bss(".bss.x", 100, 8);
+    cell.define(&mangle("x::B", 3), bss, 0, 100, SymbolKind::Data);
+    let platform = HeapPlatform::default();
+    platform.hand_out_dirty_memory(true);
+    let (mut system, ns) = system_on(platform);
+    let id = system
+        .load(ns, CellSpec::named("x"), &cell.bytes())
+        .unwrap();
+    let mapping = &system.mapped[&id].mapping;
+    assert!(!mapping.zeroed(), "the platform handed out a dirty mapping");
+    let bytes = mapping.read(0, mapping.len()).unwrap();
+    let left = bytes
+        .iter()
+        .filter(|b| **b == crate::testing::DIRTY)
+        .count();
+    assert_eq!(left, 0, "bytes of the pattern left in the mapping");
+    let at = |addr: u64| mapping.offset_of(addr).unwrap();
+    let b = at(symbol(&system, id, &mangle("x::B", 3)));
+    assert!(bytes[b..b + 100].iter().all(|x| *x == 0), ".bss is zero");
+    let d = at(symbol(&system, id, &mangle("x::D", 2)));
+    assert_eq!(bytes[d..d + 3], [1, 2, 3]);
+    let f = at(symbol(&system, id, &mangle("x::f", 1)));
+    assert_eq!(bytes[f], 0xc3);
+}
