@@ -153,8 +153,9 @@ impl Memory for Hosted {
         let whole = mappings.0.get(&(addr as usize)) == Some(&len);
         mappings.remove(addr as usize, len);
         drop(mappings);
-        // A whole mapping is kept for the next one of its length, inaccessible meanwhile; a part
-        // of one (a retired cell's code) is unmapped.
+        // A whole mapping small enough is kept for the next one of its length, inaccessible
+        // meanwhile; a part of one (a retired cell's code) or a large one is unmapped.
+        let whole = whole && len <= super::pool::MAX_REGION;
         // SAFETY: the caller guarantees `addr..addr+len` is a page-aligned part of a mapping made
         // by `map` that nothing uses any more, and it is no longer recorded as live, so `protect`
         // refuses it from now on.

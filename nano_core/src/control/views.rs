@@ -128,7 +128,10 @@ pub fn status(kernel: &Kernel, load: Option<&Load>) -> Vec<String> {
         kernel.system().retired().len()
     ));
     let (mappings, mapped) = kernel.system().platform().live_mappings();
-    out.push(format!("loader mappings {mappings} ({mapped} bytes)"));
+    let (kept, kept_bytes) = kernel.system().platform().pooled_mappings();
+    out.push(format!(
+        "loader mappings {mappings} ({mapped} bytes); {kept} released kept for reuse ({kept_bytes} bytes)"
+    ));
     let reclaimed = kernel.reclaimed();
     out.push(format!(
         "reclaimed {} retired versions ({} unmapped)",
