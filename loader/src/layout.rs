@@ -222,11 +222,18 @@ fn classify_all(
     Ok(kinds)
 }
 
-/// The GOT slots, TLS pairs and call stubs the relocations need, before anything is placed.
-struct Slots {
+/// Per symbol: its single GOT slot, its `TLSGD` pair and its call stub, each [`NONE`] or a
+/// number (an ordinal in [`Ordinals`], an offset in [`Slots`]).
+struct PerSymbol {
     got: IndexVec<SymbolIndex, u32>,
     tlsgd: IndexVec<SymbolIndex, u32>,
     stubs: IndexVec<SymbolIndex, u32>,
+}
+
+/// The GOT slots, TLS pairs and call stubs the relocations need, before anything is placed.
+struct Slots {
+    /// Offsets: of a slot or pair from the GOT's start, of a stub from the stubs' start.
+    at: PerSymbol,
     tlsld: u32,
     got_len: usize,
     stub_count: usize,
@@ -234,9 +241,7 @@ struct Slots {
 
 /// The slots numbered in order of first use (each kind from 0), before they are made offsets.
 struct Ordinals {
-    got: IndexVec<SymbolIndex, u32>,
-    tlsgd: IndexVec<SymbolIndex, u32>,
-    stubs: IndexVec<SymbolIndex, u32>,
+    of: PerSymbol,
     singles: u32,
     pairs: u32,
     stub_count: u32,
@@ -251,9 +256,11 @@ impl Ordinals {
             return Err(Overflow);
         }
         Ok(Ordinals {
-            got: IndexVec::from_elem(NONE, nsyms),
-            tlsgd: IndexVec::from_elem(NONE, nsyms),
-            stubs: IndexVec::from_elem(NONE, nsyms),
+            of: PerSymbol {
+                got: IndexVec::from_elem(NONE, nsyms),
+                tlsgd: IndexVec::from_elem(NONE, nsyms),
+                stubs: IndexVec::from_elem(NONE, nsyms),
+            },
             singles: 0,
             pairs: 0,
             stub_count: 0,
@@ -279,11 +286,11 @@ impl Ordinals {
             }
             Some(n)
         };
-        o.singles = number(&mut o.got, &mut lists.singles())?;
-        o.pairs = number(&mut o.tlsgd, &mut lists.pairs())?;
-        o.stub_count = number(&mut o.stubs, &mut lists.stubs())?;
+        o.singles = number(&mut o.of.got, &mut lists.singles())?;
+        o.pairs = number(&mut o.of.tlsgd, &mut lists.pairs())?;
+        o.stub_count = number(&mut o.of.stubs, &mut lists.stubs())?;
         o.want_pair_ld = lists.tlsld;
-        let stubs_have_slots = (lists.stubs()).all(|sym| o.got[SymbolIndex(sym)] != NONE);
+        let stubs_have_slots = (lists.stubs()).all(|sym| o.of.got[SymbolIndex(sym)] != NONE);
         stubs_have_slots.then_some(o)
     }
 
@@ -291,9 +298,7 @@ impl Ordinals {
     /// last), then the single slots; each stub is [`STUB_SIZE`] bytes. The offsets are checked.
     fn slots(self) -> Result<Slots, Overflow> {
         let Ordinals {
-            mut got,
-            mut tlsgd,
-            mut stubs,
+            of: mut at,
             singles,
             mut pairs,
             stub_count,
@@ -306,16 +311,16 @@ impl Ordinals {
         }
         let mul = |a: u32, b: u32| a.checked_mul(b).ok_or(Overflow);
         let pair_bytes = mul(pairs, 16)?;
-        for t in tlsgd.items_mut().filter(|t| **t != NONE) {
+        for t in at.tlsgd.items_mut().filter(|t| **t != NONE) {
             *t = mul(*t, 16)?;
         }
         if tlsld != NONE {
             tlsld = mul(tlsld, 16)?;
         }
-        for g in got.items_mut().filter(|g| **g != NONE) {
+        for g in at.got.items_mut().filter(|g| **g != NONE) {
             *g = pair_bytes.checked_add(mul(*g, 8)?).ok_or(Overflow)?;
         }
-        for s in stubs.items_mut().filter(|s| **s != NONE) {
+        for s in at.stubs.items_mut().filter(|s| **s != NONE) {
             *s = mul(*s, STUB_SIZE as u32)?;
         }
         let got_len = add(
@@ -323,9 +328,7 @@ impl Ordinals {
             (singles as usize).checked_mul(8).ok_or(Overflow)?,
         )?;
         Ok(Slots {
-            got,
-            tlsgd,
-            stubs,
+            at,
             tlsld,
             got_len,
             stub_count: stub_count as usize,
@@ -349,20 +352,20 @@ fn count_slots(
             };
             let sym = r.r_sym;
             match ty.formula {
-                Formula::GotPcRel if o.got[sym] == NONE => {
-                    o.got[sym] = o.singles;
+                Formula::GotPcRel if o.of.got[sym] == NONE => {
+                    o.of.got[sym] = o.singles;
                     o.singles += 1;
                 }
-                Formula::Plt32 if object.syms[sym].is_undefined() && o.stubs[sym] == NONE => {
-                    o.stubs[sym] = o.stub_count;
+                Formula::Plt32 if object.syms[sym].is_undefined() && o.of.stubs[sym] == NONE => {
+                    o.of.stubs[sym] = o.stub_count;
                     o.stub_count += 1;
-                    if o.got[sym] == NONE {
-                        o.got[sym] = o.singles;
+                    if o.of.got[sym] == NONE {
+                        o.of.got[sym] = o.singles;
                         o.singles += 1;
                     }
                 }
-                Formula::TlsGd if o.tlsgd[sym] == NONE => {
-                    o.tlsgd[sym] = o.pairs;
+                Formula::TlsGd if o.of.tlsgd[sym] == NONE => {
+                    o.of.tlsgd[sym] = o.pairs;
                     o.pairs += 1;
                 }
                 Formula::TlsLd => o.want_pair_ld = true,
@@ -460,11 +463,11 @@ fn place(
         regions,
         got_offset,
         got_len: slots.got_len,
-        got: slots.got,
-        tlsgd: slots.tlsgd,
+        got: slots.at.got,
+        tlsgd: slots.at.tlsgd,
         tlsld: slots.tlsld,
         stubs_offset,
-        stubs: slots.stubs,
+        stubs: slots.at.stubs,
         stub_count: slots.stub_count,
         eh_frame,
         tls,

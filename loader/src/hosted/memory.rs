@@ -75,9 +75,7 @@ impl Memory for Hosted {
     }
 
     fn map(&self, len: usize) -> Result<*mut u8, PlatformError> {
-        let rounded = len
-            .checked_next_multiple_of(self.page_size)
-            .ok_or(PlatformError::OutOfMemory { len })?;
+        let rounded = self.rounded(len)?;
         if let Some(addr) = self.reuse(rounded, true) {
             return Ok(addr);
         }
@@ -111,10 +109,7 @@ impl Memory for Hosted {
     }
 
     fn map_for_overwrite(&self, len: usize) -> Result<(*mut u8, bool), PlatformError> {
-        let rounded = len
-            .checked_next_multiple_of(self.page_size)
-            .ok_or(PlatformError::OutOfMemory { len })?;
-        match self.reuse(rounded, false) {
+        match self.reuse(self.rounded(len)?, false) {
             Some(addr) => Ok((addr, false)),
             None => Ok((self.map(len)?, true)),
         }
@@ -174,6 +169,12 @@ impl Memory for Hosted {
 }
 
 impl Hosted {
+    /// `len` rounded up to whole pages.
+    fn rounded(&self, len: usize) -> Result<usize, PlatformError> {
+        len.checked_next_multiple_of(self.page_size)
+            .ok_or(PlatformError::OutOfMemory { len })
+    }
+
     /// A kept mapping of exactly `len` bytes (page-rounded), made read-write, cleared when `clear`
     /// (else as it was released) and recorded as live, if the pool has one.
     fn reuse(&self, len: usize, clear: bool) -> Option<*mut u8> {
