@@ -277,9 +277,6 @@ pub fn threads_inside(
         probe.seq
     };
     PROBES.fetch_add(1, Ordering::Relaxed);
-    // The loader closed the gate before its first question.
-    let _ =
-        SWITCHES_AT_CLOSE.compare_exchange(0, switches() + 1, Ordering::SeqCst, Ordering::SeqCst);
     let me = percpu::this_cpu().index();
     let others: Vec<&PerCpu> = percpu::online().filter(|c| c.index() != me).collect();
     for c in &others {
@@ -311,6 +308,12 @@ pub fn threads_inside(
             });
         }
     }
+    // The loader closed the gate before its first question. A CPU answers the probe only between
+    // two reschedules (both run in interrupt gates, with interrupts off), so a switch whose pick
+    // was made before the gate closed is done by now; from here on, every switch counted had its
+    // pick let through a closed gate.
+    let _ =
+        SWITCHES_AT_CLOSE.compare_exchange(0, switches() + 1, Ordering::SeqCst, Ordering::SeqCst);
 }
 
 /// The probe IPI: answers whether what this CPU interrupted may be inside the probed ranges.
@@ -404,8 +407,8 @@ extern "C" fn gate_wait(word: *const u32) {
     }
 }
 
-/// The sum of task switches when the current swap's gate was first seen closed (plus 1; 0: not
-/// seen yet, `u64::MAX`: the gate opened), and the switches between that and the opening.
+/// The sum of task switches when the other CPUs first answered the current swap's probe, the gate
+/// closed (plus 1; 0: not yet, `u64::MAX`: the gate opened), and the switches between that and the opening.
 static SWITCHES_AT_CLOSE: AtomicU64 = AtomicU64::new(u64::MAX);
 static SWITCHES_WHILE_CLOSED: AtomicU64 = AtomicU64::new(0);
 
@@ -419,8 +422,8 @@ pub fn arm_switch_count() {
     SWITCHES_AT_CLOSE.store(0, Ordering::SeqCst);
 }
 
-/// After a swap: the task switches made from its drain's first probe (the gate was closed) to the
-/// gate's opening.
+/// After a swap: the task switches made from the answers to its drain's first probe (the gate was
+/// closed) to the gate's opening.
 pub fn switches_while_closed() -> u64 {
     SWITCHES_AT_CLOSE.store(u64::MAX, Ordering::SeqCst);
     SWITCHES_WHILE_CLOSED.load(Ordering::SeqCst)

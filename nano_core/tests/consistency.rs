@@ -19,6 +19,20 @@ use nano_core::Kernel;
 
 const WORKERS: usize = 4;
 
+/// One test of this file at a time. A swap whose state moves checks every thread of the process
+/// for callers inside the old version, and a stale stack word of another test's thread that
+/// equals an entry point of this test's cell (its address reused from an earlier kernel of the
+/// same process) counts as a caller inside: that swap then waits and gives up, as it should for
+/// a real one. The tests here assert which threads are inside, so they do not share the process
+/// with each other's churn.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// The handles the workers call.
 #[derive(Clone)]
 struct Calls {
@@ -206,6 +220,7 @@ fn run(kernel: &mut Kernel, swaps: usize, options: &SwapOptions) -> Vec<String> 
 
 #[test]
 fn a_thousand_transfer_swaps_under_load_lose_nothing() {
+    let _alone = one_at_a_time();
     nano_core::logger::install(log::LevelFilter::Warn);
     let mut kernel = Kernel::boot(common::cells_dir()).expect("boot");
     let problems = run(&mut kernel, 1000, &SwapOptions::default());
@@ -219,6 +234,7 @@ fn a_thousand_transfer_swaps_under_load_lose_nothing() {
 
 #[test]
 fn without_the_gate_the_same_workload_loses_updates() {
+    let _alone = one_at_a_time();
     let mut kernel = Kernel::boot(common::cells_dir()).expect("boot");
     let options = SwapOptions {
         without_gate_for_tests: true,
@@ -253,6 +269,7 @@ fn swap_counter(kernel: &mut Kernel, options: &SwapOptions) -> anyhow::Result<lo
 
 #[test]
 fn a_thread_that_stays_inside_makes_the_swap_give_up_by_its_deadline_and_change_nothing() {
+    let _alone = one_at_a_time();
     let mut kernel = Kernel::boot(common::cells_dir()).expect("boot");
     let hold = kernel.bind(counter::HOLD).unwrap();
     let bump = kernel.bind(counter::BUMP).unwrap();
@@ -314,6 +331,7 @@ fn a_thread_that_stays_inside_makes_the_swap_give_up_by_its_deadline_and_change_
 
 #[test]
 fn a_swap_asked_for_from_inside_the_cell_is_refused() {
+    let _alone = one_at_a_time();
     let kernel = std::sync::Mutex::new(Kernel::boot(common::cells_dir()).expect("boot"));
     let call = kernel.lock().unwrap().bind(counter::CALL).unwrap();
     let refused = std::sync::Mutex::new(None);
