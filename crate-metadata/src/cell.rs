@@ -8,6 +8,7 @@ use crate::digest::Sha256;
 use crate::ids::{CellId, EdgeId, NamespaceId, SectionId, SymbolId};
 use crate::manifest::CellKind;
 use crate::name::Name;
+use crate::shared::SharedList;
 
 /// What a cell of the registry stands for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -153,17 +154,17 @@ pub struct Cell {
     pub object_size: u64,
     /// Start of the cell's mapping (0 when not mapped).
     pub base_addr: u64,
-    /// The placed sections.
-    pub sections: Vec<Section>,
+    /// The placed sections (shared with the debuggers' table: [`SharedList`]).
+    pub sections: SharedList<Section>,
     /// The symbols the cell defines that others may bind to (for the base image and the
     /// platform: the ones something bound to).
-    pub symbols: Vec<Symbol>,
+    pub symbols: SharedList<Symbol>,
     /// The functions the cell defines but does not export (`STT_FUNC` symbols of local binding),
     /// by which backtraces, fault reports, debuggers and profilers name its code: a cell object's
     /// text is one merged section, so no section name tells one function from the next. Not in
     /// any namespace; nothing binds to them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub local_functions: Vec<Symbol>,
+    pub local_functions: SharedList<Symbol>,
     /// Edges whose dependent is this cell (what it uses).
     pub uses: Vec<EdgeId>,
     /// Edges whose provider is this cell (what uses it).
@@ -191,9 +192,9 @@ impl Cell {
             sha256: None,
             object_size: 0,
             base_addr: 0,
-            sections: Vec::new(),
-            symbols: Vec::new(),
-            local_functions: Vec::new(),
+            sections: SharedList::new(),
+            symbols: SharedList::new(),
+            local_functions: SharedList::new(),
             uses: Vec::new(),
             used_by: Vec::new(),
             stats: LoadStats::default(),

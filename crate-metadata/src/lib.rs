@@ -54,6 +54,7 @@ mod name;
 pub mod paths;
 pub mod policy;
 mod registry;
+mod shared;
 
 pub use cell::{Cell, CellState, LoadStats, Origin, Section, SectionKind, Symbol, SymbolKind};
 pub use digest::{BadDigest, Sha256};
@@ -67,3 +68,4 @@ pub use manifest::{
 pub use name::{Name, NameArena, NameSpan, Names};
 pub use policy::{AppInterface, Refusal, Rule};
 pub use registry::{Checkpoint, Registry};
+pub use shared::SharedList;

@@ -35,6 +35,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate_metadata::{CellId, Name, NamespaceId, SymbolId};
+use hashbrown::hash_map::{Entry, EntryRef};
 use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
 
@@ -315,22 +316,52 @@ impl Namespaces {
     }
 
     /// [`Namespaces::add_cell`] with the exports given by value: their names move into the
-    /// namespace's map (what the loader does on every load).
+    /// namespace's map (what the loader does on every load). Each name is hashed and looked up
+    /// once: an export is checked where it is placed, and a collision with another cell's strong
+    /// symbol takes back what this call placed (the error path walks the namespace; the load's
+    /// path does not).
     pub fn add_cell_owned(
         &mut self,
         ns: NamespaceId,
         cell: CellId,
         exports: Vec<Export>,
     ) -> Result<(), NamespaceError> {
-        self.check_add(ns, cell, &exports)?;
         let n = self.get_mut(ns)?;
-        n.cells.push(cell);
+        if n.cells.contains(&cell) {
+            return Err(NamespaceError::CellPresent(cell));
+        }
         n.symbols.reserve(exports.len());
+        // Another cell's weak definitions that a strong export of this one replaced.
+        let mut displaced: Vec<(Name, SymbolRef)> = Vec::new();
         for e in exports {
-            if n.takes(&e) {
-                n.symbols.insert(e.name, e.target);
+            match n.symbols.entry(e.name) {
+                Entry::Vacant(v) => {
+                    v.insert(e.target);
+                }
+                Entry::Occupied(mut o) => {
+                    let existing = *o.get();
+                    if !existing.weak && !e.target.weak && existing.cell != cell {
+                        let error = NamespaceError::DuplicateSymbol {
+                            namespace: n.name.clone(),
+                            symbol: o.key().to_string(),
+                            existing: existing.cell,
+                        };
+                        // Nothing of `cell` was in the namespace before this call.
+                        n.symbols.retain(|_, s| s.cell != cell);
+                        n.symbols.extend(displaced);
+                        return Err(error);
+                    }
+                    // As `Namespace::takes`: a strong export replaces a weak definition.
+                    if existing.weak && !e.target.weak {
+                        if existing.cell != cell {
+                            displaced.push((o.key().clone(), existing));
+                        }
+                        o.insert(e.target);
+                    }
+                }
             }
         }
+        n.cells.push(cell);
         Ok(())
     }
 
@@ -391,8 +422,11 @@ impl Namespaces {
             n.cells.remove(pos);
         }
         for name in names {
-            if n.symbols.get(name).is_some_and(|s| s.cell == cell) {
-                n.symbols.remove(name);
+            // One lookup a name: the entry, removed only when it is this cell's.
+            if let EntryRef::Occupied(o) = n.symbols.entry_ref(name) {
+                if o.get().cell == cell {
+                    o.remove();
+                }
             }
         }
         Ok(())

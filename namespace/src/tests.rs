@@ -273,3 +273,62 @@ fn remove_cell_exports_removes_only_that_cells_entries() {
         .unwrap();
     assert_eq!(all.snapshot(), again.snapshot());
 }
+
+#[test]
+fn adding_exports_by_value_does_what_adding_them_by_reference_does() {
+    // Cell 2 defines `w` weak and `s` strong; each case adds cell 3's exports both ways.
+    let cases: [&[Export]; 5] = [
+        // A strong export replaces the weak `w`; a weak one yields to the strong `s`.
+        &[
+            export("w", 3, 10, false),
+            export("s", 3, 11, true),
+            export("n", 3, 12, false),
+        ],
+        // The weak `w` is replaced, then the strong `s` collides: the replacement is undone.
+        &[
+            export("n", 3, 10, false),
+            export("w", 3, 11, false),
+            export("s", 3, 12, false),
+        ],
+        // A name the cell exports twice: the first strong one stays.
+        &[
+            export("d", 3, 10, false),
+            export("d", 3, 11, false),
+            export("e", 3, 12, true),
+            export("e", 3, 13, false),
+        ],
+        // Only new names.
+        &[export("x", 3, 10, false), export("y", 3, 11, true)],
+        // Nothing.
+        &[],
+    ];
+    for (i, exports) in cases.iter().enumerate() {
+        let mut by_ref = Namespaces::new();
+        let k = by_ref.create("_kernel", None).unwrap();
+        by_ref
+            .add_cell(
+                k,
+                CellId(2),
+                &[export("w", 2, 1, true), export("s", 2, 2, false)],
+            )
+            .unwrap();
+        let mut by_value = by_ref.clone();
+        let before = by_ref.snapshot();
+        let a = by_ref.add_cell(k, CellId(3), exports);
+        let b = by_value.add_cell_owned(k, CellId(3), exports.to_vec());
+        assert_eq!(a, b, "case {i}");
+        assert_eq!(by_ref.snapshot(), by_value.snapshot(), "case {i}");
+        if b.is_err() {
+            assert_eq!(
+                by_value.snapshot(),
+                before,
+                "case {i}: a refused add changes nothing"
+            );
+        }
+        // Removing cell 3 by its names leaves cell 2's definitions as they were.
+        let names: Vec<&str> = exports.iter().map(|e| e.name.as_str()).collect();
+        by_value.remove_cell_exports(k, CellId(3), names).unwrap();
+        by_ref.remove_cell(k, CellId(3)).unwrap();
+        assert_eq!(by_ref.snapshot(), by_value.snapshot(), "case {i}");
+    }
+}

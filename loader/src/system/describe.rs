@@ -191,7 +191,9 @@ pub(crate) fn describe(
     let (symbol_paths, local_paths) = path_spans.split_at(exported.len());
     let path = |span: &Option<NameSpan>| span.map(|s| names.name(s));
 
-    cell.sections.reserve_exact(section_names.len() + 2);
+    // Built as plain lists and handed to the cell once: every change of a cell's shared list
+    // checks atomically whether another holder shares it ([`crate_metadata::SharedList`]).
+    let mut sections = Vec::with_capacity(section_names.len() + 2);
     for ((i, _), span) in section_names.iter().zip(section_spans) {
         let Some(p) = layout.sections[*i] else {
             continue;
@@ -201,7 +203,7 @@ pub(crate) fn describe(
         } else {
             mapping.addr(p.offset)
         };
-        cell.sections.push(Section {
+        sections.push(Section {
             name: names.name(*span),
             kind: p.kind,
             addr,
@@ -213,11 +215,12 @@ pub(crate) fn describe(
         layout,
         mapping,
         [got_name, stubs_name].map(|s| names.name(s)),
-        &mut cell,
+        &mut sections,
     );
+    cell.sections = sections.into();
 
     let mut exports = Vec::with_capacity(exported.len());
-    cell.symbols.reserve_exact(exported.len());
+    let mut exported_symbols = Vec::with_capacity(exported.len());
     let mut symbols = IndexVec::from_elem(None, object.syms.len());
     for (((i, _), span), path_span) in exported.iter().zip(symbol_spans).zip(symbol_paths) {
         let (i, sym) = (*i, &object.syms[*i]);
@@ -240,14 +243,14 @@ pub(crate) fn describe(
             ));
         };
         let name = names.name(*span);
-        let id = SymbolId(cell.symbols.len() as u32);
+        let id = SymbolId(exported_symbols.len() as u32);
         exports.push(NewExport {
             name: name.clone(),
             symbol: id,
             addr,
             weak: sym.st_bind() == STB_WEAK,
         });
-        cell.symbols.push(Symbol {
+        exported_symbols.push(Symbol {
             name,
             section: Some(section),
             addr,
@@ -257,7 +260,8 @@ pub(crate) fn describe(
         });
         symbols[i] = Some(id);
     }
-    cell.local_functions.reserve_exact(locals.len());
+    cell.symbols = exported_symbols.into();
+    let mut local_functions = Vec::with_capacity(locals.len());
     for (((i, _), span), path_span) in locals.iter().zip(local_spans).zip(local_paths) {
         let sym = &object.syms[*i];
         let Some(shndx) = sym.section() else { continue };
@@ -267,7 +271,7 @@ pub(crate) fn describe(
         let Some(addr) = symbol_address(mapping, &p, sym.st_value, false) else {
             continue; // `parse` checked the value lies inside its section: never for a sane object
         };
-        cell.local_functions.push(Symbol {
+        local_functions.push(Symbol {
             name: names.name(*span),
             section: Some(section),
             addr,
@@ -276,6 +280,7 @@ pub(crate) fn describe(
             path: path(path_span),
         });
     }
+    cell.local_functions = local_functions.into();
     Ok(Described {
         cell,
         exports,
@@ -323,13 +328,13 @@ fn add_loader_sections(
     layout: &Layout,
     mapping: &Mapping,
     got_and_stubs: [Name; 2],
-    cell: &mut Cell,
+    sections: &mut Vec<Section>,
 ) -> Option<SectionId> {
     let [got_name, stubs_name] = got_and_stubs;
     let mut got = None;
     if layout.got_len > 0 {
-        got = Some(SectionId(cell.sections.len() as u32));
-        cell.sections.push(Section {
+        got = Some(SectionId(sections.len() as u32));
+        sections.push(Section {
             name: got_name,
             kind: SectionKind::Got,
             addr: mapping.addr(layout.got_offset),
@@ -338,7 +343,7 @@ fn add_loader_sections(
         });
     }
     if layout.stub_count > 0 {
-        cell.sections.push(Section {
+        sections.push(Section {
             name: stubs_name,
             kind: SectionKind::Stubs,
             addr: mapping.addr(layout.stubs_offset),
