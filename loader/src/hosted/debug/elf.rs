@@ -38,31 +38,12 @@ const STB_GLOBAL_FUNC: u8 = (1 << 4) | 2;
 /// Section indices of the file.
 const TEXT: u16 = 1;
 const STRTAB: u32 = 3;
-const SHSTRTAB: u16 = 4;
+const SHSTRTAB_INDEX: u16 = 4;
 
-/// A string table under construction.
-struct Strings(Vec<u8>);
-
-impl Strings {
-    fn new() -> Strings {
-        Strings(vec![0])
-    }
-
-    fn add(&mut self, s: &str) -> u32 {
-        let at = self.0.len() as u32;
-        self.0.extend_from_slice(s.as_bytes());
-        self.0.push(0);
-        at
-    }
-
-    /// Adds the path of the mangled `name` ([`demangle::path`]), written straight into the table.
-    fn add_path(&mut self, name: &str) -> u32 {
-        let at = self.0.len() as u32;
-        demangle::path_into(name, &mut self.0);
-        self.0.push(0);
-        at
-    }
-}
+/// The section-name table: the names of the file's sections, each followed by a NUL, after the
+/// empty name; `SHSTRTAB_NAMES[i]` is where name `i` starts.
+const SHSTRTAB: &[u8] = b"\0.text\0.symtab\0.strtab\0.shstrtab\0.eh_frame\0";
+const SHSTRTAB_NAMES: [u32; 5] = [1, 7, 15, 23, 33];
 
 /// One section header's fields.
 #[derive(Default)]
@@ -80,13 +61,13 @@ struct Shdr {
 }
 
 impl Shdr {
-    /// The header of string table `strings`, at `offset` in the file.
-    fn strtab(name: u32, offset: usize, strings: &Strings) -> Shdr {
+    /// The header of a string table of `len` bytes at `offset` in the file.
+    fn strtab(name: u32, offset: usize, len: usize) -> Shdr {
         Shdr {
             name,
             sh_type: SHT_STRTAB,
             offset: offset as u64,
-            size: strings.0.len() as u64,
+            size: len as u64,
             align: 1,
             ..Shdr::default()
         }
@@ -116,52 +97,55 @@ pub(crate) struct Symfile<'a> {
     pub(crate) eh_frame: Option<(u64, &'a [u8])>,
 }
 
-/// The ELF file for a cell.
+/// The ELF file for a cell, written in one buffer: the symbols in place, their names after them.
 pub(crate) fn symfile(cell: &Symfile<'_>) -> Vec<u8> {
-    // Both tables sized once: a function's path from the object, or room for the mangled name,
-    // which `demangle::path_into` takes before it cuts the path to length (a v0 name's path may
-    // be longer: the table then grows).
+    // Room for every name: a function's path from the object, or its mangled name, which
+    // `demangle::path_into` takes before it cuts the path to length (a v0 name's path may be
+    // longer: the buffer then grows).
     let names: usize = (cell.functions.iter())
         .map(|f| f.path.map_or(f.name.len(), str::len) + 1)
         .sum();
-    let mut strtab = Strings(Vec::with_capacity(1 + names));
-    strtab.0.push(0);
-    let mut symtab = Vec::with_capacity(SYM_SIZE * (1 + cell.functions.len()));
-    symtab.resize(SYM_SIZE, 0); // the null symbol
-    for f in cell.functions {
-        // The path the object carried, or demangled now.
-        let name = match f.path {
-            Some(path) => strtab.add(path),
-            None => strtab.add_path(f.name),
-        };
-        symtab.extend_from_slice(&name.to_le_bytes());
-        symtab.push(STB_GLOBAL_FUNC);
-        symtab.push(0); // st_other: default visibility
-        symtab.extend_from_slice(&TEXT.to_le_bytes());
-        symtab.extend_from_slice(&f.addr.to_le_bytes());
-        symtab.extend_from_slice(&f.size.to_le_bytes());
-    }
-    let mut shstrtab = Strings::new();
-    let names = [
-        shstrtab.add(".text"),
-        shstrtab.add(".symtab"),
-        shstrtab.add(".strtab"),
-        shstrtab.add(".shstrtab"),
-        shstrtab.add(".eh_frame"),
-    ];
     let (eh_addr, eh_bytes) = cell.eh_frame.unwrap_or((0, &[]));
     // Layout: header, .symtab (8-aligned), .strtab, .shstrtab, .eh_frame (8-aligned), section
     // headers (8-aligned).
     let symtab_at = EHDR_SIZE;
-    let strtab_at = symtab_at + symtab.len();
-    let shstrtab_at = strtab_at + strtab.0.len();
-    let eh_frame_at = (shstrtab_at + shstrtab.0.len()).next_multiple_of(8);
-    let shdrs_at = (eh_frame_at + eh_bytes.len()).next_multiple_of(8);
+    let strtab_at = symtab_at + SYM_SIZE * (1 + cell.functions.len());
+    let mut out = Vec::with_capacity(
+        strtab_at + 1 + names + SHSTRTAB.len() + eh_bytes.len() + 16 + 6 * SHDR_SIZE,
+    );
+    // The header (written last) and the symbols (written in place), the null symbol zero.
+    out.resize(strtab_at, 0);
+    out.push(0); // the string table's empty name
+    for (i, f) in cell.functions.iter().enumerate() {
+        // The path the object carried, or demangled now.
+        let name = (out.len() - strtab_at) as u32;
+        match f.path {
+            Some(path) => out.extend_from_slice(path.as_bytes()),
+            None => demangle::path_into(f.name, &mut out),
+        }
+        out.push(0);
+        let at = symtab_at + SYM_SIZE * (1 + i);
+        let sym = &mut out[at..at + SYM_SIZE];
+        sym[0..4].copy_from_slice(&name.to_le_bytes());
+        sym[4] = STB_GLOBAL_FUNC;
+        sym[5] = 0; // st_other: default visibility
+        sym[6..8].copy_from_slice(&TEXT.to_le_bytes());
+        sym[8..16].copy_from_slice(&f.addr.to_le_bytes());
+        sym[16..24].copy_from_slice(&f.size.to_le_bytes());
+    }
+    let strtab_len = out.len() - strtab_at;
+    let shstrtab_at = out.len();
+    out.extend_from_slice(SHSTRTAB);
+    let eh_frame_at = out.len().next_multiple_of(8);
+    out.resize(eh_frame_at, 0);
+    out.extend_from_slice(eh_bytes);
+    let shdrs_at = out.len().next_multiple_of(8);
+    out.resize(shdrs_at, 0);
     let text = cell.text;
     let mut headers = vec![
         Shdr::default(),
         Shdr {
-            name: names[0],
+            name: SHSTRTAB_NAMES[0],
             sh_type: SHT_NOBITS,
             flags: SHF_ALLOC | SHF_EXECINSTR,
             addr: text.start,
@@ -171,22 +155,22 @@ pub(crate) fn symfile(cell: &Symfile<'_>) -> Vec<u8> {
             ..Shdr::default()
         },
         Shdr {
-            name: names[1],
+            name: SHSTRTAB_NAMES[1],
             sh_type: SHT_SYMTAB,
             offset: symtab_at as u64,
-            size: symtab.len() as u64,
+            size: (strtab_at - symtab_at) as u64,
             link: STRTAB,
             info: 1, // every symbol but the null one is global
             align: 8,
             entsize: SYM_SIZE as u64,
             ..Shdr::default()
         },
-        Shdr::strtab(names[2], strtab_at, &strtab),
-        Shdr::strtab(names[3], shstrtab_at, &shstrtab),
+        Shdr::strtab(SHSTRTAB_NAMES[2], strtab_at, strtab_len),
+        Shdr::strtab(SHSTRTAB_NAMES[3], shstrtab_at, SHSTRTAB.len()),
     ];
     if !eh_bytes.is_empty() {
         headers.push(Shdr {
-            name: names[4],
+            name: SHSTRTAB_NAMES[4],
             sh_type: SHT_PROGBITS,
             flags: SHF_ALLOC,
             addr: eh_addr,
@@ -196,33 +180,27 @@ pub(crate) fn symfile(cell: &Symfile<'_>) -> Vec<u8> {
             ..Shdr::default()
         });
     }
-    let mut out = Vec::with_capacity(shdrs_at + headers.len() * SHDR_SIZE);
-    out.extend_from_slice(b"\x7fELF");
-    out.extend_from_slice(&[2, 1, 1, 0]); // 64-bit, little endian, version 1, System V ABI
-    out.extend_from_slice(&[0; 8]);
-    out.extend_from_slice(&ET_EXEC.to_le_bytes());
-    out.extend_from_slice(&EM_X86_64.to_le_bytes());
-    out.extend_from_slice(&1u32.to_le_bytes()); // e_version
-    out.extend_from_slice(&0u64.to_le_bytes()); // e_entry
-    out.extend_from_slice(&0u64.to_le_bytes()); // e_phoff: no program headers
-    out.extend_from_slice(&(shdrs_at as u64).to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes()); // e_flags
-    out.extend_from_slice(&(EHDR_SIZE as u16).to_le_bytes());
-    out.extend_from_slice(&0u16.to_le_bytes()); // e_phentsize
-    out.extend_from_slice(&0u16.to_le_bytes()); // e_phnum
-    out.extend_from_slice(&(SHDR_SIZE as u16).to_le_bytes());
-    out.extend_from_slice(&(headers.len() as u16).to_le_bytes());
-    out.extend_from_slice(&SHSTRTAB.to_le_bytes());
-    debug_assert_eq!(out.len(), EHDR_SIZE);
-    out.extend_from_slice(&symtab);
-    out.extend_from_slice(&strtab.0);
-    out.extend_from_slice(&shstrtab.0);
-    out.resize(eh_frame_at, 0);
-    out.extend_from_slice(eh_bytes);
-    out.resize(shdrs_at, 0);
     for h in &headers {
         h.write(&mut out);
     }
+    let mut header = Vec::with_capacity(EHDR_SIZE);
+    header.extend_from_slice(b"\x7fELF");
+    header.extend_from_slice(&[2, 1, 1, 0]); // 64-bit, little endian, version 1, System V ABI
+    header.extend_from_slice(&[0; 8]);
+    header.extend_from_slice(&ET_EXEC.to_le_bytes());
+    header.extend_from_slice(&EM_X86_64.to_le_bytes());
+    header.extend_from_slice(&1u32.to_le_bytes()); // e_version
+    header.extend_from_slice(&0u64.to_le_bytes()); // e_entry
+    header.extend_from_slice(&0u64.to_le_bytes()); // e_phoff: no program headers
+    header.extend_from_slice(&(shdrs_at as u64).to_le_bytes());
+    header.extend_from_slice(&0u32.to_le_bytes()); // e_flags
+    header.extend_from_slice(&(EHDR_SIZE as u16).to_le_bytes());
+    header.extend_from_slice(&0u16.to_le_bytes()); // e_phentsize
+    header.extend_from_slice(&0u16.to_le_bytes()); // e_phnum
+    header.extend_from_slice(&(SHDR_SIZE as u16).to_le_bytes());
+    header.extend_from_slice(&(headers.len() as u16).to_le_bytes());
+    header.extend_from_slice(&SHSTRTAB_INDEX.to_le_bytes());
+    out[..EHDR_SIZE].copy_from_slice(&header);
     out
 }
 
@@ -260,6 +238,13 @@ mod tests {
         });
         let elf = Elf::parse(&bytes).expect("goblin parses the symfile");
         assert_eq!(elf.header.e_type, ET_EXEC);
+        let section_names: Vec<&str> = (elf.section_headers.iter())
+            .map(|h| elf.shdr_strtab.get_at(h.sh_name).unwrap())
+            .collect();
+        assert_eq!(
+            section_names,
+            ["", ".text", ".symtab", ".strtab", ".shstrtab", ".eh_frame"]
+        );
         let text_shdr = &elf.section_headers[TEXT as usize];
         assert_eq!(elf.shdr_strtab.get_at(text_shdr.sh_name), Some(".text"));
         assert_eq!(

@@ -27,8 +27,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::format;
 use std::string::{String, ToString};
-use std::vec::Vec;
 use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::vec::Vec;
 
 use crate::platform::{CellImage, Debuggers, TextRange};
 use crate_metadata::{demangle, Cell, CellId, CellState, Function, LoadStats};
