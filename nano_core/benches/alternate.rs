@@ -23,9 +23,9 @@
 //! that callgrind counts each side).
 //!
 //! `cargo bench -p nano_core --bench alternate [-- <filter>]`; `BENCH_ROUNDS` (default 21) sets
-//! the rounds. `BENCH_FLOOR=1` adds two rows under each cell's: the memory work alone of its load
-//! and unload (map, copy, two `mprotect`, unmap of its mapping's size), on fresh pages and on a
-//! region kept from before (`run_floor`).
+//! the rounds. `BENCH_FLOOR=1` adds three rows under each cell's: the memory work alone of its
+//! load and unload (map, copy, two `mprotect`, unmap of its mapping's size), on fresh pages and on
+//! a region kept from before, and the four `mprotect` of the latter alone (`run_floor`).
 
 mod support;
 
@@ -182,8 +182,8 @@ fn run(
 
 /// The floor rows (`BENCH_FLOOR=1`): what the memory work of a load and an unload of a mapping of
 /// `len` bytes costs, and nothing else, against `dlopen`: with fresh pages (what any loader that
-/// copies a cell into new memory pays at least), and with a region kept from an earlier mapping
-/// (what `Hosted` does when it has one of that length).
+/// copies a cell into new memory pays at least), with a region kept from an earlier mapping
+/// (what `Hosted` does when it has one of that length), and the latter's protection changes alone.
 fn run_floor(
     counters: &mut Counters,
     case: &Case,
@@ -207,6 +207,17 @@ fn run_floor(
         counters,
         &label,
         &mut || region.kept_floor(bytes),
+        open,
+        rounds,
+    );
+    let label = format!(
+        "{} floor, its four mprotect alone: {kib} KiB | memory only",
+        case.name
+    );
+    alternate(
+        counters,
+        &label,
+        &mut || region.protections_floor(),
         open,
         rounds,
     );
@@ -238,12 +249,24 @@ fn map_populated(len: usize) -> *mut u8 {
 /// # Safety
 /// `at..at + len` is a read-write mapping that nothing else uses.
 unsafe fn copy_and_protect(at: *mut u8, len: usize, bytes: &[u8]) {
-    use libc::{PROT_EXEC, PROT_READ};
-    let half = (len / 2) & !4095;
-    let quarter = ((len - half) / 2) & !4095;
     // SAFETY: within the mapping (the caller's promise); its pages lie inside it.
     unsafe {
         std::ptr::copy_nonoverlapping(bytes.as_ptr(), at, bytes.len().min(len));
+        protect_regions(at, len);
+    }
+}
+
+/// A publish's two `mprotect` on the mapping of `len` bytes at `at`: its first half made read
+/// and execute, the next quarter read only (a cell's text, then its read-only data and relro).
+///
+/// # Safety
+/// `at..at + len` is a mapping of this process that nothing else uses.
+unsafe fn protect_regions(at: *mut u8, len: usize) {
+    use libc::{PROT_EXEC, PROT_READ};
+    let half = (len / 2) & !4095;
+    let quarter = ((len - half) / 2) & !4095;
+    // SAFETY: page-aligned ranges inside the mapping (the caller's promise).
+    unsafe {
         libc::mprotect(at.cast(), half, PROT_READ | PROT_EXEC);
         libc::mprotect(at.add(half).cast(), quarter, PROT_READ);
     }
@@ -284,6 +307,17 @@ impl Region {
             libc::mprotect(at.cast(), len, libc::PROT_READ | libc::PROT_WRITE);
             std::ptr::write_bytes(at, 0, len);
             copy_and_protect(at, len, bytes);
+            libc::mprotect(at.cast(), len, libc::PROT_NONE);
+        }
+    }
+
+    /// The four `mprotect` of [`Region::kept_floor`] alone: no clearing, no copy.
+    fn protections_floor(&self) {
+        let (at, len) = (self.at, self.len);
+        // SAFETY: the region is this value's own mapping, which nothing else uses.
+        unsafe {
+            libc::mprotect(at.cast(), len, libc::PROT_READ | libc::PROT_WRITE);
+            protect_regions(at, len);
             libc::mprotect(at.cast(), len, libc::PROT_NONE);
         }
     }
