@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::digest::Sha256;
 use crate::ids::{CellId, EdgeId, NamespaceId, SectionId, SymbolId};
 use crate::manifest::CellKind;
-use crate::name::Name;
+use crate::name::{Name, NameArena, NameSpan};
 use crate::shared::SharedList;
 
 /// What a cell of the registry stands for.
@@ -90,7 +90,8 @@ pub enum SymbolKind {
 }
 
 /// A symbol a cell defines and others may bind to.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(from = "StoredSymbol", into = "StoredSymbol")]
 pub struct Symbol {
     /// The mangled name, exactly as in the object.
     pub name: Name,
@@ -102,10 +103,76 @@ pub struct Symbol {
     pub size: u64,
     /// What it names.
     pub kind: SymbolKind,
-    /// Its demangled path, when the object carried it (a function's, from `.cell.paths`,
-    /// [`crate::paths`]); readers demangle `name` otherwise.
+    /// Where its demangled path lies, when the object carried it (a function's, from
+    /// `.cell.paths`, [`crate::paths`]): a span of the string `name` is a slice of, pushed into the
+    /// same [`crate::NameArena`] ([`Symbol::path`] reads it). A span, not a [`Name`], so that a
+    /// function's path costs no reference count of its own at load and unload.
+    pub path_span: Option<NameSpan>,
+}
+
+impl Symbol {
+    /// Its demangled path, when the object carried it; readers demangle `name` otherwise.
+    pub fn path(&self) -> Option<&str> {
+        self.path_span.and_then(|span| self.name.sibling(span))
+    }
+}
+
+impl PartialEq for Symbol {
+    fn eq(&self, other: &Symbol) -> bool {
+        self.name == other.name
+            && self.section == other.section
+            && self.addr == other.addr
+            && self.size == other.size
+            && self.kind == other.kind
+            && self.path() == other.path()
+    }
+}
+
+impl Eq for Symbol {}
+
+/// A [`Symbol`] as it is serialized: its path as a string of its own.
+#[derive(Clone, Serialize, Deserialize)]
+struct StoredSymbol {
+    name: String,
+    section: Option<SectionId>,
+    addr: u64,
+    size: u64,
+    kind: SymbolKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<Name>,
+    path: Option<String>,
+}
+
+impl From<Symbol> for StoredSymbol {
+    fn from(s: Symbol) -> StoredSymbol {
+        StoredSymbol {
+            name: s.name.as_str().into(),
+            section: s.section,
+            addr: s.addr,
+            size: s.size,
+            kind: s.kind,
+            path: s.path().map(String::from),
+        }
+    }
+}
+
+impl From<StoredSymbol> for Symbol {
+    fn from(s: StoredSymbol) -> Symbol {
+        // The name and the path in one string, as a load makes them.
+        let mut arena =
+            NameArena::with_capacity(s.name.len() + s.path.as_ref().map_or(0, String::len));
+        let name = arena.push(&s.name);
+        let path = s.path.as_deref().and_then(|p| arena.push(p));
+        let names = arena.finish();
+        Symbol {
+            // A name too long for an arena (never from an object) is kept whole, without path.
+            name: name.map_or_else(|| Name::from(s.name.as_str()), |n| names.name(n)),
+            section: s.section,
+            addr: s.addr,
+            size: s.size,
+            kind: s.kind,
+            path_span: path.filter(|_| name.is_some()),
+        }
+    }
 }
 
 /// Numbers about how a cell was loaded, for people and benchmarks.
@@ -231,5 +298,44 @@ impl Cell {
     /// Total size of the cell's sections in bytes.
     pub fn size(&self) -> u64 {
         self.sections.iter().map(|s| s.size).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_symbol_reads_its_path_from_its_names_string_and_serializes_it_as_a_string() {
+        let mut arena = NameArena::default();
+        let name = arena.push("_ZN5memfs4read17h0123456789abcdefE").unwrap();
+        let path = arena.push("memfs::read").unwrap();
+        let names = arena.finish();
+        let symbol = Symbol {
+            name: names.name(name),
+            section: Some(SectionId(0)),
+            addr: 0x1000,
+            size: 0x40,
+            kind: SymbolKind::Function,
+            path_span: Some(path),
+        };
+        assert_eq!(symbol.path(), Some("memfs::read"));
+        let text = serde_json::to_string(&symbol).unwrap();
+        assert!(text.contains(r#""path":"memfs::read""#), "{text}");
+        assert!(!text.contains("path_span"), "{text}");
+        let back: Symbol = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, symbol);
+        assert_eq!(back.path(), Some("memfs::read"));
+        // Without a path, none is written, and none read back.
+        let bare = Symbol {
+            path_span: None,
+            ..symbol.clone()
+        };
+        let text = serde_json::to_string(&bare).unwrap();
+        assert!(!text.contains("path"), "{text}");
+        let back: Symbol = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.path(), None);
+        assert_eq!(back, bare);
+        assert_ne!(bare, symbol, "symbols with and without a path differ");
     }
 }

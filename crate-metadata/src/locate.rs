@@ -12,7 +12,6 @@ use alloc::vec::Vec;
 
 use crate::cell::{Cell, Section, SectionKind, Symbol, SymbolKind};
 use crate::ids::{SectionId, SymbolId};
-use crate::name::Name;
 
 /// Where an address lies in a cell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,7 +135,7 @@ impl Cell {
                 name: s.name.as_str(),
                 addr: s.addr,
                 size: s.size.max(1),
-                path: s.path.as_ref().map(Name::as_str),
+                path: s.path(),
             });
         }
         for (section, covered) in self.sections.iter().zip(covered) {
@@ -193,7 +192,7 @@ mod tests {
             addr: 0x1000,
             size: 0x80,
             kind: SymbolKind::Function,
-            path: None,
+            path_span: None,
         });
         c
     }
@@ -244,7 +243,7 @@ mod tests {
                 addr: 0x1080,
                 size: 8,
                 kind: SymbolKind::Object,
-                path: None,
+                path_span: None,
             },
         );
         c.symbols.push(Symbol {
@@ -253,7 +252,7 @@ mod tests {
             addr: 0x1000,
             size: 0,
             kind: SymbolKind::Function,
-            path: None,
+            path_span: None,
         });
         c.symbols.push(Symbol {
             name: "nowhere".into(),
@@ -261,7 +260,7 @@ mod tests {
             addr: 0x2000,
             size: 4,
             kind: SymbolKind::Function,
-            path: None,
+            path_span: None,
         });
         let names: Vec<(&str, u64, u64)> = c
             .functions()
@@ -304,7 +303,7 @@ mod tests {
             addr,
             size,
             kind: SymbolKind::Function,
-            path: None,
+            path_span: None,
         };
         c.symbols
             .push(function("_ZN5memfs4read17h0123456789abcdefE", 0x2000, 0x40));

@@ -24,6 +24,14 @@ pub struct Name {
 }
 
 impl Name {
+    /// The name `span` of the string this one is a slice of (pushed into the same
+    /// [`NameArena`]): read without a reference of its own. `None` when the span does not lie on
+    /// character boundaries of that string.
+    pub fn sibling(&self, span: NameSpan) -> Option<&str> {
+        let start = span.start as usize;
+        self.text.get(start..start + span.len as usize)
+    }
+
     /// The name as a `str`.
     pub fn as_str(&self) -> &str {
         // `start..start + len` was checked to lie on character boundaries of `text` when the

@@ -410,7 +410,7 @@ impl Registry {
                     addr,
                     size: 0,
                     kind,
-                    path: None,
+                    path_span: None,
                 });
                 SymbolId(c.symbols.len() as u32 - 1)
             }

@@ -438,7 +438,7 @@ fn every_function_of_a_merged_cell_is_named_at_its_address() {
     // The paths came from the object's `.cell.paths`, not demangled at load.
     for s in cell.symbols.iter().chain(&cell.local_functions) {
         if s.kind == crate_metadata::SymbolKind::Function {
-            let path = s.path.as_ref().map(|p| p.as_str());
+            let path = s.path();
             let expected = crate_metadata::demangle::path(&s.name);
             assert_eq!(path, Some(expected.as_str()), "{}", s.name);
         }

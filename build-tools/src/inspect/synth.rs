@@ -103,7 +103,7 @@ pub fn generate(options: &SynthOptions) -> Snapshot {
                 addr,
                 size,
                 kind: SymbolKind::Function,
-                path: None,
+                path_span: None,
             });
             addr += size.next_multiple_of(16);
         }

@@ -17,8 +17,8 @@ use crate::mapping::Mapping;
 use crate::parse::{Object, Sym};
 use crate::platform::Platform;
 use crate_metadata::{
-    demangle, Cell, CellId, Name, NameArena, NameSpan, Origin, Section, SectionId, SectionKind,
-    Symbol, SymbolId, SymbolKind,
+    demangle, Cell, CellId, Name, NameArena, Origin, Section, SectionId, SectionKind, Symbol,
+    SymbolId, SymbolKind,
 };
 use namespace::{Export, SymbolRef};
 
@@ -189,7 +189,6 @@ pub(crate) fn describe(
     let (section_spans, symbol_spans) = spans.split_at(section_names.len());
     let (symbol_spans, local_spans) = symbol_spans.split_at(exported.len());
     let (symbol_paths, local_paths) = path_spans.split_at(exported.len());
-    let path = |span: &Option<NameSpan>| span.map(|s| names.name(s));
 
     // Built as plain lists and handed to the cell once: every change of a cell's shared list
     // checks atomically whether another holder shares it ([`crate_metadata::SharedList`]).
@@ -256,7 +255,7 @@ pub(crate) fn describe(
             addr,
             size: sym.st_size,
             kind,
-            path: path(path_span),
+            path_span: *path_span,
         });
         symbols[i] = Some(id);
     }
@@ -277,7 +276,7 @@ pub(crate) fn describe(
             addr,
             size: sym.st_size,
             kind: SymbolKind::Function,
-            path: path(path_span),
+            path_span: *path_span,
         });
     }
     cell.local_functions = local_functions.into();
