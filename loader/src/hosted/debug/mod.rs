@@ -2,8 +2,9 @@
 //!
 //! For every cell the loader publishes, the hosted backend
 //!
-//! - keeps a copy of its registry entry (name, version, namespace, state, sections, symbols) in a
-//!   process-wide table, from which backtraces and fault reports name addresses
+//! - keeps its registry entry (name, version, namespace, state, and the sections and symbols,
+//!   whose lists it shares with the registry rather than copies) in a process-wide table, from
+//!   which backtraces and fault reports name addresses
 //!   ([`name_address`], [`backtrace`]) with the registry's own lookup,
 //!   [`crate_metadata::Cell::locate`];
 //! - registers an in-memory ELF file with the GDB JIT interface (`gdb_jit.rs`, the file from
