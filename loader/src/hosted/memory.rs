@@ -242,14 +242,39 @@ pub fn writable_executable_mappings() -> io::Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::format;
 
     /// The permissions of the line of `/proc/self/maps` that is exactly `start..end`, if any.
+    /// The permissions of the memory at `start..end` from `/proc/self/maps`: `None` when none of
+    /// it is mapped, the permissions when all of it is mapped with the same ones (the kernel may
+    /// have merged it with a neighbouring mapping of the same kind, so the line can be longer
+    /// than the range), `"mixed"` otherwise.
     fn maps_perms(start: usize, end: usize) -> Option<String> {
         let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-        let range = format!("{start:x}-{end:x} ");
-        let line = maps.lines().find(|l| l.starts_with(&range))?;
-        line.split_whitespace().nth(1).map(str::to_owned)
+        let mut covered = 0;
+        let mut perms: Vec<&str> = Vec::new();
+        for line in maps.lines() {
+            let mut fields = line.split_whitespace();
+            let (Some(range), Some(p)) = (fields.next(), fields.next()) else {
+                continue;
+            };
+            let Some((lo, hi)) = range.split_once('-') else {
+                continue;
+            };
+            let lo = usize::from_str_radix(lo, 16).unwrap();
+            let hi = usize::from_str_radix(hi, 16).unwrap();
+            if hi <= start || lo >= end {
+                continue;
+            }
+            covered += hi.min(end) - lo.max(start);
+            perms.push(p);
+        }
+        match perms.first() {
+            None => None,
+            Some(first) if covered == end - start && perms.iter().all(|p| p == first) => {
+                Some((*first).to_owned())
+            }
+            Some(_) => Some("mixed".to_owned()),
+        }
     }
 
     #[test]
