@@ -301,22 +301,29 @@ impl Region {
     /// copied into and protected, then made inaccessible again.
     #[inline(never)]
     fn kept_floor(&self, bytes: &[u8]) {
-        let (at, len) = (self.at, self.len);
-        // SAFETY: the region is this value's own mapping, which nothing else uses.
-        unsafe {
-            libc::mprotect(at.cast(), len, libc::PROT_READ | libc::PROT_WRITE);
-            std::ptr::write_bytes(at, 0, len);
-            copy_and_protect(at, len, bytes);
-            libc::mprotect(at.cast(), len, libc::PROT_NONE);
-        }
+        self.cycle(&mut |at, len| {
+            // SAFETY: the region, read-write during `cycle`, which nothing else uses.
+            unsafe {
+                std::ptr::write_bytes(at, 0, len);
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), at, bytes.len().min(len));
+            }
+        });
     }
 
     /// The four `mprotect` of [`Region::kept_floor`] alone: no clearing, no copy.
     fn protections_floor(&self) {
+        self.cycle(&mut |_, _| {});
+    }
+
+    /// Makes the region read-write, lets `write` at it, protects it as a publish does, then
+    /// makes it inaccessible again: four `mprotect`.
+    fn cycle(&self, write: &mut dyn FnMut(*mut u8, usize)) {
         let (at, len) = (self.at, self.len);
         // SAFETY: the region is this value's own mapping, which nothing else uses.
+        unsafe { libc::mprotect(at.cast(), len, libc::PROT_READ | libc::PROT_WRITE) };
+        write(at, len);
+        // SAFETY: as above.
         unsafe {
-            libc::mprotect(at.cast(), len, libc::PROT_READ | libc::PROT_WRITE);
             protect_regions(at, len);
             libc::mprotect(at.cast(), len, libc::PROT_NONE);
         }

@@ -150,7 +150,7 @@ impl Memory for Hosted {
         drop(mappings);
         // A whole mapping small enough is kept for the next one of its length, inaccessible
         // meanwhile; a part of one (a retired cell's code) or a large one is unmapped.
-        let whole = whole && len <= super::pool::MAX_REGION;
+        let whole = whole && Pool::keeps(len);
         // SAFETY: the caller guarantees `addr..addr+len` is a page-aligned part of a mapping made
         // by `map` that nothing uses any more, and it is no longer recorded as live, so `protect`
         // refuses it from now on.
@@ -243,7 +243,6 @@ pub fn writable_executable_mappings() -> io::Result<Vec<String>> {
 mod tests {
     use super::*;
 
-    /// The permissions of the line of `/proc/self/maps` that is exactly `start..end`, if any.
     /// The permissions of the memory at `start..end` from `/proc/self/maps`: `None` when none of
     /// it is mapped, the permissions when all of it is mapped with the same ones (the kernel may
     /// have merged it with a neighbouring mapping of the same kind, so the line can be longer

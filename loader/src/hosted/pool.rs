@@ -39,10 +39,15 @@ impl Pool {
         Some(addr)
     }
 
+    /// Whether a released region of `len` bytes is kept (else it is unmapped at once).
+    pub(super) fn keeps(len: usize) -> bool {
+        len <= MAX_REGION
+    }
+
     /// Keeps `addr..addr + len` if it is small enough; returns the regions that must be unmapped
     /// instead (this one when it is too large, else the oldest ones the pool no longer holds).
     pub(super) fn put(&mut self, addr: usize, len: usize) -> Vec<(usize, usize)> {
-        if len > MAX_REGION {
+        if !Pool::keeps(len) {
             return vec![(addr, len)];
         }
         self.regions.push_back((addr, len));

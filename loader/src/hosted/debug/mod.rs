@@ -29,10 +29,9 @@ use std::fmt;
 use std::format;
 use std::string::{String, ToString};
 use std::sync::{Mutex, MutexGuard, TryLockError};
-use std::vec::Vec;
 
 use crate::platform::{CellImage, Debuggers, TextRange};
-use crate_metadata::{demangle, Cell, CellId, CellState, Function, LoadStats};
+use crate_metadata::{demangle, Cell, CellId, CellState, Function};
 
 /// What the table keeps of one published cell.
 struct Record {
@@ -67,25 +66,16 @@ fn try_table() -> Option<MutexGuard<'static, BTreeMap<u64, Record>>> {
 /// The registry entry without its edges. Its lists are shared with the registry's entry, not
 /// copied ([`crate_metadata::SharedList`]).
 fn copy_of(cell: &Cell) -> Cell {
-    Cell {
-        id: cell.id,
-        name: cell.name.clone(),
-        version: cell.version.clone(),
-        kind: cell.kind,
-        origin: cell.origin,
-        namespace: cell.namespace,
-        state: cell.state,
-        sha256: None,
-        object_size: 0,
-        base_addr: cell.base_addr,
-        sections: cell.sections.clone(),
-        symbols: cell.symbols.clone(),
-        local_functions: cell.local_functions.clone(),
-        uses: Vec::new(),
-        used_by: Vec::new(),
-        stats: LoadStats::default(),
-        tls_module: None,
-    }
+    let mut copy = Cell::new(&cell.name, &cell.version, cell.origin);
+    copy.id = cell.id;
+    copy.kind = cell.kind;
+    copy.namespace = cell.namespace;
+    copy.state = cell.state;
+    copy.base_addr = cell.base_addr;
+    copy.sections = cell.sections.clone();
+    copy.symbols = cell.symbols.clone();
+    copy.local_functions = cell.local_functions.clone();
+    copy
 }
 
 /// The perf map's name of a function: its path and the cell version it belongs to
