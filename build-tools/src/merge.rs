@@ -257,7 +257,8 @@ fn check_paths(object: &[u8], names: &[&str], crate_name: &str) -> Result<()> {
 
 /// `object`, the merged object of crate `crate_name`, prelinked for x86_64's pages
 /// ([`loader::prelink`]): the fields its layout decides are written, and the loader is checked to
-/// take the table (a load that did not would apply every relocation, correct but slower).
+/// take the table (a load that did not would apply every relocation, correct but slower) and the
+/// metadata's names laid out with it (a load that did not would find them one by one).
 pub fn prelink(object: &[u8], crate_name: &str) -> Result<Vec<u8>> {
     use loader::prelink::{accepted, PAGE_SIZE};
     let prelinked = loader::prelink::prelink(crate_name, object, PAGE_SIZE)
@@ -268,6 +269,15 @@ pub fn prelink(object: &[u8], crate_name: &str) -> Result<Vec<u8>> {
         bail!(
             "the loader does not take the {} it was given for `{crate_name}`",
             loader::prelink::SECTION
+        );
+    }
+    let named = loader::prelink::names_accepted(crate_name, &prelinked.object, PAGE_SIZE)
+        .map_err(|e| anyhow::anyhow!("the prelinked object of `{crate_name}`: {e}"))?;
+    if !named {
+        bail!(
+            "the loader does not take the {} it was given for `{crate_name}`, or it names \
+             something otherwise than the object does",
+            loader::prelink::names::SECTION
         );
     }
     Ok(prelinked.object)

@@ -187,6 +187,10 @@ pub struct LoadStats {
     /// `.cell.prelink`), so the load did not check it again.
     #[serde(default)]
     pub unwind_checked_at_build: bool,
+    /// Whether the names of the cell's metadata were read from the object's `.cell.names`,
+    /// laid out by `cargo cell build`, rather than found one by one in its symbol table.
+    #[serde(default)]
+    pub names_from_build: bool,
     /// GOT slots made.
     pub got_slots: u32,
     /// Call stubs made.

@@ -95,7 +95,45 @@ impl NameArena {
     }
 }
 
+impl NameSpan {
+    /// Where the name starts in its string, in bytes.
+    pub fn start(self) -> u32 {
+        self.start
+    }
+
+    /// Its length in bytes.
+    pub fn len(self) -> u32 {
+        self.len
+    }
+
+    /// Whether the name is empty.
+    pub fn is_empty(self) -> bool {
+        self.len == 0
+    }
+}
+
 impl Names {
+    /// The string `text` made whole, its names to be taken with [`Names::span`]: for names laid
+    /// out ahead (a cell's `.cell.names`), copied in one piece instead of pushed one by one.
+    pub fn from_text(text: String) -> Names {
+        Names {
+            text: Arc::new(text),
+        }
+    }
+
+    /// The whole string.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The span of `len` bytes at `start`, when it lies inside the string on character
+    /// boundaries (what [`NameArena::push`] gives for a name it appended).
+    pub fn span(&self, start: u32, len: u32) -> Option<NameSpan> {
+        let end = (start as usize).checked_add(len as usize)?;
+        (self.text.is_char_boundary(start as usize) && self.text.is_char_boundary(end))
+            .then_some(NameSpan { start, len })
+    }
+
     /// The name `span` pushed before [`NameArena::finish`].
     pub fn name(&self, span: NameSpan) -> Name {
         Name {
@@ -271,6 +309,20 @@ mod tests {
         assert!(Arc::ptr_eq(&a.text, &b.text));
         assert_eq!(a.to_string(), ".text.f");
         assert_eq!(alloc::format!("{a:?}"), "\".text.f\"");
+    }
+
+    #[test]
+    fn names_laid_out_ahead_are_taken_by_checked_spans() {
+        let names = Names::from_text(String::from(".textλx"));
+        assert_eq!(names.text(), ".textλx");
+        let text = names.span(0, 5).unwrap();
+        assert_eq!((text.start(), text.len()), (0, 5));
+        assert_eq!(names.name(text), ".text");
+        assert_eq!(names.name(names.span(5, 2).unwrap()), "λ");
+        assert!(names.span(6, 1).is_none(), "inside a character");
+        assert!(names.span(8, 1).is_none(), "past the end");
+        assert!(names.span(u32::MAX, 2).is_none());
+        assert!(names.span(8, 0).unwrap().is_empty());
     }
 
     #[test]

@@ -64,6 +64,7 @@ mod le;
 mod link;
 mod malformation;
 mod mapping;
+mod names;
 pub mod overlay;
 mod parse;
 pub mod platform;

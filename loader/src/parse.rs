@@ -30,6 +30,7 @@ use crate::index::{IndexVec, SectionIndex, SymbolIndex};
 use crate::le::{u16_at, u32_at, u64_at};
 use crate::malformation::{Malformation, Truncation};
 use crate::prelink::format::{self as prelink, Prelink};
+use crate::prelink::names::{self as names, Table as NamesTable};
 
 /// `e_machine` of x86_64.
 const EM_X86_64: u16 = 62;
@@ -140,6 +141,9 @@ pub(crate) struct Object<'a> {
     /// What `cargo cell build` applied already (`.cell.prelink`, [`crate::prelink`]); `None` when
     /// the object has no table, or one that does not fit it.
     pub(crate) prelink: Option<Prelink<'a>>,
+    /// The names of the cell's metadata laid out by `cargo cell build` (`.cell.names`,
+    /// [`crate::names`]); `None` when the object has none that adds up.
+    pub(crate) names: Option<NamesTable<'a>>,
 }
 
 impl<'a> Object<'a> {
@@ -377,6 +381,7 @@ pub(crate) fn parse<'a>(cell: &str, bytes: &'a [u8]) -> Result<Object<'a>, LoadE
         strtab: &[],
         paths: PathTable::default(),
         prelink: None,
+        names: None,
     };
     check_sections(cell, &object)?;
     read_symbols(cell, &mut object)?;
@@ -389,6 +394,9 @@ pub(crate) fn parse<'a>(cell: &str, bytes: &'a [u8]) -> Result<Object<'a>, LoadE
         let entries = object.rela_sections.iter().map(|r| r.entries.len());
         Prelink::parse(bytes, entries, object.syms.len())
     });
+    object.names = object
+        .build_section(names::SECTION)
+        .and_then(NamesTable::parse);
     Ok(object)
 }
 

@@ -188,6 +188,11 @@ fn compare_cell(
         "{} was loaded without its prelink",
         entry.name
     );
+    assert!(
+        cell.stats.names_from_build,
+        "{} was described without its .cell.names",
+        entry.name
+    );
     // `describe` lists the loaded sections in header order, then the GOT and the stubs.
     let sections: HashMap<usize, (u64, u64)> = loaded_sections
         .iter()

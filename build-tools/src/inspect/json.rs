@@ -47,8 +47,9 @@
 //!   where this cell can see them, and this cell's slots bound to it), `users: [entry]` (what is
 //!   compiled against it), `dependents: [{cell, slots}]` (what binds to it), `sha256`,
 //!   `object_size`, `size`, `base_addr`, `stats` `{relocations, prelinked, got_slots, stubs,
-//!   mapped_bytes, load_nanos, unwind_checked_at_build}` (`relocations` applied by the load,
-//!   `prelinked` by the build; the unwind table checked by the build or at load),
+//!   mapped_bytes, load_nanos, unwind_checked_at_build, names_from_build}` (`relocations`
+//!   applied by the load, `prelinked` by the build; the unwind table checked by the build or at
+//!   load; the metadata's names read from the build's `.cell.names` or found one by one),
 //!   `sections: [{name, kind, addr, size, align}]`, `exports: [{symbol, demangled,
 //!   kind, size, section, addr, users: [{cell, slots}]}]`, `imports: [{symbol, demangled,
 //!   provider: cell, slots, kinds, rule?}]` (`rule` as on an edge), and `app_interface:

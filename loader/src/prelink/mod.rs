@@ -24,6 +24,7 @@
 
 mod append;
 pub(crate) mod format;
+pub mod names;
 mod unwind;
 
 use alloc::string::String;
@@ -202,12 +203,38 @@ pub fn prelink(cell: &str, object: &[u8], page: usize) -> Result<Prelinked, Prel
     let section = format::encode(digest, unwind, &residual, &relative, &direct, &numbering);
     let object = append::append_section(&out, SECTION, &section)
         .ok_or_else(|| PrelinkError::NoRoomForSection { cell: cell.into() })?;
+    let object = with_names(cell, object, page)?;
     Ok(Prelinked {
         object,
         applied,
         relative: relative.iter().map(|n| *n as usize).sum(),
         left: residual.iter().map(|n| *n as usize).sum(),
     })
+}
+
+/// `object` with a [`names::SECTION`]: the names a load gives the cell's metadata, found by the
+/// walk a load without the table makes, laid out for the layout the load takes. Unchanged when
+/// the load would not take the object's `.cell.prelink` (the names are for that layout only).
+fn with_names(cell: &str, object: Vec<u8>, page: usize) -> Result<Vec<u8>, PrelinkError> {
+    let section = {
+        let parsed = parse::parse(cell, &object)?;
+        let (layout, table) = plan(cell, &parsed, page)?;
+        let Some(table) = table else {
+            return Ok(object);
+        };
+        crate::names::walk(cell, &parsed, &layout)?.encode(table.digest)
+    };
+    append::append_section(&object, names::SECTION, &section)
+        .ok_or_else(|| PrelinkError::NoRoomForSection { cell: cell.into() })
+}
+
+/// Whether a load of `object` (a prelinked one) on a platform with pages of `page` bytes takes
+/// its [`names::SECTION`], and the table names everything exactly as a walk of the object does.
+pub fn names_accepted(cell: &str, object: &[u8], page: usize) -> Result<bool, LoadError> {
+    let parsed = parse::parse(cell, object)?;
+    let (layout, table) = plan(cell, &parsed, page)?;
+    let named = crate::names::cell_names(cell, &parsed, &layout, table.map(|t| t.digest))?;
+    Ok(named.from_table && named.same_as(&crate::names::walk(cell, &parsed, &layout)?))
 }
 
 /// The layout a load of `object` uses, with the object's `.cell.prelink` when the table was made

@@ -3,10 +3,7 @@
 
 use alloc::vec::Vec;
 
-use goblin::elf::sym::{
-    STB_GLOBAL, STB_LOCAL, STB_WEAK, STT_FILE, STT_FUNC, STT_OBJECT, STT_SECTION, STV_HIDDEN,
-    STV_INTERNAL,
-};
+use goblin::elf::sym::{STB_WEAK, STT_FUNC, STT_OBJECT};
 
 use super::{CellSpec, System};
 use crate::error::{malformed, LoadError};
@@ -14,11 +11,12 @@ use crate::index::{IndexVec, SectionIndex, SymbolIndex};
 use crate::layout::{self, Layout, Placed, TLS_SYMBOL};
 use crate::malformation::Malformation;
 use crate::mapping::Mapping;
-use crate::parse::{Object, Sym};
+use crate::names::{self, CellNames};
+use crate::parse::Object;
 use crate::platform::Platform;
 use crate_metadata::{
-    demangle, Cell, CellId, Name, NameArena, Origin, Section, SectionId, SectionKind, Symbol,
-    SymbolId, SymbolKind,
+    demangle, Cell, CellId, Name, Origin, Section, SectionId, SectionKind, Symbol, SymbolId,
+    SymbolKind,
 };
 use namespace::{Export, SymbolRef};
 
@@ -72,128 +70,43 @@ pub(crate) struct Described {
     pub(crate) exports: Vec<NewExport>,
     /// Object indices to metadata ids.
     pub(crate) ids: SectionIds,
-}
-
-/// Whether symbol `sym` is exported: defined, global or weak, visible, not a section or file
-/// symbol, in a loaded section.
-fn is_exported(sym: &Sym, by_index: &IndexVec<SectionIndex, Option<SectionId>>) -> bool {
-    let (bind, vis, ty) = (sym.st_bind(), sym.st_visibility(), sym.st_type());
-    (bind == STB_GLOBAL || bind == STB_WEAK)
-        && vis != STV_HIDDEN
-        && vis != STV_INTERNAL
-        && ty != STT_SECTION
-        && ty != STT_FILE
-        && sym
-            .section()
-            .and_then(|s| by_index.get(s).copied().flatten())
-            .is_some()
-}
-
-/// Whether symbol `sym` is a function the cell does not export, in a loaded section: named in
-/// the metadata for backtraces and debuggers ([`Cell::local_functions`]).
-fn is_local_function(sym: &Sym, by_index: &IndexVec<SectionIndex, Option<SectionId>>) -> bool {
-    sym.st_type() == STT_FUNC
-        && sym.st_bind() == STB_LOCAL
-        && sym
-            .section()
-            .and_then(|s| by_index.get(s).copied().flatten())
-            .is_some()
-}
-
-/// A name of the metadata before it is copied into the cell's shared name string: borrowed from
-/// the object, or a section's index for a section that has no name.
-#[derive(Clone, Copy)]
-enum RawName<'a> {
-    Str(&'a str),
-    Index(SectionIndex),
+    /// Whether the names came from the object's `.cell.names`.
+    pub(crate) names_from_build: bool,
 }
 
 /// The cell's metadata (sections and exported symbols) and its namespace exports. Every section
-/// and symbol name is a slice of one string made for the cell ([`NameArena`]): one allocation
-/// for all of them, and the namespace's map shares them.
+/// and symbol name is a slice of one string made for the cell ([`crate::names`]): one allocation
+/// for all of them, and the namespace's map shares them. `digest` is the layout digest of the
+/// `.cell.prelink` the load took, if it took one: the object's `.cell.names` is read only when
+/// it was made for that layout.
 pub(crate) fn describe(
     spec: CellSpec<'_>,
     object: &Object<'_>,
     layout: &Layout,
     mapping: &Mapping,
+    digest: Option<u64>,
 ) -> Result<Described, LoadError> {
     let mut cell = Cell::new(spec.name, spec.version, Origin::Object);
     cell.kind = spec.kind;
     cell.sha256 = spec.sha256;
     cell.object_size = object.bytes.len() as u64;
     cell.base_addr = mapping.addr(0);
-    // The names first (checked, and their total size known), then one string for them all.
-    let section_names = section_names(spec.name, layout, object)?;
-    let mut by_index = IndexVec::from_elem(None, layout.sections.len());
-    for (n, (i, _)) in section_names.iter().enumerate() {
-        by_index[*i] = Some(SectionId(n as u32));
-    }
-    let mut exported: Vec<(SymbolIndex, &str)> = Vec::new();
-    let mut locals: Vec<(SymbolIndex, &str)> = Vec::new();
-    for (i, sym) in object.syms.iter_enumerated() {
-        if is_exported(sym, &by_index) {
-            exported.push((i, object.symbol_name(spec.name, i)?));
-        } else if is_local_function(sym, &by_index) {
-            // A name that is not UTF-8 only goes unnamed: it is for people, nothing binds to it.
-            if let Some(name) = object
-                .symbol_name(spec.name, i)
-                .ok()
-                .filter(|n| !n.is_empty())
-            {
-                locals.push((i, name));
-            }
-        }
-    }
-    // The functions' paths the object carries (`.cell.paths`), for `exported` then `locals`.
-    let paths: Vec<Option<&str>> = exported
-        .iter()
-        .chain(&locals)
-        .map(|(i, _)| {
-            let function = object.syms[*i].st_type() == STT_FUNC;
-            function.then(|| object.paths.get(i.0)).flatten()
-        })
-        .collect();
-    let bytes = section_names
-        .iter()
-        .map(|(_, n)| match n {
-            RawName::Str(s) => s.len(),
-            RawName::Index(_) => 20,
-        })
-        .chain(exported.iter().chain(&locals).map(|(_, n)| n.len()))
-        .chain(paths.iter().flatten().map(|p| p.len()))
-        .sum::<usize>()
-        + ".got.stubs".len();
-    let mut arena = NameArena::with_capacity(bytes);
-    let too_long = || malformed(spec.name, Malformation::LayoutOverflow);
-    let mut spans = Vec::with_capacity(section_names.len() + exported.len() + locals.len());
-    for (_, name) in &section_names {
-        let span = match *name {
-            RawName::Str(s) => arena.push(s),
-            RawName::Index(i) => arena.push_number(i.0),
-        };
-        spans.push(span.ok_or_else(too_long)?);
-    }
-    for (_, name) in exported.iter().chain(&locals) {
-        spans.push(arena.push(name).ok_or_else(too_long)?);
-    }
-    let mut path_spans = Vec::with_capacity(paths.len());
-    for path in &paths {
-        path_spans.push(match path {
-            Some(p) => Some(arena.push(p).ok_or_else(too_long)?),
-            None => None,
-        });
-    }
-    let got_name = arena.push(".got").ok_or_else(too_long)?;
-    let stubs_name = arena.push(".stubs").ok_or_else(too_long)?;
-    let names = arena.finish();
-    let (section_spans, symbol_spans) = spans.split_at(section_names.len());
-    let (symbol_spans, local_spans) = symbol_spans.split_at(exported.len());
-    let (symbol_paths, local_paths) = path_spans.split_at(exported.len());
+    let named = names::cell_names(spec.name, object, layout, digest)?;
+    let CellNames {
+        names,
+        from_table,
+        sections: section_names,
+        by_index,
+        exported,
+        locals,
+        got: got_name,
+        stubs: stubs_name,
+    } = named;
 
     // Built as plain lists and handed to the cell once: every change of a cell's shared list
     // checks atomically whether another holder shares it ([`crate_metadata::SharedList`]).
     let mut sections = Vec::with_capacity(section_names.len() + 2);
-    for ((i, _), span) in section_names.iter().zip(section_spans) {
+    for (i, span) in &section_names {
         let Some(p) = layout.sections[*i] else {
             continue;
         };
@@ -221,8 +134,8 @@ pub(crate) fn describe(
     let mut exports = Vec::with_capacity(exported.len());
     let mut exported_symbols = Vec::with_capacity(exported.len());
     let mut symbols = IndexVec::from_elem(None, object.syms.len());
-    for (((i, _), span), path_span) in exported.iter().zip(symbol_spans).zip(symbol_paths) {
-        let (i, sym) = (*i, &object.syms[*i]);
+    for n in &exported {
+        let (i, sym) = (n.symbol, &object.syms[n.symbol]);
         let Some(shndx) = sym.section() else { continue };
         let (Some(section), Some(p)) = (by_index[shndx], layout.sections[shndx]) else {
             continue;
@@ -241,7 +154,7 @@ pub(crate) fn describe(
                 Malformation::AddressOverflow { symbol },
             ));
         };
-        let name = names.name(*span);
+        let name = names.name(n.name);
         let id = SymbolId(exported_symbols.len() as u32);
         exports.push(NewExport {
             name: name.clone(),
@@ -255,14 +168,14 @@ pub(crate) fn describe(
             addr,
             size: sym.st_size,
             kind,
-            path_span: *path_span,
+            path_span: n.path,
         });
         symbols[i] = Some(id);
     }
     cell.symbols = exported_symbols.into();
     let mut local_functions = Vec::with_capacity(locals.len());
-    for (((i, _), span), path_span) in locals.iter().zip(local_spans).zip(local_paths) {
-        let sym = &object.syms[*i];
+    for n in &locals {
+        let sym = &object.syms[n.symbol];
         let Some(shndx) = sym.section() else { continue };
         let (Some(section), Some(p)) = (by_index[shndx], layout.sections[shndx]) else {
             continue;
@@ -271,12 +184,12 @@ pub(crate) fn describe(
             continue; // `parse` checked the value lies inside its section: never for a sane object
         };
         local_functions.push(Symbol {
-            name: names.name(*span),
+            name: names.name(n.name),
             section: Some(section),
             addr,
             size: sym.st_size,
             kind: SymbolKind::Function,
-            path_span: *path_span,
+            path_span: n.path,
         });
     }
     cell.local_functions = local_functions.into();
@@ -288,37 +201,8 @@ pub(crate) fn describe(
             got,
             symbols,
         },
+        names_from_build: from_table,
     })
-}
-
-/// The name of every loaded section, in index order; a loaded section's name goes into the
-/// metadata, so it must be UTF-8.
-fn section_names<'a>(
-    cell_name: &str,
-    layout: &Layout,
-    object: &Object<'a>,
-) -> Result<Vec<(SectionIndex, RawName<'a>)>, LoadError> {
-    let placed = layout.sections.iter().flatten().count();
-    let mut names = Vec::with_capacity(placed);
-    for (i, p) in layout.sections.iter_enumerated() {
-        if p.is_none() {
-            continue;
-        }
-        names.push((
-            i,
-            match object.section_name_str(i) {
-                Some("") => RawName::Index(i),
-                Some(name) => RawName::Str(name),
-                None => {
-                    return Err(malformed(
-                        cell_name,
-                        Malformation::SectionNameNotUtf8 { section: i },
-                    ))
-                }
-            },
-        ));
-    }
-    Ok(names)
 }
 
 /// Adds the sections the loader made (the GOT and the call stubs, named `got_and_stubs`); returns

@@ -214,7 +214,8 @@ impl<P: Platform> System<P> {
         let checked = prelink.and_then(|p| p.unwind);
         linked.unwind_checked_at_build =
             check_unwind_table(cell, layout, &mapped.mapping, checked)?;
-        let mut described = describe(spec, object, layout, &mapped.mapping)?;
+        let digest = prelink.map(|p| p.digest);
+        let mut described = describe(spec, object, layout, &mapped.mapping, digest)?;
         let exported = |sym: SymbolIndex| described.ids.symbols.get(sym).copied().flatten();
         mapped.own_slots = linked
             .own_slots

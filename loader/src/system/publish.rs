@@ -87,12 +87,14 @@ impl<P: Platform> System<P> {
             cell: mut meta,
             exports,
             ids,
+            names_from_build,
         } = described;
         let end = self.platform.now_nanos();
         meta.stats = LoadStats {
             relocations: linked.relocations,
             prelinked: linked.prelinked,
             unwind_checked_at_build: linked.unwind_checked_at_build,
+            names_from_build,
             got_slots: (layout.got_len / 8) as u32,
             stubs: layout.stub_count as u32,
             mapped_bytes: mapped.mapping.len() as u64,

@@ -136,6 +136,20 @@ impl Cell {
         })
     }
 
+    /// A local (not exported) function `name` at `offset` in `section`.
+    pub(crate) fn local_function(&mut self, name: &str, section: SectionId, offset: u64) {
+        self.obj.add_symbol(Symbol {
+            name: name.as_bytes().to_vec(),
+            value: offset,
+            size: 1,
+            kind: SymbolKind::Text,
+            scope: SymbolScope::Compilation,
+            weak: false,
+            section: SymbolSection::Section(section),
+            flags: SymbolFlags::None,
+        });
+    }
+
     /// A global function `name` in its own `.text.<name>` section.
     pub(crate) fn func(&mut self, name: &str, code: &[u8]) -> (SectionId, SymbolId) {
         let section = self.section(&alloc::format!(".text.{name}"), SectionKind::Text, code, 16);

@@ -4,6 +4,7 @@
 mod debuggers;
 mod layout;
 mod link;
+mod names;
 mod overlay;
 mod parse;
 mod permissions;

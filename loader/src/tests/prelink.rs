@@ -121,15 +121,15 @@ fn slot_lists_that_number_another_layout_give_way_to_the_relocations() {
 #[test]
 fn an_object_without_relocations_to_apply_ahead_keeps_its_bytes() {
     // `p`'s one GOT load is the layout's too; everything else of the object stays byte for byte,
-    // with the table appended after it.
+    // with the tables (`.cell.prelink`, `.cell.names`) appended after it.
     let original = provider();
     let prelinked = prelink::prelink("p", &original, PAGE).unwrap();
     assert_eq!((prelinked.applied, prelinked.left), (1, 0));
     let parsed = parse::parse("p", &prelinked.object).unwrap();
     let before = parse::parse("p", &original).unwrap();
-    assert_eq!(parsed.sections.len(), before.sections.len() + 1);
+    assert_eq!(parsed.sections.len(), before.sections.len() + 2);
     assert_eq!(parsed.syms.len(), before.syms.len());
-    assert!(parsed.prelink.is_some());
+    assert!(parsed.prelink.is_some() && parsed.names.is_some());
 }
 
 /// The load statistics of `bytes` loaded as `x` into a fresh system.
