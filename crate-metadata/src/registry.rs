@@ -1,10 +1,11 @@
-//! The registry: an arena of cells and edges, with every edge stored on both of its cells.
+//! The registry: the cells by id and an arena of edges, with every edge stored on both of its
+//! cells.
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 use hashbrown::HashMap;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::cell::{Cell, Origin, Symbol, SymbolKind};
 use crate::edge::Edge;
@@ -13,7 +14,7 @@ use crate::ids::{CellId, EdgeId, SymbolId};
 /// Where the registry was, for [`Registry::rollback`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Checkpoint {
-    cells: usize,
+    next_cell: u32,
     edges: usize,
     base_symbols: usize,
     platform_symbols: usize,
@@ -21,51 +22,97 @@ pub struct Checkpoint {
 
 /// Every cell the system knows and every edge between them.
 ///
-/// Cells `0` and `1` are always the base image and the platform. Removed cells and edges leave a
-/// hole, so ids stay stable and are never reused.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Cells `0` and `1` are always the base image and the platform. A cell's id is never reused
+/// while the registry lives (a stale id finds nothing); a removed cell leaves nothing behind. A
+/// removed edge's slot is reused by a later edge, except while a [`Checkpoint`] is open, so a
+/// system that loads and unloads for ever keeps a registry the size of what is loaded.
+#[derive(Clone, Debug, Deserialize)]
 #[serde(from = "Stored")]
 pub struct Registry {
-    cells: Vec<Option<Cell>>,
+    /// The cells, by id.
+    cells: HashMap<CellId, Cell>,
+    /// The id the next added cell gets.
+    next_cell: u32,
     edges: Vec<Option<Edge>>,
+    /// The empty slots of `edges`, reused last freed first.
+    free_edges: Vec<EdgeId>,
+    /// Whether a checkpoint is open: new edges then go after every slot, so that
+    /// [`Registry::rollback`] finds them all past the checkpoint's length.
+    checkpoint_open: bool,
     /// The cells by crate name, ids ascending (a function of `cells`, kept in step by every
     /// change to them and rebuilt on deserialization): finding a cell by name does not walk every
     /// cell, so a load's "is this release here already" check does not grow with the system.
-    #[serde(skip)]
     by_name: HashMap<String, Vec<CellId>>,
     /// Name index of the base image's and the platform's symbols, which grow on demand: per
     /// cell, name -> symbol (looked up by `&str`, without building a key). Hashed (foldhash) rather
     /// than ordered: a load looks up every name it binds to, and the names are long mangled paths
     /// with common prefixes, which an ordered map compares several times per lookup.
-    #[serde(skip)]
     index: BTreeMap<CellId, HashMap<String, SymbolId>>,
 }
 
-/// What a serialized registry holds; the indexes are rebuilt from it.
+/// Two registries are equal when they hold the same cells under the same ids and the same
+/// edges in the same slots, and would give the next cell the same id (the indexes and the free
+/// slots follow from those).
+impl PartialEq for Registry {
+    fn eq(&self, other: &Registry) -> bool {
+        self.cells == other.cells && self.edges == other.edges && self.next_cell == other.next_cell
+    }
+}
+
+impl Eq for Registry {}
+
+/// What a serialized registry holds; the indexes are rebuilt from it. `cells` lists the cells in
+/// id order (older files have a `null` for each removed cell, which is skipped); `next_cell` is
+/// absent in older files, which never reused an id: it is then one past the last slot.
 #[derive(Deserialize)]
 struct Stored {
     cells: Vec<Option<Cell>>,
     edges: Vec<Option<Edge>>,
+    #[serde(default)]
+    next_cell: Option<u32>,
 }
 
 impl From<Stored> for Registry {
     fn from(stored: Stored) -> Registry {
-        let mut by_name: HashMap<String, Vec<CellId>> = HashMap::new();
-        for (i, cell) in stored.cells.iter().enumerate() {
-            if let Some(c) = cell {
-                by_name
-                    .entry(c.name.clone())
-                    .or_default()
-                    .push(CellId(i as u32));
-            }
-        }
-        Registry {
-            cells: stored.cells,
+        let slots = stored.cells.len() as u32;
+        let mut registry = Registry {
+            cells: HashMap::new(),
+            next_cell: stored.next_cell.unwrap_or(slots),
+            free_edges: free_slots(&stored.edges),
             edges: stored.edges,
-            by_name,
+            checkpoint_open: false,
+            by_name: HashMap::new(),
             index: BTreeMap::new(),
+        };
+        for cell in stored.cells.into_iter().flatten() {
+            registry.next_cell = registry.next_cell.max(cell.id.0 + 1);
+            registry.insert(cell);
         }
+        registry
     }
+}
+
+impl Serialize for Registry {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Out<'r> {
+            cells: Vec<&'r Cell>,
+            edges: &'r [Option<Edge>],
+            next_cell: u32,
+        }
+        Out {
+            cells: self.cells().collect(),
+            edges: &self.edges,
+            next_cell: self.next_cell,
+        }
+        .serialize(serializer)
+    }
+}
+
+/// The empty slots of `edges`, the lowest reused first.
+fn free_slots(edges: &[Option<Edge>]) -> Vec<EdgeId> {
+    let holes = edges.iter().enumerate().rev().filter(|(_, e)| e.is_none());
+    holes.map(|(i, _)| EdgeId(i as u32)).collect()
 }
 
 impl Default for Registry {
@@ -86,31 +133,43 @@ impl Registry {
         base.id = Self::BASE;
         let mut platform = Cell::new("platform", "", Origin::Platform);
         platform.id = Self::PLATFORM;
-        let mut by_name: HashMap<String, Vec<CellId>> = HashMap::new();
-        by_name
-            .entry(base.name.clone())
-            .or_default()
-            .push(Self::BASE);
-        by_name
-            .entry(platform.name.clone())
-            .or_default()
-            .push(Self::PLATFORM);
-        Registry {
-            cells: alloc::vec![Some(base), Some(platform)],
+        let mut registry = Registry {
+            cells: HashMap::new(),
+            next_cell: 2,
             edges: Vec::new(),
-            by_name,
+            free_edges: Vec::new(),
+            checkpoint_open: false,
+            by_name: HashMap::new(),
             index: BTreeMap::new(),
+        };
+        registry.insert(base);
+        registry.insert(platform);
+        registry
+    }
+
+    /// Stores `cell` under its id and indexes its name.
+    fn insert(&mut self, cell: Cell) {
+        let id = cell.id;
+        match self.by_name.get_mut(cell.name.as_str()) {
+            Some(ids) => {
+                ids.push(id);
+                ids.sort_unstable();
+            }
+            None => {
+                self.by_name.insert(cell.name.clone(), alloc::vec![id]);
+            }
         }
+        self.cells.insert(id, cell);
     }
 
     /// The cell `id`, if it exists.
     pub fn cell(&self, id: CellId) -> Option<&Cell> {
-        self.cells.get(id.index()).and_then(Option::as_ref)
+        self.cells.get(&id)
     }
 
     /// The cell `id`, mutably.
     pub fn cell_mut(&mut self, id: CellId) -> Option<&mut Cell> {
-        self.cells.get_mut(id.index()).and_then(Option::as_mut)
+        self.cells.get_mut(&id)
     }
 
     /// The cells named `name` (every release, live or retired), in id order.
@@ -134,28 +193,35 @@ impl Registry {
 
     /// Every cell, in id order.
     pub fn cells(&self) -> impl Iterator<Item = &Cell> {
-        self.cells.iter().flatten()
+        let mut cells: Vec<&Cell> = self.cells.values().collect();
+        cells.sort_unstable_by_key(|c| c.id);
+        cells.into_iter()
+    }
+
+    /// The number of cells.
+    pub fn cell_count(&self) -> usize {
+        self.cells.len()
     }
 
     /// The id the next added cell gets.
     pub fn next_cell_id(&self) -> CellId {
-        CellId(self.cells.len() as u32)
+        CellId(self.next_cell)
     }
 
     /// Adds a cell (its `id`, `uses` and `used_by` are set here) and returns its id.
     pub fn add_cell(&mut self, mut cell: Cell) -> CellId {
         let id = self.next_cell_id();
+        self.next_cell += 1;
         cell.id = id;
         cell.uses.clear();
         cell.used_by.clear();
-        match self.by_name.get_mut(cell.name.as_str()) {
-            Some(ids) => ids.push(id),
-            None => {
-                self.by_name.insert(cell.name.clone(), alloc::vec![id]);
-            }
-        }
-        self.cells.push(Some(cell));
+        self.insert(cell);
         id
+    }
+
+    /// The number of edge slots, used or empty: what the registry holds for edges.
+    pub fn edge_slots(&self) -> usize {
+        self.edges.len()
     }
 
     /// The edge `id`, if it exists.
@@ -173,26 +239,74 @@ impl Registry {
 
     /// Number of edges.
     pub fn edge_count(&self) -> usize {
-        self.edges.iter().flatten().count()
+        self.edges.len() - self.free_edges.len()
+    }
+
+    /// Stores `edge` in a free slot (a new one while a checkpoint is open) and returns its id.
+    fn store_edge(&mut self, edge: Edge) -> EdgeId {
+        if !self.checkpoint_open {
+            if let Some(id) = self.free_edges.pop() {
+                self.edges[id.index()] = Some(edge);
+                return id;
+            }
+        }
+        self.edges.push(Some(edge));
+        EdgeId(self.edges.len() as u32 - 1)
+    }
+
+    /// Takes edge `id` out of its slot, which becomes free.
+    fn take_edge(&mut self, id: EdgeId) -> Option<Edge> {
+        let edge = self.edges.get_mut(id.index())?.take()?;
+        self.free_edges.push(id);
+        Some(edge)
     }
 
     /// Adds an edge and records it on both cells. Returns `None` (and adds nothing) when either
     /// cell does not exist.
     pub fn add_edge(&mut self, edge: Edge) -> Option<EdgeId> {
-        if self.cell(edge.dependent).is_none() || self.cell(edge.provider).is_none() {
+        if !self.cells.contains_key(&edge.provider) || !self.cells.contains_key(&edge.dependent) {
             return None;
         }
-        let id = EdgeId(self.edges.len() as u32);
         let (dependent, provider) = (edge.dependent, edge.provider);
-        self.edges.push(Some(edge));
+        let id = self.store_edge(edge);
         self.cell_mut(dependent)?.uses.push(id);
         self.cell_mut(provider)?.used_by.push(id);
         Some(id)
     }
 
+    /// Adds the edges of dependent `dependent` that `edges` gives, as [`Registry::add_edge`]
+    /// does each (an edge whose provider does not exist is left out), looking each provider up
+    /// once rather than once per edge. Returns how many were added.
+    pub fn add_edges(&mut self, dependent: CellId, edges: impl IntoIterator<Item = Edge>) -> usize {
+        if !self.cells.contains_key(&dependent) {
+            return 0;
+        }
+        let mut added: Vec<(CellId, EdgeId)> = Vec::new();
+        let mut known: Option<CellId> = None;
+        for mut edge in edges {
+            edge.dependent = dependent;
+            let provider = edge.provider;
+            if known != Some(provider) && !self.cells.contains_key(&provider) {
+                continue;
+            }
+            known = Some(provider);
+            added.push((provider, self.store_edge(edge)));
+        }
+        if let Some(c) = self.cells.get_mut(&dependent) {
+            c.uses.extend(added.iter().map(|(_, e)| *e));
+        }
+        added.sort_by_key(|(provider, _)| *provider);
+        for group in added.chunk_by(|a, b| a.0 == b.0) {
+            if let Some(c) = self.cells.get_mut(&group[0].0) {
+                c.used_by.extend(group.iter().map(|(_, e)| *e));
+            }
+        }
+        added.len()
+    }
+
     /// Removes an edge from the arena and from both of its cells.
     pub fn remove_edge(&mut self, id: EdgeId) -> Option<Edge> {
-        let edge = self.edges.get_mut(id.index())?.take()?;
+        let edge = self.take_edge(id)?;
         if let Some(c) = self.cell_mut(edge.dependent) {
             remove_from_tail(&mut c.uses, 1, |e| *e == id);
         }
@@ -233,19 +347,15 @@ impl Registry {
         if !dependents.is_empty() {
             return Err(dependents);
         }
-        let mut cell = self
-            .cells
-            .get_mut(id.index())
-            .and_then(Option::take)
-            .ok_or_else(Vec::new)?;
+        let mut cell = self.cells.remove(&id).ok_or_else(Vec::new)?;
         self.unindex(&cell.name, id);
-        let mut removed: Vec<(CellId, EdgeId)> = core::mem::take(&mut cell.uses)
-            .into_iter()
-            .filter_map(|e| {
-                let edge = self.edges.get_mut(e.index())?.take()?;
-                Some((edge.provider, e))
-            })
-            .collect();
+        let uses = core::mem::take(&mut cell.uses);
+        let mut removed: Vec<(CellId, EdgeId)> = Vec::with_capacity(uses.len());
+        for e in uses {
+            if let Some(edge) = self.take_edge(e) {
+                removed.push((edge.provider, e));
+            }
+        }
         removed.sort_unstable();
         for group in removed.chunk_by(|a, b| a.0 == b.0) {
             let gone = |e: &EdgeId| group.binary_search_by(|(_, g)| g.cmp(e)).is_ok();
@@ -284,12 +394,12 @@ impl Registry {
         let mut out = Vec::with_capacity(set.len());
         let mut removed: Vec<(CellId, EdgeId)> = Vec::new();
         for id in &set {
-            let Some(mut cell) = self.cells.get_mut(id.index()).and_then(Option::take) else {
+            let Some(mut cell) = self.cells.remove(id) else {
                 continue;
             };
             self.unindex(&cell.name, *id);
             for e in core::mem::take(&mut cell.uses) {
-                if let Some(edge) = self.edges.get_mut(e.index()).and_then(Option::take) {
+                if let Some(edge) = self.take_edge(e) {
                     if !inside(&edge.provider) {
                         removed.push((edge.provider, e));
                     }
@@ -344,15 +454,23 @@ impl Registry {
         out
     }
 
-    /// A point to come back to with [`Registry::rollback`].
-    pub fn checkpoint(&self) -> Checkpoint {
+    /// A point to come back to with [`Registry::rollback`]. Until the rollback or
+    /// [`Registry::keep`], new edges take new slots rather than freed ones.
+    pub fn checkpoint(&mut self) -> Checkpoint {
+        self.checkpoint_open = true;
         let symbols = |id| self.cell(id).map_or(0, |c| c.symbols.len());
         Checkpoint {
-            cells: self.cells.len(),
+            next_cell: self.next_cell,
             edges: self.edges.len(),
             base_symbols: symbols(Self::BASE),
             platform_symbols: symbols(Self::PLATFORM),
         }
+    }
+
+    /// Keeps everything done since `checkpoint`: freed edge slots are reused again.
+    pub fn keep(&mut self, checkpoint: &Checkpoint) {
+        let _ = checkpoint;
+        self.checkpoint_open = false;
     }
 
     /// Removes every cell, edge and base-image or platform symbol added since `checkpoint`, so the
@@ -362,15 +480,18 @@ impl Registry {
             self.remove_edge(EdgeId(i as u32));
         }
         self.edges.truncate(checkpoint.edges);
-        let gone: Vec<(String, CellId)> = self.cells[checkpoint.cells.min(self.cells.len())..]
-            .iter()
-            .flatten()
-            .map(|c| (c.name.clone(), c.id))
+        self.free_edges.retain(|e| e.index() < checkpoint.edges);
+        self.checkpoint_open = false;
+        let gone: Vec<CellId> = (self.cells.keys())
+            .filter(|id| id.0 >= checkpoint.next_cell)
+            .copied()
             .collect();
-        for (name, id) in gone {
-            self.unindex(&name, id);
+        for id in gone {
+            if let Some(cell) = self.cells.remove(&id) {
+                self.unindex(&cell.name, id);
+            }
         }
-        self.cells.truncate(checkpoint.cells);
+        self.next_cell = checkpoint.next_cell;
         for (id, len) in [
             (Self::BASE, checkpoint.base_symbols),
             (Self::PLATFORM, checkpoint.platform_symbols),
@@ -447,148 +568,4 @@ fn remove_from_tail(list: &mut Vec<EdgeId>, count: usize, gone: impl Fn(&EdgeId)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{SectionId, SlotKind};
-
-    fn edge(dependent: CellId, provider: CellId, slot: u64) -> Edge {
-        Edge {
-            dependent,
-            section: SectionId(0),
-            slot,
-            kind: SlotKind::Got,
-            addend: 0,
-            provider,
-            symbol: SymbolId(0),
-        }
-    }
-
-    fn two_cells() -> (Registry, CellId, CellId) {
-        let mut r = Registry::new("nano_core");
-        let a = r.add_cell(Cell::new("a", "0.1.0", Origin::Object));
-        let b = r.add_cell(Cell::new("b", "0.1.0", Origin::Object));
-        (r, a, b)
-    }
-
-    #[test]
-    fn edges_are_stored_on_both_cells() {
-        let (mut r, a, b) = two_cells();
-        let e = r.add_edge(edge(a, b, 0x1000)).unwrap();
-        assert_eq!(r.cell(a).unwrap().uses, [e]);
-        assert_eq!(r.cell(b).unwrap().used_by, [e]);
-        assert_eq!(r.dependents(b), [a]);
-        assert_eq!(r.dependencies(a), [b]);
-        assert!(r.add_edge(edge(a, CellId(99), 0)).is_none());
-        assert_eq!(r.edge_count(), 1);
-    }
-
-    #[test]
-    fn a_used_cell_is_not_removed() {
-        let (mut r, a, b) = two_cells();
-        r.add_edge(edge(a, b, 0x1000)).unwrap();
-        let before = r.clone();
-        assert_eq!(r.remove_cell(b), Err(alloc::vec![a]));
-        assert_eq!(r, before);
-        // Removing the dependent removes its edges from the provider too.
-        r.remove_cell(a).unwrap();
-        assert!(r.cell(b).unwrap().used_by.is_empty());
-        assert_eq!(r.edge_count(), 0);
-        r.remove_cell(b).unwrap();
-        assert!(r.cell(b).is_none());
-        // Ids are not reused.
-        let c = r.add_cell(Cell::new("c", "", Origin::Object));
-        assert_eq!(c, CellId(4));
-    }
-
-    #[test]
-    fn retarget_moves_the_edge_between_providers() {
-        let (mut r, a, b) = two_cells();
-        let b2 = r.add_cell(Cell::new("b", "0.1.0", Origin::Object));
-        let e = r.add_edge(edge(a, b, 0x1000)).unwrap();
-        assert!(r.retarget_edge(e, b2, SymbolId(3)));
-        assert!(r.cell(b).unwrap().used_by.is_empty());
-        assert_eq!(r.cell(b2).unwrap().used_by, [e]);
-        assert_eq!(r.edge(e).unwrap().symbol, SymbolId(3));
-        assert_eq!(r.dependents(b2), [a]);
-    }
-
-    #[test]
-    fn base_image_symbols_are_interned_once() {
-        let mut r = Registry::new("nano_core");
-        let s1 = r
-            .intern_symbol(Registry::BASE, "memcpy", 0x10, SymbolKind::Function)
-            .unwrap();
-        let s2 = r
-            .intern_symbol(Registry::BASE, "memcpy", 0x10, SymbolKind::Function)
-            .unwrap();
-        let s3 = r
-            .intern_symbol(Registry::BASE, "memmove", 0x20, SymbolKind::Function)
-            .unwrap();
-        assert_eq!(s1, s2);
-        assert_ne!(s1, s3);
-        assert_eq!(r.cell(Registry::BASE).unwrap().symbols.len(), 2);
-    }
-
-    #[test]
-    fn the_model_round_trips_through_json() {
-        let (mut r, a, b) = two_cells();
-        r.add_edge(edge(a, b, 0x1000)).unwrap();
-        let json = serde_json::to_string(&r).unwrap();
-        let back: Registry = serde_json::from_str(&json).unwrap();
-        assert_eq!(back.cells().count(), r.cells().count());
-        assert_eq!(
-            back.edges().collect::<alloc::vec::Vec<_>>(),
-            r.edges().collect::<alloc::vec::Vec<_>>()
-        );
-    }
-
-    #[test]
-    fn cells_removed_together_take_their_edges_and_only_theirs() {
-        let (mut r, a, b) = two_cells();
-        let c = r.add_cell(Cell::new("c", "0.1.0", Origin::Object));
-        let base = Registry::BASE;
-        let ab = r.add_edge(edge(a, b, 0x1000)).unwrap();
-        let a_base = r.add_edge(edge(a, base, 0x1008)).unwrap();
-        let c_base = r.add_edge(edge(c, base, 0x2000)).unwrap();
-        let b_base = r.add_edge(edge(b, base, 0x1010)).unwrap();
-        // c uses b: removing a and b alone would strand c's edge.
-        let c_b = r.add_edge(edge(c, b, 0x2008)).unwrap();
-        assert_eq!(r.remove_cells(&[a, b]).unwrap_err(), (b, alloc::vec![c]));
-        assert!(r.cell(a).is_some() && r.edge(ab).is_some());
-
-        assert!(r.remove_edge(c_b).is_some());
-        let removed = r.remove_cells(&[b, a]).unwrap();
-        assert_eq!(removed.len(), 2);
-        assert!(r.cell(a).is_none() && r.cell(b).is_none());
-        for e in [ab, a_base, b_base] {
-            assert!(r.edge(e).is_none());
-        }
-        assert_eq!(r.cell(base).unwrap().used_by, [c_base]);
-        assert_eq!(r.edge_count(), 1);
-    }
-
-    #[test]
-    fn cells_are_found_by_name_through_every_change() {
-        let named = |r: &Registry, name: &str| -> alloc::vec::Vec<CellId> {
-            r.cells_named(name).map(|c| c.id).collect()
-        };
-        let (mut r, a, b) = two_cells();
-        let checkpoint = r.checkpoint();
-        let a2 = r.add_cell(Cell::new("a", "0.2.0", Origin::Object));
-        assert_eq!(named(&r, "a"), [a, a2]);
-        r.rollback(&checkpoint);
-        assert_eq!(named(&r, "a"), [a]);
-        r.remove_cell(a).unwrap();
-        assert!(named(&r, "a").is_empty());
-        let c = r.add_cell(Cell::new("c", "0.1.0", Origin::Object));
-        r.remove_cells(&[b]).unwrap();
-        assert!(named(&r, "b").is_empty());
-        assert_eq!(named(&r, "c"), [c]);
-        assert_eq!(named(&r, "nano_core"), [Registry::BASE]);
-        // Rebuilt on deserialization, so a registry read back compares equal.
-        let json = serde_json::to_string(&r).unwrap();
-        let back: Registry = serde_json::from_str(&json).unwrap();
-        assert_eq!(named(&back, "c"), [c]);
-        assert_eq!(back, r);
-    }
-}
+mod tests;

@@ -294,9 +294,20 @@ fn from_table(table: &Table<'_>, object: &Object<'_>, layout: &Layout) -> Option
         Some(out)
     };
     let exported = symbols(&mut table.exported(), &|s| is_exported(s, &by_index))?;
-    // Every symbol the cell exports, not only exported ones: a count without names.
+    // Every symbol the cell exports, and each under the name its symbol table gives: what the
+    // namespace binds by must be what the object says (the locals' names and the paths are for
+    // people, as `.cell.paths` is).
     let exports = object.syms.iter().filter(|s| is_exported(s, &by_index));
     if exports.count() != exported.len() {
+        return None;
+    }
+    let text = names.text();
+    let named_as_in_object = |n: &Named| {
+        let (start, len) = (n.name.start() as usize, n.name.len() as usize);
+        text.get(start..start + len)
+            .is_some_and(|name| object.symbol_name_is(n.symbol, name))
+    };
+    if !exported.iter().all(named_as_in_object) {
         return None;
     }
     let locals = symbols(&mut table.locals(), &|s| is_local_function(s, &by_index))?;

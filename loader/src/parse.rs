@@ -201,6 +201,17 @@ impl<'a> Object<'a> {
             .map_or(&[], |s| name_at(self.strtab, s.st_name).bytes)
     }
 
+    /// Whether symbol `index`'s name is `name`: its bytes, then the NUL that ends it, at the
+    /// symbol's offset in the string table (one comparison of known length, no search for the
+    /// end).
+    pub(crate) fn symbol_name_is(&self, index: SymbolIndex, name: &str) -> bool {
+        let Some(at) = self.syms.get(index).map(|s| s.st_name) else {
+            return false;
+        };
+        let end = at.saturating_add(name.len());
+        self.strtab.get(at..end) == Some(name.as_bytes()) && self.strtab.get(end) == Some(&0)
+    }
+
     /// The name of symbol `index`, which must be UTF-8 since it is used as a name (looked up,
     /// exported, recorded on an edge).
     pub(crate) fn symbol_name(&self, cell: &str, index: SymbolIndex) -> Result<&'a str, LoadError> {

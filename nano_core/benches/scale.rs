@@ -6,8 +6,9 @@
 //! rewritten and cargo rebuilds nothing). Each iteration creates a fresh namespace, loads all N
 //! cells into it in dependency order (timed: what criterion reports) and tears the namespace down
 //! again (untimed). Every criterion sample starts from a fresh `System`. Unloading is timed
-//! separately, in 10 load/teardown rounds in a fresh system, and a history probe shows how one
-//! teardown slows down after 2,000 cycles in one system (registry ids are never reused).
+//! separately, in 10 load/teardown rounds in a fresh system, and a history probe shows whether one
+//! load or teardown slows down after 2,000 cycles in one system (a cell id is never reused; the
+//! registry reuses the slots of removed edges and keeps nothing of a removed cell).
 //!
 //! After the runs it prints, per N, the objects' size, the loader's edges (slots), the metadata
 //! the registry keeps for the cells (counted as `--bench memory` counts it) and the mapped bytes,
@@ -357,10 +358,9 @@ fn bench(c: &mut Criterion) {
         );
         tear_down(&mut system, n);
 
-        // Unloading, timed per round in a fresh system: the registry never reuses a cell id, so
-        // every unloaded cell leaves a hole that later unloads walk past (see `history_probe`),
-        // and criterion's thousands of iterations would make the unload time depend on how many
-        // iterations it chose.
+        // Unloading, timed per round in a fresh system, so that the unload time cannot depend on
+        // how many iterations criterion chose (`history_probe` shows what many cycles in one
+        // system do).
         let (loads, unloads) = cycles(&synth, unload_rounds);
         row.unload = unloads;
         row.one = one_cell(&synth, if measuring { ONE_CELL_ROUNDS } else { 1 });

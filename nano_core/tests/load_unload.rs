@@ -31,8 +31,8 @@ fn boot(cells: &Path) -> Kernel {
 
 /// Everything a load or an unload may change: the namespaces (cells and symbol maps), the loaded
 /// cells (sections, symbols, edges both ways), the edges, the value of every slot, and the
-/// loader's mappings. Left out: the registry's free ids (a cell id is never used twice) and the
-/// base image's symbols, which the registry learns on demand and keeps.
+/// loader's mappings. Left out: the registry's next cell id (a cell id is never used twice), its
+/// free edge slots and the base image's symbols, which the registry learns on demand and keeps.
 #[derive(Debug, PartialEq)]
 struct State {
     namespaces: namespace::Snapshot,
@@ -232,6 +232,38 @@ fn load_then_unload_over_the_control_channel_leaves_the_system_byte_identical() 
     assert!(row(&ls_after, "crc32fast", "live").is_some());
 
     assert_same(&before, &state(&kernel), "after load and unload");
+}
+
+#[test]
+fn loading_and_unloading_again_and_again_keeps_the_registry_its_size() {
+    let _serial = serial();
+    let mut kernel = boot(common::cells_dir());
+    let textkit = LoadTarget::Cell("textkit".into());
+    let size = |k: &Kernel| {
+        let r = k.system().registry();
+        (r.cell_count(), r.edge_count(), r.edge_slots())
+    };
+    let mut first_id = None;
+    let mut sizes = Vec::new();
+    for round in 0..4 {
+        kernel.unload_cell("textkit", None).expect("unload textkit");
+        sizes.push(size(&kernel));
+        let loaded = kernel.load_cell(&textkit, None).expect("load textkit");
+        let id = loaded.cells.last().expect("textkit").id;
+        assert!(
+            first_id.is_none_or(|f| id > f),
+            "round {round}: id {id} reused"
+        );
+        first_id.get_or_insert(id);
+    }
+    // The first unload frees the slots of the boot's textkit and its regex cells; every load
+    // after reuses them, and no cell leaves anything behind.
+    let (cells, edges, slots) = sizes[0];
+    assert!(edges > 0 && slots > edges, "{sizes:?}");
+    assert!(
+        sizes.iter().all(|s| *s == (cells, edges, slots)),
+        "{sizes:?}"
+    );
 }
 
 #[test]

@@ -24,10 +24,11 @@
 //!
 //! The load takes the table only when it was made for the load's own layout, and checks it as it
 //! reads it: every name inside the string on character boundaries, the sections exactly the
-//! loaded ones, the exported symbols exactly the ones it exports, each local function one. A
-//! table that fails is ignored whole and the load walks the symbol table ([`crate::names`]). As
-//! `.cell.prelink`, the names are trusted as the code is: the manifest's digest and signature
-//! cover both.
+//! loaded ones, the exported symbols exactly the ones it exports, each under the name its symbol
+//! table gives (what the namespace binds by), each local function one. A table that fails is
+//! ignored whole and the load walks the symbol table ([`crate::names`]). The section names, the
+//! local functions' names and the paths are for people and are taken as written, as
+//! `.cell.paths` is.
 
 use alloc::vec::Vec;
 

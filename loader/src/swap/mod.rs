@@ -236,7 +236,10 @@ impl<P: Platform> System<P> {
         let ns = self.check_requests(requests)?;
         let mut undo = Undo::new(self.registry.checkpoint());
         match self.swap_staged(ns, requests, options, &mut undo, start) {
-            Ok(report) => Ok(report),
+            Ok(report) => {
+                self.registry.keep(&undo.registry);
+                Ok(report)
+            }
             Err(e) => {
                 self.undo(undo);
                 Err(e)

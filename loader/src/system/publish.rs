@@ -122,17 +122,17 @@ impl<P: Platform> System<P> {
                 error,
             })?;
         let id = self.registry.add_cell(meta);
-        if let Some(c) = self.registry.cell_mut(id) {
-            c.uses.reserve_exact(linked.edges.len());
-        }
-        for e in linked.edges {
-            self.add_pending_edge(id, &ids, e);
-        }
+        let edges: Vec<Edge> = (linked.edges.into_iter())
+            .filter_map(|e| self.edge_of(id, &ids, e))
+            .collect();
+        self.registry.add_edges(id, edges);
         self.tell_debuggers(id, mapped, true);
         Ok(id)
     }
 
-    fn add_pending_edge(&mut self, id: CellId, ids: &SectionIds, e: PendingEdge<'_>) {
+    /// The registry's edge for `e`, a slot of cell `id` (its base-image or platform symbol
+    /// interned); `None` when the provider's symbol cannot be named.
+    fn edge_of(&mut self, id: CellId, ids: &SectionIds, e: PendingEdge<'_>) -> Option<Edge> {
         let section = match e.section {
             SlotSection::Got => ids.got,
             SlotSection::Section(i) => ids.by_index.get(i).copied().flatten(),
@@ -150,17 +150,15 @@ impl<P: Platform> System<P> {
                     .intern_symbol(e.provider.cell(), &e.name, e.addr, kind)
             }
         };
-        if let Some(symbol) = symbol {
-            self.registry.add_edge(Edge {
-                dependent: id,
-                section,
-                slot: e.slot,
-                kind: e.kind,
-                addend: e.addend,
-                provider: e.provider.cell(),
-                symbol,
-            });
-        }
+        Some(Edge {
+            dependent: id,
+            section,
+            slot: e.slot,
+            kind: e.kind,
+            addend: e.addend,
+            provider: e.provider.cell(),
+            symbol: symbol?,
+        })
     }
 
     /// Calls the cell's `.init_array` functions with `(argc, argv, envp)`, in order.

@@ -106,6 +106,8 @@ struct At {
     local_symbol: u32,
     /// Where `λ` starts in the names' string.
     lambda: u64,
+    /// Where the first export's name is in the file.
+    export_name: usize,
 }
 
 /// A change to the object's `.cell.names`.
@@ -133,8 +135,9 @@ fn a_names_table_that_does_not_fit_its_object_is_ignored_whole() {
             .windows(2)
             .position(|w| w == "λ".as_bytes())
             .unwrap() as u64,
+        export_name: range.end - table.text.len() + table.exported().next().unwrap().1 .0 as usize,
     };
-    let cases: [(&str, Tamper); 7] = [
+    let cases: [(&str, Tamper); 8] = [
         ("another layout's digest", |p, at| {
             p.put(at.start + 8, 8, 1);
         }),
@@ -170,6 +173,10 @@ fn a_names_table_that_does_not_fit_its_object_is_ignored_whole() {
         }),
         ("a name that starts inside a character", |p, at| {
             p.put(at.locals + 4, 4, at.lambda + 1);
+        }),
+        ("an export named otherwise than its symbol", |p, at| {
+            let last = p.bytes[at.export_name + 4];
+            p.put(at.export_name + 4, 1, u64::from(last ^ 1));
         }),
         ("a name past the string", |p, at| {
             p.put(at.exported + 4, 4, u64::from(u32::MAX - 2));
