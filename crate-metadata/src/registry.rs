@@ -84,7 +84,9 @@ impl From<Stored> for Registry {
             by_name: HashMap::new(),
             index: BTreeMap::new(),
         };
-        for cell in stored.cells.into_iter().flatten() {
+        let mut cells: Vec<Cell> = stored.cells.into_iter().flatten().collect();
+        cells.sort_unstable_by_key(|c| c.id);
+        for cell in cells {
             registry.next_cell = registry.next_cell.max(cell.id.0 + 1);
             registry.insert(cell);
         }
@@ -147,14 +149,12 @@ impl Registry {
         registry
     }
 
-    /// Stores `cell` under its id and indexes its name.
+    /// Stores `cell` under its id and indexes its name (cells are inserted in id order, so each
+    /// name's ids stay ascending).
     fn insert(&mut self, cell: Cell) {
         let id = cell.id;
         match self.by_name.get_mut(cell.name.as_str()) {
-            Some(ids) => {
-                ids.push(id);
-                ids.sort_unstable();
-            }
+            Some(ids) => ids.push(id),
             None => {
                 self.by_name.insert(cell.name.clone(), alloc::vec![id]);
             }

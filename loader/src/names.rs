@@ -121,14 +121,14 @@ fn is_local_function(sym: &Sym, by_index: &IndexVec<SectionIndex, Option<Section
             .is_some()
 }
 
-/// The metadata section of each loaded section of `sections` (listed in index order).
+/// The metadata section of each loaded section, the loaded ones given in index order.
 fn by_index(
     layout: &Layout,
-    sections: &[(SectionIndex, NameSpan)],
+    loaded: impl Iterator<Item = SectionIndex>,
 ) -> IndexVec<SectionIndex, Option<SectionId>> {
     let mut by_index = IndexVec::from_elem(None, layout.sections.len());
-    for (n, (i, _)) in sections.iter().enumerate() {
-        by_index[*i] = Some(SectionId(n as u32));
+    for (n, i) in loaded.enumerate() {
+        by_index[i] = Some(SectionId(n as u32));
     }
     by_index
 }
@@ -149,10 +149,7 @@ pub(crate) fn walk(
     layout: &Layout,
 ) -> Result<CellNames, LoadError> {
     let section_names = section_names(cell, layout, object)?;
-    let mut by_index = IndexVec::from_elem(None, layout.sections.len());
-    for (n, (i, _)) in section_names.iter().enumerate() {
-        by_index[*i] = Some(SectionId(n as u32));
-    }
+    let by_index = by_index(layout, section_names.iter().map(|(i, _)| *i));
     let mut exported: Vec<(SymbolIndex, &str)> = Vec::new();
     let mut locals: Vec<(SymbolIndex, &str)> = Vec::new();
     for (i, sym) in object.syms.iter_enumerated() {
@@ -270,7 +267,7 @@ fn from_table(table: &Table<'_>, object: &Object<'_>, layout: &Layout) -> Option
     if loaded.next().is_some() {
         return None;
     }
-    let by_index = by_index(layout, &sections);
+    let by_index = by_index(layout, sections.iter().map(|(i, _)| *i));
     let symbols = |entries: &mut dyn ExactSizeIterator<Item = RawSymbol>,
                    wanted: &dyn Fn(&Sym) -> bool|
      -> Option<Vec<Named>> {

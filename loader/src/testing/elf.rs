@@ -124,30 +124,32 @@ impl Cell {
 
     /// A local (not exported) symbol `name` at `offset` in `section`.
     pub(crate) fn local(&mut self, name: &str, section: SectionId, offset: u64) -> SymbolId {
+        self.local_of_kind(name, section, offset, 0, SymbolKind::Data)
+    }
+
+    /// A local (not exported) function `name` at `offset` in `section`.
+    pub(crate) fn local_function(&mut self, name: &str, section: SectionId, offset: u64) {
+        self.local_of_kind(name, section, offset, 1, SymbolKind::Text);
+    }
+
+    fn local_of_kind(
+        &mut self,
+        name: &str,
+        section: SectionId,
+        offset: u64,
+        size: u64,
+        kind: SymbolKind,
+    ) -> SymbolId {
         self.obj.add_symbol(Symbol {
             name: name.as_bytes().to_vec(),
             value: offset,
-            size: 0,
-            kind: SymbolKind::Data,
+            size,
+            kind,
             scope: SymbolScope::Compilation,
             weak: false,
             section: SymbolSection::Section(section),
             flags: SymbolFlags::None,
         })
-    }
-
-    /// A local (not exported) function `name` at `offset` in `section`.
-    pub(crate) fn local_function(&mut self, name: &str, section: SectionId, offset: u64) {
-        self.obj.add_symbol(Symbol {
-            name: name.as_bytes().to_vec(),
-            value: offset,
-            size: 1,
-            kind: SymbolKind::Text,
-            scope: SymbolScope::Compilation,
-            weak: false,
-            section: SymbolSection::Section(section),
-            flags: SymbolFlags::None,
-        });
     }
 
     /// A global function `name` in its own `.text.<name>` section.
